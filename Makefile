@@ -1,0 +1,32 @@
+# Two entry points: `make run` (main job) and `make test` (the test suite). Both install what they need.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+KPILOT := $(VENV)/bin/kpilot
+STAMP  := $(VENV)/.kernelpilot-installed
+
+.PHONY: sysdeps deps build run test bench clean
+
+sysdeps:
+	@bash scripts/install-sysdeps.sh
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "^WARNING: Location" || true
+	@$(PY) -c "import kernelpilot" && touch $(STAMP)
+
+deps: sysdeps $(STAMP)
+
+build: deps
+	@$(KPILOT) build
+
+run: build
+	@$(KPILOT) run
+
+test: build
+	@$(PY) -m pytest -q tests
+
+bench: build
+	@$(KPILOT) bench all --json
+
+clean:
+	rm -rf kernelpilot/bpf/_build

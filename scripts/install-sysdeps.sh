@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the system packages kernelpilot needs, only when missing and only as root.
+set -u
+need=()
+command -v clang >/dev/null || need+=(clang)
+command -v llvm-strip >/dev/null || need+=(llvm)
+command -v bpftool >/dev/null || need+=(bpftool)
+[ -e /usr/include/bpf/libbpf.h ] || need+=(libbpf-dev)
+ldconfig -p | grep -q 'libbpf.so.1 ' || need+=(libbpf1)
+command -v stress-ng >/dev/null || need+=(stress-ng)
+command -v gcc >/dev/null || need+=(gcc)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "kernelpilot: missing system packages (${need[*]}); run as root or: sudo apt-get install ${need[*]}" >&2
+  exit 0
+fi
+echo "kernelpilot: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null && apt-get install -y -qq "${need[@]}" >/dev/null
