@@ -1,0 +1,52 @@
+/* One fixed-size record for every event kernelpilot observes (72 bytes).
+ * Mirrored by kernelpilot.traces.schema.EVENT_DTYPE: change both together. */
+#ifndef KP_EVENTS_H
+#define KP_EVENTS_H
+
+#define KP_COMM_LEN 16
+
+struct kp_event {
+	__u64 ts;      /* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
+	__u32 pid;     /* thread id */
+	__u32 tgid;    /* process id */
+	__u16 kind;    /* enum kp_kind */
+	__u16 cpu;
+	__u32 aux;     /* kind-specific small field (fd, flags) */
+	__u64 a0, a1, a2, a3; /* kind-specific arguments, see schema.py */
+	char comm[KP_COMM_LEN];
+};
+
+enum kp_kind {
+	KP_SCHED_SWITCH = 1,
+	KP_SCHED_WAKEUP = 2,
+	KP_PROC_FORK = 3,
+	KP_PROC_EXIT = 4,
+	KP_PROC_EXEC = 5,
+	KP_SYSCALL = 6,
+	KP_PAGE_FAULT = 7,
+	KP_MMAP = 8,
+	KP_MUNMAP = 9,
+	KP_IOCTL = 10,
+	KP_FILE_READ = 11,
+	KP_FILE_MISS = 12,
+	KP_FILE_FAULT = 13,
+};
+
+/* Filter bits in kp_config.filter; all set bits must match. */
+#define KP_FILTER_PIDS   1  /* thread id in kp_pids (children are added at fork) */
+#define KP_FILTER_CGROUP 2  /* current cgroup v2 id == cgroup_id */
+#define KP_FILTER_COMM   4  /* current comm starts with comm */
+
+struct kp_config {
+	__u32 filter;
+	__u32 exclude_tgid; /* never record this process (the recorder itself); 0 = none */
+	__u64 cgroup_id;
+	char comm[KP_COMM_LEN];
+};
+
+/* kp_stats slots (per-CPU counters) */
+#define KP_STAT_DROPPED 0
+#define KP_STAT_EMITTED 1
+#define KP_STAT_FILTERED 2
+
+#endif

@@ -1,0 +1,361 @@
+// SPDX-License-Identifier: GPL-2.0
+/* kernelpilot's observer: scheduler, syscall, page-fault, mm and file-cache events
+ * into one ring buffer of fixed-size records. Each program is attached on demand. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include "kp_events.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 24);
+} kp_ring SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kp_config);
+} kp_cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u8);
+} kp_pids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 3);
+	__type(key, __u32);
+	__type(value, __u64);
+} kp_stats SEC(".maps");
+
+static __always_inline void kp_count(__u32 slot)
+{
+	__u64 *v = bpf_map_lookup_elem(&kp_stats, &slot);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline int kp_comm_match(const char *have, const char *want)
+{
+	for (int i = 0; i < KP_COMM_LEN; i++) {
+		if (want[i] == 0)
+			return 1;
+		if (have[i] != want[i])
+			return 0;
+	}
+	return 1;
+}
+
+/* Does the filter accept thread `pid` of process `tgid` (with comm `comm`, may be NULL)? */
+static __always_inline int kp_want(__u32 pid, __u32 tgid, const char *comm)
+{
+	__u32 k = 0;
+	struct kp_config *c = bpf_map_lookup_elem(&kp_cfg, &k);
+	if (!c)
+		return 0;
+	if (c->exclude_tgid && tgid == c->exclude_tgid)
+		return 0;
+	if (!c->filter)
+		return 1;
+	if ((c->filter & KP_FILTER_PIDS) && !bpf_map_lookup_elem(&kp_pids, &pid))
+		return 0;
+	if ((c->filter & KP_FILTER_CGROUP) && bpf_get_current_cgroup_id() != c->cgroup_id)
+		return 0;
+	if (c->filter & KP_FILTER_COMM) {
+		char cur[KP_COMM_LEN];
+		if (!comm) {
+			bpf_get_current_comm(cur, sizeof(cur));
+			comm = cur;
+		}
+		if (!kp_comm_match(comm, c->comm))
+			return 0;
+	}
+	return 1;
+}
+
+static __always_inline struct kp_event *kp_reserve(__u16 kind)
+{
+	struct kp_event *e = bpf_ringbuf_reserve(&kp_ring, sizeof(*e), 0);
+	if (!e) {
+		kp_count(KP_STAT_DROPPED);
+		return 0;
+	}
+	e->ts = bpf_ktime_get_ns();
+	e->kind = kind;
+	e->cpu = bpf_get_smp_processor_id();
+	e->aux = 0;
+	return e;
+}
+
+/* Consumers poll in bulk, so producers never wake them up (cheaper per event). */
+static __always_inline void kp_submit(struct kp_event *e)
+{
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+}
+
+static __always_inline struct kp_event *kp_current_event(__u16 kind)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 pid = (__u32)id, tgid = id >> 32;
+	if (!kp_want(pid, tgid, 0))
+		return 0;
+	struct kp_event *e = kp_reserve(kind);
+	if (!e)
+		return 0;
+	e->pid = pid;
+	e->tgid = tgid;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	return e;
+}
+
+/* Resolve an fd of the current task to its inode's (rdev, ino). */
+static __always_inline void kp_fd_inode(__s64 fd, __u64 *rdev, __u64 *ino)
+{
+	struct task_struct *t = (void *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
+	if (!fdt || fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+		return;
+	struct file **arr = BPF_CORE_READ(fdt, fd);
+	struct file *f = 0;
+	bpf_probe_read_kernel(&f, sizeof(f), &arr[fd]);
+	if (!f)
+		return;
+	*rdev = BPF_CORE_READ(f, f_inode, i_rdev);
+	*ino = BPF_CORE_READ(f, f_inode, i_ino);
+}
+
+/* ---- scheduler ---- */
+
+SEC("raw_tp/sched_switch")
+int kp_sched_switch(struct bpf_raw_tracepoint_args *ctx)
+{
+	bool preempt = (bool)ctx->args[0];
+	struct task_struct *prev = (void *)ctx->args[1], *next = (void *)ctx->args[2];
+	__u32 prev_pid = BPF_CORE_READ(prev, pid), next_pid = BPF_CORE_READ(next, pid);
+	__u32 prev_tgid = BPF_CORE_READ(prev, tgid), next_tgid = BPF_CORE_READ(next, tgid);
+	char comm[KP_COMM_LEN];
+	BPF_CORE_READ_STR_INTO(&comm, prev, comm);
+	if (!kp_want(prev_pid, prev_tgid, comm)) {
+		char ncomm[KP_COMM_LEN];
+		BPF_CORE_READ_STR_INTO(&ncomm, next, comm);
+		if (!kp_want(next_pid, next_tgid, ncomm))
+			return 0;
+	}
+	struct kp_event *e = kp_reserve(KP_SCHED_SWITCH);
+	if (!e)
+		return 0;
+	e->pid = prev_pid;
+	e->tgid = prev_tgid;
+	e->a0 = next_pid;
+	e->a1 = ctx->args[3]; /* prev_state: 0 = still runnable (involuntary) */
+	e->a2 = next_tgid;
+	e->a3 = preempt;
+	e->aux = BPF_CORE_READ(prev, prio);
+	__builtin_memcpy(e->comm, comm, sizeof(comm));
+	kp_submit(e);
+	return 0;
+}
+
+static __always_inline int kp_wakeup(struct bpf_raw_tracepoint_args *ctx, __u32 is_new)
+{
+	struct task_struct *p = (void *)ctx->args[0];
+	__u32 pid = BPF_CORE_READ(p, pid), tgid = BPF_CORE_READ(p, tgid);
+	char comm[KP_COMM_LEN];
+	BPF_CORE_READ_STR_INTO(&comm, p, comm);
+	if (!kp_want(pid, tgid, comm))
+		return 0;
+	struct kp_event *e = kp_reserve(KP_SCHED_WAKEUP);
+	if (!e)
+		return 0;
+	__u64 waker = bpf_get_current_pid_tgid();
+	e->pid = pid;
+	e->tgid = tgid;
+	e->a0 = (__u32)waker;
+	e->a1 = BPF_CORE_READ(p, wake_cpu);
+	e->a2 = waker >> 32;
+	e->a3 = BPF_CORE_READ(p, prio);
+	e->aux = is_new;
+	__builtin_memcpy(e->comm, comm, sizeof(comm));
+	kp_submit(e);
+	return 0;
+}
+
+SEC("raw_tp/sched_wakeup")
+int kp_sched_wakeup(struct bpf_raw_tracepoint_args *ctx) { return kp_wakeup(ctx, 0); }
+
+SEC("raw_tp/sched_wakeup_new")
+int kp_sched_wakeup_new(struct bpf_raw_tracepoint_args *ctx) { return kp_wakeup(ctx, 1); }
+
+/* ---- process lifecycle (also keeps the pid filter following children) ---- */
+
+SEC("raw_tp/sched_process_fork")
+int kp_proc_fork(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *parent = (void *)ctx->args[0], *child = (void *)ctx->args[1];
+	__u32 ppid = BPF_CORE_READ(parent, pid), cpid = BPF_CORE_READ(child, pid);
+	__u8 one = 1;
+	if (bpf_map_lookup_elem(&kp_pids, &ppid))
+		bpf_map_update_elem(&kp_pids, &cpid, &one, BPF_ANY);
+	struct kp_event *e = kp_current_event(KP_PROC_FORK);
+	if (!e)
+		return 0;
+	e->a0 = cpid;
+	e->a1 = BPF_CORE_READ(child, tgid);
+	kp_submit(e);
+	return 0;
+}
+
+SEC("tp/sched/sched_process_exit")
+int kp_proc_exit(void *ctx)
+{
+	struct kp_event *e = kp_current_event(KP_PROC_EXIT);
+	if (e) {
+		struct task_struct *t = (void *)bpf_get_current_task();
+		e->a0 = BPF_CORE_READ(t, exit_code);
+		kp_submit(e);
+	}
+	__u32 pid = (__u32)bpf_get_current_pid_tgid();
+	bpf_map_delete_elem(&kp_pids, &pid);
+	return 0;
+}
+
+SEC("tp/sched/sched_process_exec")
+int kp_proc_exec(struct trace_event_raw_sched_process_exec *ctx)
+{
+	struct kp_event *e = kp_current_event(KP_PROC_EXEC);
+	if (!e)
+		return 0;
+	e->a0 = ctx->old_pid;
+	kp_submit(e);
+	return 0;
+}
+
+/* ---- system calls ---- */
+
+SEC("tp/raw_syscalls/sys_enter")
+int kp_sys_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	struct kp_event *e = kp_current_event(KP_SYSCALL);
+	if (!e)
+		return 0;
+	e->a0 = ctx->id;
+	e->a1 = ctx->args[0];
+	e->a2 = ctx->args[1];
+	e->a3 = ctx->args[2];
+	kp_submit(e);
+	return 0;
+}
+
+/* ---- memory ---- */
+
+SEC("tp/exceptions/page_fault_user")
+int kp_page_fault(struct trace_event_raw_exceptions *ctx)
+{
+	struct kp_event *e = kp_current_event(KP_PAGE_FAULT);
+	if (!e)
+		return 0;
+	e->a0 = ctx->address;
+	e->a1 = ctx->ip;
+	e->a2 = ctx->error_code;
+	kp_submit(e);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_enter_mmap")
+int kp_mmap(struct trace_event_raw_sys_enter *ctx)
+{
+	struct kp_event *e = kp_current_event(KP_MMAP);
+	if (!e)
+		return 0;
+	__s64 fd = (__s32)ctx->args[4];
+	__u64 rdev = 0, ino = 0;
+	if (fd >= 0)
+		kp_fd_inode(fd, &rdev, &ino);
+	e->aux = (__u32)fd;
+	e->a0 = ctx->args[1];                               /* length */
+	e->a1 = (ctx->args[2] & 0xffffffff) | (ctx->args[3] << 32); /* prot | flags << 32 */
+	e->a2 = rdev;
+	e->a3 = ino;
+	kp_submit(e);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_enter_munmap")
+int kp_munmap(struct trace_event_raw_sys_enter *ctx)
+{
+	struct kp_event *e = kp_current_event(KP_MUNMAP);
+	if (!e)
+		return 0;
+	e->a0 = ctx->args[0];
+	e->a1 = ctx->args[1];
+	kp_submit(e);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_enter_ioctl")
+int kp_ioctl(struct trace_event_raw_sys_enter *ctx)
+{
+	struct kp_event *e = kp_current_event(KP_IOCTL);
+	if (!e)
+		return 0;
+	__s64 fd = (__s32)ctx->args[0];
+	__u64 rdev = 0, ino = 0;
+	kp_fd_inode(fd, &rdev, &ino);
+	e->aux = (__u32)fd;
+	e->a0 = ctx->args[1] & 0xffffffff; /* cmd */
+	e->a1 = ctx->args[2];              /* arg */
+	e->a2 = rdev;
+	e->a3 = ino;
+	kp_submit(e);
+	return 0;
+}
+
+/* ---- page cache (file reads) ---- */
+
+SEC("tp/filemap/mm_filemap_get_pages")
+int kp_file_read(struct trace_event_raw_mm_filemap_op_page_cache_range *ctx)
+{
+	struct kp_event *e = kp_current_event(KP_FILE_READ);
+	if (!e)
+		return 0;
+	e->a0 = ctx->i_ino;
+	e->a1 = ctx->index;
+	e->a2 = ctx->last_index;
+	e->a3 = ctx->s_dev;
+	kp_submit(e);
+	return 0;
+}
+
+SEC("tp/filemap/mm_filemap_add_to_page_cache")
+int kp_file_miss(struct trace_event_raw_mm_filemap_op_page_cache *ctx)
+{
+	struct kp_event *e = kp_current_event(KP_FILE_MISS);
+	if (!e)
+		return 0;
+	e->a0 = ctx->i_ino;
+	e->a1 = ctx->index;
+	e->a2 = ctx->order;
+	e->a3 = ctx->s_dev;
+	kp_submit(e);
+	return 0;
+}
+
+SEC("tp/filemap/mm_filemap_fault")
+int kp_file_fault(struct trace_event_raw_mm_filemap_fault *ctx)
+{
+	struct kp_event *e = kp_current_event(KP_FILE_FAULT);
+	if (!e)
+		return 0;
+	e->a0 = ctx->i_ino;
+	e->a1 = ctx->index;
+	e->a3 = ctx->s_dev;
+	kp_submit(e);
+	return 0;
+}
