@@ -1,0 +1,1 @@
+"""Importers for public trace formats (ADFA-LD syscall traces, strace logs)."""

@@ -1,0 +1,153 @@
+"""Recording: run a source for a duration (or while a command runs) and stream its events to a
+Parquet trace or into memory. Ctrl-C and SIGTERM end the recording cleanly: the file is valid."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kernelpilot.errors import KpError
+from kernelpilot.traces import schema as S
+from kernelpilot.traces.sources import open_source
+from kernelpilot.traces.store import TraceWriter
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
+def spawn_held(argv: list[str]) -> tuple[subprocess.Popen, int]:
+    """Start `argv` held before exec, so tracing can be set up on its pid first. Returns the
+    process and the write end of the pipe that releases it."""
+    r, w = os.pipe()
+    try:
+        proc = subprocess.Popen(["/bin/sh", "-c", 'read _ <&3; exec 3<&-; exec "$@"', "kpilot-run", *argv],
+                                pass_fds=(r,), env={**os.environ, "KPILOT_TRACED": "1"},
+                                preexec_fn=lambda: os.dup2(r, 3) and None)
+    except OSError as e:
+        os.close(r)
+        os.close(w)
+        raise KpError(f"cannot start {argv[0]}: {e.strerror}") from None
+    os.close(r)
+    return proc, w
+
+
+def run_recording(groups, sink, duration: float | None = None, cmd: list[str] | None = None,
+                  source: str = "auto", pids=None, cgroup=None, comm=None, notes: list | None = None,
+                  on_poll=None, poll_interval: float = 0.02, exclude_self: bool = True) -> dict:
+    """Core loop. `sink(batch)` gets each numpy batch. Returns a summary dict."""
+    notes = [] if notes is None else notes
+    proc = wfd = None
+    if cmd:
+        if not cmd[0] or (os.sep not in cmd[0] and not _which(cmd[0])):
+            raise KpError(f"command not found: {cmd[0]}")
+        proc, wfd = spawn_held(cmd)
+        pids = [proc.pid, *(pids or [])]
+    kw = {"pids": pids}
+    if source in ("auto", "ebpf"):
+        kw.update(cgroup=cgroup, comm=comm, exclude_self=exclude_self)
+    old_term = signal.signal(signal.SIGTERM, _raise_terminated)
+    src = None
+    t0 = time.monotonic()
+    reason = "duration"
+    counts = np.zeros(max(S.KINDS) + 1, dtype=np.int64)
+    total = 0
+    try:
+        try:
+            src = open_source(source, groups, notes=notes, **kw)
+        except BaseException:
+            if proc:
+                proc.kill()
+                proc.wait()
+            raise
+        if wfd is not None:
+            os.write(wfd, b"go\n")
+            os.close(wfd)
+            wfd = None
+        while True:
+            batch = src.poll()
+            if len(batch):
+                sink(batch)
+                total += len(batch)
+                counts += np.bincount(batch["kind"], minlength=len(counts))[: len(counts)]
+            if on_poll:
+                on_poll(total, src)
+            if proc is not None and proc.poll() is not None:
+                reason = "command exited"
+                break
+            if duration is not None and time.monotonic() - t0 >= duration:
+                break
+            if not len(batch):
+                time.sleep(poll_interval)
+        time.sleep(0.02)
+        tail = src.poll()  # what was committed before we stopped
+        if len(tail):
+            sink(tail)
+            total += len(tail)
+            counts += np.bincount(tail["kind"], minlength=len(counts))[: len(counts)]
+    except KeyboardInterrupt:
+        reason = "interrupted (Ctrl-C)"
+    except _Terminated:
+        reason = "terminated (SIGTERM)"
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        stats = src.stats() if src else {}
+        if src:
+            src.stop()
+        if wfd is not None:
+            os.close(wfd)
+        if proc is not None and proc.poll() is None and reason != "command exited":
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    elapsed = time.monotonic() - t0
+    return {"source": stats.get("source", source), "events": int(total), "dropped": int(stats.get("dropped", 0)),
+            "seconds": round(elapsed, 3), "events_per_s": round(total / elapsed, 1) if elapsed else 0.0,
+            "stopped": reason, "notes": notes,
+            "exit_code": proc.returncode if proc is not None else None,
+            "kinds": {S.KINDS[i]: int(c) for i, c in enumerate(counts) if c and i in S.KINDS}}
+
+
+def _which(name: str) -> bool:
+    from shutil import which
+    return which(name) is not None
+
+
+def host_meta(groups, cmd=None) -> dict:
+    u = os.uname()
+    return {"host": u.nodename, "kernel": u.release, "machine": u.machine, "groups": list(groups),
+            "command": cmd or None, "wall_minus_mono_ns": time.time_ns() - time.monotonic_ns(),
+            "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def record_to_file(out: str | os.PathLike, groups, **kw) -> dict:
+    """Record to a Parquet trace; the file is complete and valid however the recording ends."""
+    out = Path(out)
+    writer = TraceWriter(out, host_meta(groups, kw.get("cmd")))
+    summary = None
+    try:
+        summary = run_recording(groups, writer.write, **kw)
+    finally:
+        final = {k: summary[k] for k in ("source", "dropped", "stopped", "seconds")} if summary else {"stopped": "error"}
+        writer.close(final)
+    summary["output"] = str(out)
+    summary["rows"] = writer.rows
+    return summary
+
+
+def trace_command(argv: list[str], groups=("syscalls",), source: str = "auto", **kw) -> tuple[np.ndarray, dict]:
+    """Run a command under the tracer (children followed) and return its events and a summary."""
+    parts: list[np.ndarray] = []
+    summary = run_recording(list(groups), parts.append, cmd=list(argv), source=source, **kw)
+    ev = np.concatenate(parts) if parts else S.empty()
+    return ev, summary
