@@ -1,0 +1,87 @@
+"""A security model file: the vocabulary, one or more trained detectors and their alarm thresholds,
+saved as one JSON document (never pickle)."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kernelpilot.errors import KpError
+from kernelpilot.security import detectors as D
+from kernelpilot.security.features import STRIDE, WINDOW, Trace, Vocabulary
+
+FORMAT = "kernelpilot.security.model"
+VERSION = 1
+DEFAULT_KINDS = ("stide", "freq", "tree", "cnn")
+
+
+class SecurityModel:
+    def __init__(self, vocab: Vocabulary, window: int = WINDOW, stride: int = STRIDE):
+        self.vocab, self.window, self.stride = vocab, window, stride
+        self.detectors: dict[str, D.Detector] = {}
+        self.thresholds: dict[str, dict[str, float]] = {}
+        self.info: dict = {}
+
+    @classmethod
+    def train(cls, traces: list[Trace], kinds=DEFAULT_KINDS, calibrate: float = 0.2, seed: int = 0,
+              window: int = WINDOW, stride: int = STRIDE, cnn_epochs: int = 6,
+              progress=None) -> "SecurityModel":
+        traces = [t for t in traces if len(t)]
+        if len(traces) < 2:
+            raise KpError("training needs at least 2 non-empty normal traces")
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(traces))
+        n_cal = int(len(traces) * calibrate) if len(traces) >= 10 else 0
+        cal, fit = [traces[i] for i in order[:n_cal]], [traces[i] for i in order[n_cal:]]
+        m = cls(Vocabulary.from_traces(fit), window, stride)
+        seqs = [m.vocab.encode(t.calls) for t in fit]
+        for kind in kinds:
+            t0 = time.perf_counter()
+            kw = {"epochs": cnn_epochs} if kind == "cnn" else {}
+            det = D.make(kind, m.vocab, window=window, stride=stride, **kw).fit(seqs, seed)
+            m.detectors[kind] = det
+            m.info[f"{kind}_fit_s"] = round(time.perf_counter() - t0, 2)
+            if progress:
+                progress(kind)
+        if cal:
+            for kind, det in m.detectors.items():
+                w = np.concatenate([det.window_scores(m.vocab.encode(t.calls)) for t in cal])
+                m.thresholds[kind] = {"fpr_1pct": float(np.quantile(w, 0.99)),
+                                      "fpr_0.1pct": float(np.quantile(w, 0.999))}
+        m.info.update(n_traces=len(fit), n_calibration=len(cal), n_calls=int(sum(len(s) for s in seqs)))
+        return m
+
+    def encode(self, traces: list[Trace], what: str = "data") -> list[np.ndarray]:
+        self.vocab.check_compatible(traces, what)
+        return [self.vocab.encode(t.calls) for t in traces]
+
+    def save(self, path) -> None:
+        doc = {"format": FORMAT, "version": VERSION, "window": self.window, "stride": self.stride,
+               "vocabulary": self.vocab.to_json(), "thresholds": self.thresholds, "info": self.info,
+               "detectors": {k: {"kind": d.kind, "kernelizable": d.kernelizable, **d.params()}
+                             for k, d in self.detectors.items()}}
+        Path(path).write_text(json.dumps(doc, separators=(",", ":")))
+
+    @classmethod
+    def load(cls, path) -> "SecurityModel":
+        path = Path(path)
+        try:
+            doc = json.loads(path.read_text())
+        except OSError as e:
+            raise KpError(f"cannot read model {path}: {e.strerror}") from None
+        except (ValueError, UnicodeDecodeError):
+            raise KpError(f"model {path} is not JSON") from None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise KpError(f"{path} is not a kernelpilot security model")
+        if doc.get("version") != VERSION:
+            raise KpError(f"model {path} has version {doc.get('version')}; this kernelpilot reads {VERSION}")
+        try:
+            m = cls(Vocabulary.from_json(doc["vocabulary"]), int(doc["window"]), int(doc["stride"]))
+            for name, p in doc["detectors"].items():
+                m.detectors[name] = D.make(p["kind"], m.vocab, window=m.window, stride=m.stride).load(p)
+        except (KeyError, TypeError, ValueError) as e:
+            raise KpError(f"model {path} is incomplete or corrupt ({type(e).__name__}: {e})") from None
+        m.thresholds, m.info = doc.get("thresholds", {}), doc.get("info", {})
+        return m
