@@ -1,1 +1,1 @@
-"""Importers for public trace formats (ADFA-LD syscall traces, strace logs)."""
+"""Readers for cache/block traces from other tools: libCacheSim oracleGeneral, CSV/txt, block traces."""

@@ -1,0 +1,720 @@
+"""Classic replacement policies as numba kernels over dense object ids.
+
+Every kernel takes `ids` (dense int64, 0..n_obj-1), `sz` (int64 size per request), `cap` (cache
+size in the same unit) and `n_obj`, and returns a uint8 array: 1 where the request hit. The
+semantics follow libCacheSim's (find -> evict while full -> insert), so miss ratios match.
+Queues are intrusive doubly linked lists: head = newest, tail = oldest, `prv` points to the head.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+NONE = -1
+
+
+@njit(cache=True, inline="always")
+def _unlink(prv, nxt, H, T, q, i):
+    p = prv[i]
+    n = nxt[i]
+    if p >= 0:
+        nxt[p] = n
+    else:
+        H[q] = n
+    if n >= 0:
+        prv[n] = p
+    else:
+        T[q] = p
+    prv[i] = -1
+    nxt[i] = -1
+
+
+@njit(cache=True, inline="always")
+def _push(prv, nxt, H, T, q, i):
+    prv[i] = -1
+    nxt[i] = H[q]
+    if H[q] >= 0:
+        prv[H[q]] = i
+    else:
+        T[q] = i
+    H[q] = i
+
+
+@njit(cache=True, inline="always")
+def _append(prv, nxt, H, T, q, i):
+    nxt[i] = -1
+    prv[i] = T[q]
+    if T[q] >= 0:
+        nxt[T[q]] = i
+    else:
+        H[q] = i
+    T[q] = i
+
+
+def _lists(n_obj, k):
+    return (np.full(n_obj, -1, np.int64), np.full(n_obj, -1, np.int64),
+            np.full(k, -1, np.int64), np.full(k, -1, np.int64))
+
+
+@njit(cache=True)
+def _fifo_lru(ids, sz, cap, n_obj, lru):
+    prv = np.full(n_obj, -1, np.int64)
+    nxt = np.full(n_obj, -1, np.int64)
+    H = np.full(1, -1, np.int64)
+    T = np.full(1, -1, np.int64)
+    inc = np.zeros(n_obj, np.bool_)
+    osz = np.zeros(n_obj, np.int64)
+    hit = np.zeros(ids.shape[0], np.uint8)
+    occ = 0
+    for t in range(ids.shape[0]):
+        i = ids[t]
+        if inc[i]:
+            hit[t] = 1
+            if lru and H[0] != i:
+                _unlink(prv, nxt, H, T, 0, i)
+                _push(prv, nxt, H, T, 0, i)
+            continue
+        s = sz[t]
+        while occ + s > cap:
+            v = T[0]
+            _unlink(prv, nxt, H, T, 0, v)
+            inc[v] = False
+            occ -= osz[v]
+        _push(prv, nxt, H, T, 0, i)
+        inc[i] = True
+        osz[i] = s
+        occ += s
+    return hit
+
+
+@njit(cache=True)
+def fifo(ids, sz, cap, n_obj):
+    return _fifo_lru(ids, sz, cap, n_obj, False)
+
+
+@njit(cache=True)
+def lru(ids, sz, cap, n_obj):
+    return _fifo_lru(ids, sz, cap, n_obj, True)
+
+
+@njit(cache=True)
+def clock(ids, sz, cap, n_obj):
+    """FIFO with reinsertion, 1-bit reference counter (libCacheSim Clock)."""
+    prv = np.full(n_obj, -1, np.int64)
+    nxt = np.full(n_obj, -1, np.int64)
+    H = np.full(1, -1, np.int64)
+    T = np.full(1, -1, np.int64)
+    inc = np.zeros(n_obj, np.bool_)
+    ref = np.zeros(n_obj, np.int8)
+    osz = np.zeros(n_obj, np.int64)
+    hit = np.zeros(ids.shape[0], np.uint8)
+    occ = 0
+    for t in range(ids.shape[0]):
+        i = ids[t]
+        if inc[i]:
+            hit[t] = 1
+            ref[i] = 1
+            continue
+        s = sz[t]
+        while occ + s > cap:
+            v = T[0]
+            while ref[v] >= 1:
+                ref[v] -= 1
+                _unlink(prv, nxt, H, T, 0, v)
+                _push(prv, nxt, H, T, 0, v)
+                v = T[0]
+            _unlink(prv, nxt, H, T, 0, v)
+            inc[v] = False
+            occ -= osz[v]
+        _push(prv, nxt, H, T, 0, i)
+        inc[i] = True
+        ref[i] = 0
+        osz[i] = s
+        occ += s
+    return hit
+
+
+@njit(cache=True)
+def sieve(ids, sz, cap, n_obj):
+    prv = np.full(n_obj, -1, np.int64)
+    nxt = np.full(n_obj, -1, np.int64)
+    H = np.full(1, -1, np.int64)
+    T = np.full(1, -1, np.int64)
+    inc = np.zeros(n_obj, np.bool_)
+    vis = np.zeros(n_obj, np.int8)
+    osz = np.zeros(n_obj, np.int64)
+    hit = np.zeros(ids.shape[0], np.uint8)
+    occ = 0
+    hand = -1
+    for t in range(ids.shape[0]):
+        i = ids[t]
+        if inc[i]:
+            hit[t] = 1
+            vis[i] = 1
+            continue
+        s = sz[t]
+        while occ + s > cap:
+            v = hand if hand >= 0 else T[0]
+            while vis[v] > 0:
+                vis[v] -= 1
+                v = prv[v] if prv[v] >= 0 else T[0]
+            hand = prv[v]
+            _unlink(prv, nxt, H, T, 0, v)
+            inc[v] = False
+            occ -= osz[v]
+        _push(prv, nxt, H, T, 0, i)
+        inc[i] = True
+        vis[i] = 0
+        osz[i] = s
+        occ += s
+    return hit
+
+
+@njit(cache=True)
+def lfu(ids, sz, cap, n_obj):
+    """LFU, FIFO among equal frequencies; frequency forgotten on eviction."""
+    n = ids.shape[0]
+    cnt = np.zeros(n_obj, np.int64)
+    for t in range(n):
+        cnt[ids[t]] += 1
+    maxf = 2
+    for j in range(n_obj):
+        if cnt[j] + 2 > maxf:
+            maxf = cnt[j] + 2
+    prv = np.full(n_obj, -1, np.int64)
+    nxt = np.full(n_obj, -1, np.int64)
+    H = np.full(maxf, -1, np.int64)
+    T = np.full(maxf, -1, np.int64)
+    freq = np.zeros(n_obj, np.int64)
+    osz = np.zeros(n_obj, np.int64)
+    hit = np.zeros(n, np.uint8)
+    occ = 0
+    minf = 1
+    hi = 1
+    for t in range(n):
+        i = ids[t]
+        f = freq[i]
+        if f > 0:
+            hit[t] = 1
+            _unlink(prv, nxt, H, T, f, i)
+            freq[i] = f + 1
+            if f + 1 > hi:
+                hi = f + 1
+            _append(prv, nxt, H, T, f + 1, i)
+            if minf == f and H[f] < 0:
+                minf = f + 1
+            continue
+        s = sz[t]
+        while occ + s > cap:
+            v = H[minf]
+            _unlink(prv, nxt, H, T, minf, v)
+            if H[minf] < 0:
+                for g in range(minf + 1, hi + 1):
+                    if H[g] >= 0:
+                        minf = g
+                        break
+            freq[v] = 0
+            occ -= osz[v]
+        minf = 1
+        freq[i] = 1
+        _append(prv, nxt, H, T, 1, i)
+        osz[i] = s
+        occ += s
+    return hit
+
+
+@njit(cache=True)
+def arc(ids, sz, cap, n_obj):
+    """ARC (Megiddo & Modha) with a float p, as libCacheSim implements it."""
+    T1, T2, B1, B2 = 0, 1, 2, 3
+    prv = np.full(n_obj, -1, np.int64)
+    nxt = np.full(n_obj, -1, np.int64)
+    H = np.full(4, -1, np.int64)
+    T = np.full(4, -1, np.int64)
+    where = np.full(n_obj, -1, np.int8)
+    osz = np.zeros(n_obj, np.int64)
+    L = np.zeros(4, np.int64)  # bytes per list
+    hit = np.zeros(ids.shape[0], np.uint8)
+    p = 0.0
+    for t in range(ids.shape[0]):
+        i = ids[t]
+        w = where[i]
+        s = sz[t]
+        if w == T1 or w == T2:
+            hit[t] = 1
+            _unlink(prv, nxt, H, T, w, i)
+            _push(prv, nxt, H, T, T2, i)
+            L[w] -= osz[i]
+            L[T2] += osz[i]
+            where[i] = T2
+            continue
+        in_b1 = w == B1
+        in_b2 = w == B2
+        if in_b1:
+            p = min(p + max(L[B2] / L[B1], 1.0), float(cap))
+        elif in_b2:
+            p = max(p - max(L[B1] / L[B2], 1.0), 0.0)
+        if in_b1 or in_b2:
+            _unlink(prv, nxt, H, T, w, i)
+            L[w] -= osz[i]
+            where[i] = -1
+        if s > cap:
+            continue
+        while L[T1] + L[T2] + s > cap:
+            if in_b1 or in_b2:
+                _arc_replace(prv, nxt, H, T, where, osz, L, p, in_b2)
+            elif L[T1] + L[B1] + s > cap:
+                if L[B1] > 0:
+                    v = T[B1]
+                    _unlink(prv, nxt, H, T, B1, v)
+                    L[B1] -= osz[v]
+                    where[v] = -1
+                    _arc_replace(prv, nxt, H, T, where, osz, L, p, in_b2)
+                else:
+                    v = T[T1]
+                    _unlink(prv, nxt, H, T, T1, v)
+                    L[T1] -= osz[v]
+                    where[v] = -1
+            else:
+                if L[0] + L[1] + L[2] + L[3] >= 2 * cap and L[B2] > 0:
+                    v = T[B2]
+                    _unlink(prv, nxt, H, T, B2, v)
+                    L[B2] -= osz[v]
+                    where[v] = -1
+                _arc_replace(prv, nxt, H, T, where, osz, L, p, in_b2)
+        q = T2 if (in_b1 or in_b2) else T1
+        _push(prv, nxt, H, T, q, i)
+        where[i] = q
+        osz[i] = s
+        L[q] += s
+    return hit
+
+
+@njit(cache=True)
+def _arc_replace(prv, nxt, H, T, where, osz, L, p, in_b2):
+    if (L[0] > 0 and (L[0] > p or (L[0] == p and in_b2))) or L[1] == 0:
+        a, b = 0, 2
+    else:
+        a, b = 1, 3
+    v = T[a]
+    _unlink(prv, nxt, H, T, a, v)
+    L[a] -= osz[v]
+    L[b] += osz[v]
+    _push(prv, nxt, H, T, b, v)
+    where[v] = b
+
+
+@njit(cache=True)
+def twoq(ids, sz, cap, n_obj):
+    """2Q: Ain FIFO (25%), Aout ghost FIFO (50%), Am LRU (rest), as in libCacheSim."""
+    AIN, AOUT, AM = 0, 1, 2
+    ain_cap = np.int64(cap * 0.25)
+    aout_cap = np.int64(cap * 0.5)
+    am_cap = cap - ain_cap
+    prv = np.full(n_obj, -1, np.int64)
+    nxt = np.full(n_obj, -1, np.int64)
+    H = np.full(3, -1, np.int64)
+    T = np.full(3, -1, np.int64)
+    where = np.full(n_obj, -1, np.int8)
+    osz = np.zeros(n_obj, np.int64)
+    L = np.zeros(3, np.int64)
+    hit = np.zeros(ids.shape[0], np.uint8)
+    for t in range(ids.shape[0]):
+        i = ids[t]
+        w = where[i]
+        s = sz[t]
+        if w == AIN:
+            hit[t] = 1
+            continue
+        ghost = False
+        if w == AOUT:
+            _unlink(prv, nxt, H, T, AOUT, i)
+            L[AOUT] -= osz[i]
+            where[i] = -1
+            ghost = True
+        elif w == AM:
+            hit[t] = 1
+            _unlink(prv, nxt, H, T, AM, i)
+            _push(prv, nxt, H, T, AM, i)
+            continue
+        if s > ain_cap or s > cap:
+            continue
+        while L[AIN] + L[AM] + s > cap:
+            if L[AIN] > ain_cap:
+                v = T[AIN]
+                _unlink(prv, nxt, H, T, AIN, v)
+                L[AIN] -= osz[v]
+                # ghost insert with FIFO eviction of the ghost queue
+                while L[AOUT] + osz[v] > aout_cap and T[AOUT] >= 0:
+                    g = T[AOUT]
+                    _unlink(prv, nxt, H, T, AOUT, g)
+                    L[AOUT] -= osz[g]
+                    where[g] = -1
+                if osz[v] <= aout_cap:
+                    _push(prv, nxt, H, T, AOUT, v)
+                    L[AOUT] += osz[v]
+                    where[v] = AOUT
+                else:
+                    where[v] = -1
+            else:
+                v = T[AM]
+                _unlink(prv, nxt, H, T, AM, v)
+                L[AM] -= osz[v]
+                where[v] = -1
+        if ghost:
+            if s <= am_cap:
+                while L[AM] + s > am_cap:
+                    v = T[AM]
+                    _unlink(prv, nxt, H, T, AM, v)
+                    L[AM] -= osz[v]
+                    where[v] = -1
+                _push(prv, nxt, H, T, AM, i)
+                where[i] = AM
+                L[AM] += s
+                osz[i] = s
+        else:
+            _push(prv, nxt, H, T, AIN, i)
+            where[i] = AIN
+            L[AIN] += s
+            osz[i] = s
+    return hit
+
+
+@njit(cache=True)
+def s3fifo(ids, sz, cap, n_obj):
+    """S3-FIFO: 10% small FIFO, 90% main FIFO with 2-bit clock, ghost FIFO (90%)."""
+    S, M, G = 0, 1, 2
+    s_cap = np.int64(cap * 0.1)
+    m_cap = cap - s_cap
+    g_cap = np.int64(cap * 0.9)
+    prv = np.full(n_obj, -1, np.int64)
+    nxt = np.full(n_obj, -1, np.int64)
+    H = np.full(3, -1, np.int64)
+    T = np.full(3, -1, np.int64)
+    where = np.full(n_obj, -1, np.int8)
+    freq = np.zeros(n_obj, np.int64)
+    osz = np.zeros(n_obj, np.int64)
+    L = np.zeros(3, np.int64)
+    hit = np.zeros(ids.shape[0], np.uint8)
+    has_evicted = False
+    for t in range(ids.shape[0]):
+        i = ids[t]
+        w = where[i]
+        s = sz[t]
+        if w == S or w == M:
+            hit[t] = 1
+            freq[i] += 1
+            continue
+        ghost = False
+        if w == G:
+            _unlink(prv, nxt, H, T, G, i)
+            L[G] -= osz[i]
+            where[i] = -1
+            ghost = True
+        if s > s_cap or s > cap:
+            continue
+        while L[S] + L[M] + s > cap:
+            has_evicted = True
+            if L[M] > m_cap or L[S] == 0:
+                while L[M] > 0:  # main: 2-bit clock
+                    v = T[M]
+                    _unlink(prv, nxt, H, T, M, v)
+                    if freq[v] >= 1:
+                        freq[v] = min(freq[v], 3) - 1
+                        _push(prv, nxt, H, T, M, v)
+                    else:
+                        L[M] -= osz[v]
+                        where[v] = -1
+                        break
+            else:
+                while L[S] > 0:
+                    v = T[S]
+                    _unlink(prv, nxt, H, T, S, v)
+                    L[S] -= osz[v]
+                    if freq[v] >= 2:
+                        _push(prv, nxt, H, T, M, v)
+                        L[M] += osz[v]
+                        where[v] = M
+                        freq[v] = 0
+                    else:
+                        where[v] = -1
+                        if g_cap > 0 and osz[v] <= g_cap:
+                            while L[G] + osz[v] > g_cap:
+                                g = T[G]
+                                _unlink(prv, nxt, H, T, G, g)
+                                L[G] -= osz[g]
+                                where[g] = -1
+                            _push(prv, nxt, H, T, G, v)
+                            L[G] += osz[v]
+                            where[v] = G
+                        break
+        if ghost:
+            q = M
+        elif s >= s_cap:
+            continue
+        elif (not has_evicted) and L[S] >= s_cap:
+            q = M
+        else:
+            q = S
+        _push(prv, nxt, H, T, q, i)
+        where[i] = q
+        L[q] += s
+        osz[i] = s
+        freq[i] = 0
+    return hit
+
+
+@njit(cache=True)
+def lirs(ids, sz, cap, n_obj):
+    """LIRS (Jiang & Zhang 2002) with 1% for resident HIR blocks, stack S bounded to 2x the
+    cache by dropping non-resident entries (the NH queue): libCacheSim's multi-LRU version."""
+    st = np.zeros(8, np.int64)  # lir_b, hir_b, occ, s_bytes, lir_lim, hir_lim
+    hir_lim = max(np.int64(1), np.int64(0.01 * cap))
+    st[4] = cap - hir_lim
+    st[5] = hir_lim
+    P = np.full((3, n_obj), -1, np.int64)  # prev per list: S, Q, NH
+    N = np.full((3, n_obj), -1, np.int64)
+    H = np.full(3, -1, np.int64)
+    T = np.full(3, -1, np.int64)
+    mem = np.zeros((3, n_obj), np.bool_)
+    lir = np.zeros(n_obj, np.bool_)
+    res = np.zeros(n_obj, np.bool_)
+    osz = np.zeros(n_obj, np.int64)
+    hit = np.zeros(ids.shape[0], np.uint8)
+    for t in range(ids.shape[0]):
+        i = ids[t]
+        s = sz[t]
+        in_s = mem[0, i]
+        in_q = mem[1, i]
+        if in_s:
+            _lr_touch(P, N, H, T, 0, i)
+        if in_q:
+            _lr_touch(P, N, H, T, 1, i)
+        if in_s and lir[i]:
+            hit[t] = 1
+            _lirs_prune(P, N, H, T, mem, lir, res, osz, st)
+        elif in_s and res[i]:
+            hit[t] = 1
+            if in_q:
+                st[1] -= osz[i]
+                _lr_del(P, N, H, T, mem, 1, i)
+                st[2] -= osz[i]
+            while st[0] + osz[i] > st[4]:
+                _lirs_evict_lir(P, N, H, T, mem, lir, res, osz, st)
+            lir[i] = True
+            st[0] += osz[i]
+            st[2] += osz[i]
+        elif (not in_s) and in_q:
+            hit[t] = 1
+            while st[0] + osz[i] > st[4]:
+                _lirs_evict_lir(P, N, H, T, mem, lir, res, osz, st)
+            if mem[0, i]:
+                _lr_del(P, N, H, T, mem, 0, i)
+                st[3] -= osz[i]
+            _lr_add(P, N, H, T, mem, 0, i)
+            st[3] += osz[i]
+            lir[i] = False
+            res[i] = True
+        else:
+            # miss: can_insert, evict while full, insert
+            if s > cap:
+                _lirs_limit(P, N, H, T, mem, osz, st, cap)
+                continue
+            nr_s = in_s  # non-resident HIR in S
+            if nr_s:
+                while st[0] + osz[i] > st[4]:
+                    _lirs_evict_lir(P, N, H, T, mem, lir, res, osz, st)
+                if mem[2, i]:
+                    _lr_del(P, N, H, T, mem, 2, i)
+            else:
+                if s > st[4] or s > st[5]:
+                    _lirs_limit(P, N, H, T, mem, osz, st, cap)
+                    continue
+                if st[0] + s > st[4] and st[1] + s > st[5]:
+                    while st[1] + s > st[5]:
+                        _lirs_evict_hir(P, N, H, T, mem, res, osz, st)
+            while st[2] + s > cap:
+                before = st[2]
+                if nr_s and mem[0, i] and not lir[i] and not res[i]:
+                    while st[1] >= st[5] and T[1] >= 0:
+                        _lirs_evict_hir(P, N, H, T, mem, res, osz, st)
+                    _lirs_evict_lir(P, N, H, T, mem, lir, res, osz, st)
+                elif not mem[0, i] and not mem[1, i]:
+                    if st[0] + s > st[4] and st[1] + s > st[5]:
+                        _lirs_evict_hir(P, N, H, T, mem, res, osz, st)
+                if st[2] == before:
+                    break
+            if mem[0, i] and not lir[i] and not res[i]:
+                lir[i] = True
+                res[i] = True
+                st[0] += osz[i]
+                st[2] += osz[i]
+            elif not mem[0, i] and not mem[1, i]:
+                osz[i] = s
+                _lr_add(P, N, H, T, mem, 0, i)
+                st[3] += s
+                res[i] = True
+                if st[0] + s <= st[4]:
+                    lir[i] = True
+                    st[0] += s
+                else:
+                    lir[i] = False
+                    _lr_add(P, N, H, T, mem, 1, i)
+                    st[1] += s
+                st[2] += s
+        _lirs_limit(P, N, H, T, mem, osz, st, cap)
+    return hit
+
+
+@njit(cache=True, inline="always")
+def _lr_touch(P, N, H, T, q, i):
+    if H[q] != i:
+        _unlink(P[q], N[q], H, T, q, i)
+        _push(P[q], N[q], H, T, q, i)
+
+
+@njit(cache=True, inline="always")
+def _lr_del(P, N, H, T, mem, q, i):
+    _unlink(P[q], N[q], H, T, q, i)
+    mem[q, i] = False
+
+
+@njit(cache=True, inline="always")
+def _lr_add(P, N, H, T, mem, q, i):
+    _push(P[q], N[q], H, T, q, i)
+    mem[q, i] = True
+
+
+@njit(cache=True)
+def _lirs_prune(P, N, H, T, mem, lir, res, osz, st):
+    while T[0] != H[0]:
+        v = T[0]
+        if lir[v]:
+            break
+        if not res[v] and mem[2, v]:
+            _lr_del(P, N, H, T, mem, 2, v)
+        _lr_del(P, N, H, T, mem, 0, v)
+        st[3] -= osz[v]
+
+
+@njit(cache=True)
+def _lirs_evict_hir(P, N, H, T, mem, res, osz, st):
+    v = T[1]
+    st[1] -= osz[v]
+    _lr_del(P, N, H, T, mem, 1, v)
+    if mem[0, v]:
+        res[v] = False
+        if mem[2, v]:
+            _lr_del(P, N, H, T, mem, 2, v)
+        _lr_add(P, N, H, T, mem, 2, v)
+    st[2] -= osz[v]
+
+
+@njit(cache=True)
+def _lirs_evict_lir(P, N, H, T, mem, lir, res, osz, st):
+    v = T[0]
+    st[0] -= osz[v]
+    _lr_del(P, N, H, T, mem, 0, v)
+    st[3] -= osz[v]
+    st[2] -= osz[v]
+    if osz[v] <= st[5]:
+        while st[1] + osz[v] > st[5]:
+            _lirs_evict_hir(P, N, H, T, mem, res, osz, st)
+        if mem[1, v]:
+            _lr_del(P, N, H, T, mem, 1, v)
+        _lr_add(P, N, H, T, mem, 1, v)
+        st[1] += osz[v]
+        st[2] += osz[v]
+    lir[v] = False
+    res[v] = True
+    _lirs_prune(P, N, H, T, mem, lir, res, osz, st)
+
+
+@njit(cache=True)
+def _lirs_limit(P, N, H, T, mem, osz, st, cap):
+    while st[3] > 2 * cap and T[2] >= 0:
+        v = T[2]
+        _lr_del(P, N, H, T, mem, 2, v)
+        if mem[0, v]:
+            _lr_del(P, N, H, T, mem, 0, v)
+            st[3] -= osz[v]
+
+
+@njit(cache=True)
+def _heap_push(hk, hv, n, k, v):
+    j = n
+    hk[j] = k
+    hv[j] = v
+    while j > 0:
+        p = (j - 1) >> 1
+        if hk[p] >= hk[j]:
+            break
+        hk[p], hk[j] = hk[j], hk[p]
+        hv[p], hv[j] = hv[j], hv[p]
+        j = p
+    return n + 1
+
+
+@njit(cache=True)
+def _heap_pop(hk, hv, n):
+    n -= 1
+    hk[0] = hk[n]
+    hv[0] = hv[n]
+    j = 0
+    while True:
+        l = 2 * j + 1
+        if l >= n:
+            break
+        c = l
+        if l + 1 < n and hk[l + 1] > hk[l]:
+            c = l + 1
+        if hk[c] <= hk[j]:
+            break
+        hk[c], hk[j] = hk[j], hk[c]
+        hv[c], hv[j] = hv[j], hv[c]
+        j = c
+    return n
+
+
+@njit(cache=True)
+def belady(ids, sz, cap, n_obj, nxt_pos):
+    """Belady's OPT: evict the object whose next request is furthest away (never = first)."""
+    n = ids.shape[0]
+    hk = np.empty(n + 1, np.int64)
+    hv = np.empty(n + 1, np.int64)
+    hn = 0
+    inc = np.zeros(n_obj, np.bool_)
+    key = np.zeros(n_obj, np.int64)
+    osz = np.zeros(n_obj, np.int64)
+    hit = np.zeros(n, np.uint8)
+    occ = 0
+    for t in range(n):
+        i = ids[t]
+        k = nxt_pos[t]
+        if k < 0:
+            k = n + t  # never again: furthest, ties broken by recency
+        if inc[i]:
+            hit[t] = 1
+            key[i] = k
+            hn = _heap_push(hk, hv, hn, k, i)
+            continue
+        s = sz[t]
+        while occ + s > cap:
+            while True:
+                kk = hk[0]
+                v = hv[0]
+                hn = _heap_pop(hk, hv, hn)
+                if inc[v] and key[v] == kk:
+                    break
+            inc[v] = False
+            occ -= osz[v]
+        inc[i] = True
+        key[i] = k
+        osz[i] = s
+        occ += s
+        hn = _heap_push(hk, hv, hn, k, i)
+    return hit
+
+
+CLASSIC = {"fifo": fifo, "lru": lru, "clock": clock, "lfu": lfu, "arc": arc, "2q": twoq,
+           "lirs": lirs, "s3fifo": s3fifo, "sieve": sieve}

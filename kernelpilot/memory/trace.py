@@ -1,0 +1,133 @@
+"""A request trace for the simulators, and synthetic generators (Zipf, scans, loops, mixes)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba import njit
+
+from kernelpilot.errors import KpError
+
+
+@dataclass
+class Trace:
+    """Requests in order: object ids (int64), sizes in bytes (int64), optional timestamps."""
+    ids: np.ndarray
+    sizes: np.ndarray
+    name: str = "trace"
+    times: np.ndarray | None = None
+    _dense: tuple | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        self.ids = np.ascontiguousarray(self.ids, dtype=np.int64)
+        self.sizes = np.ascontiguousarray(np.broadcast_to(self.sizes, self.ids.shape), dtype=np.int64)
+        if self.ids.ndim != 1:
+            raise KpError(f"trace {self.name}: object ids must be one-dimensional")
+        if len(self.ids) == 0:
+            raise KpError(f"trace {self.name}: no requests")
+        if (self.sizes <= 0).any():
+            bad = int(np.argmax(self.sizes <= 0))
+            raise KpError(f"trace {self.name}: request {bad} has size {int(self.sizes[bad])}; sizes must be > 0")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def dense(self):
+        """(dense ids 0..n_obj-1, n_obj, next position of the same object or -1), cached."""
+        if self._dense is None:
+            uniq, inv = np.unique(self.ids, return_inverse=True)
+            inv = inv.astype(np.int64)
+            self._dense = (inv, len(uniq), next_positions(inv, len(uniq)))
+        return self._dense
+
+    def footprint(self, unit: bool = True) -> int:
+        """Distinct objects (unit) or distinct bytes (each object's first size)."""
+        d, n_obj, _ = self.dense()
+        if unit:
+            return n_obj
+        first = np.full(n_obj, -1, np.int64)
+        first[d[::-1]] = np.arange(len(d))[::-1]
+        return int(self.sizes[first].sum())
+
+
+@njit(cache=True)
+def next_positions(ids, n_obj):
+    n = ids.shape[0]
+    out = np.full(n, -1, np.int64)
+    last = np.full(n_obj, -1, np.int64)
+    for t in range(n - 1, -1, -1):
+        out[t] = last[ids[t]]
+        last[ids[t]] = t
+    return out
+
+
+# ---- synthetic traces -------------------------------------------------------------------------
+
+def zipf(n: int, n_obj: int, alpha: float = 1.0, seed: int = 0) -> Trace:
+    rng = np.random.default_rng(seed)
+    w = 1.0 / np.arange(1, n_obj + 1) ** alpha
+    ids = rng.choice(n_obj, size=n, p=w / w.sum())
+    perm = rng.permutation(n_obj)
+    return Trace(perm[ids], 1, name=f"zipf{alpha}")
+
+
+def scan(n: int, n_obj: int) -> Trace:
+    return Trace(np.arange(n) % n_obj, 1, name="scan")
+
+
+def loop(n: int, loop_len: int, seed: int = 0) -> Trace:
+    """A loop over loop_len objects with a little noise (5% random one-hit objects)."""
+    rng = np.random.default_rng(seed)
+    ids = np.arange(n) % loop_len
+    noise = rng.random(n) < 0.05
+    ids[noise] = loop_len + np.arange(int(noise.sum()))
+    return Trace(ids, 1, name="loop")
+
+
+def mixed(n: int, n_obj: int, seed: int = 0) -> Trace:
+    """Zipf hot set interrupted by long scans and a recurring loop: the workload shape where
+    recency-only policies fail and frequency/recency mixes differ."""
+    rng = np.random.default_rng(seed)
+    out = []
+    total = 0
+    scan_base = n_obj * 4
+    loop_ids = np.arange(n_obj * 2, n_obj * 2 + n_obj // 2)
+    while total < n:
+        kind = rng.random()
+        if kind < 0.6:
+            m = int(rng.integers(n_obj // 4, n_obj))
+            w = 1.0 / np.arange(1, n_obj + 1) ** 0.9
+            part = rng.choice(n_obj, size=m, p=w / w.sum())
+        elif kind < 0.8:
+            m = int(rng.integers(n_obj // 4, n_obj))
+            part = scan_base + np.arange(m)
+            scan_base += m
+        else:
+            part = np.tile(loop_ids, 2)
+        out.append(part)
+        total += len(part)
+    return Trace(np.concatenate(out)[:n], 1, name="mixed")
+
+
+def with_sizes(tr: Trace, seed: int = 0, lo: int = 64, hi: int = 65536) -> Trace:
+    """The same requests with a fixed random size per object (log-uniform)."""
+    d, n_obj, _ = tr.dense()
+    rng = np.random.default_rng(seed)
+    osz = np.exp(rng.uniform(np.log(lo), np.log(hi), n_obj)).astype(np.int64)
+    return Trace(tr.ids, osz[d], name=tr.name + "-sized")
+
+
+SYNTH = {"zipf": lambda n, seed: zipf(n, max(n // 20, 10), 1.0, seed),
+         "zipf0.8": lambda n, seed: zipf(n, max(n // 20, 10), 0.8, seed),
+         "scan": lambda n, seed: scan(n, max(n // 4, 10)),
+         "loop": lambda n, seed: loop(n, max(n // 50, 10), seed),
+         "mixed": lambda n, seed: mixed(n, max(n // 40, 40), seed)}
+
+
+def synthetic(spec: str, n: int = 200_000, seed: int = 0) -> Trace:
+    """'zipf', 'loop', 'mixed', ... -> a Trace."""
+    if spec not in SYNTH:
+        raise KpError(f"unknown synthetic trace '{spec}'; choose from {', '.join(SYNTH)}")
+    if n <= 0:
+        raise KpError("synthetic trace length must be > 0")
+    return SYNTH[spec](n, seed)
