@@ -1,0 +1,316 @@
+"""Scheduling models and the baselines they are measured against.
+
+- Next-burst predictor: a depth-limited regression tree on the task's burst history, against the
+  textbook exponential average (alpha = 1/2) and a PELT-like time-decayed average.
+- Latency-critical vs batch classifier: a small classification tree, against scx_lavd-like and
+  scx_bpfland-like heuristics.
+- Load forecaster: least-squares autoregression on utilisation lags, against EWMA and last value.
+- Power estimate: linear in utilisation.
+Trees are plain arrays (kernelizable) and all models save to JSON, never pickle.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from kernelpilot.errors import KpError
+
+BURST_FEATURES = ["lag1", "lag2", "lag3", "lag4", "ewma", "pelt", "mean", "std", "sleep_before", "n"]
+PELT_HALF_LIFE_MS = 32.0
+
+
+# --- trees as arrays ---------------------------------------------------------------------------
+
+class Tree:
+    """A fitted sklearn tree kept as arrays; predicts with a vectorised walk (as an eBPF loop would)."""
+
+    def __init__(self, left, right, feature, threshold, value, features, kind, meta=None):
+        self.left, self.right = np.asarray(left, np.int64), np.asarray(right, np.int64)
+        self.feature, self.threshold = np.asarray(feature, np.int64), np.asarray(threshold, float)
+        self.value, self.features, self.kind = np.asarray(value, float), list(features), kind
+        self.meta = meta or {}
+
+    @classmethod
+    def from_sklearn(cls, est, features, kind, meta=None):
+        t = est.tree_
+        v = t.value[:, 0, :]
+        value = v[:, 0] if kind == "regressor" else v[:, 1] / np.maximum(v.sum(1), 1e-12)
+        return cls(t.children_left, t.children_right, t.feature, t.threshold, value, features, kind, meta)
+
+    def predict(self, X) -> np.ndarray:
+        X = np.asarray(X, float)
+        node = np.zeros(len(X), np.int64)
+        for _ in range(64):
+            leaf = self.left[node] < 0
+            if leaf.all():
+                break
+            f = self.feature[node].clip(0)
+            go_left = X[np.arange(len(X)), f] <= self.threshold[node]
+            node = np.where(leaf, node, np.where(go_left, self.left[node], self.right[node]))
+        return self.value[node]
+
+    @property
+    def depth(self) -> int:
+        d = np.zeros(len(self.left), np.int64)
+        for i in range(len(self.left)):
+            for c in (self.left[i], self.right[i]):
+                if c >= 0:
+                    d[c] = d[i] + 1
+        return int(d.max())
+
+    def to_json(self) -> dict:
+        return {"format": "kernelpilot.tree/1", "kind": self.kind, "features": self.features,
+                "left": self.left.tolist(), "right": self.right.tolist(), "feature": self.feature.tolist(),
+                "threshold": self.threshold.tolist(), "value": self.value.tolist(), "meta": self.meta}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Tree":
+        if d.get("format") != "kernelpilot.tree/1":
+            raise KpError("not a kernelpilot tree model (format kernelpilot.tree/1 expected)")
+        return cls(d["left"], d["right"], d["feature"], d["threshold"], d["value"], d["features"],
+                   d["kind"], d.get("meta"))
+
+
+def save_json(obj: dict, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(obj))
+
+
+def load_json(path: str | Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise KpError(f"model file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise KpError(f"model file {path} is not valid JSON ({e.__class__.__name__})") from None
+
+
+# --- next-burst prediction ---------------------------------------------------------------------
+
+def exp_average(seq: np.ndarray, alpha: float = 0.5, tau0: float | None = None) -> np.ndarray:
+    """Textbook tau_{n+1} = alpha t_n + (1 - alpha) tau_n; element k predicts seq[k]."""
+    seq = np.asarray(seq, float)
+    out = np.empty(len(seq))
+    tau = float(seq[0]) if tau0 is None and len(seq) else (tau0 or 0.0)
+    for k in range(len(seq)):
+        out[k] = tau
+        tau = alpha * seq[k] + (1 - alpha) * tau
+    return out
+
+
+def pelt_average(seq: np.ndarray, ends: np.ndarray, half_life_ms: float = PELT_HALF_LIFE_MS) -> np.ndarray:
+    """PELT-like: the average decays by y^(elapsed ms) with y^32 = 1/2 between bursts."""
+    seq, ends = np.asarray(seq, float), np.asarray(ends, float)
+    out = np.empty(len(seq))
+    avg = float(seq[0]) if len(seq) else 0.0
+    for k in range(len(seq)):
+        out[k] = avg
+        dt = (ends[k] - ends[k - 1]) / 1e6 if k else half_life_ms
+        w = 1.0 - 0.5 ** (dt / half_life_ms)
+        avg = avg + w * (seq[k] - avg)
+    return out
+
+
+def burst_features(bursts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """From `features.extract(...).bursts` rows: (X, y_ns, usable, rows), one row per burst, each
+    predicted from what is known at its wakeup: earlier bursts and the sleep that just ended.
+    `usable` marks bursts that were seen whole and have history (for training and scoring);
+    `rows` are the burst rows sorted by task then start, the order of X."""
+    if bursts.ndim != 2 or bursts.shape[1] < 8:
+        raise KpError("burst rows must come from kernelpilot.sched.features.extract")
+    rows = bursts[np.lexsort((bursts[:, 1], bursts[:, 0]))]
+    X = np.full((len(rows), len(BURST_FEATURES)), -1.0)
+    for t in np.unique(rows[:, 0]):
+        idx = np.flatnonzero(rows[:, 0] == t)
+        b = rows[idx]
+        seq = b[:, 2].astype(float)
+        lg = np.log1p(seq / 1e3)
+        ew = np.log1p(exp_average(seq) / 1e3)
+        pe = np.log1p(pelt_average(seq, b[:, 3]) / 1e3)
+        csum, csq = np.cumsum(lg), np.cumsum(lg ** 2)
+        for k in range(len(seq)):
+            x = X[idx[k]]
+            for j in range(1, min(k, 4) + 1):
+                x[j - 1] = lg[k - j]
+            if k:
+                mean = csum[k - 1] / k
+                x[4:8] = ew[k], pe[k], mean, np.sqrt(max(csq[k - 1] / k - mean ** 2, 0.0))
+            else:
+                x[7] = 0.0
+            x[8] = np.log1p(b[k, 4] / 1e3) if b[k, 4] >= 0 else -1.0
+            x[9] = min(k, 1000)
+    usable = (rows[:, 7] == 0) & (X[:, 9] >= 1)
+    return X, rows[:, 2].astype(float), usable, rows
+
+
+class BurstPredictor:
+    """Regression tree correcting the exponential average: it predicts log(burst / exp-average),
+    so it scales to burst lengths it has not seen. Leaves hold the median correction (for MAE)."""
+
+    def __init__(self, tree: Tree):
+        self.tree = tree
+
+    @staticmethod
+    def base(X) -> np.ndarray:
+        X = np.asarray(X, float)
+        return np.where(X[:, 9] >= 1, X[:, 4], np.log1p(1000.0))  # no history yet: 1 ms
+
+    @classmethod
+    def fit(cls, X, y, max_depth: int = 8, seed: int = 0) -> "BurstPredictor":
+        from sklearn.tree import DecisionTreeRegressor
+        est = DecisionTreeRegressor(max_depth=max_depth, min_samples_leaf=20, random_state=seed)
+        r = np.log1p(np.asarray(y, float) / 1e3) - cls.base(X)
+        est.fit(X, r)
+        tree = Tree.from_sklearn(est, BURST_FEATURES, "regressor",
+                                 {"target": "log1p(burst_us) - log1p(exp_avg_us)"})
+        leaves = est.apply(X)
+        for leaf in np.unique(leaves):
+            tree.value[leaf] = np.median(r[leaves == leaf])
+        return cls(tree)
+
+    def predict_ns(self, X) -> np.ndarray:
+        return np.expm1(self.base(X) + self.tree.predict(X)).clip(0) * 1e3
+
+    def predict_rows(self, rows: list[np.ndarray]) -> list[np.ndarray]:
+        """Predicted length of each burst in `rows` (per task, as features.workload returns)."""
+        return [self.predict_ns(burst_features(r)[0]) for r in rows]
+
+
+def burst_errors(y, pred) -> dict:
+    y, pred = np.asarray(y, float), np.asarray(pred, float)
+    return {"mae_us": float(np.abs(y - pred).mean() / 1e3),
+            "mean_abs_log_ratio": float(np.abs(np.log1p(y / 1e3) - np.log1p(pred / 1e3)).mean())}
+
+
+# --- latency-critical vs batch -----------------------------------------------------------------
+
+def lavd_heuristic(X) -> np.ndarray:
+    """scx_lavd-like: latency criticality grows with wakeup/wait frequency and short runtime;
+    tasks above the current average are latency-critical."""
+    X = np.asarray(X, float)
+    score = np.log2(1 + X[:, 1]) + np.log2(1 + X[:, 1] + X[:, 2]) - X[:, 3] / np.log(2)
+    return (score > score.mean()).astype(int)
+
+
+def bpfland_heuristic(X, nvcsw_thresh: float = 10.0, slice_us: float = 5000.0) -> np.ndarray:
+    """scx_bpfland-like: interactive if it sleeps voluntarily often and its bursts are short."""
+    X = np.asarray(X, float)
+    return ((X[:, 1] >= nvcsw_thresh) & (np.expm1(X[:, 3]) < slice_us)).astype(int)
+
+
+class TaskClassifier:
+    """Classification tree over features.CLASS_FEATURES; 1 = latency-critical."""
+
+    def __init__(self, tree: Tree):
+        self.tree = tree
+
+    @classmethod
+    def fit(cls, X, y, max_depth: int = 4, seed: int = 0) -> "TaskClassifier":
+        from sklearn.tree import DecisionTreeClassifier
+        from kernelpilot.sched.features import CLASS_FEATURES
+        y = np.asarray(y)
+        if len(np.unique(y)) < 2:
+            raise KpError("classifier training needs both latency-critical and batch examples")
+        est = DecisionTreeClassifier(max_depth=max_depth, min_samples_leaf=3, random_state=seed,
+                                     class_weight="balanced")
+        est.fit(X, y)
+        return cls(Tree.from_sklearn(est, CLASS_FEATURES, "classifier"))
+
+    def proba(self, X) -> np.ndarray:
+        return self.tree.predict(X)
+
+    def predict(self, X) -> np.ndarray:
+        return (self.proba(X) >= 0.5).astype(int)
+
+
+def class_scores(y, pred) -> dict:
+    y, pred = np.asarray(y), np.asarray(pred)
+    tp = int(((pred == 1) & (y == 1)).sum())
+    prec = tp / max(int((pred == 1).sum()), 1)
+    rec = tp / max(int((y == 1).sum()), 1)
+    return {"accuracy": float((y == pred).mean()), "f1": float(2 * prec * rec / max(prec + rec, 1e-12))}
+
+
+# --- load forecasting --------------------------------------------------------------------------
+
+def last_value(series, horizon: int = 1) -> np.ndarray:
+    s = np.asarray(series, float)
+    return s[:-horizon]
+
+
+def ewma_forecast(series, horizon: int = 1, alpha: float = 0.3) -> np.ndarray:
+    s = np.asarray(series, float)
+    out = np.empty(len(s))
+    m = s[0]
+    for i, v in enumerate(s):
+        m = alpha * v + (1 - alpha) * m
+        out[i] = m
+    return out[:-horizon]
+
+
+class LoadForecaster:
+    """Ridge autoregression: util[t+h] from the last `lags` samples (and PSI, when given)."""
+
+    def __init__(self, coef, lags: int, horizon: int):
+        self.coef, self.lags, self.horizon = np.asarray(coef, float), lags, horizon
+
+    @staticmethod
+    def design(series, lags, psi=None) -> np.ndarray:
+        s = np.asarray(series, float)
+        cols = [s[lags - 1 - j: len(s) - j] for j in range(lags)]
+        if psi is not None:
+            cols.append(np.asarray(psi, float)[lags - 1:])
+        return np.column_stack(cols + [np.ones(len(s) - lags + 1)])
+
+    @classmethod
+    def fit(cls, series, lags: int = 8, horizon: int = 1, psi=None, ridge: float = 1e-3):
+        s = np.asarray(series, float)
+        if len(s) < lags + horizon + 8:
+            raise KpError(f"load series too short to fit ({len(s)} samples)")
+        A = cls.design(s, lags, psi)[:-horizon]
+        b = s[lags - 1 + horizon:]
+        coef = np.linalg.solve(A.T @ A + ridge * np.eye(A.shape[1]), A.T @ b)
+        return cls(coef, lags, horizon)
+
+    def predict(self, series, psi=None) -> np.ndarray:
+        """Forecasts aligned with series[lags-1+h:] (one per full window of lags)."""
+        return (self.design(series, self.lags, psi)[:-self.horizon] @ self.coef).clip(0, 1)
+
+    def to_json(self) -> dict:
+        return {"format": "kernelpilot.ar/1", "coef": self.coef.tolist(), "lags": self.lags,
+                "horizon": self.horizon}
+
+
+def forecast_errors(series, lags: int = 8, horizon: int = 1, train_frac: float = 0.5, psi=None) -> dict:
+    """Fit on the first part of the series, compare MAE on the rest against EWMA and last value."""
+    s = np.asarray(series, float)
+    cut = int(len(s) * train_frac)
+    p = None if psi is None else np.asarray(psi, float)
+    model = LoadForecaster.fit(s[:cut], lags, horizon, None if p is None else p[:cut])
+    test, tp = s[cut - lags + 1:], None if p is None else p[cut - lags + 1:]
+    truth = test[lags - 1 + horizon:]
+    ar = model.predict(test, tp)
+    lv = last_value(test, horizon)[lags - 1:]
+    ew = ewma_forecast(test, horizon)[lags - 1:]
+    mae = lambda f: float(np.abs(f - truth).mean())  # noqa: E731
+    return {"model_mae": mae(ar), "ewma_mae": mae(ew), "last_value_mae": mae(lv),
+            "samples_test": int(len(truth))}
+
+
+# --- power -------------------------------------------------------------------------------------
+
+class PowerModel:
+    """Watts = idle + (max - idle) * utilisation, per CPU. Fitted from RAPL where the host has it;
+    otherwise typical server-core figures (an assumption, reported as such)."""
+
+    def __init__(self, idle_w: float = 2.0, max_w: float = 9.0, fitted: bool = False):
+        self.idle_w, self.max_w, self.fitted = idle_w, max_w, fitted
+
+    def watts(self, util, ncpu: int) -> np.ndarray:
+        return ncpu * (self.idle_w + (self.max_w - self.idle_w) * np.clip(np.asarray(util, float), 0, 1))
+
+    @classmethod
+    def fit(cls, util, watts, ncpu: int) -> "PowerModel":
+        a, b = np.polyfit(np.asarray(util, float), np.asarray(watts, float) / ncpu, 1)
+        return cls(b, a + b, fitted=True)

@@ -1,0 +1,117 @@
+"""Features, models and simulator on synthetic traces (exact round trips and baselines)."""
+import numpy as np
+import pytest
+
+from kernelpilot.errors import KpError
+from kernelpilot.sched import evaluate as E
+from kernelpilot.sched import features as F
+from kernelpilot.sched import models as M
+from kernelpilot.sched.sim import POLICIES, simulate
+from kernelpilot.sched.synth import LATENCY, MS, Workload, generate, synthetic_trace
+from kernelpilot.traces.schema import EVENT_DTYPE, SCHED_SWITCH, SCHED_WAKEUP
+
+
+@pytest.fixture(scope="module")
+def traces():
+    return [synthetic_trace(s, horizon_s=3) for s in (0, 1, 2, 10)]
+
+
+def test_bursts_round_trip(traces):
+    ev, wl = traces[0]
+    f = F.extract(ev)
+    seqs = F.burst_sequences(f)
+    assert sum(len(s) for s in seqs) > 1000
+    for i, p in enumerate(f.pids):
+        j = int(np.flatnonzero(wl.pids == p)[0])
+        assert np.array_equal(seqs[i], wl.bursts[j][:len(seqs[i])])
+
+
+def test_hand_made_trace_counts():
+    ev = np.zeros(5, dtype=EVENT_DTYPE)
+    # wake 7 at 100; 0->7 at 150; 7 preempted by 8 at 250; 8->7 at 300; 7 sleeps at 400
+    rows = [(100, SCHED_WAKEUP, 7, 0, 0), (150, SCHED_SWITCH, 0, 7, 0), (250, SCHED_SWITCH, 7, 8, 0),
+            (300, SCHED_SWITCH, 8, 7, 1), (400, SCHED_SWITCH, 7, 0, 1)]
+    for e, (ts, k, pid, a0, a1) in zip(ev, rows):
+        e["ts"], e["kind"], e["pid"], e["a0"], e["a1"] = ts, k, pid, a0, a1
+    f = F.extract(ev)
+    i7 = int(np.flatnonzero(f.pids == 7)[0])
+    c = f.complete()
+    assert c[c[:, 0] == i7, 2].tolist() == [200]          # 100 + 100 ns of CPU, one burst
+    assert f.totals[i7].tolist()[:5] == [200, 50 + 50, 2, 1, 1]  # run, wait, slices, vol, invol
+
+
+def test_classifier_and_burst_model_beat_or_match_baselines(traces):
+    feats = [F.extract(ev) for ev, _ in traces[:3]]
+    bp = E.train_bursts(feats)
+    ev, wl = traces[3]
+    f = F.extract(ev)
+    r = E.compare_bursts(bp, f)
+    assert r["model"]["mae_us"] < r["exp_avg_alpha_0.5"]["mae_us"]
+    Xs, ys = [], []
+    for (e, w), g in zip(traces[:3], feats):
+        X, y = E.labelled_windows(g, e, dict(zip(w.pids.tolist(), w.label.tolist())))
+        Xs.append(X), ys.append(y)
+    clf = M.TaskClassifier.fit(np.vstack(Xs), np.concatenate(ys))
+    X, y = E.labelled_windows(f, ev, dict(zip(wl.pids.tolist(), wl.label.tolist())))
+    c = E.compare_classifiers(clf, X, y)
+    assert c["model"]["accuracy"] >= 0.9
+    # saved and reloaded models predict the same
+    t2 = M.Tree.from_json(clf.tree.to_json())
+    assert np.array_equal(t2.predict(X), clf.tree.predict(X)) and t2.depth <= 4
+
+
+def test_tree_matches_sklearn():
+    from sklearn.tree import DecisionTreeRegressor
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 3))
+    y = X[:, 0] * 2 + np.sin(X[:, 1])
+    est = DecisionTreeRegressor(max_depth=6).fit(X, y)
+    t = M.Tree.from_sklearn(est, ["a", "b", "c"], "regressor")
+    assert np.allclose(t.predict(X), est.predict(X))
+
+
+def test_simulator_policies(traces):
+    wl = generate(3, horizon_s=1)
+    oracle = [b.astype(float) for b in wl.bursts]
+    res = {p: simulate(wl, p, pred=oracle) for p in POLICIES}
+    total = sum(len(b) for b in wl.bursts)
+    for p, r in res.items():
+        assert len(r.task) == total, p                        # every burst completes
+        assert np.all(r.finish - r.wake >= r.burst)           # no burst faster than its CPU need
+        assert np.all(r.first >= r.wake)
+    m = {p: r.metrics(wl.label) for p, r in res.items()}
+    assert m["srpt"]["turnaround_mean_us"] < m["fcfs"]["turnaround_mean_us"]
+    assert m["srpt-pred"]["turnaround_mean_us"] == m["srpt"]["turnaround_mean_us"]  # oracle as prediction
+    assert m["fcfs"]["context_switches"] <= m["rr"]["context_switches"]
+    assert 0 < m["cfs"]["fairness_jain"] <= 1
+
+
+def test_single_cpu_fcfs_by_hand():
+    wl = Workload(pids=np.array([1, 2]), start=np.array([0, 1 * MS]),
+                  bursts=[np.array([10 * MS]), np.array([2 * MS])], sleeps=[np.array([0]), np.array([0])],
+                  weight=np.array([1024, 1024]), label=np.array([0, LATENCY]))
+    r = simulate(wl, "fcfs", ncpu=1)
+    assert (r.finish - r.wake).tolist() == [10 * MS, 11 * MS]
+    r = simulate(wl, "srpt", ncpu=1)
+    assert sorted((r.finish - r.wake).tolist()) == [2 * MS, 12 * MS]
+
+
+def test_load_forecaster_beats_ewma():
+    rng = np.random.default_rng(1)
+    t = np.arange(3000)
+    s = (0.5 + 0.3 * np.sin(t / 20) + 0.05 * rng.normal(size=len(t))).clip(0, 1)
+    r = M.forecast_errors(s, horizon=3)
+    assert r["model_mae"] < r["ewma_mae"] and r["model_mae"] < r["last_value_mae"]
+
+
+def test_bad_inputs():
+    with pytest.raises(KpError, match="schema"):
+        F.extract(np.zeros(3))
+    with pytest.raises(KpError, match="no sched_switch"):
+        F.extract(np.zeros(3, dtype=EVENT_DTYPE))
+    with pytest.raises(KpError, match="unknown scheduling policy"):
+        simulate(generate(0, horizon_s=0.1), "lottery")
+    with pytest.raises(KpError, match="needs predicted"):
+        simulate(generate(0, horizon_s=0.1), "srpt-pred")
+    with pytest.raises(KpError, match="tree"):
+        M.Tree.from_json({"format": "pickle"})
