@@ -1,0 +1,99 @@
+"""Record the scenario suite with the foundation's tracer and load recordings as per-process traces."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from kernelpilot.errors import KpError
+from kernelpilot.security.features import Trace
+from kernelpilot.security.scenarios import SCENARIOS, Scenario
+from kernelpilot.security.syscalls import number_to_name
+from kernelpilot.traces import schema as S
+
+MANIFEST = "scenarios.json"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def script_for(sc: Scenario, workdir: str, n: int) -> str:
+    return sc.script.format(dir=workdir, py=sys.executable, port=free_port(), n=n)
+
+
+def record_one(sc: Scenario, n: int = 2, timeout: float = 20.0) -> tuple[np.ndarray, dict]:
+    from kernelpilot.traces.record import trace_command
+    if sc.needs_root and os.geteuid() != 0:
+        raise KpError(f"scenario {sc.name} needs root")
+    with tempfile.TemporaryDirectory(prefix=f"kp-sc-{sc.name}-") as d:
+        ev, summary = trace_command(["bash", "-c", script_for(sc, d, n)], groups=["syscalls"],
+                                    duration=timeout)
+    return ev, summary
+
+
+def record_suite(out, names=None, reps: int = 2, progress=None) -> dict:
+    """Record each scenario `reps` times (benign ones) or once per rep (attacks) into out/."""
+    from kernelpilot.traces.store import write_trace
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = list(names or SCENARIOS)
+    bad = [n for n in names if n not in SCENARIOS]
+    if bad:
+        raise KpError(f"unknown scenario {bad[0]}; choose from {', '.join(SCENARIOS)}")
+    runs = []
+    for name in names:
+        sc = SCENARIOS[name]
+        for rep in range(reps):
+            ev, summary = record_one(sc, n=2 + rep)
+            f = f"{name}-{rep}.parquet"
+            write_trace(out / f, ev, {"scenario": name, "kind": sc.kind, "rep": rep})
+            runs.append({"file": f, "scenario": name, "kind": sc.kind, "rep": rep,
+                         "events": int(len(ev)), "dropped": summary["dropped"],
+                         "seconds": summary["seconds"], "exit_code": summary["exit_code"]})
+            if progress:
+                progress(name, rep)
+    (out / MANIFEST).write_text(json.dumps({"runs": runs}, indent=1))
+    return {"runs": runs, "output": str(out)}
+
+
+def events_to_traces(ev: np.ndarray, label: str = "normal", family: str = "normal",
+                     run: str = "") -> list[Trace]:
+    """Syscall events -> one Trace per process (tgid), calls named, timestamps kept."""
+    ev = S.of_kind(ev, "syscall")
+    if not len(ev):
+        return []
+    ev = ev[np.argsort(ev["ts"], kind="stable")]
+    table = number_to_name("x86_64")
+    names = np.array([table.get(int(n), "unknown") for n in ev["a0"]], dtype=object)
+    out = []
+    for tgid in np.unique(ev["tgid"]):
+        m = ev["tgid"] == tgid
+        comm = ev["comm"][m][-1].decode(errors="replace")
+        out.append(Trace(name=f"{run}:{tgid}:{comm}", calls=list(names[m]), label=label, family=family,
+                         ts=ev["ts"][m].astype(np.int64), pid=int(tgid), comm=comm, meta={"run": run}))
+    return out
+
+
+def load_suite(path) -> list[dict]:
+    """[{scenario, kind, traces}] from a recorded suite directory."""
+    from kernelpilot.traces.store import read_trace
+    path = Path(path)
+    try:
+        runs = json.loads((path / MANIFEST).read_text())["runs"]
+    except (OSError, ValueError, KeyError):
+        raise KpError(f"{path} is not a recorded scenario suite (no valid {MANIFEST})") from None
+    out = []
+    for r in runs:
+        ev, _ = read_trace(path / r["file"])
+        label = "attack" if r["kind"] == "attack" else "normal"
+        fam = r["scenario"] if label == "attack" else "normal"
+        out.append({**r, "traces": events_to_traces(ev, label, fam, f"{r['scenario']}-{r['rep']}")})
+    return out
