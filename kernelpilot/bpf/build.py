@@ -13,7 +13,7 @@ from pathlib import Path
 from kernelpilot.errors import CapabilityError, KpError
 
 BPF_DIR = Path(__file__).resolve().parent
-BTF_PATH = Path("/sys/kernel/btf/vmlinux")
+BTF_PATH = Path(os.environ.get("KPILOT_BTF", "/sys/kernel/btf/vmlinux"))  # override: tests of a host without BTF
 
 
 def build_dir() -> Path:

@@ -21,12 +21,33 @@ struct {
 	__type(value, struct kp_config);
 } kp_cfg SEC(".maps");
 
+/* The pid filter: one bit per thread id (an array lookup is inlined; a hash lookup is not).
+ * User space sizes it to pid_max / 64 before load. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 65536);
 	__type(key, __u32);
-	__type(value, __u8);
-} kp_pids SEC(".maps");
+	__type(value, __u64);
+} kp_pidbits SEC(".maps");
+
+static __always_inline int kp_pid_watched(__u32 pid)
+{
+	__u32 slot = pid >> 6;
+	__u64 *w = bpf_map_lookup_elem(&kp_pidbits, &slot);
+	return w && (*w & (1ULL << (pid & 63)));
+}
+
+static __always_inline void kp_pid_set(__u32 pid, int on)
+{
+	__u32 slot = pid >> 6;
+	__u64 *w = bpf_map_lookup_elem(&kp_pidbits, &slot);
+	if (!w)
+		return;
+	if (on)
+		__sync_fetch_and_or(w, 1ULL << (pid & 63));
+	else
+		__sync_fetch_and_and(w, ~(1ULL << (pid & 63)));
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -64,7 +85,7 @@ static __always_inline int kp_want(__u32 pid, __u32 tgid, const char *comm)
 		return 0;
 	if (!c->filter)
 		return 1;
-	if ((c->filter & KP_FILTER_PIDS) && !bpf_map_lookup_elem(&kp_pids, &pid))
+	if ((c->filter & KP_FILTER_PIDS) && !kp_pid_watched(pid))
 		return 0;
 	if ((c->filter & KP_FILTER_CGROUP) && bpf_get_current_cgroup_id() != c->cgroup_id)
 		return 0;
@@ -100,6 +121,8 @@ static __always_inline void kp_submit(struct kp_event *e)
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 
+/* An event about the current task. High-rate kinds (syscalls, faults) skip the comm copy:
+ * user space fills it from the task's other events or /proc (sources.CommResolver). */
 static __always_inline struct kp_event *kp_current_event(__u16 kind)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -111,7 +134,13 @@ static __always_inline struct kp_event *kp_current_event(__u16 kind)
 		return 0;
 	e->pid = pid;
 	e->tgid = tgid;
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	if (kind == KP_SYSCALL || kind == KP_PAGE_FAULT) {
+		__u64 *c = (__u64 *)e->comm;
+		c[0] = 0;
+		c[1] = 0;
+	} else {
+		bpf_get_current_comm(e->comm, sizeof(e->comm));
+	}
 	return e;
 }
 
@@ -200,9 +229,8 @@ int kp_proc_fork(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct task_struct *parent = (void *)ctx->args[0], *child = (void *)ctx->args[1];
 	__u32 ppid = BPF_CORE_READ(parent, pid), cpid = BPF_CORE_READ(child, pid);
-	__u8 one = 1;
-	if (bpf_map_lookup_elem(&kp_pids, &ppid))
-		bpf_map_update_elem(&kp_pids, &cpid, &one, BPF_ANY);
+	if (kp_pid_watched(ppid))
+		kp_pid_set(cpid, 1);
 	struct kp_event *e = kp_current_event(KP_PROC_FORK);
 	if (!e)
 		return 0;
@@ -221,8 +249,7 @@ int kp_proc_exit(void *ctx)
 		e->a0 = BPF_CORE_READ(t, exit_code);
 		kp_submit(e);
 	}
-	__u32 pid = (__u32)bpf_get_current_pid_tgid();
-	bpf_map_delete_elem(&kp_pids, &pid);
+	kp_pid_set((__u32)bpf_get_current_pid_tgid(), 0);
 	return 0;
 }
 

@@ -7,12 +7,21 @@ import os
 import shutil
 from pathlib import Path
 
+from kernelpilot.bpf.build import BTF_PATH
+
 
 def _read(path: str) -> str:
     try:
         return Path(path).read_text().strip()
     except OSError:
         return ""
+
+
+def _exists(path: str) -> bool:
+    try:
+        return Path(path).exists()
+    except PermissionError:
+        return False
 
 
 def _bpf_types() -> dict:
@@ -30,7 +39,10 @@ def _bpf_types() -> dict:
 def checks() -> dict:
     root = os.geteuid() == 0
     lsm = _read("/sys/kernel/security/lsm")
-    tracefs = Path("/sys/kernel/tracing/events").exists()
+    try:
+        tracefs = Path("/sys/kernel/tracing/events").exists()
+    except PermissionError:
+        tracefs = False
     if not tracefs and root:
         from kernelpilot.traces.sources import ensure_tracefs
         try:
@@ -45,10 +57,10 @@ def checks() -> dict:
     return {
         "kernel": os.uname().release,
         "root": root,
-        "btf": Path("/sys/kernel/btf/vmlinux").exists(),
+        "btf": BTF_PATH.exists(),
         "bpf_syscall": root and bool(types.get("tracepoint")),
         "bpf_prog_types": types,
-        "kprobes": Path("/sys/kernel/tracing/kprobe_events").exists(),
+        "kprobes": _exists("/sys/kernel/tracing/kprobe_events"),
         "bpf_lsm": "bpf" in lsm.split(","),
         "sched_ext": Path("/sys/kernel/sched_ext").exists(),
         "tracefs": tracefs,

@@ -24,19 +24,21 @@ def _raise_terminated(signum, frame):
     raise _Terminated()
 
 
-def spawn_held(argv: list[str]) -> tuple[subprocess.Popen, int]:
-    """Start `argv` held before exec, so tracing can be set up on its pid first. Returns the
-    process and the write end of the pipe that releases it."""
+def spawn_held(argv: list[str], cpu: int | None = None, **popen_kw) -> tuple[subprocess.Popen, int]:
+    """Start `argv` held before exec, so tracing can be set up on its pid first (the pid stays
+    the same through exec). Returns the process and the pipe end that releases it: write a line."""
     r, w = os.pipe()
+    pin = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
     try:
-        proc = subprocess.Popen(["/bin/sh", "-c", 'read _ <&3; exec 3<&-; exec "$@"', "kpilot-run", *argv],
-                                pass_fds=(r,), env={**os.environ, "KPILOT_TRACED": "1"},
-                                preexec_fn=lambda: os.dup2(r, 3) and None)
+        proc = subprocess.Popen(["/bin/bash", "-c", 'read -r _ <&$KPILOT_HOLD_FD; exec {KPILOT_HOLD_FD}<&-; exec "$@"',
+                                 "kpilot-run", *argv],
+                                pass_fds=(r,), env={**os.environ, "KPILOT_HOLD_FD": str(r)},
+                                preexec_fn=pin, **popen_kw)
     except OSError as e:
-        os.close(r)
         os.close(w)
         raise KpError(f"cannot start {argv[0]}: {e.strerror}") from None
-    os.close(r)
+    finally:
+        os.close(r)
     return proc, w
 
 
@@ -47,7 +49,7 @@ def run_recording(groups, sink, duration: float | None = None, cmd: list[str] | 
     notes = [] if notes is None else notes
     proc = wfd = None
     if cmd:
-        if not cmd[0] or (os.sep not in cmd[0] and not _which(cmd[0])):
+        if not cmd[0] or not (os.access(cmd[0], os.X_OK) if os.sep in cmd[0] else _which(cmd[0])):
             raise KpError(f"command not found: {cmd[0]}")
         proc, wfd = spawn_held(cmd)
         pids = [proc.pid, *(pids or [])]

@@ -32,8 +32,13 @@ TRACEFS = Path("/sys/kernel/tracing")
 
 def ensure_tracefs() -> Path:
     """Mount tracefs if it is missing (root only)."""
-    if (TRACEFS / "events").exists():
-        return TRACEFS
+    try:
+        if (TRACEFS / "events").exists():
+            if not os.access(TRACEFS / "instances", os.W_OK):
+                raise CapabilityError("tracefs is not writable by this user (needs root)")
+            return TRACEFS
+    except PermissionError:
+        raise CapabilityError("tracefs is not readable by this user (needs root)") from None
     if os.geteuid() == 0:
         os.system(f"mount -t tracefs nodev {TRACEFS} 2>/dev/null")
         if (TRACEFS / "events").exists():
@@ -66,6 +71,54 @@ def clean_comm(ev: np.ndarray) -> None:
         b[np.cumsum(b == 0, axis=1, dtype=np.uint8) > 0] = 0
 
 
+def pid_max() -> int:
+    try:
+        return int(Path("/proc/sys/kernel/pid_max").read_text())
+    except (OSError, ValueError):
+        return 4194304
+
+
+def set_pid_bit(bits_map, pid: int, on: bool = True) -> None:
+    """Set or clear one thread id in kp_pidbits (a u64 bitmap array)."""
+    raw = bits_map.lookup(pid >> 6)
+    word = int.from_bytes(raw, "little") if raw else 0
+    word = word | (1 << (pid & 63)) if on else word & ~(1 << (pid & 63))
+    bits_map.update(pid >> 6, word.to_bytes(8, "little"))
+
+
+class CommResolver:
+    """Fills the comm of events the kernel sent without one (syscalls, page faults): from the
+    same task's other events, else /proc, remembered per thread id."""
+
+    def __init__(self):
+        self.known: dict[int, bytes] = {}
+
+    def __call__(self, ev: np.ndarray) -> None:
+        if not len(ev):
+            return
+        has = ev["comm"] != b""
+        if has.any():
+            pids, idx = np.unique(ev["pid"][has], return_index=True)
+            comms = ev["comm"][has][idx]
+            self.known.update(zip(pids.tolist(), comms.tolist()))
+        missing = ~has
+        if not missing.any():
+            return
+        pids, inv = np.unique(ev["pid"][missing], return_inverse=True)
+        names = np.array([self._lookup(int(p), ev) for p in pids], dtype="S16")
+        ev["comm"][missing] = names[inv]
+
+    def _lookup(self, pid: int, ev) -> bytes:
+        name = self.known.get(pid)
+        if name is None:
+            try:
+                name = Path(f"/proc/{pid}/comm").read_bytes().strip()[:16]
+            except OSError:
+                name = b"?"
+            self.known[pid] = name
+        return name
+
+
 class EbpfSource:
     name = "ebpf"
 
@@ -82,16 +135,20 @@ class EbpfSource:
         from kernelpilot.bpf.build import builtin_object
         from kernelpilot.probes.libbpf import BpfObject
         from kernelpilot.probes.ringbuf import RingReader
+        from kernelpilot.bpf.build import BTF_PATH
         if os.geteuid() != 0:
             raise CapabilityError("eBPF tracing needs root (CAP_BPF + CAP_PERFMON)")
+        if not BTF_PATH.exists():
+            raise CapabilityError(f"this kernel has no BTF ({BTF_PATH} missing), so CO-RE probes cannot load")
         progs = [p for g in self.groups + ["proc"] for p in PROGRAMS[g]]
-        self.obj = BpfObject(builtin_object(), autoload=progs, map_sizes={"kp_ring": self.ring_bytes})
+        self.obj = BpfObject(builtin_object(), autoload=progs,
+                             map_sizes={"kp_ring": self.ring_bytes, "kp_pidbits": pid_max() // 64 + 1})
+        self.comms = CommResolver()
         flt, cg, comm = 0, 0, b""
         if self.pids:
             flt |= FILTER_PIDS
             for pid in self.pids:
-                for t in threads_of(pid):
-                    self.obj.map("kp_pids").update(t, b"\x01")
+                self.watch_pid(pid)
         if self.cgroup:
             flt |= FILTER_CGROUP
             cg = cgroup_id(self.cgroup)
@@ -109,11 +166,12 @@ class EbpfSource:
     def watch_pid(self, pid: int) -> None:
         """Add a process (and its threads) to the in-kernel pid filter while running."""
         for t in threads_of(pid):
-            self.obj.map("kp_pids").update(t, b"\x01")
+            set_pid_bit(self.obj.map("kp_pidbits"), t)
 
     def poll(self) -> np.ndarray:
         ev = self.reader.poll()
         clean_comm(ev)
+        self.comms(ev)
         return ev
 
     def stats(self) -> dict:

@@ -75,8 +75,11 @@ class TraceWriter:
         self.rows = 0
         self._pending: list[np.ndarray] = []
         self._pending_n = 0
-        self._w = pq.ParquetWriter(self.partial, ARROW_SCHEMA.with_metadata(self._schema_meta()),
-                                   compression="zstd")
+        try:
+            self._w = pq.ParquetWriter(self.partial, ARROW_SCHEMA.with_metadata(self._schema_meta()),
+                                       compression="zstd")
+        except OSError as e:
+            raise KpError(f"cannot write {self.path}: {e.strerror or e}") from None
 
     def _schema_meta(self) -> dict:
         return {b"kernelpilot": json.dumps({"schema": SCHEMA_VERSION, **self.meta}).encode()}
