@@ -61,7 +61,7 @@ def hits(tr: Trace, policy: str, cache_size: int, unit: bool = True, model=None)
     if policy in policies.CLASSIC:
         return policies.CLASSIC[policy](d, sz, cache_size, n_obj)
     if policy in LEARNED:
-        from kernelpilot.memory import learned
+        from kernelpilot.memory import models as learned
         if model is None:
             raise KpError(f"policy {policy} needs a trained model (kpilot memory train, or --train-frac)")
         return learned.run(policy, tr, sz, cache_size, model)
