@@ -64,3 +64,36 @@ def compare_policies(f: F.SchedFeatures, predictor: M.BurstPredictor, ncpu: int 
                      "sjf_pred_vs_sjf_oracle": tat["sjf-pred"] / tat["sjf"]}
     res["tasks"] = wl.n
     return res
+
+
+TRAIN_MIXES = [{}, {"n_hog": 1},
+               dict(n_interactive=2, n_io=2, n_batch=0, n_chatty=0, n_hog=1),
+               dict(n_interactive=1, n_io=1, n_batch=1, n_chatty=1, n_hog=2)]
+
+
+def synthetic_training(seeds=(0, 1, 2), horizon_s: float = 3.0, bursts: bool = True):
+    """(burst predictor or None, classifier) trained on synthetic task mixes (loaded and light
+    hosts, with and without CPU hogs): the agent's default models."""
+    from kernelpilot.sched.synth import synthetic_trace
+    traces = [synthetic_trace(s * 10 + i, horizon_s=horizon_s, **mix)
+              for s in seeds for i, mix in enumerate(TRAIN_MIXES)]
+    feats = [F.extract(ev) for ev, _ in traces]
+    Xs, ys = [], []
+    for (ev, wl), f in zip(traces, feats):
+        X, y = labelled_windows(f, ev, dict(zip(wl.pids.tolist(), wl.label.tolist())))
+        Xs.append(X)
+        ys.append(y)
+    return train_bursts(feats) if bursts else None, M.TaskClassifier.fit(np.vstack(Xs), np.concatenate(ys))
+
+
+def default_classifier() -> M.TaskClassifier:
+    """The agent's classifier when no --model is given (about a second to train)."""
+    return synthetic_training(seeds=(0,), horizon_s=2.0, bursts=False)[1]
+
+
+def load_classifier(path) -> M.TaskClassifier:
+    d = M.load_json(path)
+    tree = M.Tree.from_json(d.get("classifier", d))
+    if tree.kind != "classifier":
+        raise KpError(f"{path} holds a {tree.kind}, not a task classifier")
+    return M.TaskClassifier(tree)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kernelpilot.errors import KpError
+
 US, MS, S = 1_000, 1_000_000, 1_000_000_000
 LATENCY, BATCH = 1, 0  # class labels
 
@@ -57,6 +59,8 @@ def _task(rng, kind, horizon):
         n = int(horizon / (12 * MS)) + 4
         b = _regime_bursts(rng, n, [6 * MS, 15 * MS], stay=0.9)
         s = rng.exponential(0.5 * MS, n) + 50 * US
+    elif kind == "hog":  # never sleeps
+        return np.array([int(horizon * 2)]), np.array([10 * US])
     else:  # batch: long CPU phases
         n = int(horizon / (150 * MS)) + 4
         b = _regime_bursts(rng, n, [60 * MS, 250 * MS], stay=0.8, sigma=0.5)
@@ -65,11 +69,11 @@ def _task(rng, kind, horizon):
 
 
 def generate(seed: int = 0, n_interactive: int = 4, n_io: int = 4, n_batch: int = 3, n_chatty: int = 1,
-             horizon_s: float = 2.0) -> Workload:
+             horizon_s: float = 2.0, n_hog: int = 0) -> Workload:
     """A reproducible task mix. Batch tasks demand more CPU than there is, as on a loaded host."""
     rng = np.random.default_rng(seed)
     horizon = int(horizon_s * S)
-    kinds = ["interactive"] * n_interactive + ["io"] * n_io + ["batch"] * n_batch + ["chatty"] * n_chatty
+    kinds = ["interactive"] * n_interactive + ["io"] * n_io + ["batch"] * n_batch + ["chatty"] * n_chatty + ["hog"] * n_hog
     bursts, sleeps = [], []
     for k in kinds:
         b, s = _task(rng, k, horizon)
@@ -77,6 +81,8 @@ def generate(seed: int = 0, n_interactive: int = 4, n_io: int = 4, n_batch: int 
         sleeps.append(s)
     n = len(kinds)
     label = np.array([LATENCY if k in ("interactive", "io") else BATCH for k in kinds])
+    if not kinds:
+        raise KpError("empty task mix")
     return Workload(pids=np.arange(1000, 1000 + n, dtype=np.int64),
                     start=rng.integers(0, 20 * MS, n).astype(np.int64),
                     bursts=bursts, sleeps=sleeps, weight=np.full(n, 1024, dtype=np.int64),

@@ -1,0 +1,122 @@
+"""`kpilot sched ...`: evaluate models, simulate policies, run the live agent."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import typer
+
+from kernelpilot.errors import KpError
+
+sched_app = typer.Typer(no_args_is_help=True, help="CPU scheduling: burst/class/load models, simulator, live agent.")
+
+
+def _read_events(path: Path):
+    from kernelpilot.traces.schema import EVENT_DTYPE
+    if not path.exists():
+        raise KpError(f"trace file not found: {path}")
+    try:
+        from kernelpilot.traces.store import read_trace
+    except ImportError:
+        raise KpError("reading trace files needs kernelpilot.traces.store (not installed yet)") from None
+    try:
+        events, _ = read_trace(path)
+    except KpError:
+        raise
+    except Exception as e:
+        raise KpError(f"cannot read trace {path}: {type(e).__name__}: {e}") from None
+    if getattr(events, "dtype", None) != EVENT_DTYPE:
+        raise KpError(f"{path} is not a kernelpilot event trace")
+    return events
+
+
+def _print(obj, as_json: bool):
+    if as_json:
+        print(json.dumps(obj, indent=2, default=float))
+    else:
+        from rich.console import Console
+        from rich.pretty import Pretty
+        Console().print(Pretty(obj))
+
+
+@sched_app.command("simulate")
+def simulate_cmd(trace: Path = typer.Option(None, "--trace", help="recorded trace (default: a synthetic mix)"),
+                 seed: int = typer.Option(10, help="seed of the synthetic mix"),
+                 ncpu: int = typer.Option(2, help="simulated CPUs"),
+                 json_out: bool = typer.Option(False, "--json")):
+    """Replay tasks under FCFS, RR, CFS-like, SJF/SRPT (oracle and predicted bursts)."""
+    from kernelpilot.sched import evaluate as E
+    from kernelpilot.sched import features as F
+    from kernelpilot.sched.synth import synthetic_trace
+    bp, _ = E.synthetic_training()
+    if trace:
+        f, lat = F.extract(_read_events(trace)), None
+    else:
+        ev, wl = synthetic_trace(seed, horizon_s=3)
+        f, lat = F.extract(ev), set(wl.pids[wl.label == 1].tolist())
+    _print(E.compare_policies(f, bp, ncpu=ncpu, latency_pids=lat), json_out)
+
+
+@sched_app.command("train")
+def train_cmd(out: Path = typer.Option(..., "--out", "-o", help="model file to write (JSON)")):
+    """Train the burst predictor and task classifier (synthetic mixes) and save them as JSON."""
+    from kernelpilot.sched import evaluate as E
+    bp, clf = E.synthetic_training()
+    try:
+        out.write_text(json.dumps({"burst_predictor": bp.tree.to_json(), "classifier": clf.tree.to_json()}))
+    except OSError as e:
+        raise KpError(f"cannot write {out}: {e.strerror}") from None
+    print(f"wrote {out} (classifier depth {clf.tree.depth}, burst tree depth {bp.tree.depth})")
+
+
+@sched_app.command("run")
+def run_cmd(enforce: bool = typer.Option(False, "--enforce", help="really change tasks (default: dry run)"),
+            duration: float = typer.Option(None, "--duration", help="seconds to run (default: until Ctrl-C)"),
+            pid: list[int] = typer.Option(None, "--pid", help="only these processes (repeatable)"),
+            tree: bool = typer.Option(False, "--tree", help="with --pid: their descendants too"),
+            idle: bool = typer.Option(False, "--idle", help="batch tasks get SCHED_IDLE, not SCHED_BATCH"),
+            no_cgroup: bool = typer.Option(False, "--no-cgroup", help="do not use a cgroup CPU weight"),
+            model: Path = typer.Option(None, "--model", help="classifier JSON from `kpilot sched train`"),
+            interval: float = typer.Option(0.5, help="seconds between samples"),
+            max_actions: float = typer.Option(20.0, help="most changes per second"),
+            verbose: bool = typer.Option(False, "-v", "--verbose")):
+    """Classify tasks (latency-critical vs batch) and steer nice, policy and cgroup weight."""
+    from kernelpilot.agent.journal import Journal
+    from kernelpilot.sched import evaluate as E
+    from kernelpilot.sched.live import Agent
+    from kernelpilot.sched.policies import Policy
+    if duration is not None and duration <= 0:
+        raise KpError("--duration must be positive")
+    if interval <= 0.05:
+        raise KpError("--interval must be above 0.05 s")
+    for p in pid or []:
+        if not os.path.exists(f"/proc/{p}"):
+            raise KpError(f"no such process: {p}")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    clf = E.load_classifier(model) if model else E.default_classifier()
+    pol = Policy(batch_policy=os.SCHED_IDLE if idle else os.SCHED_BATCH, use_cgroup=not no_cgroup)
+    j = Journal("sched", enforce=enforce, max_actions_per_s=max_actions)
+    with j:
+        if enforce:
+            print(f"enforcing; journal {j.path}", flush=True)
+        agent = Agent(clf, j, pol, pids=pid or None, tree=tree, interval=interval)
+        try:
+            agent.run(duration)
+        except KeyboardInterrupt:
+            pass
+        counts = dict(j.counts)
+        plan = list(j.planned)
+    if not verbose:
+        for d in agent.decisions:
+            print(d)
+    if not enforce:
+        print("dry run: would change" if plan else "dry run: nothing to change")
+        for line in plan:
+            print("  " + line)
+    print("summary: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + ("; all changes restored" if enforce else ""))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(sched_app, name="sched")

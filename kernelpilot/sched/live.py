@@ -1,0 +1,198 @@
+"""The live scheduling agent: sample tasks from /proc, classify, apply knobs through the journal."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from kernelpilot.agent.journal import Journal
+from kernelpilot.errors import KpError
+from kernelpilot.sched.features import class_features
+from kernelpilot.sched.models import TaskClassifier
+from kernelpilot.sched.policies import GROUP_NAME, Policy, cpu_cgroup, weight_file
+from kernelpilot.sched.synth import BATCH, LATENCY
+
+log = logging.getLogger("kernelpilot.sched")
+PF_KTHREAD = 0x00200000
+RT_POLICIES = {os.SCHED_FIFO, os.SCHED_RR, 6}  # 6 = SCHED_DEADLINE
+
+
+@dataclass
+class TaskSample:
+    tid: int
+    tgid: int
+    comm: str
+    start: int
+    ppid: int
+    flags: int
+    policy: int
+    counters: tuple  # run_ns, wait_ns, slices, vol, invol
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def sample_task(tgid: int, tid: int) -> TaskSample | None:
+    base = f"/proc/{tgid}/task/{tid}"
+    try:
+        stat = _read(f"{base}/stat")
+        sched = _read(f"{base}/schedstat").split()
+        status = _read(f"{base}/status")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    comm = stat[stat.index("(") + 1: stat.rindex(")")]
+    f = stat[stat.rindex(")") + 2:].split()
+    vol = invol = 0
+    for line in status.splitlines():
+        if line.startswith("voluntary_ctxt_switches"):
+            vol = int(line.split()[1])
+        elif line.startswith("nonvoluntary_ctxt_switches"):
+            invol = int(line.split()[1])
+    return TaskSample(tid, tgid, comm, int(f[19]), int(f[1]), int(f[6]), int(f[38]),
+                      (int(sched[0]), int(sched[1]), int(sched[2]), vol, invol))
+
+
+def descendants(roots: set[int]) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                ppid = int(_read(f"/proc/{d}/stat").rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    out, todo = set(), list(roots)
+    while todo:
+        p = todo.pop()
+        if p not in out:
+            out.add(p)
+            todo.extend(children.get(p, []))
+    return out
+
+
+def _ancestors(pid: int) -> set[int]:
+    out = set()
+    while pid > 1 and pid not in out:
+        out.add(pid)
+        try:
+            pid = int(_read(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            break
+    return out
+
+
+def scan(pids: set[int] | None, exclude: set[int]) -> dict[int, TaskSample]:
+    """Samples of every thread of the processes in `pids` (all user processes if None)."""
+    tgids = pids if pids is not None else {int(d) for d in os.listdir("/proc") if d.isdigit()}
+    out = {}
+    for tgid in tgids:
+        if tgid in exclude or tgid <= 1:
+            continue
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{tgid}/task")]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        for tid in tids:
+            s = sample_task(tgid, tid)
+            if s and not s.flags & PF_KTHREAD and s.policy not in RT_POLICIES:
+                out[tid] = s
+    return out
+
+
+class Agent:
+    """Classify tasks every `interval` seconds; act on a class seen `confirm` times in a row."""
+
+    def __init__(self, classifier: TaskClassifier, journal: Journal, policy: Policy | None = None,
+                 pids: list[int] | None = None, tree: bool = False, interval: float = 0.5,
+                 confirm: int = 2, min_util: float = 0.02, min_wakeups: float = 20.0):
+        self.clf, self.j, self.policy = classifier, journal, policy or Policy()
+        self.roots, self.tree = set(pids) if pids else None, tree
+        self.interval, self.confirm, self.min_util, self.min_wakeups = interval, confirm, min_util, min_wakeups
+        me = os.getpid()
+        self.exclude = _ancestors(me) | {me}
+        self.prev: dict[int, TaskSample] = {}
+        self.prev_t = 0.0
+        self.streak: dict[tuple[int, int], tuple[int, int]] = {}  # (tid, start) -> (class, count)
+        self.verdicts: dict[int, tuple[str, int]] = {}
+        self.group = None
+        self.decisions: list[str] = []
+
+    def _scope(self) -> set[int] | None:
+        if self.roots is None:
+            return None
+        return descendants(self.roots) if self.tree else set(self.roots)
+
+    def _batch_group(self) -> tuple[str, str, str] | None:
+        """(hier, mount, path) of our low-weight cgroup, created on first use."""
+        if self.group is not None or not self.policy.use_cgroup:
+            return self.group or None
+        found = cpu_cgroup()
+        if not found:
+            self.group = False
+            return None
+        hier, mount = found
+        path = str(mount / GROUP_NAME)
+        fname, conv = weight_file(hier)
+        if os.path.isdir(path) and self.j.enforce:
+            raise KpError(f"{path} already exists (another agent, or a stale run: kpilot agent rollback)")
+        self.j.change("mkdir", {"path": path}, True)
+        if self.j.enforce:
+            self.j.change("file", {"path": f"{path}/{fname}"}, conv(self.policy.batch_weight))
+        self.group = (hier, str(mount), "/" + GROUP_NAME)
+        return self.group
+
+    def step(self) -> None:
+        now = time.monotonic()
+        cur = scan(self._scope(), self.exclude | {self.j._guard.pid} if self.j._guard else self.exclude)
+        dt = now - self.prev_t
+        rows, keys = [], []
+        for tid, s in cur.items():
+            p = self.prev.get(tid)
+            if p is None or p.start != s.start or dt <= 0:
+                continue
+            rows.append([a - b for a, b in zip(s.counters, p.counters)])
+            keys.append(s)
+        self.prev, self.prev_t = cur, now
+        if not rows:
+            return
+        d = np.array(rows, dtype=float)
+        X = class_features(d[:, 0], d[:, 1], d[:, 2], d[:, 3], d[:, 4], int(dt * 1e9))
+        active = (X[:, 0] >= self.min_util) | (X[:, 1] >= self.min_wakeups)
+        cls = np.where(active, self.clf.predict(X), -1)
+        for s, c, x in zip(keys, cls, X):
+            key = (s.tid, s.start)
+            last, n = self.streak.get(key, (-1, 0))
+            n = n + 1 if c == last else 1
+            self.streak[key] = (int(c), n)
+            if c < 0 or n != self.confirm:
+                continue
+            self._act(s, int(c), x)
+
+    def _act(self, s: TaskSample, c: int, x) -> None:
+        name = "latency-critical" if c == LATENCY else "batch"
+        self.verdicts[s.tid] = (name, s.start)
+        msg = (f"{s.comm}[{s.tid}] {name}: util {x[0]:.2f}, {x[1]:.0f} sleeps/s, "
+               f"burst ~{np.expm1(x[3]):.0f} us")
+        self.decisions.append(msg)
+        log.info(msg)
+        target = {"tid": s.tid, "start": s.start, "comm": s.comm}
+        for knob, value in self.policy.wanted(c).items():
+            self.j.change(knob, target, value)
+        if c == BATCH and s.tid == s.tgid:
+            g = self._batch_group()
+            if g:
+                hier, mount, path = g
+                self.j.change("cgroup", {"tid": s.tgid, "start": s.start, "comm": s.comm, "hier": hier,
+                                         "mount": mount}, path)
+
+    def run(self, duration: float | None) -> None:
+        end = None if duration is None else time.monotonic() + duration
+        self.step()
+        while end is None or time.monotonic() < end:
+            time.sleep(self.interval if end is None else max(0.0, min(self.interval, end - time.monotonic())))
+            self.step()

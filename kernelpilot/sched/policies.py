@@ -1,0 +1,47 @@
+"""What the live agent does for each task class: nice, scheduling policy, cgroup CPU weight."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from kernelpilot.sched.synth import BATCH, LATENCY
+
+GROUP_NAME = "kernelpilot.batch"
+
+
+@dataclass
+class Policy:
+    latency_nice: int = -5
+    batch_nice: int = 10
+    batch_policy: int = os.SCHED_BATCH   # os.SCHED_IDLE with --idle
+    batch_weight: int = 20               # cgroup v2 cpu.weight (1..10000, default 100)
+    use_cgroup: bool = True
+
+    def wanted(self, cls: int) -> dict:
+        """Knob -> value for a task of class `cls` (empty: leave it alone)."""
+        if cls == LATENCY:
+            return {"nice": self.latency_nice}
+        if cls == BATCH:
+            return {"policy": [self.batch_policy, 0], "nice": self.batch_nice}
+        return {}
+
+
+def cpu_cgroup() -> tuple[str, Path] | None:
+    """('v2', mount) if the unified hierarchy has the cpu controller, else ('v1:cpu', mount), else None."""
+    for mount in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")):
+        ctrl = mount / "cgroup.controllers"
+        if ctrl.exists() and "cpu" in ctrl.read_text().split():
+            return "v2", mount
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        dev, mnt, fstype, opts = line.split()[:4]
+        if fstype == "cgroup" and "cpu" in opts.split(","):
+            return "v1:cpu", Path(mnt)
+    return None
+
+
+def weight_file(hier: str) -> tuple[str, callable]:
+    """The weight knob of a cgroup and how to express a v2 weight in it."""
+    if hier == "v2":
+        return "cpu.weight", lambda w: str(w)
+    return "cpu.shares", lambda w: str(max(2, w * 1024 // 100))  # v2 weight 100 == v1 shares 1024
