@@ -131,3 +131,72 @@ def synthetic(spec: str, n: int = 200_000, seed: int = 0) -> Trace:
     if n <= 0:
         raise KpError("synthetic trace length must be > 0")
     return SYNTH[spec](n, seed)
+
+
+# ---- loading ----------------------------------------------------------------------------------
+
+FORMATS = ("auto", "oracle", "csv", "txt", "msr", "blkparse", "events")
+
+
+def from_events(events: np.ndarray, kind: str = "auto", name: str = "events") -> Trace:
+    """Foundation events -> page trace: page_fault (a0 = address -> page number) or file_read
+    (a0 = inode, a1..a2 = page range -> one request per page, id = inode << 28 | page)."""
+    from kernelpilot.traces import schema as S
+    faults = S.of_kind(events, "page_fault")
+    reads = S.of_kind(events, "file_read")
+    if kind == "auto":
+        kind = "faults" if len(faults) >= len(reads) else "files"
+    if kind == "faults":
+        if len(faults) == 0:
+            raise KpError(f"{name}: no page_fault events (record with --events faults)")
+        return Trace((faults["a0"] >> np.uint64(12)).astype(np.int64), 4096, name=name + ":faults")
+    if kind != "files":
+        raise KpError(f"unknown event trace kind '{kind}'; choose faults or files")
+    if len(reads) == 0:
+        raise KpError(f"{name}: no file_read events (record with --events files)")
+    lo = reads["a1"].astype(np.int64)
+    hi = reads["a2"].astype(np.int64)
+    if (hi < lo).any():
+        raise KpError(f"{name}: file_read event with last page < first page")
+    cnt = np.minimum(hi - lo + 1, 1 << 16)
+    ino = np.repeat(reads["a0"].astype(np.int64), cnt)
+    step = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    pages = np.repeat(lo, cnt) + step
+    return Trace((ino << 28) | (pages & ((1 << 28) - 1)), 4096, name=name + ":files")
+
+
+def load(spec: str, fmt: str = "auto", n: int = 200_000) -> Trace:
+    """A trace from 'synth:NAME', an oracleGeneral/CSV/txt/block file, or a kernelpilot event
+    trace (.parquet) of page faults or file reads."""
+    from pathlib import Path
+
+    from kernelpilot.traces.importers import block, oracle_general, text
+    if spec.startswith("synth:"):
+        return synthetic(spec[6:], n)
+    if fmt not in FORMATS:
+        raise KpError(f"unknown trace format '{fmt}'; choose from {', '.join(FORMATS)}")
+    p = Path(spec)
+    if not p.exists():
+        raise KpError(f"trace file not found: {p} (or use synth:{'|synth:'.join(SYNTH)})")
+    if fmt == "auto":
+        suf = p.suffix.lower()
+        fmt = {".csv": "csv", ".txt": "txt", ".parquet": "events", ".blktrace": "blkparse",
+               ".msr": "msr"}.get(suf, "oracle")
+    if fmt == "oracle":
+        return oracle_general.read_oracle_general(p)
+    if fmt == "csv":
+        return text.read_csv(p)
+    if fmt == "txt":
+        return text.read_txt(p)
+    if fmt == "msr":
+        return block.read_msr(p)
+    if fmt == "blkparse":
+        return block.read_blkparse(p)
+    from kernelpilot.traces.store import read_trace
+    try:
+        events, _ = read_trace(p)
+    except KpError:
+        raise
+    except Exception as e:
+        raise KpError(f"cannot read event trace {p}: {type(e).__name__}") from None
+    return from_events(events, name=p.name)

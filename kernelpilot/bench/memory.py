@@ -1,0 +1,94 @@
+"""`kpilot bench memory`: replacement policies side by side (gap closed to Belady), prefetchers
+vs Leap, and simulator speed with libcachesim's measured in the same run when installed."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+def _policies(quick: bool) -> dict:
+    from kernelpilot.memory import sim, trace as T
+    from kernelpilot.memory.cli import run_sim
+    n = 100_000 if quick else 400_000
+    traces = [T.mixed(n, n // 80, 2), T.zipf(n, n // 20, 0.9, 1), T.loop(n, n // 130, 3)]
+    fracs = (0.02, 0.1) if quick else (0.01, 0.05, 0.2)
+    out = {}
+    for tr in traces:
+        sizes = [max(10, int(f * tr.footprint())) for f in fracs]
+        res = run_sim(tr, sim.ALL, sizes)["results"]
+        per = {}
+        for size in sizes:
+            row = {r["policy"]: round(r["miss_ratio"], 5) for r in res if r["cache_size"] == size}
+            classic = {k: v for k, v in row.items() if k in sim.CLASSIC and k != "belady"}
+            best = min(classic, key=classic.get)
+            gap = classic[best] - row["belady"]
+            learned = min(row["lrb"], row["imitate"])
+            row.update(best_classic=best,
+                       learned_below_best=learned < classic[best],
+                       gap_closed=round((classic[best] - learned) / gap, 4) if gap > 0 else 0.0)
+            per[str(size)] = row
+        out[tr.name] = per
+    return out
+
+
+def _prefetch(quick: bool) -> dict:
+    from kernelpilot.memory import prefetch as P
+    n = 10_000 if quick else 40_000
+    out = {}
+    for name, make in P.PATTERNS.items():
+        rows = {r["prefetcher"]: {k: round(v, 4) for k, v in r.items() if isinstance(v, float)}
+                for r in P.compare(make(n, 0))}
+        rows["learned_vs_leap_coverage"] = round(rows["learned"]["coverage"] / max(rows["leap"]["coverage"], 1e-9), 3)
+        out[name] = rows
+    return out
+
+
+def _speed(quick: bool) -> dict:
+    from kernelpilot.memory import models, sim, trace as T
+    n = 1_000_000 if quick else 4_000_000
+    tr = T.zipf(n, n // 20, 1.0, 7)
+    size = tr.footprint() // 20
+    tr.dense()
+    sim.simulate(T.zipf(1000, 100, 1.0, 0), "lru", 10)  # compile outside the timing
+    best = {}
+    for p in ("lru", "s3fifo"):
+        best[p] = min(sim.simulate(tr, p, size).seconds for _ in range(2))
+    m = models.train("lrb", T.zipf(100_000, 5000, 1.0, 8))
+    sim.simulate(T.zipf(1000, 100, 1.0, 0), "lrb", 10, model=m)
+    best["lrb"] = sim.simulate(tr, "lrb", size, model=m).seconds
+    out = {f"{p}_mreq_per_s": round(n / s / 1e6, 2) for p, s in best.items()}
+    try:
+        import tempfile
+
+        import libcachesim as lcs
+
+        from kernelpilot.traces.importers.oracle_general import write_oracle_general
+        with tempfile.TemporaryDirectory() as d:
+            path = f"{d}/t.oracleGeneral"
+            write_oracle_general(path, tr)
+            reader = lcs.TraceReader(path, lcs.TraceType.ORACLE_GENERAL_TRACE)
+            secs = []
+            for _ in range(2):
+                t0 = time.perf_counter()
+                mr = lcs.LRU(size).process_trace(reader)[0]
+                secs.append(time.perf_counter() - t0)
+        out["libcachesim_lru_mreq_per_s"] = round(n / min(secs) / 1e6, 2)
+        out["lru_speed_ratio_vs_libcachesim"] = round(min(secs) / best["lru"], 3)
+        out["lru_miss_ratio_equal"] = abs(mr - sim.simulate(tr, "lru", size).miss_ratio) < 1e-12
+    except ImportError:
+        out["libcachesim"] = "not installed (pip install .[test])"
+    out["requests"] = n
+    return out
+
+
+def run(quick: bool = False) -> dict:
+    t0 = time.perf_counter()
+    pol = _policies(quick)
+    cells = [row for per in pol.values() for row in per.values()]
+    res = {"policies": pol,
+           "learned_below_best_classic": f"{sum(r['learned_below_best'] for r in cells)}/{len(cells)}",
+           "median_gap_closed": float(np.median([r["gap_closed"] for r in cells])),
+           "prefetch": _prefetch(quick), "speed": _speed(quick)}
+    res["seconds"] = round(time.perf_counter() - t0, 1)
+    return res

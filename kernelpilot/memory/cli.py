@@ -1,0 +1,150 @@
+"""`kpilot memory ...`: replacement simulator, learned policies, prefetchers, live experiments."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from kernelpilot.errors import KpError
+
+memory_app = typer.Typer(no_args_is_help=True,
+                         help="Memory: cache replacement simulator, learned eviction, prefetch, swap.")
+live_app = typer.Typer(no_args_is_help=True, help="Live experiments on this host (restore on exit).")
+memory_app.add_typer(live_app, name="live")
+
+TRACE_HELP = "trace file (oracleGeneral, .csv, .txt, MSR/blkparse block trace, .parquet events) or synth:NAME"
+
+
+def _print(obj, as_json: bool):
+    if as_json:
+        print(json.dumps(obj, indent=2, default=float))
+        return
+    from rich.console import Console
+    from rich.table import Table
+    rows = obj.get("results") if isinstance(obj, dict) else None
+    if not rows:
+        from rich.pretty import Pretty
+        Console().print(Pretty(obj))
+        return
+    tab = Table(title=obj.get("title", ""))
+    for k in rows[0]:
+        tab.add_column(str(k))
+    for r in rows:
+        tab.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in r.values()])
+    Console().print(tab)
+
+
+def run_sim(tr, names, sizes, unit=True, train_frac=0.5, model_path=None, progress=None) -> dict:
+    """Miss ratios of each policy at each size, counted after the training prefix."""
+    from kernelpilot.memory import models, sim
+    if not 0.0 <= train_frac < 1.0:
+        raise KpError(f"--train-frac must be in [0, 1) (got {train_frac})")
+    start = int(len(tr) * train_frac) if any(n in sim.LEARNED for n in names) else 0
+    lrb = None
+    if "lrb" in names:
+        if model_path:
+            from kernelpilot.models.format import Model
+            lrb = Model.load(model_path)
+        else:
+            lrb = models.train("lrb", tr, unit=unit, end=start)
+    out = []
+    for size in sizes:
+        sim.check_size(tr, size, unit)
+        for name in names:
+            model = lrb if name == "lrb" else (models.train("imitate", tr, size, unit, start)
+                                                 if name == "imitate" else None)
+            r = sim.simulate(tr, name, size, unit, model=model, eval_from=start)
+            out.append({"policy": name, "cache_size": size, "miss_ratio": r.miss_ratio,
+                        "byte_miss_ratio": r.byte_miss_ratio, "mreq_per_s": len(tr) / r.seconds / 1e6})
+            if progress:
+                progress()
+    return {"title": f"{tr.name}: miss ratio over requests {start}..{len(tr)}", "trace": tr.name,
+            "requests": len(tr), "eval_from": start, "unit_size": unit, "results": out}
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(memory_app, name="memory")
+
+
+@memory_app.command("sim")
+def sim_cmd(trace: str = typer.Option(..., "--trace", "-t", help=TRACE_HELP),
+            policies: str = typer.Option("lru,arc,s3fifo,lrb,belady", help="comma list, or 'all'"),
+            sizes: str = typer.Option("0.01,0.1", help="fractions of the footprint (<1) or absolute sizes"),
+            bytes_: bool = typer.Option(False, "--bytes", help="byte-size cache (default: one unit per object)"),
+            fmt: str = typer.Option("auto", "--format", help="auto, oracle, csv, txt, msr, blkparse, events"),
+            n: int = typer.Option(200_000, help="length of a synth: trace"),
+            train_frac: float = typer.Option(0.5, help="learned policies train on this prefix; all are scored after it"),
+            model: Path = typer.Option(None, help="saved lrb model (.json/.npz) instead of training"),
+            json_out: bool = typer.Option(False, "--json")):
+    """Simulate replacement policies and print miss ratios side by side."""
+    from kernelpilot.memory import sim, trace as T
+    tr = T.load(trace, fmt, n)
+    names = sim.parse_policies(policies)
+    sz = sim.sizes_from_spec(tr, sizes, not bytes_)
+    _print(run_sim(tr, names, sz, not bytes_, train_frac, model), json_out)
+
+
+@memory_app.command("train")
+def train_cmd(trace: str = typer.Option(..., "--trace", "-t", help=TRACE_HELP),
+              out: Path = typer.Option(..., "-o", "--output", help="model file (.json or .npz)"),
+              policy: str = typer.Option("lrb", help="lrb or imitate"),
+              size: int = typer.Option(None, help="cache size (imitate learns OPT at this size)"),
+              fmt: str = typer.Option("auto", "--format"),
+              n: int = typer.Option(200_000, help="length of a synth: trace")):
+    """Train a learned policy's model on a trace and save it (JSON/npz)."""
+    from kernelpilot.memory import models, trace as T
+    if out.suffix not in (".json", ".npz"):
+        raise KpError(f"{out}: model files end in .json or .npz")
+    tr = T.load(trace, fmt, n)
+    m = models.train(policy, tr, size)
+    m.save(out)
+    print(f"saved {policy} model ({m.meta['n_trees']} trees) to {out}")
+
+
+@memory_app.command("prefetch")
+def prefetch_cmd(trace: str = typer.Option(..., "--trace", "-t",
+                                           help=TRACE_HELP + ", or pattern:strided|pointer-chase|mixed"),
+                 prefetchers: str = typer.Option("next-n,readahead,leap,stride,learned"),
+                 buffer: int = typer.Option(256, help="prefetch buffer (pages)"),
+                 n: int = typer.Option(20_000, help="length of a pattern:/synth: trace"),
+                 fmt: str = typer.Option("auto", "--format"),
+                 json_out: bool = typer.Option(False, "--json")):
+    """Score prefetchers on a page sequence: accuracy, coverage, timeliness."""
+    from kernelpilot.memory import prefetch as P, trace as T
+    if buffer <= 0:
+        raise KpError("--buffer must be > 0")
+    if trace.startswith("pattern:"):
+        name = trace[8:]
+        if name not in P.PATTERNS:
+            raise KpError(f"unknown pattern '{name}'; choose from {', '.join(P.PATTERNS)}")
+        pages = P.PATTERNS[name](n, 0)
+    else:
+        pages = P.pages_from_trace(T.load(trace, fmt, n))
+    names = [s.strip() for s in prefetchers.split(",") if s.strip()]
+    _print({"title": f"prefetch on {trace}", "results": P.compare(pages, names, buffer=buffer)}, json_out)
+
+
+@live_app.command("prefetch", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def live_prefetch(ctx: typer.Context,
+                  file: Path = typer.Option(None, help="data file the command reads (default: generate one)"),
+                  size_mb: int = typer.Option(256, help="size of the generated file"),
+                  stride: int = typer.Option(16, help="page stride of the generated access pattern"),
+                  enforce: bool = typer.Option(False, "--enforce", help="really drop caches and advise"),
+                  json_out: bool = typer.Option(False, "--json")):
+    """Prefetch predicted file pages (posix_fadvise WILLNEED) for CMD; compare with kernel readahead.
+    Without CMD, runs the built-in strided reader on a generated file."""
+    from kernelpilot.memory import live
+    _print(live.prefetch_experiment(list(ctx.args), file, size_mb, stride, enforce), json_out)
+
+
+@live_app.command("swap", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def live_swap(ctx: typer.Context,
+              limit_mb: int = typer.Option(96, help="memory cgroup limit"),
+              zram_mb: int = typer.Option(512, help="zram swap size"),
+              enforce: bool = typer.Option(False, "--enforce", help="really set up zram/cgroup and run"),
+              json_out: bool = typer.Option(False, "--json")):
+    """Run CMD under a memory limit with zram swap: kernel reclaim vs predicted-cold MADV_PAGEOUT.
+    Without CMD, runs the built-in hot/cold working-set program."""
+    from kernelpilot.memory import live
+    _print(live.swap_experiment(list(ctx.args), limit_mb, zram_mb, enforce), json_out)
