@@ -23,11 +23,21 @@ typedef char kp_s32_is_4_bytes[sizeof(kp_s32) == 4 ? 1 : -1];
 typedef char kp_s64_is_8_bytes[sizeof(kp_s64) == 8 ? 1 : -1];
 #define KP_INLINE static inline
 #define KP_API
+#define KP_OPAQUE(v) (v)
+#define KP_X(i) (x[i])
+#define KP_SEQ(v) ((void)0)
 """,
     "bpf": """#ifndef KP_TYPES_DEFINED
 #define KP_TYPES_DEFINED
 typedef __s32 kp_s32;
 typedef __s64 kp_s64;
+/* A zero the verifier cannot see through: sums of leaf constants stay imprecise, so the
+ * verifier prunes the paths of one tree before the next instead of multiplying them. */
+__s32 kp_opaque_zero;
+#define KP_OPAQUE(v) ((v) + *(volatile __s32 *)&kp_opaque_zero)
+#define KP_X(i) (((const volatile kp_s32 *)x)[i])
+/* keep the sum in order: each tree's leaf is added before the next tree starts */
+#define KP_SEQ(v) asm volatile("" : "+r"(v))
 #endif
 #define KP_INLINE static __always_inline
 #define KP_API static __always_inline
@@ -48,7 +58,7 @@ def _tree_body(p, node: int, indent: int, out: list[str]) -> None:
     if f < 0:
         out.append(f"{pad}return {int(p['q_value'][node])};")
         return
-    out.append(f"{pad}if (x[{f}] <= {int(p['q_threshold'][node])}) {{")
+    out.append(f"{pad}if (KP_X({f}) <= {int(p['q_threshold'][node])}) {{")
     _tree_body(p, int(p["left"][node]), indent + 1, out)
     out.append(f"{pad}}} else {{")
     _tree_body(p, int(p["right"][node]), indent + 1, out)
@@ -67,8 +77,8 @@ def _emit_trees(m: Model, prefix: str) -> str:
     if out == "label":
         lines.append(f"\treturn {prefix}_tree0(x);")
     else:
-        lines.append(f"\tkp_s32 s = {int(q['bias_q'])};")
-        lines += [f"\ts += {prefix}_tree{t}(x);" for t in range(len(p["roots"]))]
+        lines.append(f"\tkp_s32 s = KP_OPAQUE({int(q['bias_q'])});")
+        lines += [f"\ts += {prefix}_tree{t}(x);\n\tKP_SEQ(s);" for t in range(len(p["roots"]))]
         lines.append("\treturn s;" if out == "score" else f"\treturn s > {int(q['threshold_q'])};")
     lines.append("}")
     return "\n".join(parts) + "\n" + "\n".join(lines) + "\n"
@@ -86,7 +96,7 @@ def _emit_mlp(m: Model, prefix: str) -> str:
              "\tkp_s64 d, v;", "\tkp_s32 acc;"]
     for i in range(n_in):  # input rescale to int8
         lim, off, mul = int(p["q_lim"][i]), int(p["q_off"][i]), int(p["q_mul"][i])
-        lines += [f"\td = (kp_s64)x[{i}] - ({off}LL);",
+        lines += [f"\td = (kp_s64)KP_X({i}) - ({off}LL);",
                   f"\tif (d > {lim}LL) d = {lim}LL;", f"\tif (d < -{lim}LL) d = -{lim}LL;",
                   f"\tv = {prefix}_asr(d * {mul}LL, {MLP_IN_SHIFT});",
                   f"\tkp_s32 a0_{i} = v > 127 ? 127 : (v < -127 ? -127 : (kp_s32)v);"]
