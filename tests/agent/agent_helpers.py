@@ -1,0 +1,65 @@
+"""Helpers shared by the agent and sched live tests: a journal dir, a sleeping target, an agent."""
+import os
+import shutil
+import tempfile
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PY = str(ROOT / ".venv/bin/python")
+
+
+@pytest.fixture
+def run_dir(monkeypatch):
+    """A journal directory anyone may write (the permission test runs as nobody)."""
+    d = Path(tempfile.mkdtemp(prefix="kp-run-"))
+    d.chmod(0o777)
+    monkeypatch.setenv("KPILOT_RUN_DIR", str(d))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def sleeper():
+    p = subprocess.Popen(["sleep", "120"])
+    yield p
+    p.kill()
+    p.wait()
+
+
+def nice_of(pid):
+    return os.getpriority(os.PRIO_PROCESS, pid)
+
+
+def wait_for(cond, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+AGENT = """
+import os, sys, time
+from kernelpilot.agent.journal import Journal
+from kernelpilot.agent.rollback import start_time
+pid = int(sys.argv[1])
+j = Journal("test", enforce=True).open()
+t = {"tid": pid, "start": start_time(pid)}
+j.change("nice", t, 7)
+j.change("policy", t, [os.SCHED_IDLE, 0])
+print("changed", flush=True)
+time.sleep(60)
+"""
+
+
+def start_agent(pid, env=None):
+    p = subprocess.Popen([PY, "-c", AGENT, str(pid)], stdout=subprocess.PIPE, text=True, env=env,
+                         cwd=str(ROOT))
+    assert p.stdout.readline().strip() == "changed"
+    return p
