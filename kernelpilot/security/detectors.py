@@ -128,6 +128,9 @@ class Tree(Detector):
                                             random_state=seed)
         self.model.fit(np.vstack([X, ref]), np.r_[np.zeros(len(X)), np.ones(len(ref))])
         self.table = np.unique(np.concatenate([ngram_hashes(s, 3) for s in seqs]))
+        # the same 3-grams as id triples (-1 = before the first call), for the in-kernel table
+        self.grams = np.unique(np.vstack([np.lib.stride_tricks.sliding_window_view(
+            np.r_[-1, -1, s], 3) for s in seqs]), axis=0)
         self._export()
         return self
 
@@ -157,10 +160,11 @@ class Tree(Detector):
     def params(self):
         return {"depth": self.depth, "features": list(self.FEATURES), "nodes": self.nodes,
                 "rare": [int(i) for i in np.flatnonzero(self.rare)],
-                "table": [int(x) for x in self.table]}
+                "table": [int(x) for x in self.table], "grams": self.grams.ravel().tolist()}
 
     def load(self, p):
         self.depth, self.nodes = int(p["depth"]), p["nodes"]
+        self.grams = np.array(p["grams"], dtype=np.int64).reshape(-1, 3)
         self.rare = np.zeros(len(self.vocab))
         self.rare[np.array(p["rare"], dtype=np.int64)] = 1
         self.classes = class_table(self.vocab)
