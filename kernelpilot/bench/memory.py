@@ -39,7 +39,8 @@ def _prefetch(quick: bool) -> dict:
     for name, make in P.PATTERNS.items():
         rows = {r["prefetcher"]: {k: round(v, 4) for k, v in r.items() if isinstance(v, float)}
                 for r in P.compare(make(n, 0))}
-        rows["learned_vs_leap_coverage"] = round(rows["learned"]["coverage"] / max(rows["leap"]["coverage"], 1e-9), 3)
+        leap = rows["leap"]["coverage"]
+        rows["learned_vs_leap_coverage"] = round(rows["learned"]["coverage"] / leap, 3) if leap else None
         out[name] = rows
     return out
 
