@@ -22,7 +22,7 @@ from kernelpilot.security.syscalls import UNKNOWN, number_to_name
 SRC = Path(__file__).resolve().parent / "bpf" / "sc_watch.bpf.c"
 WIN, NFEAT, MAXNR = 32, 9, 512
 ALERT_DTYPE = np.dtype([("ts", "<u8"), ("pid", "<u4"), ("tgid", "<u4"), ("score", "<u4"), ("nfeat", "<u4"),
-                        ("feats", "<u2", NFEAT + 1), ("calls", "<u2", WIN), ("comm", "S16")])
+                        ("feats", "<u2", NFEAT + 1), ("calls", "<u2", WIN), ("comm", "S16"), ("pad", "V4")])  # sizeof(struct sc_alert) = 128
 FREEZE_CG = Path("/sys/fs/cgroup/unified/kpilot-quarantine")
 JOURNAL = Path(os.environ.get("KPILOT_STATE", "/var/lib/kernelpilot")) / "security-journal.jsonl"
 

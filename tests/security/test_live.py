@@ -30,5 +30,5 @@ def test_kernel_stage_counts_windows(model_file):
     finally:
         k.close()
     assert st["syscalls"] > 500 and st["windows"] > 10
-    assert st["sent"] == len(recs) + 0 or st["sent"] >= len(recs)
+    assert st["sent"] >= len(recs)
     assert len(recs) > 0 and (recs["tgid"] != os.getpid()).all()
