@@ -10,7 +10,7 @@ from kernelpilot.kernelize import limits
 I32 = np.iinfo(np.int32)
 
 
-def test_vectors(m, n: int, seed: int = 1) -> np.ndarray:
+def sample_vectors(m, n: int, seed: int = 1) -> np.ndarray:
     """Int32 feature rows that exercise the model: half drawn over the training range, half right
     at the thresholds (x = t and t + 1, both sides of each test) or at saturation for an MLP."""
     rng = np.random.default_rng(seed)
@@ -41,7 +41,7 @@ def test_vectors(m, n: int, seed: int = 1) -> np.ndarray:
 
 
 def parity(m, predict, n: int = 100_000, X=None) -> dict:
-    X = test_vectors(m, n) if X is None else X
+    X = sample_vectors(m, n) if X is None else X
     ref = m.predict_int(X)
     got = predict(X)
     bad = np.flatnonzero(got != ref)
@@ -60,7 +60,7 @@ def check(m, targets=None, n: int = 100_000, repeat: int = 20000) -> dict:
     if targets is None:
         targets = (["bpf-map"] if m.kind in ("tree", "forest") else []) + ["bpf-code", "c"]
     report = {"model": describe(m), "n": n, "targets": {}}
-    X = test_vectors(m, n)
+    X = sample_vectors(m, n)
     for t in targets:
         r: dict = {"limits": limits.check_limits(m, t)}
         if t == "c":

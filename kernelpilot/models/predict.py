@@ -45,6 +45,8 @@ def _check_X(m, X, integer):
 
 
 def predict_float(m, X) -> np.ndarray:
+    if m.kind == "ngram":
+        return predict_int(m, X)
     X = _check_X(m, X, integer=False)
     p = m.params
     if m.kind in ("tree", "forest"):
@@ -84,6 +86,9 @@ def mlp_int_layers(m, Xint: np.ndarray) -> np.ndarray:
 def predict_int(m, Xint) -> np.ndarray:
     """Integer reference. Xint: int32 feature rows as the kernel sees them (see Model.to_int)."""
     m.require_quantized()
+    if m.kind == "ngram":  # windows of token ids, any length >= n
+        from kernelpilot.models.ngram import score_sequences
+        return score_sequences(m, Xint)
     X = _check_X(m, Xint, integer=True)
     p, q = m.params, m.meta["quant"]
     if m.kind in ("tree", "forest"):
