@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from kernelpilot.errors import KpError
+from kernelpilot.traces.importers import check_size
 from kernelpilot.security.features import Trace
 from kernelpilot.security.syscalls import UNKNOWN, number_to_name
 
@@ -21,14 +22,7 @@ _FAMILY = re.compile(r"^(.*?)_\d+$")
 def read_trace_file(path: Path, abi: str = "i386", unknown: str = "error") -> list[str]:
     """Syscall names from one file of whitespace-separated numbers."""
     path = Path(path)
-    try:
-        size = path.stat().st_size
-    except OSError as e:
-        raise KpError(f"cannot read trace file {path}: {e.strerror}") from None
-    if size == 0:
-        raise KpError(f"trace file {path} is empty")
-    if size > MAX_FILE_BYTES:
-        raise KpError(f"trace file {path} is {size >> 20} MiB, over the {MAX_FILE_BYTES >> 20} MiB limit")
+    check_size(path, MAX_FILE_BYTES, "trace file")
     raw = path.read_bytes()
     try:
         text = raw.decode("ascii")

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from kernelpilot.errors import KpError
+from kernelpilot.traces.importers import check_size
 from kernelpilot.security.features import Trace
 from kernelpilot.security.syscalls import canonical, number_to_name
 
@@ -25,14 +26,7 @@ def _seconds(ts: str) -> float:
 
 def load_strace(path, default_pid: int = 0) -> list[Trace]:
     path = Path(path)
-    try:
-        size = path.stat().st_size
-    except OSError as e:
-        raise KpError(f"cannot read strace log {path}: {e.strerror}") from None
-    if size == 0:
-        raise KpError(f"strace log {path} is empty")
-    if size > MAX_FILE_BYTES:
-        raise KpError(f"strace log {path} is {size >> 20} MiB, over the {MAX_FILE_BYTES >> 20} MiB limit")
+    check_size(path, MAX_FILE_BYTES, "strace log")
     raw = path.read_bytes()
     if b"\0" in raw[:65536]:
         raise KpError(f"strace log {path} is binary, not strace text output")
