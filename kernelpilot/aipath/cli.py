@@ -1,0 +1,67 @@
+"""`kpilot aipath -- CMD`: how an AI program travels through the kernel to the hardware.
+Also registers `kpilot top` and `kpilot serve` (the live views)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from kernelpilot.errors import KpError
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("aipath", context_settings={"allow_interspersed_args": False})
+    def aipath(cmd: list[str] = typer.Argument(None, help="after --: the AI program to trace (children followed)"),
+               demo: bool = typer.Option(False, "--demo", help="trace kernelpilot's small PyTorch training run"),
+               steps: int = typer.Option(20, "--steps", help="training steps of --demo"),
+               trace: Path = typer.Option(None, "--from", help="analyse a recorded trace instead of running"),
+               keep: Path = typer.Option(None, "--keep", help="also write the raw trace (Parquet) here"),
+               output: Path = typer.Option(None, "-o", "--output", help="write the JSON result here (for kpilot report)"),
+               source: str = typer.Option("auto", "--source", help="auto, ebpf, tracefs or proc"),
+               json_out: bool = typer.Option(False, "--json", help="print JSON only")):
+        """Trace an AI program and show its path: user space -> system calls -> kernel subsystems ->
+        device files and drivers -> hardware, per phase. Mark phases with kernelpilot.aipath.markers.mark()."""
+        from rich.console import Console
+
+        from kernelpilot.aipath.layers import render
+        from kernelpilot.aipath.run import analyse_events, demo_command, trace_ai
+        if sum(map(bool, (cmd, demo, trace))) != 1:
+            raise KpError("give exactly one of: -- CMD, --demo, --from TRACE")
+        if steps < 1:
+            raise KpError("--steps must be at least 1")
+        if trace:
+            from kernelpilot.traces.store import read_trace
+            ev, meta = read_trace(trace)
+            result = analyse_events(ev, meta.get("command"))
+            result.update(source=meta.get("source"), dropped=meta.get("dropped", 0))
+        else:
+            argv = demo_command(steps) if demo else list(cmd)
+            if demo:
+                try:
+                    import torch  # noqa: F401
+                except ImportError:
+                    raise KpError("--demo needs PyTorch: .venv/bin/pip install torch") from None
+            from kernelpilot.report.progress import progress
+            with progress("tracing " + Path(argv[0]).name, disable=json_out) as bar:
+                result = trace_ai(argv, source=source, keep=str(keep) if keep else None,
+                                  on_poll=lambda total, src: bar.update(f"{total:,} events"))
+        text = json.dumps(result, indent=2, default=str)
+        if output:
+            output.write_text(text + "\n")
+        if json_out:
+            print(text)
+            return
+        render(result, Console())
+        err = Console(stderr=True)
+        for n in result.get("notes") or []:
+            err.print(f"[yellow]note:[/] {n}")
+        if result.get("dropped"):
+            err.print(f"[yellow]the tracer dropped {result['dropped']:,} events[/]")
+
+    try:
+        from kernelpilot.agent.topcli import register as register_top
+    except ImportError:
+        register_top = None
+    if register_top:
+        register_top(app)
