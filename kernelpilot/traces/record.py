@@ -87,8 +87,7 @@ def run_recording(groups, sink, duration: float | None = None, cmd: list[str] | 
                 break
             if duration is not None and time.monotonic() - t0 >= duration:
                 break
-            if not len(batch):
-                time.sleep(poll_interval)
+            time.sleep(poll_interval)  # read in big batches: the producer pays for every cache line we touch
         time.sleep(0.02)
         tail = src.poll()  # what was committed before we stopped
         if len(tail):
