@@ -26,7 +26,8 @@ def free_port() -> int:
 
 
 def script_for(sc: Scenario, workdir: str, n: int) -> str:
-    return sc.script.format(dir=workdir, py=sys.executable, port=free_port(), n=n)
+    # scenario output must not mix into kpilot's own stdout (JSON)
+    return "exec >/dev/null 2>&1\n" + sc.script.format(dir=workdir, py=sys.executable, port=free_port(), n=n)
 
 
 def record_one(sc: Scenario, n: int = 2, timeout: float = 20.0) -> tuple[np.ndarray, dict]:
