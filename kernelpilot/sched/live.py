@@ -12,8 +12,8 @@ from kernelpilot.agent.journal import Journal
 from kernelpilot.errors import KpError
 from kernelpilot.sched.features import class_features
 from kernelpilot.sched.models import TaskClassifier
-from kernelpilot.sched.policies import GROUP_NAME, Policy, cpu_cgroup, weight_file
-from kernelpilot.sched.synth import BATCH, LATENCY
+from kernelpilot.sched.policies import GROUP_NAMES, Policy, cpu_cgroup, weight_file
+from kernelpilot.sched.synth import LATENCY
 
 log = logging.getLogger("kernelpilot.sched")
 PF_KTHREAD = 0x00200000
@@ -119,7 +119,7 @@ class Agent:
         self.prev_t = 0.0
         self.streak: dict[tuple[int, int], tuple[int, int]] = {}  # (tid, start) -> (class, count)
         self.verdicts: dict[int, tuple[str, int]] = {}
-        self.group = None
+        self.groups: dict[int, tuple | None] = {}
         self.decisions: list[str] = []
 
     def _scope(self) -> set[int] | None:
@@ -127,24 +127,25 @@ class Agent:
             return None
         return descendants(self.roots) if self.tree else set(self.roots)
 
-    def _batch_group(self) -> tuple[str, str, str] | None:
-        """(hier, mount, path) of our low-weight cgroup, created on first use."""
-        if self.group is not None or not self.policy.use_cgroup:
-            return self.group or None
+    def _group(self, cls: int) -> tuple[str, str, str] | None:
+        """(hier, mount, path) of our cgroup for class `cls`, created with its weight on first use."""
+        if cls in self.groups or not self.policy.use_cgroup:
+            return self.groups.get(cls)
         found = cpu_cgroup()
+        self.groups[cls] = None
         if not found:
-            self.group = False
             return None
         hier, mount = found
-        path = str(mount / GROUP_NAME)
+        path = str(mount / GROUP_NAMES[cls])
         fname, conv = weight_file(hier)
         if os.path.isdir(path) and self.j.enforce:
             raise KpError(f"{path} already exists (another agent, or a stale run: kpilot agent rollback)")
         self.j.change("mkdir", {"path": path}, True)
+        weight = self.policy.latency_weight if cls == LATENCY else self.policy.batch_weight
         if self.j.enforce:
-            self.j.change("file", {"path": f"{path}/{fname}"}, conv(self.policy.batch_weight))
-        self.group = (hier, str(mount), "/" + GROUP_NAME)
-        return self.group
+            self.j.change("file", {"path": f"{path}/{fname}"}, conv(weight))
+        self.groups[cls] = (hier, str(mount), "/" + GROUP_NAMES[cls])
+        return self.groups[cls]
 
     def step(self) -> None:
         now = time.monotonic()
@@ -183,8 +184,8 @@ class Agent:
         target = {"tid": s.tid, "start": s.start, "comm": s.comm}
         for knob, value in self.policy.wanted(c).items():
             self.j.change(knob, target, value)
-        if c == BATCH and s.tid == s.tgid:
-            g = self._batch_group()
+        if s.tid == s.tgid:
+            g = self._group(c)
             if g:
                 hier, mount, path = g
                 self.j.change("cgroup", {"tid": s.tgid, "start": s.start, "comm": s.comm, "hier": hier,

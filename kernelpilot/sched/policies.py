@@ -7,7 +7,7 @@ from pathlib import Path
 
 from kernelpilot.sched.synth import BATCH, LATENCY
 
-GROUP_NAME = "kernelpilot.batch"
+GROUP_NAMES = {0: "kernelpilot.batch", 1: "kernelpilot.latency"}
 
 
 @dataclass
@@ -16,6 +16,7 @@ class Policy:
     batch_nice: int = 10
     batch_policy: int = os.SCHED_BATCH   # os.SCHED_IDLE with --idle
     batch_weight: int = 20               # cgroup v2 cpu.weight (1..10000, default 100)
+    latency_weight: int = 400            # a cgroup also lifts the task above other sessions' autogroups
     use_cgroup: bool = True
 
     def wanted(self, cls: int) -> dict:
