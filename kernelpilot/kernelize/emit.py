@@ -26,9 +26,15 @@ typedef char kp_s64_is_8_bytes[sizeof(kp_s64) == 8 ? 1 : -1];
 #define KP_OPAQUE(v) (v)
 #define KP_X(i) (x[i])
 #define KP_SEQ(v) ((void)0)
+/* floor(v / 2^s) without relying on how the compiler shifts negative numbers */
+KP_INLINE kp_s64 kp_asr64(kp_s64 v, int s) { return v >= 0 ? (v >> s) : -((-v - 1) >> s) - 1; }
+KP_INLINE kp_s64 kp_min64(kp_s64 a, kp_s64 b) { return a < b ? a : b; }
+KP_INLINE kp_s64 kp_max64(kp_s64 a, kp_s64 b) { return a > b ? a : b; }
 """,
     "bpf": """#ifndef KP_TYPES_DEFINED
 #define KP_TYPES_DEFINED
+#define KP_INLINE static __always_inline
+#define KP_API static __always_inline
 typedef __s32 kp_s32;
 typedef __s64 kp_s64;
 /* A zero the verifier cannot see through: sums of leaf constants stay imprecise, so the
@@ -38,18 +44,23 @@ __s32 kp_opaque_zero;
 #define KP_X(i) (((const volatile kp_s32 *)x)[i])
 /* keep the sum in order: each tree's leaf is added before the next tree starts */
 #define KP_SEQ(v) asm volatile("" : "+r"(v))
+/* Branch-free arithmetic: no path splits for the verifier to explore (BPF's >> is arithmetic). */
+static __always_inline kp_s64 kp_asr64(kp_s64 v, int s) { return v >> s; }
+static __always_inline kp_s64 kp_min64(kp_s64 a, kp_s64 b)
+{
+	kp_s64 d = a - b, m = d >> 63;
+	asm volatile("" : "+r"(m));
+	return b + (d & m);
+}
+static __always_inline kp_s64 kp_max64(kp_s64 a, kp_s64 b)
+{
+	kp_s64 d = a - b, m = d >> 63;
+	asm volatile("" : "+r"(m));
+	return b + (d & ~m);
+}
 #endif
-#define KP_INLINE static __always_inline
-#define KP_API static __always_inline
 """,
 }
-
-# floor(v / 2**s) without relying on how the compiler shifts negative numbers
-ASR = """KP_INLINE kp_s64 {p}_asr(kp_s64 v, int s)
-{{
-	return v >= 0 ? (v >> s) : -((-v - 1) >> s) - 1;
-}}
-"""
 
 
 def _tree_body(p, node: int, indent: int, out: list[str]) -> None:
@@ -92,14 +103,14 @@ def _dot(W, col: int, src: str, n_in: int) -> str:
 def _emit_mlp(m: Model, prefix: str) -> str:
     p, q = m.params, m.meta["quant"]
     n_in, L = m.n_features, m.meta["n_layers"]
-    lines = [ASR.format(p=prefix), f"KP_API kp_s32 {prefix}_predict(const kp_s32 *x)", "{",
+    lines = [f"KP_API kp_s32 {prefix}_predict(const kp_s32 *x)", "{",
              "\tkp_s64 d, v;", "\tkp_s32 acc;"]
     for i in range(n_in):  # input rescale to int8
         lim, off, mul = int(p["q_lim"][i]), int(p["q_off"][i]), int(p["q_mul"][i])
         lines += [f"\td = (kp_s64)KP_X({i}) - ({off}LL);",
-                  f"\tif (d > {lim}LL) d = {lim}LL;", f"\tif (d < -{lim}LL) d = -{lim}LL;",
-                  f"\tv = {prefix}_asr(d * {mul}LL, {MLP_IN_SHIFT});",
-                  f"\tkp_s32 a0_{i} = v > 127 ? 127 : (v < -127 ? -127 : (kp_s32)v);"]
+                  f"\td = kp_min64(kp_max64(d, -{lim}LL), {lim}LL);",
+                  f"\tv = kp_asr64(d * {mul}LL, {MLP_IN_SHIFT});",
+                  f"\tkp_s32 a0_{i} = (kp_s32)kp_min64(kp_max64(v, -127), 127);"]
     width = n_in
     for layer in range(L):
         W, b = p[f"q_W{layer}"], p[f"q_b{layer}"]
@@ -110,8 +121,7 @@ def _emit_mlp(m: Model, prefix: str) -> str:
         sh = int(p["q_shift"][layer])
         for j in range(W.shape[1]):
             lines += [f"\tacc = {int(b[j])} + {_dot(W, j, src, width)};",
-                      f"\tif (acc < 0) acc = 0;", f"\tacc >>= {sh};",
-                      f"\tkp_s32 a{layer + 1}_{j} = acc > 127 ? 127 : acc;"]
+                      f"\tkp_s32 a{layer + 1}_{j} = (kp_s32)kp_min64(kp_max64(acc, 0) >> {sh}, 127);"]
         width = W.shape[1]
     out = "\treturn acc;" if m.meta["output"] == "score" else f"\treturn acc > {int(q['threshold_q'])};"
     return "\n".join(lines + [out, "}"]) + "\n"
