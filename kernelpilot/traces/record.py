@@ -44,14 +44,16 @@ def spawn_held(argv: list[str], cpu: int | None = None, **popen_kw) -> tuple[sub
 
 def run_recording(groups, sink, duration: float | None = None, cmd: list[str] | None = None,
                   source: str = "auto", pids=None, cgroup=None, comm=None, notes: list | None = None,
-                  on_poll=None, poll_interval: float = 0.02, exclude_self: bool = True) -> dict:
-    """Core loop. `sink(batch)` gets each numpy batch. Returns a summary dict."""
+                  on_poll=None, poll_interval: float = 0.02, exclude_self: bool = True,
+                  stdout=None, stderr=None) -> dict:
+    """Core loop. `sink(batch)` gets each numpy batch. Returns a summary dict.
+    stdout/stderr: where the traced command's output goes (as for subprocess; None = inherit)."""
     notes = [] if notes is None else notes
     proc = wfd = None
     if cmd:
         if not cmd[0] or not (os.access(cmd[0], os.X_OK) if os.sep in cmd[0] else _which(cmd[0])):
             raise KpError(f"command not found: {cmd[0]}")
-        proc, wfd = spawn_held(cmd)
+        proc, wfd = spawn_held(cmd, stdout=stdout, stderr=stderr)
         pids = [proc.pid, *(pids or [])]
     kw = {"pids": pids}
     if source in ("auto", "ebpf"):
