@@ -62,9 +62,6 @@ def predict_float(m, X) -> np.ndarray:
                 a = np.maximum(a, 0.0)
         s = a[:, 0]
         return s if m.meta["output"] == "score" else (s > m.meta["threshold"]).astype(np.int64)
-    if m.kind == "ngram":
-        from kernelpilot.models.ngram import score_sequences
-        return score_sequences(m, X)
     raise KpError(f"no predictor for model kind {m.kind}")
 
 
@@ -98,7 +95,4 @@ def predict_int(m, Xint) -> np.ndarray:
     if m.kind == "mlp":
         s = mlp_int_layers(m, X)
         return s if m.meta["output"] == "score" else (s > q["threshold_q"]).astype(np.int64)
-    if m.kind == "ngram":
-        from kernelpilot.models.ngram import score_sequences
-        return score_sequences(m, X)
     raise KpError(f"no integer predictor for model kind {m.kind}")
