@@ -18,6 +18,12 @@ CLASS_FEATURES = ["util", "vcsw_per_s", "ivcsw_per_s", "log_burst_us", "log_wait
 
 
 @numba.njit(cache=True)
+def _row(r, p, bstart, pstart, burst, end, sleep, wait, npre, unfinished):
+    r[0], r[1], r[2], r[3] = p, bstart if bstart >= 0 else pstart, burst, end
+    r[4], r[5], r[6], r[7] = sleep, wait, npre, 1 if (unfinished or bstart < 0) else 0
+
+
+@numba.njit(cache=True)
 def _scan(ts, kind, prev, nxt, state, waker, ntask):
     n = len(ts)
     on = np.full(ntask, -1, np.int64)        # switched in at
@@ -66,14 +72,7 @@ def _scan(ts, kind, prev, nxt, state, waker, ntask):
             else:
                 tot[p, 3] += 1
                 if bstart[p] >= 0 or pstart[p] >= 0:
-                    out[m, 0] = p
-                    out[m, 1] = bstart[p] if bstart[p] >= 0 else pstart[p]
-                    out[m, 2] = acc[p]
-                    out[m, 3] = t
-                    out[m, 4] = sleep_len[p]
-                    out[m, 5] = wait1[p]
-                    out[m, 6] = npre[p]
-                    out[m, 7] = bstart[p] < 0
+                    _row(out[m], p, bstart[p], pstart[p], acc[p], t, sleep_len[p], wait1[p], npre[p], 0)
                     m += 1
                 bstart[p] = -1
                 pstart[p] = -1
@@ -98,14 +97,7 @@ def _scan(ts, kind, prev, nxt, state, waker, ntask):
             acc[p] += last - on[p]
             tot[p, 0] += last - on[p]
         if acc[p] > 0 and (bstart[p] >= 0 or pstart[p] >= 0):
-            out[m, 0] = p
-            out[m, 1] = bstart[p] if bstart[p] >= 0 else pstart[p]
-            out[m, 2] = acc[p]
-            out[m, 3] = last
-            out[m, 4] = sleep_len[p]
-            out[m, 5] = wait1[p]
-            out[m, 6] = npre[p]
-            out[m, 7] = 1
+            _row(out[m], p, bstart[p], pstart[p], acc[p], last, sleep_len[p], wait1[p], npre[p], 1)
             m += 1
     return out[:m], tot
 
