@@ -104,8 +104,13 @@ _SIGS = {
 
 
 @_PRINT_FN
-def _print_cb(level, fmt, ap):  # libbpf's messages, formatted with the C library's vsnprintf
-    buf = C.create_string_buffer(8192)
+def _print_cb(level, fmt, ap):
+    """libbpf's messages, formatted by the C library. A verifier log arrives as one message of
+    any length: measure it on a copy of the va_list (on x86-64 va_copy is a 24-byte struct copy)."""
+    probe = (C.c_char * 24)()
+    C.memmove(probe, ap, 24)
+    n = _libc.vsnprintf(None, 0, fmt, C.cast(probe, C.c_void_p))
+    buf = C.create_string_buffer(max(n, 0) + 1)
     _libc.vsnprintf(buf, len(buf), fmt, ap)
     with _log_lock:
         _log_lines.append(buf.value.decode(errors="replace"))
