@@ -8,6 +8,9 @@ command -v bpftool >/dev/null || need+=(bpftool)
 [ -e /usr/include/bpf/libbpf.h ] || need+=(libbpf-dev)
 ldconfig -p | grep -q 'libbpf.so.1 ' || need+=(libbpf1)
 command -v stress-ng >/dev/null || need+=(stress-ng)
+command -v cyclictest >/dev/null || need+=(rt-tests)
+command -v strace >/dev/null || need+=(strace)
+command -v setpriv >/dev/null || need+=(util-linux)
 command -v gcc >/dev/null || need+=(gcc)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
