@@ -17,7 +17,7 @@ err = Console(stderr=True)
 
 # Packages whose cli.py contributes commands (in help order).
 COMMAND_MODULES = ["traces", "probes", "models", "kernelize", "sched", "memory", "security",
-                   "aipath", "agent", "bench"]
+                   "aipath", "agent", "bench", "report"]
 
 
 def _register_all() -> None:
