@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 KPILOT := $(VENV)/bin/kpilot
 STAMP  := $(VENV)/.kernelpilot-installed
 
-.PHONY: sysdeps deps build run test bench clean
+.PHONY: sysdeps deps build run test bench clean screenshots
 
 sysdeps:
 	@bash scripts/install-sysdeps.sh
@@ -30,3 +30,6 @@ bench: build
 
 clean:
 	rm -rf kernelpilot/bpf/_build
+
+screenshots: build
+	@$(PY) -m kernelpilot.report.screens docs
