@@ -1,5 +1,4 @@
-"""`kpilot aipath -- CMD`: how an AI program travels through the kernel to the hardware.
-Also registers `kpilot top` and `kpilot serve` (the live views)."""
+"""`kpilot aipath -- CMD`: how an AI program travels through the kernel to the hardware."""
 from __future__ import annotations
 
 import json
@@ -44,7 +43,7 @@ def register(app: typer.Typer) -> None:
                     raise KpError("--demo needs PyTorch: .venv/bin/pip install torch") from None
             from kernelpilot.report.progress import progress
             with progress("tracing " + Path(argv[0]).name, disable=json_out) as bar:
-                result = trace_ai(argv, source=source, keep=str(keep) if keep else None,
+                result = trace_ai(argv, source=source, keep=str(keep) if keep else None, quiet=json_out,
                                   on_poll=lambda total, src: bar.update(f"{total:,} events"))
         text = json.dumps(result, indent=2, default=str)
         if output:
@@ -58,10 +57,3 @@ def register(app: typer.Typer) -> None:
             err.print(f"[yellow]note:[/] {n}")
         if result.get("dropped"):
             err.print(f"[yellow]the tracer dropped {result['dropped']:,} events[/]")
-
-    try:
-        from kernelpilot.agent.topcli import register as register_top
-    except ImportError:
-        register_top = None
-    if register_top:
-        register_top(app)

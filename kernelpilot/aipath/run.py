@@ -2,9 +2,11 @@
 and GPU samples (NVML, where present) around one run."""
 from __future__ import annotations
 
+import os
 import resource
 import sys
 import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +35,24 @@ def demo_command(steps: int = 20) -> list[str]:
     return [sys.executable, str(Path(__file__).with_name("workload.py")), str(steps)]
 
 
-def trace_ai(argv: list[str], source: str = "auto", keep: str | None = None, on_poll=None) -> dict:
-    """Run `argv` under the tracer and return its AI path (layers, phases, host, GPU)."""
+@contextmanager
+def stdout_to_stderr():
+    """The traced program inherits our descriptors: keep its output off stdout (for --json)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def trace_ai(argv: list[str], source: str = "auto", keep: str | None = None, on_poll=None,
+             quiet: bool = False) -> dict:
+    """Run `argv` under the tracer and return its AI path (layers, phases, host, GPU).
+    quiet: the program's stdout goes to stderr."""
     from kernelpilot.traces.record import host_meta, trace_command
     gpu = GpuSampler()
     last = [0.0]
@@ -48,7 +66,10 @@ def trace_ai(argv: list[str], source: str = "auto", keep: str | None = None, on_
             on_poll(total, src)
 
     vm0, ru0 = vmstat(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    ev, summary = trace_command(argv, GROUPS, source=source, on_poll=poll)
+    t0 = time.monotonic()
+    with stdout_to_stderr() if quiet else nullcontext():
+        ev, summary = trace_command(argv, GROUPS, source=source, on_poll=poll)
+    wall = time.monotonic() - t0
     vm1, ru1 = vmstat(), resource.getrusage(resource.RUSAGE_CHILDREN)
     if keep:
         from kernelpilot.traces.store import write_trace
@@ -56,7 +77,7 @@ def trace_ai(argv: list[str], source: str = "auto", keep: str | None = None, on_
     result = analyse_events(ev, argv)
     result.update(source=summary["source"], dropped=summary["dropped"], exit_code=summary["exit_code"],
                   notes=summary["notes"], gpu=gpu.result())
-    result["host"] = {
+    result["host"] = {"wall_s": round(wall, 3),
         "vmstat": {k: vm1.get(k, 0) - vm0.get(k, 0) for k in vm1},
         "rusage": {"user_s": round(ru1.ru_utime - ru0.ru_utime, 3), "system_s": round(ru1.ru_stime - ru0.ru_stime, 3),
                    "max_rss_bytes": ru1.ru_maxrss * 1024, "major_faults": ru1.ru_majflt - ru0.ru_majflt,

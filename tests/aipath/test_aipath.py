@@ -98,6 +98,8 @@ def test_pytorch_training_run_path(tmp_path):
     p2 = run_kpilot("aipath", "--from", keep, "--json")
     assert p2.returncode == 0, p2.stderr
     r2 = json.loads(p2.stdout)
+    assert json.loads(p.stdout)["layers"] == r["layers"]  # --json stdout is JSON only (the run's output went to stderr)
+    assert "final loss" in p.stderr
     assert [ph["name"] for ph in r2["phases"]] == list(phases)
     assert r2["layers"][1]["count"] == r["layers"][1]["count"]
 
