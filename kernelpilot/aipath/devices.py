@@ -4,6 +4,7 @@ a scan of /dev names the file whose rdev matches. Events carry the kernel's dev_
 from __future__ import annotations
 
 import os
+import stat
 from functools import lru_cache
 from pathlib import Path
 
@@ -51,7 +52,6 @@ def dev_files(root: str = "/dev") -> dict[tuple[str, int, int], str]:
                 st = os.lstat(p)
             except OSError:
                 continue
-            import stat
             if stat.S_ISCHR(st.st_mode):
                 kind = "char"
             elif stat.S_ISBLK(st.st_mode):

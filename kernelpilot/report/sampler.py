@@ -80,13 +80,6 @@ def _proc_counters(pid: int):
 
 # ---- BPF programs on the host (bpftop-style) ----
 
-class _Info(C.Structure):
-    _fields_ = [("type", C.c_uint32), ("id", C.c_uint32), ("tag", C.c_uint8 * 8), ("jited_prog_len", C.c_uint32),
-                ("xlated_prog_len", C.c_uint32), ("jited_prog_insns", C.c_uint64), ("xlated_prog_insns", C.c_uint64),
-                ("load_time", C.c_uint64), ("created_by_uid", C.c_uint32), ("nr_map_ids", C.c_uint32),
-                ("map_ids", C.c_uint64), ("name", C.c_char * 16)]
-
-
 def bpf_programs() -> dict[int, tuple[str, int, int, int]]:
     """{prog id: (name, type, run_cnt, run_time_ns)} of every BPF program loaded on the host."""
     from kernelpilot.probes.libbpf import ProgInfo, lib
