@@ -41,19 +41,17 @@ def run_sim(tr, names, sizes, unit=True, train_frac=0.5, model_path=None, progre
     if not 0.0 <= train_frac < 1.0:
         raise KpError(f"--train-frac must be in [0, 1) (got {train_frac})")
     start = int(len(tr) * train_frac) if any(n in sim.LEARNED for n in names) else 0
-    lrb = None
-    if "lrb" in names:
-        if model_path:
-            from kernelpilot.models.format import Model
-            lrb = Model.load(model_path)
-        else:
-            lrb = models.train("lrb", tr, unit=unit, end=start)
+    saved = None
+    if model_path and "lrb" in names:
+        from kernelpilot.models.format import Model
+        saved = Model.load(model_path)
     out = []
     for size in sizes:
         sim.check_size(tr, size, unit)
         for name in names:
-            model = lrb if name == "lrb" else (models.train("imitate", tr, size, unit, start)
-                                                 if name == "imitate" else None)
+            model = None
+            if name in sim.LEARNED:  # trained on OPT at this size, on the prefix only
+                model = saved if (name == "lrb" and saved) else models.train(name, tr, size, unit, start)
             r = sim.simulate(tr, name, size, unit, model=model, eval_from=start)
             out.append({"policy": name, "cache_size": size, "miss_ratio": r.miss_ratio,
                         "byte_miss_ratio": r.byte_miss_ratio, "mreq_per_s": len(tr) / r.seconds / 1e6})
@@ -89,7 +87,7 @@ def sim_cmd(trace: str = typer.Option(..., "--trace", "-t", help=TRACE_HELP),
 def train_cmd(trace: str = typer.Option(..., "--trace", "-t", help=TRACE_HELP),
               out: Path = typer.Option(..., "-o", "--output", help="model file (.json or .npz)"),
               policy: str = typer.Option("lrb", help="lrb or imitate"),
-              size: int = typer.Option(None, help="cache size (imitate learns OPT at this size)"),
+              size: int = typer.Option(None, help="cache size the model learns OPT at (default: 10% of the footprint)"),
               fmt: str = typer.Option("auto", "--format"),
               n: int = typer.Option(200_000, help="length of a synth: trace")):
     """Train a learned policy's model on a trace and save it (JSON/npz)."""

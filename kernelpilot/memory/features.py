@@ -1,74 +1,75 @@
 """Per-request features for learned replacement: what is known about an object when it is
-requested. All are log2(1 + x) so trees split on orders of magnitude.
+requested (LRB's deltas plus EDC-like decayed counters). Gaps are log2(1 + x), so trees split on
+orders of magnitude; gaps and half-lives are in requests.
 
-  delta1..3  the last three gaps between requests to the object (virtual time; NEVER if unseen)
+  delta1..6  the last six gaps between requests to the object (NEVER if there were fewer)
+  edc1..4    decayed request counters, c = 1 + c * 2^(-gap / h), half-lives h = cache x 1/4, 1, 4, 16
   freq       requests to the object so far (this one included, saturating at 16)
   size       object size in bytes
-  mean_gap   mean gap since the object was first seen (a stationary rate estimate)
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-NAMES = ["delta1", "delta2", "delta3", "freq", "size", "mean_gap"]
-N_FEAT = 6
+N_DELTA, N_EDC = 6, 4
+NAMES = [f"delta{k + 1}" for k in range(N_DELTA)] + [f"edc{k + 1}" for k in range(N_EDC)] + ["freq", "size"]
+N_FEAT = len(NAMES)
 NEVER = 40.0  # log2 of "no such gap": larger than any real one
 FREQ_CAP = 16  # counts saturate, so old objects look like the training data
+EDC_HALF = (0.25, 1.0, 4.0, 16.0)
 
 
-@njit(cache=True, inline="always")
-def lg(x):
-    return np.log2(1.0 + x)
-
-
-@njit(cache=True, inline="always")
-def update(o, t, s, last, d1, d2, cnt, out, first, seen):
-    """Record request t to object o (size s) and write its features into out[0:6]."""
-    if last[o] >= 0:
-        gap = t - last[o]
-        out[0] = lg(gap)
-        out[1] = d1[o]
-        out[2] = d2[o]
-        d2[o] = d1[o]
-        d1[o] = lg(gap)
-    else:
-        out[0] = NEVER
-        out[1] = NEVER
-        out[2] = NEVER
-        d1[o] = NEVER
-        d2[o] = NEVER
-    if cnt[o] < FREQ_CAP:
-        cnt[o] += 1
-    out[3] = lg(cnt[o])
-    out[4] = lg(s)
-    if seen[o] == 0:
-        first[o] = t
-        out[5] = NEVER
-    else:
-        out[5] = lg((t - first[o]) / seen[o])
-    seen[o] += 1
-    last[o] = t
+def half_lives(cap: int) -> np.ndarray:
+    return np.array([max(1.0, h * cap) for h in EDC_HALF])
 
 
 @njit(cache=True)
-def table(ids, sz, n_obj):
-    """Feature rows for every request (n x N_FEAT float64)."""
-    n = ids.shape[0]
-    X = np.empty((n, N_FEAT), np.float64)
-    first = np.zeros(n_obj, np.int64)
-    seen = np.zeros(n_obj, np.int64)
-    last = np.full(n_obj, -1, np.int64)
-    d1 = np.zeros(n_obj, np.float64)
-    d2 = np.zeros(n_obj, np.float64)
-    cnt = np.zeros(n_obj, np.int64)
-    for t in range(n):
-        update(ids[t], t, sz[t], last, d1, d2, cnt, X[t], first, seen)
+def state_nb(n_obj):
+    """Per-object state: last request, saved deltas, decayed counters, counts."""
+    return (np.full(n_obj, -1, np.int64), np.full((n_obj, N_DELTA), NEVER),
+            np.zeros((n_obj, N_EDC)), np.zeros(n_obj, np.int64))
+
+
+@njit(cache=True, inline="always")
+def update(o, t, s, last, dl, edc, cnt, hl, out):
+    """Record request t to object o (size s); write its features into out[0:N_FEAT]."""
+    if last[o] >= 0:
+        gap = t - last[o]
+        for k in range(N_DELTA - 1, 0, -1):
+            dl[o, k] = dl[o, k - 1]
+        dl[o, 0] = np.log2(1.0 + gap)
+        for k in range(N_EDC):
+            edc[o, k] = 1.0 + edc[o, k] * 2.0 ** (-gap / hl[k])
+    else:
+        for k in range(N_EDC):
+            edc[o, k] = 1.0
+    last[o] = t
+    for k in range(N_DELTA):
+        out[k] = dl[o, k]
+    for k in range(N_EDC):
+        out[N_DELTA + k] = edc[o, k]
+    if cnt[o] < FREQ_CAP:
+        cnt[o] += 1
+    out[N_DELTA + N_EDC] = np.log2(1.0 + cnt[o])
+    out[N_DELTA + N_EDC + 1] = np.log2(1.0 + s)
+
+
+@njit(cache=True)
+def _table(ids, sz, hl, last, dl, edc, cnt):
+    X = np.empty((ids.shape[0], N_FEAT), np.float64)
+    for t in range(ids.shape[0]):
+        update(ids[t], t, sz[t], last, dl, edc, cnt, hl, X[t])
     return X
 
 
-def distance_target(nxt: np.ndarray) -> np.ndarray:
-    """log2 of the distance to the object's next request; NEVER-ish for none."""
+def table(ids, sz, n_obj: int, cap: int) -> np.ndarray:
+    """Feature rows for every request (n x N_FEAT float64)."""
+    return _table(ids, sz, half_lives(cap), *state_nb(n_obj))
+
+
+def distance(nxt: np.ndarray, cap_at: float) -> np.ndarray:
+    """Distance (requests) to each request's next request of the same object, capped at
+    `cap_at` (beyond it every object is equally good to evict: LRB's relaxed Belady boundary)."""
     n = len(nxt)
-    dist = np.where(nxt < 0, 4 * n, nxt - np.arange(n))
-    return np.log2(1.0 + dist)
+    return np.where(nxt < 0, cap_at, np.minimum(nxt - np.arange(n), cap_at)).astype(np.float64)

@@ -138,31 +138,41 @@ def synthetic(spec: str, n: int = 200_000, seed: int = 0) -> Trace:
 FORMATS = ("auto", "oracle", "csv", "txt", "msr", "blkparse", "events")
 
 
+def _page_ids(ino, pages):
+    return (ino.astype(np.int64) << 28) | (pages.astype(np.int64) & ((1 << 28) - 1))
+
+
 def from_events(events: np.ndarray, kind: str = "auto", name: str = "events") -> Trace:
-    """Foundation events -> page trace: page_fault (a0 = address -> page number) or file_read
-    (a0 = inode, a1..a2 = page range -> one request per page, id = inode << 28 | page)."""
+    """Foundation events -> page request trace.
+      faults  page_fault: a0 = address -> virtual page number
+      files   file_read (a0 inode, a1..a2 page range -> one request per page) and file_fault
+              (a0 inode, a1 page: a mapped file page touched), in time order; id = inode:page
+    auto picks files when the events hold any file reads or file faults, else faults."""
     from kernelpilot.traces import schema as S
+    events = np.sort(events, order="ts", kind="stable") if len(events) else events
     faults = S.of_kind(events, "page_fault")
     reads = S.of_kind(events, "file_read")
+    ffaults = S.of_kind(events, "file_fault")
     if kind == "auto":
-        kind = "faults" if len(faults) >= len(reads) else "files"
+        kind = "files" if len(reads) + len(ffaults) else "faults"
     if kind == "faults":
         if len(faults) == 0:
             raise KpError(f"{name}: no page_fault events (record with --events faults)")
         return Trace((faults["a0"] >> np.uint64(12)).astype(np.int64), 4096, name=name + ":faults")
     if kind != "files":
         raise KpError(f"unknown event trace kind '{kind}'; choose faults or files")
-    if len(reads) == 0:
-        raise KpError(f"{name}: no file_read events (record with --events files)")
+    if len(reads) + len(ffaults) == 0:
+        raise KpError(f"{name}: no file_read or file_fault events (record with --events files)")
     lo = reads["a1"].astype(np.int64)
     hi = reads["a2"].astype(np.int64)
     if (hi < lo).any():
         raise KpError(f"{name}: file_read event with last page < first page")
     cnt = np.minimum(hi - lo + 1, 1 << 16)
-    ino = np.repeat(reads["a0"].astype(np.int64), cnt)
     step = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-    pages = np.repeat(lo, cnt) + step
-    return Trace((ino << 28) | (pages & ((1 << 28) - 1)), 4096, name=name + ":files")
+    ids = np.concatenate([_page_ids(np.repeat(reads["a0"], cnt), np.repeat(lo, cnt) + step),
+                          _page_ids(ffaults["a0"], ffaults["a1"])])
+    ts = np.concatenate([np.repeat(reads["ts"], cnt), ffaults["ts"]])
+    return Trace(ids[np.argsort(ts, kind="stable")], 4096, name=name + ":files")
 
 
 def load(spec: str, fmt: str = "auto", n: int = 200_000) -> Trace:

@@ -110,10 +110,11 @@ def test_learned_policy_runs_and_model_roundtrip(tmp_path):
     from kernelpilot.memory import models
     from kernelpilot.models.format import Model
     tr = T.loop(40_000, 800, 3)
-    m = models.train("lrb", tr, end=20_000)
+    m = models.train("lrb", tr, 600, end=20_000)
     m.save(tmp_path / "m.json")
     m2 = Model.load(tmp_path / "m.json")
-    X = np.random.default_rng(0).uniform(0, 20, (50, 6))
+    from kernelpilot.memory import features as F
+    X = np.random.default_rng(0).uniform(0, 20, (50, F.N_FEAT))
     assert np.allclose(models.score_rows(m, X), m2.predict_float(X))
     r = sim.simulate(tr, "lrb", 600, model=m2, eval_from=20_000)
     assert r.miss_ratio < sim.simulate(tr, "lru", 600, eval_from=20_000).miss_ratio
