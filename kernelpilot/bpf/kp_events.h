@@ -36,6 +36,10 @@ enum kp_kind {
 #define KP_FILTER_PIDS   1  /* thread id in kp_pids (children are added at fork) */
 #define KP_FILTER_CGROUP 2  /* current cgroup v2 id == cgroup_id */
 #define KP_FILTER_COMM   4  /* current comm starts with comm */
+/* Not a filter: a watched thread leaves the pid filter at its last switch-out (so that switch
+ * is recorded) instead of at exit. Set when sched_switch is attached. */
+#define KP_UNWATCH_AT_SWITCH 8
+#define KP_TASK_DEAD 0x80
 
 struct kp_config {
 	__u32 filter;

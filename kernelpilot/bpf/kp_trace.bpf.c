@@ -83,7 +83,7 @@ static __always_inline int kp_want(__u32 pid, __u32 tgid, const char *comm)
 		return 0;
 	if (c->exclude_tgid && tgid == c->exclude_tgid)
 		return 0;
-	if (!c->filter)
+	if (!(c->filter & (KP_FILTER_PIDS | KP_FILTER_CGROUP | KP_FILTER_COMM)))
 		return 1;
 	if ((c->filter & KP_FILTER_PIDS) && !kp_pid_watched(pid))
 		return 0;
@@ -169,26 +169,30 @@ int kp_sched_switch(struct bpf_raw_tracepoint_args *ctx)
 	struct task_struct *prev = (void *)ctx->args[1], *next = (void *)ctx->args[2];
 	__u32 prev_pid = BPF_CORE_READ(prev, pid), next_pid = BPF_CORE_READ(next, pid);
 	__u32 prev_tgid = BPF_CORE_READ(prev, tgid), next_tgid = BPF_CORE_READ(next, tgid);
+	__u64 prev_state = ctx->args[3];
 	char comm[KP_COMM_LEN];
 	BPF_CORE_READ_STR_INTO(&comm, prev, comm);
 	if (!kp_want(prev_pid, prev_tgid, comm)) {
 		char ncomm[KP_COMM_LEN];
 		BPF_CORE_READ_STR_INTO(&ncomm, next, comm);
 		if (!kp_want(next_pid, next_tgid, ncomm))
-			return 0;
+			goto out;
 	}
 	struct kp_event *e = kp_reserve(KP_SCHED_SWITCH);
 	if (!e)
-		return 0;
+		goto out;
 	e->pid = prev_pid;
 	e->tgid = prev_tgid;
 	e->a0 = next_pid;
-	e->a1 = ctx->args[3]; /* prev_state: 0 = still runnable (involuntary) */
+	e->a1 = prev_state; /* 0 = still runnable (involuntary); KP_TASK_DEAD = its last switch */
 	e->a2 = next_tgid;
 	e->a3 = preempt;
 	e->aux = BPF_CORE_READ(prev, prio);
 	__builtin_memcpy(e->comm, comm, sizeof(comm));
 	kp_submit(e);
+out:
+	if (prev_state & KP_TASK_DEAD)
+		kp_pid_set(prev_pid, 0);
 	return 0;
 }
 
@@ -249,7 +253,10 @@ int kp_proc_exit(void *ctx)
 		e->a0 = BPF_CORE_READ(t, exit_code);
 		kp_submit(e);
 	}
-	kp_pid_set((__u32)bpf_get_current_pid_tgid(), 0);
+	__u32 k = 0;
+	struct kp_config *c = bpf_map_lookup_elem(&kp_cfg, &k);
+	if (!c || !(c->filter & KP_UNWATCH_AT_SWITCH))
+		kp_pid_set((__u32)bpf_get_current_pid_tgid(), 0);
 	return 0;
 }
 

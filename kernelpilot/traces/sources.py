@@ -26,7 +26,7 @@ PROGRAMS = {
     "files": ["kp_file_read", "kp_file_miss", "kp_file_fault"],
     "proc": ["kp_proc_fork", "kp_proc_exit", "kp_proc_exec"],
 }
-FILTER_PIDS, FILTER_CGROUP, FILTER_COMM = 1, 2, 4
+FILTER_PIDS, FILTER_CGROUP, FILTER_COMM, UNWATCH_AT_SWITCH = 1, 2, 4, 8
 TRACEFS = Path("/sys/kernel/tracing")
 
 
@@ -87,28 +87,34 @@ def set_pid_bit(bits_map, pid: int, on: bool = True) -> None:
 
 
 class CommResolver:
-    """Fills the comm of events the kernel sent without one (syscalls, page faults): from the
-    same task's other events, else /proc, remembered per thread id."""
+    """Fills the comm of events the kernel sent without one (syscalls, page faults) with the
+    task's comm at that moment: the latest earlier event of the same thread that carried one
+    (switches and execs do), else what an earlier batch or /proc said."""
 
     def __init__(self):
         self.known: dict[int, bytes] = {}
 
     def __call__(self, ev: np.ndarray) -> None:
-        if not len(ev):
+        n = len(ev)
+        if not n:
             return
         has = ev["comm"] != b""
-        if has.any():
-            pids, idx = np.unique(ev["pid"][has], return_index=True)
-            comms = ev["comm"][has][idx]
-            self.known.update(zip(pids.tolist(), comms.tolist()))
-        missing = ~has
-        if not missing.any():
-            return
-        pids, inv = np.unique(ev["pid"][missing], return_inverse=True)
-        names = np.array([self._lookup(int(p), ev) for p in pids], dtype="S16")
-        ev["comm"][missing] = names[inv]
+        order = np.lexsort((np.arange(n), ev["pid"]))  # by thread, then arrival
+        pid_s, has_s = ev["pid"][order], has[order]
+        last = np.maximum.accumulate(np.where(has_s, np.arange(n), -1))
+        start = np.r_[0, np.flatnonzero(pid_s[1:] != pid_s[:-1]) + 1]
+        group_start = np.repeat(start, np.diff(np.r_[start, n]))
+        fill = ~has_s & (last >= group_start)
+        comm = ev["comm"]
+        comm[order[fill]] = comm[order[last[fill]]]
+        rest = ~has_s & ~fill
+        if rest.any():
+            pids, inv = np.unique(pid_s[rest], return_inverse=True)
+            comm[order[rest]] = np.array([self._lookup(int(p)) for p in pids], dtype="S16")[inv]
+        ends = np.r_[start[1:], n] - 1  # each thread's latest comm, for later batches
+        self.known.update(zip(pid_s[ends].tolist(), comm[order[ends]].tolist()))
 
-    def _lookup(self, pid: int, ev) -> bytes:
+    def _lookup(self, pid: int) -> bytes:
         name = self.known.get(pid)
         if name is None:
             try:
@@ -155,6 +161,8 @@ class EbpfSource:
         if self.comm:
             flt |= FILTER_COMM
             comm = self.comm.encode()[:15]
+        if "sched" in self.groups:
+            flt |= UNWATCH_AT_SWITCH
         self.obj.map("kp_cfg").update(0, struct.pack("<IIQ16s", flt, os.getpid() if self.exclude_self else 0,
                                                       cg, comm))
         self.reader = RingReader(self.obj.map("kp_ring"), S.EVENT_DTYPE)

@@ -8,8 +8,8 @@ from kernelpilot.traces import schema as S
 
 def syscall_name(nr: int) -> str:
     try:
-        from kernelpilot.security.syscalls import x86_64_name
-        return x86_64_name(int(nr))
+        from kernelpilot.security.syscalls import name_of
+        return name_of(int(nr))
     except Exception:
         return f"sys_{int(nr)}"
 

@@ -111,3 +111,31 @@ def test_signal_during_record_leaves_valid_file(tmp_path, sig):
     assert len(ev) > 0
     assert "SIGTERM" in meta["stopped"] or "Ctrl-C" in meta["stopped"]
     assert not (tmp_path / "s.parquet.partial").exists()
+
+
+def test_comm_follows_exec_and_last_switch_is_kept():
+    need_root()
+    ev, s = trace_command(["/bin/sh", "-c", "exec /bin/cat /etc/hostname"], groups=["syscalls", "sched"],
+                          stdout=subprocess.DEVNULL)
+    sc = ev[ev["kind"] == S.SYSCALL]
+    execs = ev[ev["kind"] == S.PROC_EXEC]
+    assert execs["comm"].tolist() == [b"sh", b"cat"]  # our held launcher execs sh, sh execs cat
+    after = sc[sc["ts"] > execs["ts"][-1]]
+    assert len(after) > 5 and (after["comm"] == b"cat").mean() > 0.9  # named after the exec, not before
+    switches = ev[(ev["kind"] == S.SCHED_SWITCH) & (ev["pid"] == execs["pid"][0])]
+    assert (switches["a1"] & 0x80).any()  # the dying task's final switch-out was recorded
+
+
+def test_comm_resolver_fills_from_earlier_events():
+    from kernelpilot.traces.sources import CommResolver
+    ev = np.zeros(6, dtype=S.EVENT_DTYPE)
+    ev["pid"] = [5, 5, 6, 5, 5, 6]
+    ev["comm"] = [b"", b"sh", b"x", b"", b"cat", b""]
+    r = CommResolver()
+    r.known[5] = b"old"
+    r(ev)
+    assert ev["comm"].tolist() == [b"old", b"sh", b"x", b"sh", b"cat", b"x"]
+    nxt = np.zeros(1, dtype=S.EVENT_DTYPE)
+    nxt["pid"] = 5
+    r(nxt)
+    assert nxt["comm"][0] == b"cat"
