@@ -1,6 +1,7 @@
 """`kpilot sched ...`: evaluate models, simulate policies, run the live agent."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -14,22 +15,8 @@ sched_app = typer.Typer(no_args_is_help=True, help="CPU scheduling: burst/class/
 
 
 def _read_events(path: Path):
-    from kernelpilot.traces.schema import EVENT_DTYPE
-    if not path.exists():
-        raise KpError(f"trace file not found: {path}")
-    try:
-        from kernelpilot.traces.store import read_trace
-    except ImportError:
-        raise KpError("reading trace files needs kernelpilot.traces.store (not installed yet)") from None
-    try:
-        events, _ = read_trace(path)
-    except KpError:
-        raise
-    except Exception as e:
-        raise KpError(f"cannot read trace {path}: {type(e).__name__}: {e}") from None
-    if getattr(events, "dtype", None) != EVENT_DTYPE:
-        raise KpError(f"{path} is not a kernelpilot event trace")
-    return events
+    from kernelpilot.traces.store import read_trace
+    return read_trace(path)[0]
 
 
 def _print(obj, as_json: bool):
@@ -60,15 +47,22 @@ def simulate_cmd(trace: Path = typer.Option(None, "--trace", help="recorded trac
 
 
 @sched_app.command("train")
-def train_cmd(out: Path = typer.Option(..., "--out", "-o", help="model file to write (JSON)")):
-    """Train the burst predictor and task classifier (synthetic mixes) and save them as JSON."""
+def train_cmd(out: Path = typer.Option(..., "--out", "-o", help="classifier model file (.json or .npz)"),
+              synthetic: bool = typer.Option(False, "--synthetic", help="synthetic mixes only, not the recorded traces")):
+    """Train the task classifier and burst predictor (recorded traces + synthetic mixes); save them
+    in the shared model format (kernelpilot.models)."""
     from kernelpilot.sched import evaluate as E
-    bp, clf = E.synthetic_training()
+    if out.suffix not in (".json", ".npz"):
+        raise KpError(f"{out}: model files end in .json or .npz")
+    bp, clf = E.training(recorded=not synthetic)
+    burst = out.with_name(out.stem + ".burst" + out.suffix)
     try:
-        out.write_text(json.dumps({"burst_predictor": bp.tree.to_json(), "classifier": clf.tree.to_json()}))
+        clf.model.save(out)
+        bp.model.save(burst)
     except OSError as e:
         raise KpError(f"cannot write {out}: {e.strerror}") from None
-    print(f"wrote {out} (classifier depth {clf.tree.depth}, burst tree depth {bp.tree.depth})")
+    print(f"wrote {out} (task classifier, depth {clf.model.meta['depth']}) and {burst} (burst predictor, "
+          f"depth {bp.model.meta['depth']}); kernelize the classifier with: kpilot kernelize {out} --check")
 
 
 @sched_app.command("run")
@@ -78,7 +72,9 @@ def run_cmd(enforce: bool = typer.Option(False, "--enforce", help="really change
             tree: bool = typer.Option(False, "--tree", help="with --pid: their descendants too"),
             idle: bool = typer.Option(False, "--idle", help="batch tasks get SCHED_IDLE, not SCHED_BATCH"),
             no_cgroup: bool = typer.Option(False, "--no-cgroup", help="do not use a cgroup CPU weight"),
-            model: Path = typer.Option(None, "--model", help="classifier JSON from `kpilot sched train`"),
+            model: Path = typer.Option(None, "--model", help="classifier from `kpilot sched train`"),
+            kernel: bool = typer.Option(False, "--kernel", help="classify in the kernel (eBPF at sched_switch) and act on its verdicts"),
+            window: float = typer.Option(250.0, "--window-ms", help="with --kernel: classification window per task"),
             interval: float = typer.Option(0.5, help="seconds between samples"),
             max_actions: float = typer.Option(20.0, help="most changes per second"),
             verbose: bool = typer.Option(False, "-v", "--verbose")):
@@ -97,11 +93,17 @@ def run_cmd(enforce: bool = typer.Option(False, "--enforce", help="really change
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
     clf = E.load_classifier(model) if model else E.default_classifier()
     pol = Policy(batch_policy=os.SCHED_IDLE if idle else os.SCHED_BATCH, use_cgroup=not no_cgroup)
+    if window < 10:
+        raise KpError("--window-ms must be at least 10")
+    kc = None
+    if kernel:
+        from kernelpilot.sched.kernel import KernelClassifier
+        kc = KernelClassifier(clf.model, window_ms=window)
     j = Journal("sched", enforce=enforce, max_actions_per_s=max_actions)
-    with j:
+    with j, (kc or contextlib.nullcontext()):
         if enforce:
             print(f"enforcing; journal {j.path}", flush=True)
-        agent = Agent(clf, j, pol, pids=pid or None, tree=tree, interval=interval)
+        agent = Agent(clf, j, pol, pids=pid or None, tree=tree, interval=interval, kernel=kc)
         try:
             agent.run(duration)
         except KeyboardInterrupt:

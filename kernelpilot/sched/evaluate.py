@@ -1,6 +1,8 @@
 """Train the scheduling models on traces and compare them with their baselines side by side."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from kernelpilot.errors import KpError
@@ -11,28 +13,54 @@ from kernelpilot.sched.sim import POLICIES, simulate
 WINDOW_NS = 200_000_000
 
 
+def comm_prior(feats: list[F.SchedFeatures], min_tasks: int = 2) -> dict[str, float]:
+    """Per comm class, the median log1p(first burst in us) of its tasks (classes seen in at least
+    `min_tasks` tasks): what a task's first burst is likely to be before it has any history."""
+    first: dict[str, list[float]] = {}
+    for f in feats:
+        b = f.complete()
+        for i in np.unique(b[:, 0]):
+            if f.traced is None or f.traced[i]:
+                first.setdefault(F.comm_class(f.comm[i]), []).append(np.log1p(b[b[:, 0] == i][0, 2] / 1e3))
+    return {c: float(np.median(v)) for c, v in first.items() if len(v) >= min_tasks}
+
+
+def _prior(cp: dict, f: F.SchedFeatures) -> np.ndarray:
+    return np.array([cp.get(F.comm_class(c), -1.0) for c in f.comm])
+
+
 def train_bursts(feats: list[F.SchedFeatures]) -> M.BurstPredictor:
+    cp = comm_prior(feats)
     Xs, ys = [], []
     for f in feats:
-        X, y, ok, _ = M.burst_features(f.bursts)
+        X, y, ok, _ = M.burst_features(f.bursts, _prior(cp, f))
+        ok = ok | ((f.bursts[np.lexsort((f.bursts[:, 1], f.bursts[:, 0]))][:, 7] == 0) & (X[:, 10] >= 0))
         Xs.append(X[ok])
         ys.append(y[ok])
     X, y = np.vstack(Xs), np.concatenate(ys)
     if len(y) < 50:
         raise KpError(f"only {len(y)} complete bursts to train on; record a longer trace")
-    return M.BurstPredictor.fit(X, y)
+    return M.BurstPredictor.fit(X, y, comm_prior=cp)
 
 
 def compare_bursts(model: M.BurstPredictor, f: F.SchedFeatures) -> dict:
-    X, y, ok, _ = M.burst_features(f.bursts)
-    X, y = X[ok], y[ok]
-    if not len(y):
+    """Error on bursts with history (model vs exponential and PELT-like averages), and on first
+    bursts (model with comm-class prior vs the 1 ms guess a history-only predictor has)."""
+    X, y, ok, rows = M.burst_features(f.bursts, model.task_prior(f.comm))
+    whole = rows[:, 7] == 0
+    Xh, yh = X[ok], y[ok]
+    if not len(yh):
         raise KpError("test trace has no complete bursts with history")
-    out = {"bursts": int(len(y)),
-           "model": M.burst_errors(y, model.predict_ns(X)),
-           "exp_avg_alpha_0.5": M.burst_errors(y, np.expm1(X[:, 4]) * 1e3),
-           "pelt_like": M.burst_errors(y, np.expm1(X[:, 5]) * 1e3)}
+    out = {"bursts": int(len(yh)),
+           "model": M.burst_errors(yh, model.predict_ns(Xh)),
+           "exp_avg_alpha_0.5": M.burst_errors(yh, np.expm1(Xh[:, 4]) * 1e3),
+           "pelt_like": M.burst_errors(yh, np.expm1(Xh[:, 5]) * 1e3)}
     out["mae_ratio_vs_exp_avg"] = out["model"]["mae_us"] / max(out["exp_avg_alpha_0.5"]["mae_us"], 1e-9)
+    first = whole & (X[:, 9] == 0)
+    if first.any():
+        out["first_bursts"] = {"bursts": int(first.sum()),
+                               "model": M.burst_errors(y[first], model.predict_ns(X[first])),
+                               "guess_1ms": M.burst_errors(y[first], np.full(int(first.sum()), 1e6))}
     return out
 
 
@@ -56,7 +84,7 @@ def compare_policies(f: F.SchedFeatures, predictor: M.BurstPredictor, ncpu: int 
     wl, rows = F.workload(f)
     if latency_pids:
         wl.label = np.array([1 if int(p) in latency_pids else 0 for p in wl.pids])
-    pred = predictor.predict_rows(rows)
+    pred = predictor.predict_rows(rows, predictor.task_prior(f.comm))
     res = {p: simulate(wl, p, ncpu=ncpu, pred=pred).metrics(wl.label) for p in POLICIES}
     tat = {p: r["turnaround_mean_us"] for p, r in res.items()}
     res["ratios"] = {"srpt_pred_vs_srpt_oracle": tat["srpt-pred"] / tat["srpt"],
@@ -71,29 +99,86 @@ TRAIN_MIXES = [{}, {"n_hog": 1},
                dict(n_interactive=1, n_io=1, n_batch=1, n_chatty=1, n_hog=2)]
 
 
-def synthetic_training(seeds=(0, 1, 2), horizon_s: float = 3.0, bursts: bool = True):
-    """(burst predictor or None, classifier) trained on synthetic task mixes (loaded and light
-    hosts, with and without CPU hogs): the agent's default models."""
+@dataclass
+class Item:
+    """One trace with its features and ground-truth task classes (pid -> 1 latency / 0 batch)."""
+    name: str
+    events: np.ndarray
+    f: F.SchedFeatures
+    labels: dict[int, int]
+
+    def windows(self):
+        return labelled_windows(self.f, self.events, self.labels)
+
+
+def synthetic_items(seeds=(0,), horizon_s: float = 2.0) -> list[Item]:
+    """Synthetic task mixes (loaded and light hosts, with and without CPU hogs)."""
     from kernelpilot.sched.synth import synthetic_trace
-    traces = [synthetic_trace(s * 10 + i, horizon_s=horizon_s, **mix)
-              for s in seeds for i, mix in enumerate(TRAIN_MIXES)]
-    feats = [F.extract(ev) for ev, _ in traces]
-    Xs, ys = [], []
-    for (ev, wl), f in zip(traces, feats):
-        X, y = labelled_windows(f, ev, dict(zip(wl.pids.tolist(), wl.label.tolist())))
-        Xs.append(X)
-        ys.append(y)
-    return train_bursts(feats) if bursts else None, M.TaskClassifier.fit(np.vstack(Xs), np.concatenate(ys))
+    out = []
+    for s in seeds:
+        for i, mix in enumerate(TRAIN_MIXES):
+            ev, wl = synthetic_trace(s * 10 + i, horizon_s=horizon_s, **mix)
+            out.append(Item(f"synthetic-{s * 10 + i}", ev, F.extract(ev), dict(zip(wl.pids.tolist(), wl.label.tolist()))))
+    return out
+
+
+def recorded_items(traces=None) -> list[Item]:
+    """Recorded real workloads (default: the committed fixtures), labelled by program."""
+    from kernelpilot.sched import workloads as W
+    out = []
+    for name, ev in (W.fixtures() if traces is None else traces):
+        f = F.extract(ev)
+        out.append(Item(name, ev, f, W.labels(f)))
+    return out
+
+
+def fit_models(items: list[Item], bursts: bool = True):
+    """(burst predictor or None, classifier) trained on `items`."""
+    Xs, ys = zip(*[it.windows() for it in items])
+    clf = M.TaskClassifier.fit(np.vstack(Xs), np.concatenate(ys))
+    return (train_bursts([it.f for it in items]) if bursts else None), clf
+
+
+def training(recorded: bool = True, seeds=(0, 1)):
+    """The models `kpilot sched train` saves: synthetic mixes plus the recorded fixtures."""
+    return fit_models(synthetic_items(seeds) + (recorded_items() if recorded else []))
+
+
+def held_out(recorded: list[Item], synthetic: list[Item], ncpu: int = 2) -> dict:
+    """Leave one recorded trace out: train on the synthetic mixes and the other recorded traces,
+    score bursts, simulated policies and the classifier on the held-out trace."""
+    out = {}
+    for i, it in enumerate(recorded):
+        bp, clf = fit_models(synthetic + recorded[:i] + recorded[i + 1:])
+        lat = {p for p, c in it.labels.items() if c == 1}
+        r = {"events": int(len(it.events)), "bursts": compare_bursts(bp, it.f),
+             "simulation": compare_policies(it.f, bp, ncpu=ncpu, latency_pids=lat)}
+        X, y = it.windows()
+        if len(y):
+            r["classifier"] = compare_classifiers(clf, X, y)
+            r["classifier"]["classes"] = {"latency": int((y == 1).sum()), "batch": int((y == 0).sum())}
+        out[it.name] = r
+    return out
+
+
+def synthetic_training(seeds=(0, 1, 2), horizon_s: float = 3.0, bursts: bool = True):
+    """(burst predictor or None, classifier) trained on synthetic task mixes only."""
+    return fit_models(synthetic_items(seeds, horizon_s), bursts)
 
 
 def default_classifier() -> M.TaskClassifier:
-    """The agent's classifier when no --model is given (about a second to train)."""
-    return synthetic_training(seeds=(0,), horizon_s=2.0, bursts=False)[1]
+    """The agent's classifier when no --model is given: synthetic mixes and the recorded fixtures."""
+    return fit_models(synthetic_items((0,), 2.0) + recorded_items(), bursts=False)[1]
 
 
 def load_classifier(path) -> M.TaskClassifier:
-    d = M.load_json(path)
-    tree = M.Tree.from_json(d.get("classifier", d))
-    if tree.kind != "classifier":
-        raise KpError(f"{path} holds a {tree.kind}, not a task classifier")
-    return M.TaskClassifier(tree)
+    from pathlib import Path
+
+    from kernelpilot.models import Model
+    if Path(path).suffix == ".npz":
+        m = Model.load(path)
+        if m.meta.get("sched_task") != "task classifier":
+            raise KpError(f"{path} is not a task classifier")
+    else:
+        m = M.load_model(path, "task classifier")
+    return M.TaskClassifier(m)

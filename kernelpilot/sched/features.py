@@ -6,15 +6,16 @@ per task the quantities /proc also exposes, so one classifier works on traces an
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 
 from kernelpilot.errors import KpError
-from kernelpilot.traces.schema import EVENT_DTYPE, SCHED_SWITCH, SCHED_WAKEUP
+from kernelpilot.traces.schema import EVENT_DTYPE, PROC_EXIT, PROC_FORK, SCHED_SWITCH, SCHED_WAKEUP
 
-CLASS_FEATURES = ["util", "vcsw_per_s", "ivcsw_per_s", "log_burst_us", "log_wait_us"]
+CLASS_FEATURES = ["util_q10", "vcsw_per_s", "ivcsw_per_s", "log2q4_burst_us", "log2q4_wait_us"]
 
 
 @numba.njit(cache=True)
@@ -24,8 +25,10 @@ def _row(r, p, bstart, pstart, burst, end, sleep, wait, npre, unfinished):
 
 
 @numba.njit(cache=True)
-def _scan(ts, kind, prev, nxt, state, waker, ntask):
+def _scan(ts, kind, prev, nxt, state, waker, cpu, ntask):
     n = len(ts)
+    occ = np.full(max(cpu.max() + 1, 1) if n else 1, -1, np.int64)  # task on each CPU
+    gone = np.full(ntask, -1, np.int64)      # exit seen at
     on = np.full(ntask, -1, np.int64)        # switched in at
     acc = np.zeros(ntask, np.int64)          # CPU time in the current burst
     bstart = np.full(ntask, -1, np.int64)    # wakeup that started the burst (-1 unseen)
@@ -41,6 +44,24 @@ def _scan(ts, kind, prev, nxt, state, waker, ntask):
     m = 0
     for i in range(n):
         t = ts[i]
+        if kind[i] == 3:  # exit: the task's last switch-out is not traced (it left the filter)
+            if prev[i] >= 0:
+                gone[prev[i]] = t
+            continue
+        if kind[i] == 1:  # the CPU's last known occupant left it unseen (exited task): close it
+            q = occ[cpu[i]]
+            if q >= 0 and q != prev[i] and on[q] >= 0:
+                end = max(on[q], gone[q]) if gone[q] >= 0 else t
+                acc[q] += end - on[q]
+                tot[q, 0] += end - on[q]
+                on[q] = -1
+                tot[q, 3] += 1
+                if bstart[q] >= 0 or pstart[q] >= 0:
+                    _row(out[m], q, bstart[q], pstart[q], acc[q], end, sleep_len[q], wait1[q], npre[q], 0)
+                    m += 1
+                bstart[q], pstart[q], acc[q], ready[q] = -1, -1, 0, -1
+                sleep_at[q] = end
+            occ[cpu[i]] = nxt[i]
         if kind[i] == 2:
             p = prev[i]
             if p < 0:
@@ -65,7 +86,7 @@ def _scan(ts, kind, prev, nxt, state, waker, ntask):
             acc[p] += run
             tot[p, 0] += run
             on[p] = -1
-            if state[i] == 0:
+            if state[i] == 0:  # preempted while runnable
                 tot[p, 4] += 1
                 npre[p] += 1
                 ready[p] = t
@@ -109,6 +130,7 @@ class SchedFeatures:
     bursts: np.ndarray    # (m, 8) int64: task, start, burst, end, sleep_before, wait, preempts, partial
     totals: np.ndarray    # (ntask, 7): run, wait, slices, vol, invol, wakeups, wakes_given
     span_ns: int
+    traced: np.ndarray | None = None  # task followed by the tracer (not just seen beside one)
 
     def complete(self) -> np.ndarray:
         """Bursts whose wakeup and end were both seen, in time order per task."""
@@ -125,36 +147,71 @@ def _check(events):
 def extract(events: np.ndarray) -> SchedFeatures:
     """Scan sched_switch/sched_wakeup events (any order) into bursts and per-task totals."""
     _check(events)
-    ev = events[np.isin(events["kind"], [SCHED_SWITCH, SCHED_WAKEUP])]
-    if len(ev) == 0:
+    fork = events[events["kind"] == PROC_FORK]
+    ev = events[np.isin(events["kind"], [SCHED_SWITCH, SCHED_WAKEUP, PROC_EXIT])]
+    if not (ev["kind"] != PROC_EXIT).any():
         raise KpError("trace has no sched_switch/sched_wakeup events (record with the 'sched' group)")
     ev = ev[np.argsort(ev["ts"], kind="stable")]
     sw = ev["kind"] == SCHED_SWITCH
+    wk = ev["kind"] == SCHED_WAKEUP
     prev_pid = ev["pid"].astype(np.int64)
     next_pid = np.where(sw, ev["a0"].astype(np.int64), -1)
-    waker_pid = np.where(~sw, ev["a0"].astype(np.int64), -1)
-    allp = np.concatenate([prev_pid, next_pid[sw], waker_pid[~sw]])
+    waker_pid = np.where(wk, ev["a0"].astype(np.int64), -1)
+    allp = np.concatenate([prev_pid[~(ev["kind"] == PROC_EXIT)], next_pid[sw], waker_pid[wk]])
     pids = np.unique(allp[allp > 0])
     def idx(p):
         i = np.searchsorted(pids, p).clip(0, max(len(pids) - 1, 0))
         return np.where((p > 0) & (pids[i] == p), i, -1) if len(pids) else np.full(len(p), -1)
-    b, tot = _scan(ev["ts"].astype(np.int64), np.where(sw, 1, 2).astype(np.int64), idx(prev_pid),
-                   idx(next_pid), ev["a1"].astype(np.int64), idx(waker_pid), len(pids))
+    # involuntary: preempted (a3, eBPF source) or switched out while still runnable (state 0)
+    state = np.where(sw & (ev["a3"] != 0), 0, ev["a1"].astype(np.int64))
+    b, tot = _scan(ev["ts"].astype(np.int64), np.where(sw, 1, np.where(wk, 2, 3)).astype(np.int64),
+                   idx(prev_pid), idx(next_pid), state, idx(waker_pid), ev["cpu"].astype(np.int64), len(pids))
     comm = {}
     for p, c in zip(ev["pid"], ev["comm"]):
         if c:
             comm[int(p)] = c.decode(errors="replace")
+    # the tracer follows a command's tasks: they get wakeups, forks and exits; other tasks show
+    # up only in switches beside them, with bursts that are not fully seen
+    traced = np.isin(pids, np.concatenate([ev["pid"][~sw], fork["a0"]]).astype(np.int64))
     return SchedFeatures(pids, [comm.get(int(p), "") for p in pids], b, tot,
-                         int(ev["ts"][-1] - ev["ts"][0]) or 1)
+                         int(ev["ts"][-1] - ev["ts"][0]) or 1, traced)
+
+
+def comm_class(name: str) -> str:
+    """A task name without its numbers: 'kworker/1:0H' -> 'kworker/:H', 'cc1' -> 'cc'."""
+    return re.sub(r"\d+", "", name)
+
+
+def log2q4(v) -> np.ndarray:
+    """16 * (floor(log2 v) + 1) + the next 4 bits of v below its top bit; 0 for v = 0. Integer
+    log2 in 1/16 steps, computed the same way in the eBPF classifier (kp_sched_class.bpf.c)."""
+    v = np.asarray(v, dtype=np.int64).clip(0)
+    msb = np.zeros(v.shape, np.int64)
+    t = v.copy()
+    for b in (32, 16, 8, 4, 2, 1):
+        hi = (t >> b) > 0
+        t = np.where(hi, t >> b, t)
+        msb += np.where(hi, b, 0)
+    frac = np.where(msb >= 4, v >> (msb - 4).clip(0), v << (4 - msb).clip(0)) & 15
+    return np.where(v > 0, 16 * (msb + 1) + frac, 0)
+
+
+def log2q4_inverse(q) -> np.ndarray:
+    """Approximate value of a log2q4 code (for heuristics and messages)."""
+    q = np.asarray(q, float)
+    return np.where(q > 0, 2.0 ** (q / 16.0 - 1.0), 0.0)
 
 
 def class_features(run_ns, wait_ns, slices, vol, invol, span_ns) -> np.ndarray:
-    """The classifier's inputs from counters that both traces and /proc/<pid>/{schedstat,status} give."""
-    run_ns, wait_ns, slices, vol, invol = (np.asarray(a, dtype=float) for a in (run_ns, wait_ns, slices, vol, invol))
-    sec = max(span_ns, 1) / 1e9
-    return np.column_stack([run_ns / max(span_ns, 1), vol / sec, invol / sec,
-                            np.log1p(run_ns / np.maximum(vol, 1) / 1e3),
-                            np.log1p(wait_ns / np.maximum(slices, 1) / 1e3)])
+    """The classifier's integer inputs from counters that traces, /proc/<pid>/{schedstat,status}
+    and the eBPF classifier all have: CPU share in 1/1024, voluntary and involuntary switches per
+    second, and log2q4 of the mean burst and mean wait in microseconds. Integer arithmetic,
+    bit-exact with the kernel program."""
+    run, wait, sl, vol, inv = (np.asarray(a, dtype=np.int64).clip(0) for a in (run_ns, wait_ns, slices, vol, invol))
+    span = np.maximum(np.asarray(span_ns, dtype=np.int64), 1)
+    return np.column_stack([run * 1024 // span, vol * 1_000_000_000 // span, inv * 1_000_000_000 // span,
+                            log2q4(run // np.maximum(vol, 1) // 1000),
+                            log2q4(wait // np.maximum(sl, 1) // 1000)]).clip(0, 2**31 - 1)
 
 
 def task_class_features(f: SchedFeatures) -> np.ndarray:
@@ -177,6 +234,8 @@ def workload(f: SchedFeatures, min_burst_ns: int = 1000):
     t0 = int(b[:, 1].min()) if len(b) else 0
     keep, bursts, sleeps, starts, rows = [], [], [], [], []
     for i in range(len(f.pids)):
+        if f.traced is not None and not f.traced[i]:
+            continue
         r = b[(b[:, 0] == i) & (b[:, 2] >= min_burst_ns)]
         if not len(r):
             continue

@@ -10,7 +10,7 @@ import numpy as np
 
 from kernelpilot.agent.journal import Journal
 from kernelpilot.errors import KpError
-from kernelpilot.sched.features import class_features
+from kernelpilot.sched.features import class_features, log2q4_inverse
 from kernelpilot.sched.models import TaskClassifier
 from kernelpilot.sched.policies import GROUP_NAMES, Policy, cpu_cgroup, weight_file
 from kernelpilot.sched.synth import LATENCY
@@ -109,7 +109,8 @@ class Agent:
 
     def __init__(self, classifier: TaskClassifier, journal: Journal, policy: Policy | None = None,
                  pids: list[int] | None = None, tree: bool = False, interval: float = 0.5,
-                 confirm: int = 2, min_util: float = 0.02, min_wakeups: float = 20.0):
+                 confirm: int = 2, min_util: float = 0.02, min_wakeups: float = 20.0, kernel=None):
+        """kernel: a sched.kernel.KernelClassifier whose verdicts replace /proc sampling."""
         self.clf, self.j, self.policy = classifier, journal, policy or Policy()
         self.roots, self.tree = set(pids) if pids else None, tree
         self.interval, self.confirm, self.min_util, self.min_wakeups = interval, confirm, min_util, min_wakeups
@@ -121,6 +122,8 @@ class Agent:
         self.verdicts: dict[int, tuple[str, int]] = {}
         self.groups: dict[int, tuple | None] = {}
         self.decisions: list[str] = []
+        self.kernel = kernel
+        self.seen: dict[int, int] = {}  # tid -> last kernel verdict seq used
 
     def _scope(self) -> set[int] | None:
         if self.roots is None:
@@ -147,10 +150,7 @@ class Agent:
         self.groups[cls] = (hier, str(mount), "/" + GROUP_NAMES[cls])
         return self.groups[cls]
 
-    def step(self) -> None:
-        now = time.monotonic()
-        cur = scan(self._scope(), self.exclude | {self.j._guard.pid} if self.j._guard else self.exclude)
-        dt = now - self.prev_t
+    def _from_proc(self, cur: dict[int, TaskSample], dt: float):
         rows, keys = [], []
         for tid, s in cur.items():
             p = self.prev.get(tid)
@@ -158,13 +158,35 @@ class Agent:
                 continue
             rows.append([a - b for a, b in zip(s.counters, p.counters)])
             keys.append(s)
-        self.prev, self.prev_t = cur, now
         if not rows:
-            return
-        d = np.array(rows, dtype=float)
+            return [], np.zeros((0, 5), np.int64), np.zeros(0, int)
+        d = np.array(rows, dtype=np.int64)
         X = class_features(d[:, 0], d[:, 1], d[:, 2], d[:, 3], d[:, 4], int(dt * 1e9))
-        active = (X[:, 0] >= self.min_util) | (X[:, 1] >= self.min_wakeups)
-        cls = np.where(active, self.clf.predict(X), -1)
+        return keys, X, self.clf.predict(X)
+
+    def _from_kernel(self, cur: dict[int, TaskSample]):
+        """The in-kernel classifier's new verdicts (one per finished window) for tasks in scope."""
+        keys, xs, cls = [], [], []
+        for tid, v in self.kernel.verdicts().items():
+            s = cur.get(tid)
+            if s is None or v.tgid != s.tgid or self.seen.get(tid) == v.seq:
+                continue
+            self.seen[tid] = v.seq
+            keys.append(s)
+            xs.append(v.x)
+            cls.append(v.cls)
+        return keys, np.array(xs, np.int64).reshape(-1, 5), np.array(cls, int)
+
+    def step(self) -> None:
+        now = time.monotonic()
+        cur = scan(self._scope(), self.exclude | {self.j._guard.pid} if self.j._guard else self.exclude)
+        dt = now - self.prev_t
+        keys, X, cls = self._from_kernel(cur) if self.kernel else self._from_proc(cur, dt)
+        self.prev, self.prev_t = cur, now
+        if not keys:
+            return
+        active = (X[:, 0] >= self.min_util * 1024) | (X[:, 1] >= self.min_wakeups)
+        cls = np.where(active, cls, -1)
         for s, c, x in zip(keys, cls, X):
             key = (s.tid, s.start)
             last, n = self.streak.get(key, (-1, 0))
@@ -177,8 +199,8 @@ class Agent:
     def _act(self, s: TaskSample, c: int, x) -> None:
         name = "latency-critical" if c == LATENCY else "batch"
         self.verdicts[s.tid] = (name, s.start)
-        msg = (f"{s.comm}[{s.tid}] {name}: util {x[0]:.2f}, {x[1]:.0f} sleeps/s, "
-               f"burst ~{np.expm1(x[3]):.0f} us")
+        msg = (f"{s.comm}[{s.tid}] {name}: util {x[0] / 1024:.2f}, {x[1]:.0f} sleeps/s, "
+               f"burst ~{log2q4_inverse(x[3]):.0f} us" + (" (in-kernel verdict)" if self.kernel else ""))
         self.decisions.append(msg)
         log.info(msg)
         target = {"tid": s.tid, "start": s.start, "comm": s.comm}

@@ -6,7 +6,8 @@
   scx_bpfland-like heuristics.
 - Load forecaster: least-squares autoregression on utilisation lags, against EWMA and last value.
 - Power estimate: linear in utilisation.
-Trees are plain arrays (kernelizable) and all models save to JSON, never pickle.
+Trees live in the shared model format (kernelpilot.models: JSON, integer-quantized, kernelizable);
+nothing is pickled.
 """
 from __future__ import annotations
 
@@ -17,60 +18,9 @@ import numpy as np
 
 from kernelpilot.errors import KpError
 
-BURST_FEATURES = ["lag1", "lag2", "lag3", "lag4", "ewma", "pelt", "mean", "std", "sleep_before", "n"]
+BURST_FEATURES = ["lag1", "lag2", "lag3", "lag4", "ewma", "pelt", "mean", "std", "sleep_before", "n",
+                  "comm_prior", "sleep_mean"]
 PELT_HALF_LIFE_MS = 32.0
-
-
-# --- trees as arrays ---------------------------------------------------------------------------
-
-class Tree:
-    """A fitted sklearn tree kept as arrays; predicts with a vectorised walk (as an eBPF loop would)."""
-
-    def __init__(self, left, right, feature, threshold, value, features, kind, meta=None):
-        self.left, self.right = np.asarray(left, np.int64), np.asarray(right, np.int64)
-        self.feature, self.threshold = np.asarray(feature, np.int64), np.asarray(threshold, float)
-        self.value, self.features, self.kind = np.asarray(value, float), list(features), kind
-        self.meta = meta or {}
-
-    @classmethod
-    def from_sklearn(cls, est, features, kind, meta=None):
-        t = est.tree_
-        v = t.value[:, 0, :]
-        value = v[:, 0] if kind == "regressor" else v[:, 1] / np.maximum(v.sum(1), 1e-12)
-        return cls(t.children_left, t.children_right, t.feature, t.threshold, value, features, kind, meta)
-
-    def predict(self, X) -> np.ndarray:
-        X = np.asarray(X, float)
-        node = np.zeros(len(X), np.int64)
-        for _ in range(64):
-            leaf = self.left[node] < 0
-            if leaf.all():
-                break
-            f = self.feature[node].clip(0)
-            go_left = X[np.arange(len(X)), f] <= self.threshold[node]
-            node = np.where(leaf, node, np.where(go_left, self.left[node], self.right[node]))
-        return self.value[node]
-
-    @property
-    def depth(self) -> int:
-        d = np.zeros(len(self.left), np.int64)
-        for i in range(len(self.left)):
-            for c in (self.left[i], self.right[i]):
-                if c >= 0:
-                    d[c] = d[i] + 1
-        return int(d.max())
-
-    def to_json(self) -> dict:
-        return {"format": "kernelpilot.tree/1", "kind": self.kind, "features": self.features,
-                "left": self.left.tolist(), "right": self.right.tolist(), "feature": self.feature.tolist(),
-                "threshold": self.threshold.tolist(), "value": self.value.tolist(), "meta": self.meta}
-
-    @classmethod
-    def from_json(cls, d: dict) -> "Tree":
-        if d.get("format") != "kernelpilot.tree/1":
-            raise KpError("not a kernelpilot tree model (format kernelpilot.tree/1 expected)")
-        return cls(d["left"], d["right"], d["feature"], d["threshold"], d["value"], d["features"],
-                   d["kind"], d.get("meta"))
 
 
 def save_json(obj: dict, path: str | Path) -> None:
@@ -84,6 +34,16 @@ def load_json(path: str | Path) -> dict:
         raise KpError(f"model file not found: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise KpError(f"model file {path} is not valid JSON ({e.__class__.__name__})") from None
+
+
+def load_model(path: str | Path, task: str):
+    """A shared-format model file (kernelpilot.models) holding a scheduling model of `task`."""
+    from kernelpilot.models import Model
+    d = load_json(path)
+    m = Model.from_dict(d, str(path))
+    if m.meta.get("sched_task") != task:
+        raise KpError(f"{path} holds a {m.meta.get('sched_task') or m.kind} model, not a {task}")
+    return m
 
 
 # --- next-burst prediction ---------------------------------------------------------------------
@@ -112,9 +72,10 @@ def pelt_average(seq: np.ndarray, ends: np.ndarray, half_life_ms: float = PELT_H
     return out
 
 
-def burst_features(bursts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def burst_features(bursts: np.ndarray, prior=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """From `features.extract(...).bursts` rows: (X, y_ns, usable, rows), one row per burst, each
-    predicted from what is known at its wakeup: earlier bursts and the sleep that just ended.
+    predicted from what is known at its wakeup: earlier bursts, the sleeps so far and the task's
+    comm class (`prior[task index]`: typical log1p burst in us of tasks with that name, -1 unknown).
     `usable` marks bursts that were seen whole and have history (for training and scoring);
     `rows` are the burst rows sorted by task then start, the order of X."""
     if bursts.ndim != 2 or bursts.shape[1] < 8:
@@ -129,6 +90,10 @@ def burst_features(bursts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
         ew = np.log1p(exp_average(seq) / 1e3)
         pe = np.log1p(pelt_average(seq, b[:, 3]) / 1e3)
         csum, csq = np.cumsum(lg), np.cumsum(lg ** 2)
+        sl = np.where(b[:, 4] >= 0, np.log1p(b[:, 4].clip(0) / 1e3), np.nan)
+        ssum = np.nancumsum(sl)
+        scnt = np.cumsum(~np.isnan(sl))
+        pr = -1.0 if prior is None or t >= len(prior) else float(prior[t])
         for k in range(len(seq)):
             x = X[idx[k]]
             for j in range(1, min(k, 4) + 1):
@@ -140,41 +105,55 @@ def burst_features(bursts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
                 x[7] = 0.0
             x[8] = np.log1p(b[k, 4] / 1e3) if b[k, 4] >= 0 else -1.0
             x[9] = min(k, 1000)
+            x[10] = pr
+            x[11] = ssum[k] / scnt[k] if scnt[k] else -1.0
     usable = (rows[:, 7] == 0) & (X[:, 9] >= 1)
     return X, rows[:, 2].astype(float), usable, rows
 
 
 class BurstPredictor:
     """Regression tree correcting the exponential average: it predicts log(burst / exp-average),
-    so it scales to burst lengths it has not seen. Leaves hold the median correction (for MAE)."""
+    so it scales to burst lengths it has not seen. Leaves hold the median correction (for MAE).
+    The tree is a kernelpilot.models.Model (kind tree, output score)."""
 
-    def __init__(self, tree: Tree):
-        self.tree = tree
+    def __init__(self, model):
+        self.model = model
 
     @staticmethod
     def base(X) -> np.ndarray:
         X = np.asarray(X, float)
-        return np.where(X[:, 9] >= 1, X[:, 4], np.log1p(1000.0))  # no history yet: 1 ms
+        # no history yet: the prior for the task's comm class when known, else 1 ms
+        first = np.where(X[:, 10] >= 0, X[:, 10], np.log1p(1000.0))
+        return np.where(X[:, 9] >= 1, X[:, 4], first)
 
     @classmethod
-    def fit(cls, X, y, max_depth: int = 8, seed: int = 0) -> "BurstPredictor":
+    def fit(cls, X, y, max_depth: int = 8, seed: int = 0, comm_prior: dict | None = None) -> "BurstPredictor":
         from sklearn.tree import DecisionTreeRegressor
+
+        from kernelpilot.models import from_sklearn
         est = DecisionTreeRegressor(max_depth=max_depth, min_samples_leaf=20, random_state=seed)
         r = np.log1p(np.asarray(y, float) / 1e3) - cls.base(X)
         est.fit(X, r)
-        tree = Tree.from_sklearn(est, BURST_FEATURES, "regressor",
-                                 {"target": "log1p(burst_us) - log1p(exp_avg_us)"})
         leaves = est.apply(X)
         for leaf in np.unique(leaves):
-            tree.value[leaf] = np.median(r[leaves == leaf])
-        return cls(tree)
+            est.tree_.value[leaf, 0, 0] = np.median(r[leaves == leaf])
+        m = from_sklearn(est, BURST_FEATURES, X)
+        m.meta.update(sched_task="burst predictor", target="log1p(burst_us) - log1p(base_us)",
+                      comm_prior=comm_prior or {})
+        return cls(m)
 
     def predict_ns(self, X) -> np.ndarray:
-        return np.expm1(self.base(X) + self.tree.predict(X)).clip(0) * 1e3
+        return np.expm1(self.base(X) + self.model.predict_float(X)).clip(0) * 1e3
 
-    def predict_rows(self, rows: list[np.ndarray]) -> list[np.ndarray]:
+    def task_prior(self, comms: list[str]) -> np.ndarray:
+        """Per task (by its comm) the learned typical log1p burst in us, -1 where unknown."""
+        from kernelpilot.sched.features import comm_class
+        cp = self.model.meta.get("comm_prior", {})
+        return np.array([cp.get(comm_class(c), -1.0) for c in comms])
+
+    def predict_rows(self, rows: list[np.ndarray], prior: dict | None = None) -> list[np.ndarray]:
         """Predicted length of each burst in `rows` (per task, as features.workload returns)."""
-        return [self.predict_ns(burst_features(r)[0]) for r in rows]
+        return [self.predict_ns(burst_features(r, prior)[0]) for r in rows]
 
 
 def burst_errors(y, pred) -> dict:
@@ -189,39 +168,43 @@ def lavd_heuristic(X) -> np.ndarray:
     """scx_lavd-like: latency criticality grows with wakeup/wait frequency and short runtime;
     tasks above the current average are latency-critical."""
     X = np.asarray(X, float)
-    score = np.log2(1 + X[:, 1]) + np.log2(1 + X[:, 1] + X[:, 2]) - X[:, 3] / np.log(2)
+    score = np.log2(1 + X[:, 1]) + np.log2(1 + X[:, 1] + X[:, 2]) - (X[:, 3] / 16.0 - 1.0)
     return (score > score.mean()).astype(int)
 
 
 def bpfland_heuristic(X, nvcsw_thresh: float = 10.0, slice_us: float = 5000.0) -> np.ndarray:
     """scx_bpfland-like: interactive if it sleeps voluntarily often and its bursts are short."""
     X = np.asarray(X, float)
-    return ((X[:, 1] >= nvcsw_thresh) & (np.expm1(X[:, 3]) < slice_us)).astype(int)
+    from kernelpilot.sched.features import log2q4_inverse
+    return ((X[:, 1] >= nvcsw_thresh) & (log2q4_inverse(X[:, 3]) < slice_us)).astype(int)
 
 
 class TaskClassifier:
-    """Classification tree over features.CLASS_FEATURES; 1 = latency-critical."""
+    """Classification tree over features.CLASS_FEATURES (all integers, so the kernel's int32
+    features are the same numbers); 1 = latency-critical. Holds a kernelpilot.models.Model."""
 
-    def __init__(self, tree: Tree):
-        self.tree = tree
+    def __init__(self, model):
+        self.model = model
 
     @classmethod
     def fit(cls, X, y, max_depth: int = 4, seed: int = 0) -> "TaskClassifier":
         from sklearn.tree import DecisionTreeClassifier
+
+        from kernelpilot.models import from_sklearn
         from kernelpilot.sched.features import CLASS_FEATURES
-        y = np.asarray(y)
+        X, y = np.asarray(X, np.int64), np.asarray(y)
         if len(np.unique(y)) < 2:
             raise KpError("classifier training needs both latency-critical and batch examples")
         est = DecisionTreeClassifier(max_depth=max_depth, min_samples_leaf=3, random_state=seed,
                                      class_weight="balanced")
         est.fit(X, y)
-        return cls(Tree.from_sklearn(est, CLASS_FEATURES, "classifier"))
-
-    def proba(self, X) -> np.ndarray:
-        return self.tree.predict(X)
+        m = from_sklearn(est, CLASS_FEATURES, X, y)
+        m.meta["sched_task"] = "task classifier"
+        return cls(m)
 
     def predict(self, X) -> np.ndarray:
-        return (self.proba(X) >= 0.5).astype(int)
+        """The integer model's verdict (what the eBPF classifier computes)."""
+        return self.model.predict_int(self.model.to_int(np.asarray(X, np.int64))).astype(int)
 
 
 def class_scores(y, pred) -> dict:

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from kernelpilot.errors import KpError
+from kernelpilot.models import Model
 from kernelpilot.sched import evaluate as E
 from kernelpilot.sched import features as F
 from kernelpilot.sched import models as M
@@ -40,7 +41,7 @@ def test_hand_made_trace_counts():
     assert f.totals[i7].tolist()[:5] == [200, 50 + 50, 2, 1, 1]  # run, wait, slices, vol, invol
 
 
-def test_classifier_and_burst_model_beat_or_match_baselines(traces):
+def test_classifier_and_burst_model_beat_or_match_baselines(traces, tmp_path):
     feats = [F.extract(ev) for ev, _ in traces[:3]]
     bp = E.train_bursts(feats)
     ev, wl = traces[3]
@@ -55,19 +56,27 @@ def test_classifier_and_burst_model_beat_or_match_baselines(traces):
     X, y = E.labelled_windows(f, ev, dict(zip(wl.pids.tolist(), wl.label.tolist())))
     c = E.compare_classifiers(clf, X, y)
     assert c["model"]["accuracy"] >= 0.9
-    # saved and reloaded models predict the same
-    t2 = M.Tree.from_json(clf.tree.to_json())
-    assert np.array_equal(t2.predict(X), clf.tree.predict(X)) and t2.depth <= 4
+    # saved (shared model format) and reloaded models predict the same
+    path = tmp_path / "clf.json"
+    clf.model.save(path)
+    c2 = E.load_classifier(path)
+    assert np.array_equal(c2.predict(X), clf.predict(X)) and c2.model.meta["depth"] <= 4
+    assert c2.model.meta["quant"]["feature_shift"] == [0] * len(F.CLASS_FEATURES)  # integer features
+    b2 = M.BurstPredictor(Model.load(_save(bp.model, tmp_path / "bp.npz")))
+    Xb = M.burst_features(f.bursts, bp.task_prior(f.comm))[0]
+    assert np.allclose(b2.predict_ns(Xb), bp.predict_ns(Xb))
 
 
-def test_tree_matches_sklearn():
-    from sklearn.tree import DecisionTreeRegressor
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(500, 3))
-    y = X[:, 0] * 2 + np.sin(X[:, 1])
-    est = DecisionTreeRegressor(max_depth=6).fit(X, y)
-    t = M.Tree.from_sklearn(est, ["a", "b", "c"], "regressor")
-    assert np.allclose(t.predict(X), est.predict(X))
+def _save(m, path):
+    m.save(path)
+    return path
+
+
+def test_integer_class_features_by_hand():
+    assert F.log2q4(np.array([0, 1, 3, 15, 16, 1000])).tolist() == [0, 16, 40, 78, 80, 175]
+    # 0.5 s of CPU in 1 s, 100 sleeps, 10 preemptions, 200 slices with 20 ms of waiting
+    x = F.class_features([500_000_000], [20_000_000], [200], [100], [10], 1_000_000_000)[0]
+    assert x.tolist() == [512, 100, 10, int(F.log2q4(5000)), int(F.log2q4(100))]
 
 
 def test_simulator_policies(traces):
@@ -104,7 +113,7 @@ def test_load_forecaster_beats_ewma():
     assert r["model_mae"] < r["ewma_mae"] and r["model_mae"] < r["last_value_mae"]
 
 
-def test_bad_inputs():
+def test_bad_inputs(tmp_path):
     with pytest.raises(KpError, match="schema"):
         F.extract(np.zeros(3))
     with pytest.raises(KpError, match="no sched_switch"):
@@ -113,5 +122,12 @@ def test_bad_inputs():
         simulate(generate(0, horizon_s=0.1), "lottery")
     with pytest.raises(KpError, match="needs predicted"):
         simulate(generate(0, horizon_s=0.1), "srpt-pred")
-    with pytest.raises(KpError, match="tree"):
-        M.Tree.from_json({"format": "pickle"})
+    with pytest.raises(KpError, match="not a kernelpilot model"):
+        E.load_classifier(_json(tmp_path, {"format": "pickle"}))
+
+
+def _json(tmp_path, d):
+    import json
+    p = tmp_path / "m.json"
+    p.write_text(json.dumps(d))
+    return p
