@@ -30,12 +30,13 @@ def test_guide_has_runnable_blocks_and_pages():
 
 
 @pytest.mark.parametrize("page,script", blocks())
-def test_guide_block_runs(page, script):
+def test_guide_block_runs(page, script, tmp_path):
     if os.geteuid() != 0:
         pytest.skip("the guide's commands trace live (root)")
     env = {**os.environ, "PATH": f"{ROOT}/.venv/bin:{os.environ['PATH']}", "COLUMNS": "160",
            "KPILOT_NO_PROGRESS": "1"}
-    p = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, env=env,
+    # each block runs in a scratch folder, as a reader would in their own; files it names stay there
+    p = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=240)
     assert p.returncode == 0, f"{page}:\n{script}\nstdout: {p.stdout[-2000:]}\nstderr: {p.stderr[-2000:]}"
     assert "Traceback" not in p.stderr
