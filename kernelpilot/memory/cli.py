@@ -126,14 +126,17 @@ def prefetch_cmd(trace: str = typer.Option(..., "--trace", "-t",
 @live_app.command("prefetch", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def live_prefetch(ctx: typer.Context,
                   file: Path = typer.Option(None, help="data file the command reads (default: generate one)"),
-                  size_mb: int = typer.Option(256, help="size of the generated file"),
-                  stride: int = typer.Option(16, help="page stride of the generated access pattern"),
+                  size_mb: int = typer.Option(512, help="size of the generated file"),
+                  stride: int = typer.Option(7919, help="page stride of the built-in reader (mod file pages)"),
+                  count: int = typer.Option(8192, help="records the built-in reader reads"),
+                  ra_kb: int = typer.Option(128, help="device readahead window (KB) for all runs; -1 keeps it"),
                   enforce: bool = typer.Option(False, "--enforce", help="really drop caches and advise"),
                   json_out: bool = typer.Option(False, "--json")):
     """Prefetch predicted file pages (posix_fadvise WILLNEED) for CMD; compare with kernel readahead.
     Without CMD, runs the built-in strided reader on a generated file."""
     from kernelpilot.memory import live
-    _print(live.prefetch_experiment(list(ctx.args), file, size_mb, stride, enforce), json_out)
+    _print(live.prefetch_experiment(list(ctx.args), file, size_mb, stride, enforce, count,
+                                         None if ra_kb == -1 else ra_kb), json_out)
 
 
 @live_app.command("swap", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

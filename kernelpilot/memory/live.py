@@ -2,11 +2,13 @@
 exit path (return, error, SIGINT/SIGTERM) restores what was changed: generated files, page
 cache of the file, zram swap devices, memory cgroups.
 
-prefetch  A command reads a file with a strided (index-like) pattern through mmap. Run 1: caches
-          dropped, kernel readahead only; the pages it brought in (mincore) are the history.
-          The learned delta model replays that history and predicts the pages to fetch. Run 2:
-          caches dropped, an agent thread issues posix_fadvise(WILLNEED) for the predicted pages
-          while the command runs. Reported: major faults and run time of both runs.
+prefetch  A command reads 4 KiB records of a file through mmap at index-like offsets (page
+          i * stride mod pages, stride far beyond the read-around window). Run 1: caches dropped,
+          kernel readahead alone. Run 2 (history): under the foundation tracer; the file's pages
+          in fault order (file_fault events). The learned delta model replays that history and
+          predicts the pages to fetch. Run 3: caches dropped, an agent thread issues
+          posix_fadvise(WILLNEED) for the predicted pages while the command runs. Reported: major
+          faults and run time of runs 1 and 3.
 swap      A program with a hot and a cold working set runs in a memory cgroup (v1) with zram
           swap. Run 1: kernel reclaim. Run 2: an agent tracks per-page writes (soft-dirty bits
           in /proc/PID/pagemap, cleared via clear_refs), predicts pages not written in the last
@@ -89,18 +91,42 @@ def run_measured(argv, preexec=None, during=None) -> dict:
 
 # ---- prefetch ---------------------------------------------------------------------------------
 
-READER = r"""
-import mmap, os, sys
-path, stride = sys.argv[1], int(sys.argv[2])
-fd = os.open(path, os.O_RDONLY)
-size = os.fstat(fd).st_size
-m = mmap.mmap(fd, size, prot=mmap.PROT_READ)
-m.madvise(mmap.MADV_NORMAL)
-s = 0
-for off in range(0, size, stride * 4096):
-    s += m[off]
-print(s)
+READER_C = r"""
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+/* index-like reads through mmap: record i is page (i * stride) mod pages, 4 KiB each;
+   the stride is far larger than the kernel's read-around window, so readahead misses it */
+int main(int argc, char **argv) {
+  int fd = open(argv[1], O_RDONLY);
+  long stride = atol(argv[2]), count = atol(argv[3]);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st)) return 1;
+  long pages = st.st_size / 4096;
+  unsigned char *m = mmap(0, st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+  if (m == MAP_FAILED) return 1;
+  unsigned long s = 0;
+  for (long i = 0; i < count; i++) {
+    long p = (i * stride) % pages;
+    for (int k = 0; k < 4096; k += 512) s += m[p * 4096 + k];
+  }
+  printf("%lu\n", s);
+  return 0;
+}
 """
+
+
+def build_c(src: str, workdir: Path, name: str) -> Path:
+    """Compile a helper program with gcc -O2."""
+    c = workdir / f"{name}.c"
+    exe = workdir / name
+    c.write_text(src)
+    r = subprocess.run(["gcc", "-O2", "-o", str(exe), str(c)], capture_output=True, text=True)
+    if r.returncode:
+        raise KpError(f"gcc failed building {name}: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
+    return exe
 
 
 def resident_pages(path: Path) -> np.ndarray:
@@ -141,7 +167,48 @@ def predict_pages(history: np.ndarray) -> list[int]:
     return head + out
 
 
+def fault_history(argv, path: Path) -> tuple[np.ndarray, str]:
+    """Pages of `path` in the order the command touched them, from the foundation tracer:
+    page_fault events give every first touch (minor ones too, fault-around aside); file_fault
+    events (inode, page) pin the mapping's base address. Falls back to the resident set
+    (mincore, page order) when the tracer cannot run or sees no fault of the file."""
+    from kernelpilot.traces import schema as S
+    from kernelpilot.traces.record import trace_command
+    ino = path.stat().st_ino
+    n_pages = (path.stat().st_size + PAGE - 1) // PAGE
+    sys.stdout.flush()
+    keep = os.dup(1)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)  # the command's output is not ours to print
+    try:
+        ev, _ = trace_command(argv, groups=["faults", "files"])
+    except KpError:
+        return resident_pages(path), "mincore"
+    finally:
+        os.dup2(keep, 1)
+        os.close(keep)
+        os.close(null)
+    ev = np.sort(ev, order="ts", kind="stable")
+    ff = np.flatnonzero((ev["kind"] == S.KIND["file_fault"]) & (ev["a0"] == ino))
+    pf = np.flatnonzero(ev["kind"] == S.KIND["page_fault"])
+    if len(ff) == 0 or len(pf) == 0:
+        return resident_pages(path), "mincore"
+    # each file fault follows the page fault that caused it: their difference is the base
+    j = np.searchsorted(pf, ff) - 1
+    ok = j >= 0
+    vp = (ev["a0"][pf[j[ok]]] >> np.uint64(12)).astype(np.int64)
+    diff = vp - ev["a1"][ff[ok]].astype(np.int64)
+    if len(diff) == 0:
+        return resident_pages(path), "mincore"
+    vals, cnt = np.unique(diff, return_counts=True)
+    base = int(vals[np.argmax(cnt)])
+    pages = (ev["a0"][pf] >> np.uint64(12)).astype(np.int64) - base
+    pages = pages[(pages >= 0) & (pages < n_pages)]
+    return pages, "page_fault + file_fault events"
+
+
 def _advise(path: Path, pages: list[int], n_pages: int):
+    """Agent: posix_fadvise(WILLNEED) the predicted pages in order, while the command runs."""
     def agent(pid, stop):
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -156,37 +223,73 @@ def _advise(path: Path, pages: list[int], n_pages: int):
     return agent
 
 
-def prefetch_experiment(cmd, file, size_mb: int, stride: int, enforce: bool) -> dict:
-    if size_mb <= 0 or stride <= 0:
-        raise KpError("--size-mb and --stride must be > 0")
+def readahead_knob(path: Path) -> Path | None:
+    """read_ahead_kb of the block device holding `path` (the disk, for a partition)."""
+    dev = path.stat().st_dev
+    d = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}")
+    for q in (d / "queue/read_ahead_kb", d.parent / "queue/read_ahead_kb"):
+        if q.exists():
+            return q
+    return None
+
+
+def _make_file(path: Path, size_mb: int):
+    chunk = np.random.default_rng(0).integers(0, 255, 1 << 20, dtype=np.uint8).tobytes()
+    with open(path, "wb") as f:
+        for _ in range(size_mb):
+            f.write(chunk)
+
+
+def prefetch_experiment(cmd, file, size_mb: int, stride: int, enforce: bool, count: int = 8192,
+                        ra_kb: int | None = 128) -> dict:
+    """ra_kb: the device's readahead window for all runs (Linux's default is 128 KB; some VMs
+    set 8 MB, which reads most of a small file around a few faults); None keeps it."""
+    if size_mb <= 0 or stride <= 0 or count <= 0:
+        raise KpError("--size-mb, --stride and --count must be > 0")
+    if ra_kb is not None and ra_kb < 0:
+        raise KpError("--ra-kb must be >= 0")
     gen = file is None
-    path = Path(file) if file else Path(f"/var/tmp/kpilot-prefetch-{os.getpid()}.dat")
-    argv = list(cmd) or [sys.executable, "-c", READER, str(path), str(stride)]
+    base = Path("/var/tmp") if Path("/var/tmp").is_dir() else Path("/tmp")
+    path = Path(file) if file else base / f"kpilot-prefetch-{os.getpid()}.dat"
     plan = {"mode": "enforce" if enforce else "dry-run", "file": str(path), "generated": gen,
-            "command": argv if cmd else f"built-in mmap reader, stride {stride} pages",
-            "steps": ["drop caches; run (kernel readahead)", "history = resident pages (mincore)",
-                      "learned delta model predicts pages", "drop caches; run with fadvise WILLNEED agent",
-                      "restore: drop the file's cached pages, remove the generated file"]}
+            "command": list(cmd) if cmd else f"built-in mmap reader: {count} records, page i*{stride} mod pages",
+            "steps": ["drop caches; run (kernel readahead alone)",
+                      "drop caches; run under the tracer: history = file pages in fault order",
+                      "learned delta model predicts the pages from the history",
+                      "drop caches; run with the fadvise WILLNEED agent",
+                      "restore: drop the file's cached pages, remove generated files, readahead window"],
+            "read_ahead_kb": "unchanged" if ra_kb is None else ra_kb}
     if not enforce:
         return plan
     _root()
     if not gen and not path.is_file():
         raise KpError(f"--file {path} does not exist")
-    with signals_restore():
+    if gen:
+        free = os.statvfs(base).f_bavail * os.statvfs(base).f_frsize >> 20
+        if free < 2 * size_mb:
+            raise KpError(f"not enough space in {base} for a {size_mb} MB file ({free} MB free)")
+    import tempfile
+    knob = old_ra = None
+    with signals_restore(), tempfile.TemporaryDirectory(prefix="kpilot-prefetch-") as d:
         try:
             if gen:
-                with open(path, "wb") as f:
-                    chunk = np.random.default_rng(0).integers(0, 255, 1 << 20, dtype=np.uint8).tobytes()
-                    for _ in range(size_mb):
-                        f.write(chunk)
+                _make_file(path, size_mb)
+            knob = readahead_knob(path) if ra_kb is not None else None
+            if knob is not None:
+                old_ra = knob.read_text().strip()
+                knob.write_text(f"{ra_kb}\n")
+            argv = list(cmd) or [str(build_c(READER_C, Path(d), "kp_reader")), str(path), str(stride), str(count)]
             n_pages = (path.stat().st_size + PAGE - 1) // PAGE
             drop_caches(path)
-            base = run_measured(argv)
-            hist = resident_pages(path)
+            kernel = run_measured(argv)
+            drop_caches(path)
+            hist, how = fault_history(argv, path)
             pages = predict_pages(hist)
             drop_caches(path)
             agent = run_measured(argv, during=_advise(path, pages, n_pages))
         finally:
+            if old_ra is not None:
+                knob.write_text(old_ra + "\n")
             with contextlib.suppress(OSError):
                 fd = os.open(path, os.O_RDONLY)
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
@@ -194,10 +297,14 @@ def prefetch_experiment(cmd, file, size_mb: int, stride: int, enforce: bool) -> 
             if gen:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
-    cut = 1 - agent["major_faults"] / base["major_faults"] if base["major_faults"] else 0.0
-    return dict(plan, kernel_readahead=base, learned_prefetch=agent, history_pages=int(len(hist)),
-                predicted_pages=len(pages), major_fault_cut=round(cut, 4),
-                speedup=round(base["seconds"] / max(agent["seconds"], 1e-9), 3))
+    used = len(set(pages) & set(hist.tolist()))
+    cut = 1 - agent["major_faults"] / kernel["major_faults"] if kernel["major_faults"] else 0.0
+    return dict(plan, device_read_ahead_kb=int(old_ra) if old_ra else None,
+                kernel_readahead=kernel, learned_prefetch=agent, history=how,
+                history_pages=int(len(hist)), predicted_pages=len(pages),
+                prediction_accuracy=round(used / max(len(pages), 1), 4),
+                major_fault_cut=round(cut, 4),
+                speedup=round(kernel["seconds"] / max(agent["seconds"], 1e-9), 3))
 
 
 # ---- swap -------------------------------------------------------------------------------------
@@ -224,16 +331,6 @@ int main(int argc, char **argv) {
   return 0;
 }
 """
-
-
-def build_helper(workdir: Path) -> Path:
-    src = workdir / "kp_hotcold.c"
-    exe = workdir / "kp_hotcold"
-    src.write_text(HELPER_C)
-    r = subprocess.run(["gcc", "-O2", "-o", str(exe), str(src)], capture_output=True, text=True)
-    if r.returncode:
-        raise KpError(f"gcc failed building the swap helper: {r.stderr.strip().splitlines()[-1:]}")
-    return exe
 
 
 class Zram:
@@ -339,36 +436,37 @@ def anon_regions(pid: int):
     return out
 
 
-def cold_agent(interval: float = 0.2, windows: int = 3):
-    """Predict cold pages from soft-dirty history and page them out."""
+def cold_agent(cg: "MemCgroup", interval: float = 0.1, windows: int = 2, margin_mb: int = 4):
+    """Predict cold pages from soft-dirty history (pages not written for `windows` windows,
+    coldest first) and page out just enough of them to keep the cgroup `margin_mb` below its
+    limit, so the kernel's reclaim never has to pick (and never takes a hot page)."""
+    limit = int((cg.path / "memory.limit_in_bytes").read_text()) - (margin_mb << 20)
+
     def agent(pid, stop):
-        try:
-            pidfd = libc.syscall(SYS_pidfd_open, pid, 0)
-        except OSError:
-            return
+        pidfd = libc.syscall(SYS_pidfd_open, pid, 0)
         if pidfd < 0:
             return
         idle: dict[int, int] = {}
         try:
             while not stop.wait(interval):
                 try:
-                    regions = anon_regions(pid)
+                    cand = []
                     with open(f"/proc/{pid}/pagemap", "rb") as pm:
-                        cold = []
-                        for a, b in regions:
-                            n = (b - a) // PAGE
+                        for a, b in anon_regions(pid):
                             pm.seek(a // PAGE * 8)
-                            ent = np.frombuffer(pm.read(n * 8), np.uint64)
+                            ent = np.frombuffer(pm.read((b - a) // PAGE * 8), np.uint64)
                             present = (ent >> np.uint64(63)) & np.uint64(1)
                             dirty = (ent >> np.uint64(55)) & np.uint64(1)
                             for j in np.flatnonzero(present == 1):
                                 addr = a + int(j) * PAGE
                                 idle[addr] = 0 if dirty[j] else idle.get(addr, 0) + 1
                                 if idle[addr] >= windows:
-                                    cold.append((addr, PAGE))
+                                    cand.append((idle[addr], addr))
                     Path(f"/proc/{pid}/clear_refs").write_text("4\n")
-                    if cold:
-                        pageout(pidfd, cold)
+                    over = int((cg.path / "memory.usage_in_bytes").read_text()) - limit
+                    if over > 0 and cand:
+                        cand.sort(reverse=True)
+                        pageout(pidfd, [(a, PAGE) for _, a in cand[: over // PAGE + 1]])
                 except (OSError, ValueError):
                     return
         finally:
@@ -376,7 +474,7 @@ def cold_agent(interval: float = 0.2, windows: int = 3):
     return agent
 
 
-def swap_experiment(cmd, limit_mb: int, zram_mb: int, enforce: bool, rounds: int = 400) -> dict:
+def swap_experiment(cmd, limit_mb: int, zram_mb: int, enforce: bool, rounds: int = 20000) -> dict:
     if limit_mb <= 0 or zram_mb <= 0:
         raise KpError("--limit-mb and --zram-mb must be > 0")
     wss = limit_mb * 3 // 2
@@ -393,11 +491,11 @@ def swap_experiment(cmd, limit_mb: int, zram_mb: int, enforce: bool, rounds: int
     res = {}
     with signals_restore(), tempfile.TemporaryDirectory(prefix="kpilot-swap-") as d:
         try:
-            argv = list(cmd) or [str(build_helper(Path(d))), str(wss), "20", str(rounds)]
+            argv = list(cmd) or [str(build_c(HELPER_C, Path(d), "kp_hotcold")), str(wss), "20", str(rounds)]
             zram = Zram(zram_mb)
             cg = MemCgroup(f"kpilot-swap-{os.getpid()}", limit_mb)
             keys = ("pswpin", "pswpout", "workingset_refault_anon")
-            for name, during in (("kernel_reclaim", None), ("learned_pageout", cold_agent())):
+            for name, during in (("kernel_reclaim", None), ("learned_pageout", cold_agent(cg))):
                 v0 = vmstat(*keys)
                 r = run_measured(argv, preexec=cg.enter, during=during)
                 v1 = vmstat(*keys)
