@@ -51,17 +51,16 @@ def _append(prv, nxt, H, T, q, i):
     T[q] = i
 
 
+@njit(cache=True)
 def _lists(n_obj, k):
+    """k intrusive queues over n_obj objects: prev, next, heads, tails."""
     return (np.full(n_obj, -1, np.int64), np.full(n_obj, -1, np.int64),
             np.full(k, -1, np.int64), np.full(k, -1, np.int64))
 
 
 @njit(cache=True)
 def _fifo_lru(ids, sz, cap, n_obj, lru):
-    prv = np.full(n_obj, -1, np.int64)
-    nxt = np.full(n_obj, -1, np.int64)
-    H = np.full(1, -1, np.int64)
-    T = np.full(1, -1, np.int64)
+    prv, nxt, H, T = _lists(n_obj, 1)
     inc = np.zeros(n_obj, np.bool_)
     osz = np.zeros(n_obj, np.int64)
     hit = np.zeros(ids.shape[0], np.uint8)
@@ -100,10 +99,7 @@ def lru(ids, sz, cap, n_obj):
 @njit(cache=True)
 def clock(ids, sz, cap, n_obj):
     """FIFO with reinsertion, 1-bit reference counter (libCacheSim Clock)."""
-    prv = np.full(n_obj, -1, np.int64)
-    nxt = np.full(n_obj, -1, np.int64)
-    H = np.full(1, -1, np.int64)
-    T = np.full(1, -1, np.int64)
+    prv, nxt, H, T = _lists(n_obj, 1)
     inc = np.zeros(n_obj, np.bool_)
     ref = np.zeros(n_obj, np.int8)
     osz = np.zeros(n_obj, np.int64)
@@ -136,10 +132,7 @@ def clock(ids, sz, cap, n_obj):
 
 @njit(cache=True)
 def sieve(ids, sz, cap, n_obj):
-    prv = np.full(n_obj, -1, np.int64)
-    nxt = np.full(n_obj, -1, np.int64)
-    H = np.full(1, -1, np.int64)
-    T = np.full(1, -1, np.int64)
+    prv, nxt, H, T = _lists(n_obj, 1)
     inc = np.zeros(n_obj, np.bool_)
     vis = np.zeros(n_obj, np.int8)
     osz = np.zeros(n_obj, np.int64)
@@ -181,10 +174,7 @@ def lfu(ids, sz, cap, n_obj):
     for j in range(n_obj):
         if cnt[j] + 2 > maxf:
             maxf = cnt[j] + 2
-    prv = np.full(n_obj, -1, np.int64)
-    nxt = np.full(n_obj, -1, np.int64)
-    H = np.full(maxf, -1, np.int64)
-    T = np.full(maxf, -1, np.int64)
+    prv, nxt, H, T = _lists(n_obj, maxf)
     freq = np.zeros(n_obj, np.int64)
     osz = np.zeros(n_obj, np.int64)
     hit = np.zeros(n, np.uint8)
@@ -227,10 +217,7 @@ def lfu(ids, sz, cap, n_obj):
 def arc(ids, sz, cap, n_obj):
     """ARC (Megiddo & Modha) with a float p, as libCacheSim implements it."""
     T1, T2, B1, B2 = 0, 1, 2, 3
-    prv = np.full(n_obj, -1, np.int64)
-    nxt = np.full(n_obj, -1, np.int64)
-    H = np.full(4, -1, np.int64)
-    T = np.full(4, -1, np.int64)
+    prv, nxt, H, T = _lists(n_obj, 4)
     where = np.full(n_obj, -1, np.int8)
     osz = np.zeros(n_obj, np.int64)
     L = np.zeros(4, np.int64)  # bytes per list
@@ -311,10 +298,7 @@ def twoq(ids, sz, cap, n_obj):
     ain_cap = np.int64(cap * 0.25)
     aout_cap = np.int64(cap * 0.5)
     am_cap = cap - ain_cap
-    prv = np.full(n_obj, -1, np.int64)
-    nxt = np.full(n_obj, -1, np.int64)
-    H = np.full(3, -1, np.int64)
-    T = np.full(3, -1, np.int64)
+    prv, nxt, H, T = _lists(n_obj, 3)
     where = np.full(n_obj, -1, np.int8)
     osz = np.zeros(n_obj, np.int64)
     L = np.zeros(3, np.int64)
@@ -387,10 +371,7 @@ def s3fifo(ids, sz, cap, n_obj):
     s_cap = np.int64(cap * 0.1)
     m_cap = cap - s_cap
     g_cap = np.int64(cap * 0.9)
-    prv = np.full(n_obj, -1, np.int64)
-    nxt = np.full(n_obj, -1, np.int64)
-    H = np.full(3, -1, np.int64)
-    T = np.full(3, -1, np.int64)
+    prv, nxt, H, T = _lists(n_obj, 3)
     where = np.full(n_obj, -1, np.int8)
     freq = np.zeros(n_obj, np.int64)
     osz = np.zeros(n_obj, np.int64)
