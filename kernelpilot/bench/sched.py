@@ -1,14 +1,19 @@
 """`kpilot bench sched`: scheduling models and policies against their baselines, side by side.
 
-1. A recorded trace (stress-ng CPU hogs + cyclictest + gcc builds, eBPF sched events) and synthetic
-   mixes: burst prediction error vs the exponential average and PELT-like average; classifier vs
-   lavd/bpfland-like heuristics; simulated turnaround of SRPT with predicted bursts vs SRPT-oracle and
-   the CFS-like baseline.
-2. Live: cyclictest beside CPU hogs, agent off then on in one run: p99 wakeup latency ratio and
-   batch CPU-time ratio; the CPU load series sampled meanwhile scores the load forecaster.
+1. Recorded real workloads (kernelpilot/sched/data/traces, made by `python -m
+   kernelpilot.sched.workloads`; the full run records them afresh too), each held out in turn:
+   burst prediction vs the exponential and PELT-like averages; simulated turnaround of SRPT with
+   predicted bursts vs SRPT-oracle and the CFS-like baseline; the classifier vs lavd/bpfland-like
+   heuristics on labels from what each program is. Also a synthetic mix.
+2. Load forecasting on the committed real load series (kernelpilot/sched/data/load_series.csv)
+   and on the host load sampled during the live part.
+3. Live: a 1 kHz wakeup-latency probe beside stress-ng CPU hogs and a make -j build, agent off
+   and on, interleaved repetitions in one run: p99 wakeup latency ratio, stress-ng bogo-ops/s ratio
+   and build time ratio.
 """
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -26,75 +31,79 @@ from kernelpilot.sched import features as F
 from kernelpilot.sched import models as M
 from kernelpilot.sched.synth import synthetic_trace
 
-BUILD = ("cd {d} && for r in 1 2 3; do for i in $(seq 1 12); do "
-         "printf 'int f%s(int x){int s=0;for(int i=0;i<x;i++)s+=i*%s;return s;}\\n' $i $i > f$i.c; done; "
-         "make -s -j2 -B -f /dev/stdin <<'EOF'\nall: $(patsubst %.c,%.o,$(wildcard f*.c))\n%.o: %.c\n\tgcc -O2 -c $< -o $@\nEOF\n"
-         "done")
+
+def _mean(xs):
+    xs = [x for x in xs if x is not None]
+    return float(np.mean(xs)) if xs else None
 
 
-def _recorded(seconds: float):
-    """(events, latency pids, batch pids) of a recorded mixed workload, or None without a tracer."""
-    try:
-        from kernelpilot.traces.record import trace_command
-    except ImportError:
-        return None
-    d = tempfile.mkdtemp(prefix="kp-sched-")
-    try:
-        build = BUILD.replace("{d}", d)
-        script = (f"stress-ng --cpu 2 -t {seconds:g} -q & cyclictest -q -D {seconds:g} -i 1000 >/dev/null & "
-                  f"({build}) >/dev/null 2>&1; wait")
-        ev, meta = trace_command(["sh", "-c", script], groups=["sched"])
-    except KpError:
-        return None
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-    comm = np.char.decode(ev["comm"], errors="replace")
-    lat = set(ev["pid"][comm == "cyclictest"].tolist())
-    batch = set(ev["pid"][np.isin(comm, ["stress-ng-cpu", "cc1", "as", "gcc"])].tolist())
-    return ev, lat, batch
+def recorded(quick: bool) -> dict:
+    """Every recorded workload held out in turn (trained on the synthetic mixes and the others)."""
+    from kernelpilot.sched import workloads as W
+    traces, fresh = W.fixtures(), "quick run: committed fixtures only"
+    if not quick:
+        try:
+            traces += [(f"{n}@fresh", W.record(n, 4)[0]) for n in W.scripts(4, "/tmp")]
+            fresh = "recorded afresh and held out too"
+        except KpError as e:  # no tracer here: the fixtures are still scored
+            fresh = f"not recorded: {e}"
+    items = E.recorded_items(traces)
+    per = E.held_out(items, E.synthetic_items((0,)))
+    sim = [v["simulation"]["ratios"] for v in per.values()]
+    oracle = [v["simulation"]["srpt"]["turnaround_mean_us"] / v["simulation"]["cfs"]["turnaround_mean_us"]
+              for v in per.values()]
+    clf = {k: [v["classifier"][k]["accuracy"] for v in per.values() if "classifier" in v]
+           for k in ("model", "lavd_like", "bpfland_like")}
+    return {"traces": per, "fresh_recordings": fresh, "summary": {
+        "traces": len(per),
+        "srpt_pred_vs_srpt_oracle_mean": _mean(r["srpt_pred_vs_srpt_oracle"] for r in sim),
+        "srpt_pred_vs_srpt_oracle_max": max(r["srpt_pred_vs_srpt_oracle"] for r in sim),
+        "srpt_pred_vs_cfs_mean": _mean(r["srpt_pred_vs_cfs"] for r in sim),
+        "srpt_oracle_vs_cfs_mean": _mean(oracle),
+        "traces_within_10pct_of_oracle": sum(r["srpt_pred_vs_srpt_oracle"] <= 1.10 for r in sim),
+        "traces_25pct_better_than_cfs": sum(r["srpt_pred_vs_cfs"] <= 0.75 for r in sim),
+        "burst_mae_ratio_vs_exp_avg_mean": _mean(v["bursts"]["mae_ratio_vs_exp_avg"] for v in per.values()),
+        "burst_log_error_ratio_vs_exp_avg_mean": _mean(
+            v["bursts"]["model"]["mean_abs_log_ratio"] / v["bursts"]["exp_avg_alpha_0.5"]["mean_abs_log_ratio"]
+            for v in per.values()),
+        "classifier_accuracy_per_trace": {k: dict(zip([n for n, v in per.items() if "classifier" in v], a))
+                                          for k, a in clf.items()},
+        "classifier_accuracy_mean": {k: _mean(a) for k, a in clf.items()}}}
 
 
-def _split(ev: np.ndarray, frac: float = 0.5):
-    cut = ev["ts"].min() + (ev["ts"].max() - ev["ts"].min()) * frac
-    return ev[ev["ts"] < cut], ev[ev["ts"] >= cut]
-
-
-def models_and_sim(quick: bool) -> dict:
-    out = {}
+def synthetic(quick: bool) -> dict:
     bp_syn, clf = E.synthetic_training(seeds=(0,) if quick else (0, 1, 2))
     ev, wl = synthetic_trace(99, horizon_s=3)
     f = F.extract(ev)
     lat = set(wl.pids[wl.label == 1].tolist())
-    out["synthetic"] = {"bursts": E.compare_bursts(bp_syn, f),
-                        "classifier": E.compare_classifiers(clf, *E.labelled_windows(
-                            f, ev, dict(zip(wl.pids.tolist(), wl.label.tolist())))),
-                        "simulation": E.compare_policies(f, bp_syn, latency_pids=lat)}
-    rec = _recorded(6 if quick else 15)
-    if rec is None:
-        out["recorded"] = {"skipped": "no sched tracer on this host"}
-        return out
-    ev, lat, batch = rec
-    train, test = _split(ev)
-    ftr, fte = F.extract(train), F.extract(test)
-    bp = E.train_bursts([ftr] + [F.extract(synthetic_trace(s, horizon_s=2)[0]) for s in (0, 1)])
-    labels = {p: 1 for p in lat} | {p: 0 for p in batch}
-    r = {"events": int(len(ev)), "bursts": E.compare_bursts(bp, fte),
-         "simulation": E.compare_policies(F.extract(ev), bp, latency_pids=lat)}
-    X, y = E.labelled_windows(fte, test, labels)
-    if len(np.unique(y)) == 2:
-        r["classifier"] = E.compare_classifiers(clf, X, y)
-    out["recorded"] = r
+    return {"bursts": E.compare_bursts(bp_syn, f),
+            "classifier": E.compare_classifiers(clf, *E.labelled_windows(
+                f, ev, dict(zip(wl.pids.tolist(), wl.label.tolist())))),
+            "simulation": E.compare_policies(f, bp_syn, latency_pids=lat)}
+
+
+def load_forecast() -> dict:
+    """The committed real load series: the phase workload's cgroup and the whole host, 100 ms and
+    500 ms ahead; fit and model choice on the first 60 %, scored on the rest."""
+    from kernelpilot.sched.loadrec import load_fixture
+    d = load_fixture()
+    out = {}
+    for who in ("group", "host"):
+        for h in (1, 5):
+            out[f"{who}_{h * 100}ms"] = M.forecast_errors(d[f"{who}_util"], lags=8, horizon=h, psi=d[f"{who}_psi"])
     return out
 
+
+# --- live ----------------------------------------------------------------------------------
 
 PROBE = """
 import os, sys, time
 import numpy as np
-seconds, wait_boost = float(sys.argv[1]), sys.argv[2] == "1"
-end = time.monotonic() + 20
-while wait_boost and os.getpriority(os.PRIO_PROCESS, 0) >= 0 and time.monotonic() < end:
-    time.sleep(0.001)          # warm-up: sleep-heavy like the measured loop, until the agent acts
-print("ready", flush=True)
+seconds, warm = float(sys.argv[1]), float(sys.argv[2])
+end = time.monotonic() + warm
+while time.monotonic() < end:
+    time.sleep(0.001)          # warm-up: sleep-heavy like the measured loop (the agent can classify it)
+print(os.getpriority(os.PRIO_PROCESS, 0), flush=True)
 out, t = [], time.monotonic_ns()
 stop = t + int(seconds * 1e9)
 while t < stop:
@@ -105,62 +114,72 @@ np.save(sys.stdout.buffer, np.array(out))
 """
 
 
-def _probe(seconds: float, wait_boost: bool) -> np.ndarray:
-    """Wakeup latency (us) of a task sleeping 1 ms at a time: how late each absolute wakeup is."""
-    p = subprocess.Popen([os.sys.executable, "-c", PROBE, str(seconds), "1" if wait_boost else "0"],
-                         stdout=subprocess.PIPE)
-    p.stdout.readline()
-    import io
-    data = p.stdout.read()
-    p.wait()
-    return np.load(io.BytesIO(data))
-
-
-def _batch_cpu(pids: list[int]) -> float:
-    tot = 0
-    for pid in pids:
-        try:
-            for tid in os.listdir(f"/proc/{pid}/task"):
-                tot += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return tot / 1e9
-
-
-def _phase(seconds: float, agent: bool) -> dict:
-    hogs = subprocess.Popen(["stress-ng", "--cpu", "2", "-t", f"{seconds + 30:g}", "-q"])
-    ag = None
-    try:
-        time.sleep(0.5)
-        workers = [int(p) for p in Path(f"/proc/{hogs.pid}/task/{hogs.pid}/children").read_text().split()]
-        if agent:
-            ag = subprocess.Popen([str(Path(os.sys.executable).with_name("kpilot")), "sched", "run", "--enforce",
-                                   "--pid", str(os.getpid()), "--tree", "--interval", "0.3"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            end = time.monotonic() + 20
-            while time.monotonic() < end and not all(os.sched_getscheduler(w) != os.SCHED_OTHER for w in workers):
-                time.sleep(0.2)
-        c0 = _batch_cpu(workers)
+def _builds(build_dir: str, stop: threading.Event, times: list):
+    """make -j2 of the generated C project over and over; each full build's wall time."""
+    while not stop.is_set():
+        subprocess.run(["make", "-s", "-C", build_dir, "clean"], capture_output=True)
         t0 = time.monotonic()
-        lat = _probe(seconds, agent)
-        cpu_s = (_batch_cpu(workers) - c0) / (time.monotonic() - t0)
-        return {"p99_us": float(np.percentile(lat, 99)), "mean_us": float(lat.mean()),
-                "max_us": float(lat.max()), "samples": int(len(lat)), "batch_cpu_per_s": cpu_s}
+        p = subprocess.Popen(["make", "-s", "-j2", "-C", build_dir], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        while p.poll() is None:
+            if stop.wait(0.05):
+                p.terminate()
+                p.wait()
+                return
+        if p.returncode == 0:
+            times.append(time.monotonic() - t0)
+
+
+def _bogo(text: str) -> float | None:
+    m = re.search(r"metrc: \[\d+\] cpu\s+(\d+)\s+([\d.]+)", text)
+    return float(m.group(1)) / float(m.group(2)) if m else None
+
+
+def _phase(seconds: float, warm: float, build_dir: str, agent_cmd: list[str] | None) -> dict:
+    ag = None
+    if agent_cmd:
+        ag = subprocess.Popen(agent_cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        ag.stdout.readline()  # "enforcing; journal ..." once its model is loaded
+    stop, times = threading.Event(), []
+    hogs = subprocess.Popen(["stress-ng", "--cpu", "2", "-t", f"{seconds + warm:g}", "--metrics-brief"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    bt = threading.Thread(target=_builds, args=(build_dir, stop, times), daemon=True)
+    bt.start()
+    try:
+        p = subprocess.Popen([os.sys.executable, "-c", PROBE, str(seconds), str(warm)], stdout=subprocess.PIPE)
+        nice = int(p.stdout.readline())
+        lat = np.load(io.BytesIO(p.stdout.read()))
+        p.wait()
     finally:
+        stop.set()
+        bt.join()
+        out = hogs.communicate()[0]
         if ag:
             ag.terminate()
             try:
                 ag.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 ag.kill()
-        hogs.terminate()
-        hogs.wait()
+    return {"lat": lat, "probe_nice": nice, "bogo_ops_per_s": _bogo(out), "build_s": times}
 
 
 def live(quick: bool) -> dict:
     if os.geteuid() != 0:
         return {"skipped": "needs root"}
-    seconds = 12 if quick else 30
+    if not shutil.which("stress-ng") or not shutil.which("make") or not shutil.which("gcc"):
+        return {"skipped": "needs stress-ng, make and gcc"}
+    from kernelpilot.sched import workloads as W
+    seconds, reps, warm = (5, 2, 1.5) if quick else (12, 3, 1.5)
+    d = tempfile.mkdtemp(prefix="kp-sched-live-")
+    model = Path(d) / "classifier.json"
+    E.default_classifier().model.save(model)
+    W.c_project(d, n=12)
+    kp = str(Path(os.sys.executable).with_name("kpilot"))
+    agent = [kp, "sched", "run", "--enforce", "--pid", str(os.getpid()), "--tree", "--interval", "0.2",
+             "--model", str(model)]
+    modes = {"off": None, "on": agent}
+    if not quick:
+        modes["on_kernel"] = agent + ["--kernel"]
     samples, stop = [], threading.Event()
 
     def sampler():
@@ -169,19 +188,43 @@ def live(quick: bool) -> dict:
             samples.append(s.sample())
     th = threading.Thread(target=sampler, daemon=True)
     th.start()
+    runs: dict[str, list] = {m: [] for m in modes}
     try:
-        off = _phase(seconds, False)
-        time.sleep(1)
-        on = _phase(seconds, True)
+        for r in range(reps):
+            order = list(modes) if r % 2 == 0 else list(modes)[::-1]  # interleaved, order alternates
+            for m in order:
+                runs[m].append(_phase(seconds, warm, d, modes[m]))
     finally:
         stop.set()
         th.join()
+        shutil.rmtree(d, ignore_errors=True)
+    res = {"probe": "1 kHz sleep-wakeup probe; agent scope: this benchmark's process tree",
+           "batch": "stress-ng --cpu 2 (bogo-ops/s from --metrics-brief) and make -j2 of a 13-file C project",
+           "host_note": "shared host: other processes compete with the batch work",
+           "seconds_per_phase": seconds, "repetitions": reps}
+    for m, rs in runs.items():
+        lat = np.concatenate([x["lat"] for x in rs])
+        builds = [t for x in rs for t in x["build_s"]]
+        res[m] = {"p99_us": float(np.percentile(lat, 99)), "mean_us": float(lat.mean()),
+                  "p99_per_rep_us": [float(np.percentile(x["lat"], 99)) for x in rs],
+                  "samples": int(len(lat)), "probe_nice": [x["probe_nice"] for x in rs],
+                  "bogo_ops_per_s": _mean(x["bogo_ops_per_s"] for x in rs),
+                  "builds": len(builds), "build_s_mean": _mean(builds)}
+    off = res["off"]
+    for m in [k for k in modes if k != "off"]:
+        on = res[m]
+        sfx = "" if m == "on" else "_" + m.split("_", 1)[1]
+        res["p99_latency_improvement_x" + sfx] = off["p99_us"] / max(on["p99_us"], 1e-9)
+        res["bogo_ops_ratio" + sfx] = (on["bogo_ops_per_s"] or 0) / max(off["bogo_ops_per_s"] or 1e-9, 1e-9)
+        res["build_throughput_ratio" + sfx] = (off["build_s_mean"] or 0) / max(on["build_s_mean"] or 1e-9, 1e-9)
     util = np.array([u for u, _ in samples])
-    res = {"host_load_note": "shared host: other processes compete with the batch work", "probe": "1 kHz sleep-wakeup probe (agent scope: this benchmark's process tree)", "seconds_per_phase": seconds, "agent_off": off, "agent_on": on,
-           "p99_latency_improvement_x": off["p99_us"] / max(on["p99_us"], 1e-9),
-           "batch_throughput_ratio": on["batch_cpu_per_s"] / max(off["batch_cpu_per_s"], 1e-9)}
-    if len(util) > 40 and util.std() > 0.02:
-        res["load_forecast_100ms_ahead"] = M.forecast_errors(util, lags=8, horizon=1)
+    psi = np.array([p for _, p in samples])
+    if len(util) > 60:
+        from kernelpilot.sched.loadrec import load_fixture
+        fx = load_fixture()
+        fc = M.LoadForecaster.fit(fx["host_util"], 8, 1, psi=fx["host_psi"])
+        res["load_forecast_100ms_ahead"] = M.forecast_errors(util, lags=8, horizon=1, psi=psi, model=fc)
+        res["load_forecast_100ms_ahead"]["trained_on"] = "committed load series (host), tested on this run"
         pm = M.PowerModel()
         res["power_estimate_w_mean"] = float(pm.watts(util, os.cpu_count()).mean())
         res["power_model"] = "linear idle 2 W .. max 9 W per CPU (no RAPL on this host)"
@@ -190,28 +233,23 @@ def live(quick: bool) -> dict:
 
 def run(quick: bool = False) -> dict:
     t0 = time.monotonic()
-    out = {"models": models_and_sim(quick), "live": live(quick)}
-    syn = M.forecast_errors(_synthetic_load(), lags=8, horizon=3)
-    out["models"]["synthetic_load_forecast"] = syn
-    rec = out["models"].get("recorded", {})
-    sim = rec.get("simulation") or out["models"]["synthetic"]["simulation"]
-    lv = out["live"]
+    rec = recorded(quick)
+    out = {"recorded": rec, "synthetic": synthetic(quick), "load_forecast": load_forecast(), "live": live(quick)}
+    rs, lv, lf = rec["summary"], out["live"], out["load_forecast"]
     out["summary"] = {
-        "burst_mae_ratio_vs_exp_avg": (rec.get("bursts") or out["models"]["synthetic"]["bursts"])["mae_ratio_vs_exp_avg"],
-        "sim_srpt_pred_vs_srpt_oracle": sim["ratios"]["srpt_pred_vs_srpt_oracle"],
-        "sim_srpt_pred_vs_cfs": sim["ratios"]["srpt_pred_vs_cfs"],
+        "traces": rs["traces"],
+        "sim_srpt_pred_vs_srpt_oracle_mean": rs["srpt_pred_vs_srpt_oracle_mean"],
+        "sim_srpt_pred_vs_srpt_oracle_worst": rs["srpt_pred_vs_srpt_oracle_max"],
+        "sim_srpt_pred_vs_cfs_mean": rs["srpt_pred_vs_cfs_mean"],
+        "sim_srpt_oracle_vs_cfs_mean": rs["srpt_oracle_vs_cfs_mean"],
+        "burst_mae_ratio_vs_exp_avg_mean": rs["burst_mae_ratio_vs_exp_avg_mean"],
+        "burst_log_error_ratio_vs_exp_avg_mean": rs["burst_log_error_ratio_vs_exp_avg_mean"],
+        "classifier_accuracy_mean": rs["classifier_accuracy_mean"],
+        "load_forecast_mae_ratio_vs_ewma": {k: v["mae_ratio_vs_ewma"] for k, v in lf.items()}
+        | ({"live_host_100ms": lv["load_forecast_100ms_ahead"]["mae_ratio_vs_ewma"]}
+           if "load_forecast_100ms_ahead" in lv else {}),
         "live_p99_latency_improvement_x": lv.get("p99_latency_improvement_x"),
-        "live_batch_throughput_ratio": lv.get("batch_throughput_ratio"),
-        "load_forecast_mae_ratio_vs_ewma": (lv.get("load_forecast_100ms_ahead") or syn)["model_mae"]
-        / max((lv.get("load_forecast_100ms_ahead") or syn)["ewma_mae"], 1e-12),
-        "trace": "recorded" if "events" in rec else "synthetic",
+        "live_bogo_ops_ratio": lv.get("bogo_ops_ratio"),
+        "live_build_throughput_ratio": lv.get("build_throughput_ratio"),
         "seconds": round(time.monotonic() - t0, 1)}
     return out
-
-
-def _synthetic_load(n: int = 3000, seed: int = 0) -> np.ndarray:
-    """Utilisation with periodic jobs, level shifts and noise."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(n)
-    level = np.repeat(rng.uniform(0.1, 0.7, n // 200 + 1), 200)[:n]
-    return (level + 0.25 * (np.sin(t / 15) > 0.6) + 0.05 * rng.normal(size=n)).clip(0, 1)

@@ -145,11 +145,13 @@ def training(recorded: bool = True, seeds=(0, 1)):
 
 
 def held_out(recorded: list[Item], synthetic: list[Item], ncpu: int = 2) -> dict:
-    """Leave one recorded trace out: train on the synthetic mixes and the other recorded traces,
-    score bursts, simulated policies and the classifier on the held-out trace."""
+    """Leave one workload out: train on the synthetic mixes and the other workloads' traces (a
+    trace named 'w@fresh' is the same workload as 'w'), score bursts, simulated policies and the
+    classifier on the held-out trace."""
     out = {}
-    for i, it in enumerate(recorded):
-        bp, clf = fit_models(synthetic + recorded[:i] + recorded[i + 1:])
+    wl = lambda it: it.name.split("@")[0]  # noqa: E731
+    for it in recorded:
+        bp, clf = fit_models(synthetic + [o for o in recorded if wl(o) != wl(it)])
         lat = {p for p, c in it.labels.items() if c == 1}
         r = {"events": int(len(it.events)), "bursts": compare_bursts(bp, it.f),
              "simulation": compare_policies(it.f, bp, ncpu=ncpu, latency_pids=lat)}
