@@ -23,8 +23,10 @@ def register(app: typer.Typer) -> None:
     app.add_typer(sec, name="security")
 
     @sec.command("train")
-    def train(normal: Path = typer.Option(..., "--normal", help="normal traces: ADFA-LD root, scenario suite, "
-                                           ".parquet trace, strace log, or folder of trace files"),
+    def train(normal: Path = typer.Option(None, "--normal", help="normal traces: ADFA-LD root, scenario suite, "
+                                          ".parquet trace, strace log, or folder of trace files"),
+              host: bool = typer.Option(False, "--host", help="instead of --normal: record this host's benign "
+                                        "scenarios and normal activity now, hold the last repetition out to calibrate"),
               output: Path = typer.Option(..., "-o", "--output", help="model JSON to write"),
               detectors: str = typer.Option("stide,freq,tree,cnn", help="comma-separated detectors"),
               abi: str = typer.Option("i386", help="ABI of number-only trace files (i386 or x86_64)"),
@@ -37,8 +39,17 @@ def register(app: typer.Typer) -> None:
         kinds = _kinds(detectors)
         if epochs < 1:
             raise KpError("--epochs must be at least 1")
-        traces = load_normal(normal, check_abi(abi))
-        m = SecurityModel.train(traces, kinds, cnn_epochs=epochs)
+        if (normal is None) == (not host):
+            raise KpError("give either --normal TRACES or --host")
+        if host:
+            import tempfile
+
+            from kernelpilot.security.scenarios.run import host_training_set
+            with tempfile.TemporaryDirectory(prefix="kp-host-") as d:
+                traces, cal = host_training_set(d, reps=4)
+            m = SecurityModel.train(traces, kinds, cnn_epochs=epochs, calibration=cal)
+        else:
+            m = SecurityModel.train(load_normal(normal, check_abi(abi)), kinds, cnn_epochs=epochs)
         m.save(output)
         out = {"model": str(output), "detectors": kinds, "vocabulary": len(m.vocab) - 1,
                "thresholds": m.thresholds, **m.info}
@@ -126,3 +137,11 @@ def register(app: typer.Typer) -> None:
             raise KpError("--duration must be >= 0")
         run_watch(model, enforce=enforce, action=action,
                   allow=[a for a in allow.split(",") if a], duration=duration or None, json_out=json_out)
+
+    @sec.command("release")
+    def release(pid: int = typer.Argument(..., help="process frozen by watch --enforce")):
+        """Thaw a process that `watch --enforce` froze (it is also thawed when watch exits)."""
+        from kernelpilot.security.live import release as do_release
+        if pid <= 0:
+            raise KpError("PID must be a positive number")
+        print(do_release(pid))

@@ -3,8 +3,9 @@ more anomalous); a trace scores its worst window.
 
 - stide: Forrest et al. 1996, the share of a window's n-grams never seen in normal traces.
 - freq: bag of syscalls, the mean surprisal of a window's calls under the normal frequencies.
-- tree: a depth-limited decision tree over counts the kernel can keep (novel 3-grams, rare calls,
-  syscall classes), trained normal-versus-uniform-reference so it needs no attacks; kernelizable.
+- tree: a depth-limited regression tree over counts the kernel keeps per sliding window (novel
+  3-grams, rare calls, syscall classes), distilled from stide on normal and perturbed windows, so
+  it needs no attacks; kernelizable (runs in sys_enter through the kernelize map interpreter).
 - cnn: a causal 1-D CNN predicting each next syscall (trained with PyTorch, run in numpy); the
   window's mean negative log-likelihood. The user-space second stage.
 """
@@ -13,8 +14,9 @@ from __future__ import annotations
 import numpy as np
 
 from kernelpilot.errors import KpError
-from kernelpilot.security.features import (CLASS_NAMES, STRIDE, WINDOW, Vocabulary, class_table,
-                                           ngram_hashes, window_bounds, window_means, window_sums)
+from kernelpilot.security.features import (CLASS_NAMES, GRAM_BITS, STRIDE, WINDOW, Vocabulary,
+                                           class_table, gram_novel, gram_table, ngram_hashes,
+                                           window_means, window_sums)
 
 
 class Detector:
@@ -53,7 +55,7 @@ class Stide(Detector):
         return self
 
     def position_scores(self, seq):
-        return (~np.isin(ngram_hashes(seq, self.n), self.table, assume_unique=False)).astype(np.float64)
+        return (~_member(ngram_hashes(seq, self.n), self.table)).astype(np.float64)
 
     def window_scores(self, seq):
         return window_means(self.position_scores(seq), self.window, self.stride)
@@ -65,6 +67,14 @@ class Stide(Detector):
         self.n = int(p["n"])
         self.table = np.array(p["table"], dtype=np.uint64)
         return self
+
+
+def _member(x: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """x in table, for a sorted unique table (binary search: no re-sort per call)."""
+    if not len(table):
+        return np.zeros(len(x), dtype=bool)
+    i = np.minimum(np.searchsorted(table, x), len(table) - 1)
+    return table[i] == x
 
 
 class Freq(Detector):
@@ -89,7 +99,11 @@ class Freq(Detector):
 
 
 class Tree(Detector):
-    """Counts per window: novel 3-grams, rare calls, and one count per syscall class."""
+    """A regression tree over counts the kernel keeps per sliding window (novel 3-grams, rare calls,
+    syscall classes), distilled from a stide-6 teacher: the target is the share of a window's
+    6-grams unseen in (cross-fitted) normal traces, on normal windows and on perturbed copies
+    (random calls, splices of other programs, tight loops). No attacks are used. The tree is a
+    kernelpilot.models Model (quantized); its integer score is what the kernel computes."""
     kind = "tree"
     kernelizable = True
     FEATURES = ("novel3", "rare") + CLASS_NAMES
@@ -97,79 +111,86 @@ class Tree(Detector):
     def __init__(self, vocab, depth: int = 8, **kw):
         super().__init__(vocab, **kw)
         self.depth = depth
+        self.vmod = len(vocab) + 1
 
-    def features(self, seq, table=None):
-        table = self.table if table is None else table
-        novel = ~np.isin(ngram_hashes(seq, 3), table)
+    def features(self, seq, words=None):
+        words = self.words if words is None else words
+        novel = gram_novel(seq, self.vmod, words)
         per_pos = np.column_stack([novel, self.rare[seq], self.classes[seq]]).astype(np.float64)
         return window_sums(per_pos, self.window, self.stride)
 
     def fit(self, seqs, seed=0):
-        from sklearn.tree import DecisionTreeClassifier
+        from sklearn.tree import DecisionTreeRegressor
+
+        from kernelpilot.models import from_sklearn
         rng = np.random.default_rng(seed)
         allc = np.concatenate(seqs)
         freq = np.bincount(allc, minlength=len(self.vocab)) / len(allc)
         self.rare = (freq < 1e-4).astype(np.float64)
         self.classes = class_table(self.vocab)
-        # Cross-fit the 3-gram table so novelty on normal windows looks like it will on new data.
+        # Cross-fit: tables from one half, windows from the other, so novelty on normal windows
+        # looks like it will on new data.
         order = rng.permutation(len(seqs))
         halves = [order[::2], order[1::2]]
-        X = []
+        X, y = [], []
         for a, b in (halves, halves[::-1]):
             if len(a) == 0 or len(b) == 0:
                 continue
-            tab = np.unique(np.concatenate([ngram_hashes(seqs[i], 3) for i in a]))
-            X += [self.features(seqs[i], tab) for i in b]
-        X = np.vstack(X)
-        if len(X) > 40000:
-            X = X[rng.choice(len(X), 40000, replace=False)]
-        ref = rng.uniform(0, self.window + 1, size=X.shape)  # the uniform reference ("anomalies")
-        self.model = DecisionTreeClassifier(max_depth=self.depth, min_samples_leaf=10,
-                                            random_state=seed)
-        self.model.fit(np.vstack([X, ref]), np.r_[np.zeros(len(X)), np.ones(len(ref))])
-        self.table = np.unique(np.concatenate([ngram_hashes(s, 3) for s in seqs]))
-        # the same 3-grams as id triples (-1 = before the first call), for the in-kernel table
-        self.grams = np.unique(np.vstack([np.lib.stride_tricks.sliding_window_view(
-            np.r_[-1, -1, s], 3) for s in seqs]), axis=0)
-        self._export()
+            fit = [seqs[i] for i in a]
+            words, six = gram_table(fit, self.vmod), np.unique(np.concatenate([ngram_hashes(s, 6) for s in fit]))
+            for i in b:
+                for s in (seqs[i], _perturb(seqs[i], seqs[rng.choice(a)], len(self.vocab), rng)):
+                    X.append(self.features(s, words))
+                    y.append(window_means(~_member(ngram_hashes(s, 6), six), self.window, self.stride))
+        X, y = np.vstack(X), np.concatenate(y)
+        if len(X) > 60000:
+            keep = rng.choice(len(X), 60000, replace=False)
+            X, y = X[keep], y[keep]
+        reg = DecisionTreeRegressor(max_depth=self.depth, min_samples_leaf=20, random_state=seed).fit(X, y)
+        self.model = from_sklearn(reg, self.FEATURES, X, y)
+        self.words = gram_table(seqs, self.vmod)
         return self
 
-    def _export(self):
-        t = self.model.tree_
-        v = t.value[:, 0, :]
-        self.nodes = {"feature": t.feature.tolist(), "threshold": [float(x) for x in t.threshold],
-                      "left": t.children_left.tolist(), "right": t.children_right.tolist(),
-                      "value": [round(float(x), 6) for x in v[:, 1] / v.sum(axis=1)]}
-
-    def predict(self, X):
-        f, thr = self.nodes["feature"], self.nodes["threshold"]
-        left, right, val = self.nodes["left"], self.nodes["right"], self.nodes["value"]
-        out = np.empty(len(X))
-        for i, x in enumerate(X):
-            k = 0
-            while left[k] != -1:
-                k = left[k] if x[f[k]] <= thr[k] else right[k]
-            out[i] = val[k]
-        return out
-
     def window_scores(self, seq):
-        X = self.features(seq)
-        # tie-break the tree's few leaf values by novelty, so ROC curves are not step-flat
-        return self.predict(X) + 1e-3 * X[:, 0] / self.window
+        """The kernel's integer score of each window (features are integer counts: shift 0)."""
+        return self.model.predict_int(self.features(seq).astype(np.int64)).astype(np.float64)
 
     def params(self):
-        return {"depth": self.depth, "features": list(self.FEATURES), "nodes": self.nodes,
-                "rare": [int(i) for i in np.flatnonzero(self.rare)],
-                "table": [int(x) for x in self.table], "grams": self.grams.ravel().tolist()}
+        bits = np.flatnonzero(np.unpackbits(self.words.view(np.uint8), bitorder="little"))
+        return {"depth": self.depth, "features": list(self.FEATURES), "vmod": self.vmod,
+                "rare": [int(i) for i in np.flatnonzero(self.rare)], "gram_bits": bits.tolist(),
+                "model": self.model.to_dict()}
 
     def load(self, p):
-        self.depth, self.nodes = int(p["depth"]), p["nodes"]
-        self.grams = np.array(p["grams"], dtype=np.int64).reshape(-1, 3)
+        from kernelpilot.models import Model
+        self.depth, self.vmod = int(p["depth"]), int(p["vmod"])
+        if self.vmod != len(self.vocab) + 1:
+            raise KpError("tree detector does not match the model's vocabulary size")
         self.rare = np.zeros(len(self.vocab))
         self.rare[np.array(p["rare"], dtype=np.int64)] = 1
         self.classes = class_table(self.vocab)
-        self.table = np.array(p["table"], dtype=np.uint64)
+        flat = np.zeros(1 << GRAM_BITS, dtype=np.uint8)
+        flat[np.array(p["gram_bits"], dtype=np.int64)] = 1
+        self.words = np.packbits(flat, bitorder="little").view(np.uint64).copy()
+        self.model = Model.from_dict(p["model"], "tree detector")
         return self
+
+
+def _perturb(seq, other, vsize, rng):
+    """A copy of `seq` with one anomalous stretch: random calls, a splice of another program's
+    calls, or a short loop of random calls repeated."""
+    n = len(seq)
+    k = int(rng.integers(8, 65))
+    at = int(rng.integers(0, max(1, n)))
+    how = rng.integers(3)
+    if how == 0:
+        ins = rng.integers(1, vsize, size=k)
+    elif how == 1:
+        j = int(rng.integers(0, max(1, len(other) - k)))
+        ins = other[j:j + k]
+    else:
+        ins = np.tile(rng.integers(1, vsize, size=int(rng.integers(2, 6))), 16)[:k]
+    return np.concatenate([seq[:at], ins, seq[at:]]).astype(seq.dtype)
 
 
 class CNN(Detector):

@@ -14,6 +14,8 @@ from kernelpilot.security.syscalls import UNKNOWN, canonical
 
 WINDOW = 32
 STRIDE = 8
+GRAM_BITS = 20      # the in-kernel table of normal 3-grams: 2^20 bits, one Fibonacci hash
+FBITS = 6           # bits per packed feature sum in the kernel (a window holds <= 32 calls)
 
 # Syscall classes the in-kernel stage and the tree can count cheaply (by canonical name).
 CLASSES = {
@@ -149,6 +151,33 @@ def ngram_hashes(seq: np.ndarray, n: int) -> np.ndarray:
                 shifted[k:] = seq[:len(seq) - k] + np.uint64(1)
             h = h * mult + shifted
     return h
+
+
+def gram_slots(seq: np.ndarray, vmod: int) -> np.ndarray:
+    """Bit index in the kernel's 3-gram table of the 3-gram ending at each position, computed in
+    uint32 exactly as bpf/sc_watch.bpf.c does: ids+1 (0 = before the first call), base vmod."""
+    p = seq.astype(np.uint32) + np.uint32(1)
+    p1 = np.r_[np.uint32(0), p[:-1]].astype(np.uint32) if len(p) else p
+    p2 = np.r_[np.zeros(2, np.uint32), p[:-2]].astype(np.uint32)[:len(p)] if len(p) else p
+    m = np.uint32(vmod)
+    with np.errstate(over="ignore"):
+        key = (p2 * m + p1) * m + p
+        return (key * np.uint32(2654435761)) >> np.uint32(32 - GRAM_BITS)
+
+
+def gram_table(seqs, vmod: int) -> np.ndarray:
+    """The kernel's 3-gram bitmap (uint64 words) of every 3-gram in `seqs`."""
+    words = np.zeros(1 << (GRAM_BITS - 6), dtype=np.uint64)
+    if seqs:
+        h = np.unique(np.concatenate([gram_slots(s, vmod) for s in seqs]))
+        np.bitwise_or.at(words, h >> 6, np.left_shift(np.uint64(1), (h & 63).astype(np.uint64)))
+    return words
+
+
+def gram_novel(seq: np.ndarray, vmod: int, words: np.ndarray) -> np.ndarray:
+    """1 where the 3-gram ending at a position is not in the table."""
+    h = gram_slots(seq, vmod)
+    return ((words[h >> 6] >> (h & 63).astype(np.uint64)) & np.uint64(1)) == 0
 
 
 def arg_class(name: str, a0: int, a1: int, a2: int) -> str | None:

@@ -1,8 +1,9 @@
-"""Two-stage live detection. Stage 1 (bpf/sc_watch.bpf.c) counts the tree's features per process
-in sys_enter and walks the tree at each 32-call window; only windows over the threshold come up the
-ring buffer. Stage 2 here re-scores the window with the user-space sequence model and confirms.
+"""Two-stage live detection. Stage 1 (bpf/sc_watch.bpf.c) keeps the tree's features per process
+over a sliding 32-call window in sys_enter and scores it every 8 calls with the kernelize map
+interpreter; only windows over the calibrated threshold come up the ring buffer. Stage 2 here
+re-scores the window (with its context) with the user-space model and confirms.
 Responses: alert (default); with enforce, freeze (cgroup v2 freezer, else SIGSTOP) or kill,
-never pid 1, kernelpilot itself or an allow-listed command. Every action is journalled."""
+never pid 1, kernelpilot itself or an allow-listed command. Freezes are journalled and undone."""
 from __future__ import annotations
 
 import json
@@ -15,70 +16,77 @@ from pathlib import Path
 import numpy as np
 
 from kernelpilot.errors import CapabilityError, KpError
-from kernelpilot.security.features import CLASS_NAMES, CLASSES
+from kernelpilot.security.features import FBITS
 from kernelpilot.security.model import SecurityModel
 from kernelpilot.security.syscalls import UNKNOWN, number_to_name
 
 SRC = Path(__file__).resolve().parent / "bpf" / "sc_watch.bpf.c"
-WIN, NFEAT, MAXNR = 32, 9, 512
-ALERT_DTYPE = np.dtype([("ts", "<u8"), ("pid", "<u4"), ("tgid", "<u4"), ("score", "<u4"), ("nfeat", "<u4"),
-                        ("feats", "<u2", NFEAT + 1), ("calls", "<u2", WIN), ("comm", "S16"), ("pad", "V4")])  # sizeof(struct sc_alert) = 128
-FREEZE_CG = Path("/sys/fs/cgroup/unified/kpilot-quarantine")
+WIN, STRIDE, CTX, NFEAT, MAXNR = 32, 8, 64, 9, 512
+ALERT_DTYPE = np.dtype([("ts", "<u8"), ("cgroup", "<u8"), ("pid", "<u4"), ("tgid", "<u4"), ("count", "<u4"), ("score", "<i4"),
+                        ("feats", "<u2", 12), ("calls", "<u2", CTX), ("comm", "S16")])  # struct sc_alert
+V2 = Path("/sys/fs/cgroup/unified") if Path("/sys/fs/cgroup/unified/cgroup.procs").exists() else Path("/sys/fs/cgroup")
+QUARANTINE = "kpilot-quarantine"
 JOURNAL = Path(os.environ.get("KPILOT_STATE", "/var/lib/kernelpilot")) / "security-journal.jsonl"
 
 
-class KernelStage:
-    """The loaded, attached in-kernel stage for one model's tree."""
+def kernel_tables(tree, vocab) -> tuple[np.ndarray, np.ndarray]:
+    """Per x86-64 syscall number: the packed feature increment (rare, classes) and vocabulary id,
+    exactly the per-call features of Tree.features (novelty is added in the kernel)."""
+    names = number_to_name("x86_64")
+    spread = np.zeros(MAXNR, dtype=np.uint64)
+    vid = np.zeros(MAXNR, dtype=np.uint32)
+    for nr in range(MAXNR):
+        v = vocab.index.get(names.get(nr, UNKNOWN), 0)
+        bits = [0, tree.rare[v], *tree.classes[v]]
+        vid[nr] = v
+        spread[nr] = sum(int(b) << (FBITS * i) for i, b in enumerate(bits))
+    return spread, vid
 
-    def __init__(self, model: SecurityModel, threshold: float = 0.3):
+
+class KernelStage:
+    """The loaded, attached in-kernel stage for one model's tree (kernelize map interpreter)."""
+
+    def __init__(self, model: SecurityModel, threshold: int | None = None):
         from kernelpilot.bpf.build import build_object
+        from kernelpilot.kernelize.kernel import BPF_SRC
         from kernelpilot.probes.libbpf import BpfObject
         from kernelpilot.probes.ringbuf import RingReader
-        if "tree" not in model.detectors:
+        tree = model.detectors.get("tree")
+        if tree is None:
             raise KpError("the model has no tree detector: train with --detectors including tree")
-        if model.window != WIN:
-            raise KpError(f"the in-kernel stage needs window {WIN}; the model uses {model.window}")
+        if (model.window, model.stride) != (WIN, STRIDE):
+            raise KpError(f"the in-kernel stage needs window {WIN} and stride {STRIDE}; "
+                          f"the model uses {model.window}/{model.stride}")
+        if threshold is None:
+            threshold = model.thresholds.get("tree", {}).get("fpr_1pct")
+            if threshold is None:
+                raise KpError("the model has no calibrated tree threshold (train with kpilot security train)")
         if os.geteuid() != 0:
             raise CapabilityError("the in-kernel stage needs root (eBPF)")
-        self.obj = BpfObject(build_object(SRC))
-        self._fill(model.detectors["tree"], model.vocab, threshold)
-        self.prog = self.obj.program("sc_sys_enter").attach()
-        self.ring = RingReader(self.obj.map("sc_alerts"), ALERT_DTYPE)
+        self.threshold = int(np.floor(threshold))
+        self.obj = BpfObject(build_object(SRC, includes=(BPF_SRC,)))
+        try:
+            self._fill(tree, model.vocab)
+            self.prog = self.obj.program("sc_sys_enter").attach()
+            self.ring = RingReader(self.obj.map("sc_alerts"), ALERT_DTYPE)
+        except BaseException:
+            self.obj.close()
+            raise
 
-    def _fill(self, tree, vocab, threshold: float) -> None:
+    def _fill(self, tree, vocab) -> None:
+        from kernelpilot.kernelize.kernel import encode_slot
         o = self.obj
-        o.map("sc_cfg").update(0, struct.pack("<IIII", os.getpid(), int(threshold * 1000), 1, 0))
-        names = number_to_name("x86_64")
-        cls = {c: i for i, c in enumerate(CLASS_NAMES)}
-        flags = o.map("sc_flags")
-        for nr in range(MAXNR):
-            name = names.get(nr, UNKNOWN)
-            vid = vocab.index.get(name, 0)
-            f = (1 << 7) if tree.rare[vid] else 0
-            for c, members in CLASSES.items():
-                if name in members:
-                    f |= 1 << cls[c]
-            flags.update(nr, struct.pack("<I", f))
-        nr_of = {}
-        for nr, name in names.items():
-            nr_of.setdefault(name, nr)
-        ids = {i: nr_of.get(n) for i, n in enumerate(vocab.names)}
-        grams, one = o.map("sc_grams"), b"\x01"
-        n = 0
-        for a, b, c in tree.grams:
-            k = [0 if x < 0 else (ids[x] + 1 if ids.get(x) is not None else None) for x in (a, b, c)]
-            if None in k or k[2] == 0 or n >= grams.max_entries:
-                continue
-            grams.update(k[0] << 20 | k[1] << 10 | k[2], one)
-            n += 1
-        nd = tree.nodes
-        if len(nd["left"]) > o.map("sc_tree").max_entries:
-            raise KpError("tree too large for the in-kernel stage")
-        for i in range(len(nd["left"])):
-            o.map("sc_tree").update(i, struct.pack("<iiiIII", nd["feature"][i], nd["left"][i], nd["right"][i],
-                                                   int(max(0.0, np.floor(nd["threshold"][i]))),
-                                                   int(round(nd["value"][i] * 1000)), 0))
-        self.n_grams = n
+        spread, vid = kernel_tables(tree, vocab)
+        info = np.zeros(MAXNR, dtype=[("spread", "<u8"), ("vid", "<u4"), ("pad", "<u4")])
+        info["spread"], info["vid"] = spread, vid
+        keys = np.arange(MAXNR, dtype="<u4")
+        o.map("sc_nrinfo").update_batch(keys.tobytes(), info.tobytes(), MAXNR)
+        words = tree.words.astype("<u8")
+        o.map("sc_grams").update_batch(np.arange(len(words), dtype="<u4").tobytes(), words.tobytes(), len(words))
+        o.map("kp_model_slots").update(0, encode_slot(tree.model))
+        o.map("kp_model_active").update(0, struct.pack("<I", 0))
+        o.map("sc_cfg").update(0, struct.pack("<IiII", os.getpid(), self.threshold, 1, tree.vmod))
+        self.n_grams = int(sum(bin(int(w)).count("1") for w in words))
 
     def stats(self) -> dict:
         m = self.obj.map("sc_stats")
@@ -103,37 +111,91 @@ def protected(pid: int, comm: str, allow: list[str]) -> str | None:
         return "pid 1"
     if pid in (os.getpid(), os.getppid()):
         return "kernelpilot itself"
-    if "kpilot" in _cmdline(pid) or "kernelpilot" in _cmdline(pid):
+    cmd = _cmdline(pid)
+    if "kpilot" in cmd or "kernelpilot" in cmd:
         return "kernelpilot itself"
-    if comm in allow:
+    if comm in allow or os.path.basename(cmd.split(" ")[0]) in allow:
         return "allow-listed"
     return None
 
 
-def respond(pid: int, action: str) -> str:
-    """Freeze (cgroup v2 freezer, else SIGSTOP) or kill a process; returns what was done."""
-    try:
-        if action == "kill":
-            os.kill(pid, signal.SIGKILL)
-            return "killed"
-        if FREEZE_CG.parent.is_dir():
-            FREEZE_CG.mkdir(exist_ok=True)
-            (FREEZE_CG / "cgroup.procs").write_text(str(pid))
-            (FREEZE_CG / "cgroup.freeze").write_text("1")
-            return f"frozen in {FREEZE_CG}"
-        os.kill(pid, signal.SIGSTOP)
-        return "stopped (SIGSTOP)"
-    except (OSError, ProcessLookupError) as e:
-        return f"failed: {e}"
+class Responder:
+    """Freeze (cgroup v2 freezer in kpilot-quarantine/pid-N, else SIGSTOP) or kill confirmed
+    processes. Freezes go through the agent journal: they are thawed when watch exits (or its
+    guardian, if watch is killed), or earlier with `kpilot security release PID`."""
+
+    def __init__(self, action: str = "freeze"):
+        from kernelpilot.agent.journal import Journal
+        self.action = action
+        self.journal = Journal("security", enforce=True).open()
+        self.acted: set[int] = set()
+        self.freezer = (V2 / "cgroup.procs").exists() and os.access(V2, os.W_OK)
+
+    def act(self, pid: int, comm: str) -> str:
+        from kernelpilot.agent.rollback import start_time
+        if pid in self.acted:
+            return "already handled"
+        self.acted.add(pid)
+        try:
+            if self.action == "kill":
+                os.kill(pid, signal.SIGKILL)
+                return "killed"
+            if not self.freezer:
+                os.kill(pid, signal.SIGSTOP)
+                _log({"action": "sigstop", "pid": pid, "comm": comm, "time": time.time()})
+                return "stopped (SIGSTOP; kpilot security release PID sends SIGCONT)"
+            top, mine = V2 / QUARANTINE, V2 / QUARANTINE / f"pid-{pid}"
+            j = self.journal
+            j.change("mkdir", {"path": str(top)}, True)
+            j.change("mkdir", {"path": str(mine)}, True)
+            st = start_time(pid)
+            if st is None or not j.change("cgroup", {"tid": pid, "start": st, "hier": "v2", "mount": str(V2),
+                                                      "comm": comm}, f"/{QUARANTINE}/pid-{pid}"):
+                return "failed: process gone"
+            j.change("file", {"path": str(mine / "cgroup.freeze")}, "1")
+            return f"frozen in {mine}"
+        except OSError as e:
+            return f"failed: {e}"
+
+    def close(self) -> dict:
+        return self.journal.close()
 
 
-def journal(entry: dict) -> None:
+def _log(entry: dict) -> None:
     try:
         JOURNAL.parent.mkdir(parents=True, exist_ok=True)
         with JOURNAL.open("a") as f:
             f.write(json.dumps(entry) + "\n")
     except OSError:
         pass
+
+
+def release(pid: int) -> str:
+    """Thaw a process frozen by `watch --enforce`: unfreeze, move it back, remove its cgroup."""
+    from kernelpilot.agent.rollback import read_journal, replay, run_dir
+    mine = V2 / QUARANTINE / f"pid-{pid}"
+    if mine.is_dir():
+        back = []
+        for path in sorted(run_dir().glob("journal-*.jsonl")):
+            _, entries, closed = read_journal(path)
+            if not closed:
+                back += [e for e in entries if e["target"].get("tid") == pid
+                         or e["target"].get("path", "").startswith(str(mine))]
+        (mine / "cgroup.freeze").write_text("0")
+        replay(back)
+        if mine.is_dir():  # not journalled (journal lost): thawed; move to the root, remove
+            for p in (mine / "cgroup.procs").read_text().split():
+                (V2 / "cgroup.procs").write_text(p)
+            mine.rmdir()
+        return f"released {pid} (thawed)"
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        raise KpError(f"no process {pid}") from None
+    if state == "T":
+        os.kill(pid, signal.SIGCONT)
+        return f"released {pid} (SIGCONT)"
+    raise KpError(f"process {pid} is not frozen or stopped by kpilot")
 
 
 def confirm_detector(model: SecurityModel):
@@ -146,60 +208,73 @@ def confirm_detector(model: SecurityModel):
 class Watcher:
     """Stage 1 in the kernel, stage 2 here; `step()` handles what came up since the last call."""
 
-    def __init__(self, model: SecurityModel, enforce=False, action="freeze", allow=(), threshold=0.3):
-        self.model, self.enforce, self.action, self.allow = model, enforce, action, list(allow)
+    def __init__(self, model: SecurityModel, enforce=False, action="freeze", allow=(), threshold=None,
+                 confirm: str = "fpr_0.1pct"):
+        self.model, self.enforce, self.allow = model, enforce, list(allow)
         self.kname, self.kdet = confirm_detector(model)
-        self.cthr = model.thresholds.get(self.kname, {}).get("fpr_0.1pct")
+        self.cthr = model.thresholds.get(self.kname, {}).get(confirm)
         if self.cthr is None:
             raise KpError("the model has no calibrated thresholds (train with kpilot security train)")
         self.kernel = KernelStage(model, threshold)
+        try:
+            self.responder = Responder(action) if enforce else None
+        except BaseException:
+            self.kernel.close()
+            raise
         self.names = number_to_name("x86_64")
         self.alerts: list[dict] = []
+        self.windows_up = 0
 
     def step(self) -> list[dict]:
         out = []
-        for a in self.kernel.ring.poll():
-            calls = [self.names.get(int(c), UNKNOWN) for c in a["calls"]]
-            seq = self.model.vocab.encode(calls)
-            s2 = float(self.kdet.window_scores(seq).max())
+        recs = self.kernel.ring.poll()
+        self.windows_up += len(recs)
+        for a in recs:
+            n = min(int(a["count"]), CTX)
+            calls = [self.names.get(int(c), UNKNOWN) for c in a["calls"][:n]]
+            # the window is the last 32 calls; the calls before it give stage 2 its context
+            s2 = float(self.kdet.window_scores(self.model.vocab.encode(calls))[-1])
             if s2 <= self.cthr:
                 continue
             pid, comm = int(a["tgid"]), a["comm"].decode(errors="replace")
-            alert = {"ts": int(a["ts"]), "pid": pid, "tid": int(a["pid"]), "comm": comm,
-                     "cmdline": _cmdline(pid), "window": calls, "kernel_score": int(a["score"]) / 1000,
+            alert = {"ts": int(a["ts"]), "pid": pid, "tid": int(a["pid"]), "comm": comm, "cgroup_id": int(a["cgroup"]),
+                     "cmdline": _cmdline(pid), "window": calls[-WIN:], "calls_seen": int(a["count"]),
+                     "kernel_score": int(a["score"]), "kernel_threshold": self.kernel.threshold,
                      "score": round(s2, 4), "threshold": round(self.cthr, 4), "model": f"tree+{self.kname}"}
             if self.enforce:
                 why = protected(pid, comm, self.allow)
-                alert["action"] = f"skipped ({why})" if why else respond(pid, self.action)
-                journal({**alert, "time": time.time()})
+                alert["action"] = f"skipped ({why})" if why else self.responder.act(pid, comm)
+                _log({**alert, "time": time.time()})
             out.append(alert)
         self.alerts += out
         return out
 
     def close(self):
+        if self.responder:
+            self.responder.close()
         self.kernel.close()
 
 
-def default_model() -> SecurityModel:
-    """Train on this host's benign scenarios (a few seconds) when no model is given."""
+def default_model(reps: int = 3, system_s: float = 5.0) -> SecurityModel:
+    """Learn this host's normal behaviour when no model is given: the benign scenarios (the last
+    repetition held out to calibrate thresholds) plus a few seconds of normal system activity."""
     import tempfile
 
-    from kernelpilot.security.scenarios import BENIGN
-    from kernelpilot.security.scenarios.run import load_suite, record_suite
+    from kernelpilot.security.scenarios.run import host_training_set
     with tempfile.TemporaryDirectory(prefix="kp-watch-") as d:
-        record_suite(d, [s.name for s in BENIGN], 2)
-        traces = [t for r in load_suite(d) for t in r["traces"]]
-    return SecurityModel.train(traces, ("tree", "cnn"), cnn_epochs=4)
+        train, cal = host_training_set(d, reps, system_s)
+    return SecurityModel.train(train, ("tree", "stide"), calibration=cal)
 
 
-def watch(model_path, enforce=False, action="freeze", allow=(), duration=None, json_out=False) -> None:
+def watch(model_path, enforce=False, action="freeze", allow=(), duration=None, json_out=False,
+          confirm="fpr_0.1pct") -> None:
     model = SecurityModel.load(model_path) if model_path else default_model()
-    w = Watcher(model, enforce, action, allow)
+    w = Watcher(model, enforce, action, allow, confirm=confirm)
     from rich.console import Console
     err = Console(stderr=True)
-    if not json_out:
-        err.print(f"watching (in-kernel tree, {w.kernel.n_grams} normal 3-grams; confirm with {w.kname}); "
-                  f"{'ENFORCING ' + action if enforce else 'alert only'}; Ctrl-C to stop")
+    err.print(f"watching (in-kernel tree, threshold {w.kernel.threshold}, {w.kernel.n_grams} normal 3-grams; "
+              f"confirm with {w.kname} > {w.cthr:.4g}); "
+              f"{'ENFORCING ' + action if enforce else 'alert only'}; Ctrl-C to stop", highlight=False)
     t0 = time.monotonic()
     try:
         while duration is None or time.monotonic() - t0 < duration:
@@ -215,8 +290,7 @@ def watch(model_path, enforce=False, action="freeze", allow=(), duration=None, j
     finally:
         st = w.kernel.stats()
         w.close()
-    if not json_out:
-        err.print(f"stats: {st}, confirmed alerts: {len(w.alerts)}")
+    err.print(f"stats: {st}, windows up: {w.windows_up}, confirmed alerts: {len(w.alerts)}", highlight=False)
 
 
 WORKLOAD = r"""cd {dir}

@@ -10,10 +10,10 @@ import numpy as np
 
 from kernelpilot.errors import KpError
 from kernelpilot.security import detectors as D
-from kernelpilot.security.features import STRIDE, WINDOW, Trace, Vocabulary
+from kernelpilot.security.features import STRIDE, WINDOW, Trace, Vocabulary, window_bounds
 
 FORMAT = "kernelpilot.security.model"
-VERSION = 1
+VERSION = 2  # 2: tree over the kernel's sliding-window features, kernelize Model inside
 DEFAULT_KINDS = ("stide", "freq", "tree", "cnn")
 
 
@@ -27,14 +27,18 @@ class SecurityModel:
     @classmethod
     def train(cls, traces: list[Trace], kinds=DEFAULT_KINDS, calibrate: float = 0.2, seed: int = 0,
               window: int = WINDOW, stride: int = STRIDE, cnn_epochs: int = 6,
-              progress=None) -> "SecurityModel":
+              progress=None, calibration: list[Trace] | None = None) -> "SecurityModel":
+        """Fit on normal traces; thresholds at 1% / 0.1% window FPR come from `calibration`
+        (held-out normal traces) or, without it, from a `calibrate` share of the traces."""
         traces = [t for t in traces if len(t)]
         if len(traces) < 2:
             raise KpError("training needs at least 2 non-empty normal traces")
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(traces))
-        n_cal = int(len(traces) * calibrate) if len(traces) >= 10 else 0
+        n_cal = int(len(traces) * calibrate) if len(traces) >= 10 and calibration is None else 0
         cal, fit = [traces[i] for i in order[:n_cal]], [traces[i] for i in order[n_cal:]]
+        if calibration is not None:
+            cal = [t for t in calibration if len(t)]
         m = cls(Vocabulary.from_traces(fit), window, stride)
         seqs = [m.vocab.encode(t.calls) for t in fit]
         for kind in kinds:
@@ -50,7 +54,8 @@ class SecurityModel:
                 w = np.concatenate([det.window_scores(m.vocab.encode(t.calls)) for t in cal])
                 m.thresholds[kind] = {"fpr_1pct": float(np.quantile(w, 0.99)),
                                       "fpr_0.1pct": float(np.quantile(w, 0.999))}
-        m.info.update(n_traces=len(fit), n_calibration=len(cal), n_calls=int(sum(len(s) for s in seqs)))
+        m.info.update(n_traces=len(fit), n_calibration=len(cal), n_calls=int(sum(len(s) for s in seqs)),
+                      n_calibration_windows=int(sum(len(window_bounds(len(t), window, stride)) for t in cal)))
         return m
 
     def encode(self, traces: list[Trace], what: str = "data") -> list[np.ndarray]:

@@ -58,6 +58,63 @@ wc -l list.txt >/dev/null; sed 's/\.h$//' list.txt | sort -r | uniq > names.txt;
 """),
 ]
 
+BENIGN += [
+    Scenario("make_project", "benign", r"""cd {dir} && mkdir -p src
+for i in $(seq {n}); do printf 'int g%d(int x){{return x+%d;}}\n' $i $i > src/g$i.c; done
+printf 'SRC=$(wildcard src/*.c)\nlib.a: $(SRC:.c=.o)\n\tar rcs $@ $^\n' > Makefile
+make -s -j2 && make -s -q lib.a; rm -f src/*.o; make -s
+"""),
+    Scenario("python_data", "benign", r"""cd {dir}
+{py} - <<'PYEOF'
+import json, csv, os, tempfile, hashlib, collections
+rows = [{{"id": i, "v": i * {n} % 97, "name": "r%d" % i}} for i in range({n} * 300)]
+with open("d.json", "w") as f: json.dump(rows, f)
+with open("d.csv", "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=["id", "v", "name"]); w.writeheader(); w.writerows(rows)
+c = collections.Counter(r["v"] % 10 for r in json.load(open("d.json")))
+for p in ("d.json", "d.csv"): hashlib.sha256(open(p, "rb").read()).hexdigest()
+os.replace("d.csv", "d.old.csv"); os.listdir(".")
+PYEOF
+"""),
+    Scenario("text_pipeline", "benign", r"""cd {dir}
+for i in $(seq $(({n} * 50))); do echo "$i user$((i % 7)) $((i * 13 % 101))"; done > log.txt
+awk '{{s[$2] += $3}} END {{for (k in s) print k, s[k]}}' log.txt | sort -k2 -n > sums.txt
+grep -c user3 log.txt >/dev/null; cut -d' ' -f2 log.txt | sort | uniq -c > counts.txt
+sed -n '1,20p' log.txt | tr a-z A-Z > head.txt; diff -q sums.txt counts.txt >/dev/null; md5sum *.txt >/dev/null
+perl -ne 'print if /user[12]/' log.txt | wc -l >/dev/null; jq -n '[range({n})] | add' >/dev/null
+"""),
+    Scenario("archive_tools", "benign", r"""cd {dir} && mkdir -p a/b
+for i in $(seq $(({n} * 5))); do seq $i $((i * 50)) > a/b/s$i.txt; done
+xz -k a/b/s1.txt && bzip2 -k a/b/s2.txt && zip -qr a.zip a && unzip -qo a.zip -d x
+cp -r a c && du -sh c >/dev/null && find c -name '*.txt' -size +1k | wc -l >/dev/null
+sha256sum a/b/* > sums && cmp sums sums && file a/b/s1.txt >/dev/null; rm -rf c x
+"""),
+    Scenario("sys_inspect", "benign", r"""cd {dir}
+ps -eo pid,comm,rss >/dev/null; cat /proc/loadavg /proc/meminfo >/dev/null; uptime >/dev/null
+df -h >/dev/null; id >/dev/null; whoami >/dev/null; hostname >/dev/null; date >/dev/null
+ls -la /etc | head -$(({n} * 5)) >/dev/null; getent passwd root >/dev/null; uname -a >/dev/null
+env | sort >/dev/null; for i in $(seq {n}); do stat /etc/hostname >/dev/null; done
+"""),
+    Scenario("loopback_service", "benign", r"""cd {dir}
+{py} -c "
+import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', {port})); s.listen(8)
+for _ in range({n} * 3):
+    c, _ = s.accept(); data = c.recv(4096); c.sendall(data.upper()); c.close()
+" &
+sleep 0.3
+for i in $(seq $(({n} * 3))); do {py} -c "
+import socket; c = socket.create_connection(('127.0.0.1', {port})); c.sendall(b'hello $i'); c.recv(100); c.close()"; done
+wait
+"""),
+    Scenario("crypto_tools", "benign", r"""cd {dir}
+head -c $(({n} * 20000)) /dev/urandom > blob
+openssl dgst -sha256 blob >/dev/null; openssl enc -aes-256-cbc -pbkdf2 -pass pass:k -in blob -out blob.enc
+openssl enc -d -aes-256-cbc -pbkdf2 -pass pass:k -in blob.enc -out blob.dec && cmp blob blob.dec
+ssh-keygen -q -t ed25519 -N '' -f key -C kp >/dev/null; gpg --version >/dev/null 2>&1 || true
+"""),
+]
+
 ATTACKS = [
     Scenario("reverse_shell", "attack", r"""cd {dir}
 {py} -c "

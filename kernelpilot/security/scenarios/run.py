@@ -98,3 +98,21 @@ def load_suite(path) -> list[dict]:
         fam = r["scenario"] if label == "attack" else "normal"
         out.append({**r, "traces": events_to_traces(ev, label, fam, f"{r['scenario']}-{r['rep']}")})
     return out
+
+
+def host_training_set(workdir, reps: int = 3, system_s: float = 5.0, progress=None):
+    """Normal traces recorded on this host: every benign scenario `reps` times (sizes vary) plus
+    `system_s` seconds of whatever else runs here. The last repetition is held out for calibration.
+    Returns (train, calibration)."""
+    from kernelpilot.security.scenarios import BENIGN
+    from kernelpilot.traces.record import run_recording
+    record_suite(workdir, [s.name for s in BENIGN], reps, progress=progress)
+    runs = load_suite(workdir)
+    train = [t for r in runs if r["rep"] < reps - 1 for t in r["traces"]]
+    cal = [t for r in runs if r["rep"] == reps - 1 for t in r["traces"]]
+    if system_s > 0:
+        batches = []
+        run_recording(["syscalls"], batches.append, duration=system_s)
+        if batches:
+            train += events_to_traces(np.concatenate(batches), run="system")
+    return train, cal
