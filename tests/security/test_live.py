@@ -1,9 +1,12 @@
 import os
 import subprocess
+import time
+from pathlib import Path
 
-from conftest import need_root_ebpf
+import pytest
+from conftest import kpilot, need_root_ebpf
 
-from kernelpilot.security.live import KernelStage, protected
+from kernelpilot.security.live import CTX, V2, KernelStage, protected
 
 
 def test_protected_processes():
@@ -18,17 +21,76 @@ def test_protected_processes():
         p.wait()
 
 
-def test_kernel_stage_counts_windows(model_file):
+def test_kernel_features_and_score_bit_exact(model_file):
+    """Every window the kernel scored whose whole history came up (<= 64 calls) has exactly the
+    features and integer tree score the Python code computes from those calls."""
     need_root_ebpf()
     from kernelpilot.security.model import SecurityModel
+    from kernelpilot.security.syscalls import number_to_name
     m = SecurityModel.load(model_file)
-    k = KernelStage(m, threshold=0.0)  # send every window up
+    tree = m.detectors["tree"]
+    k = KernelStage(m, threshold=-1)  # send every window up
     try:
-        subprocess.run(["sh", "-c", "for i in 1 2 3 4 5; do ls / >/dev/null; done"], check=True)
+        subprocess.run(["sh", "-c", "for i in 1 2 3 4 5; do ls -la / >/dev/null; cat /etc/hostname >/dev/null; done"],
+                       check=True)
+        time.sleep(0.1)
+        recs = k.ring.drain()
         st = k.stats()
-        recs = k.ring.poll()
     finally:
         k.close()
-    assert st["syscalls"] > 500 and st["windows"] > 10
-    assert st["sent"] >= len(recs)
-    assert len(recs) > 0 and (recs["tgid"] != os.getpid()).all()
+    assert st["syscalls"] > 500 and st["windows"] > 10 and st["dropped"] == 0
+    assert 0 < len(recs) <= st["sent"] and (recs["tgid"] != os.getpid()).all()
+    names = number_to_name("x86_64")
+    compared = 0
+    for a in recs:
+        n = int(a["count"])
+        if n > CTX:
+            continue
+        seq = m.vocab.encode([names.get(int(c), "unknown") for c in a["calls"][:n]])
+        assert list(tree.features(seq)[-1].astype(int)) == list(a["feats"][:9])
+        assert int(tree.window_scores(seq)[-1]) == int(a["score"])
+        compared += 1
+    assert compared >= 10
+
+
+def _cg_of(pid):
+    return Path(f"/proc/{pid}/cgroup").read_text().splitlines()[-1].split(":", 2)[2]
+
+
+def _frozen(pid) -> bool:
+    cg = V2 / _cg_of(pid).lstrip("/")
+    return "frozen 1" in (cg / "cgroup.events").read_text()
+
+
+def test_enforce_freeze_release_and_thaw_on_exit(tmp_path, monkeypatch):
+    if os.geteuid() != 0 or not (V2 / "cgroup.procs").exists():
+        pytest.skip("needs root and a cgroup v2 hierarchy (freezer)")
+    monkeypatch.setenv("KPILOT_RUN_DIR", str(tmp_path))
+    from kernelpilot.security.live import QUARANTINE, Responder, release
+    script = "while :; do cat /etc/shadow >/dev/null 2>&1; sleep 0.05; done"
+    a, b = (subprocess.Popen(["bash", "-c", script]) for _ in range(2))
+    try:
+        before = _cg_of(a.pid)
+        r = Responder("freeze")
+        assert "frozen" in r.act(a.pid, "bash") and "frozen" in r.act(b.pid, "bash")
+        time.sleep(0.2)
+        assert _cg_of(a.pid) == f"/{QUARANTINE}/pid-{a.pid}" and _frozen(a.pid) and _frozen(b.pid)
+        # released by hand while watch runs: thawed, back where it was, its cgroup removed
+        assert "released" in release(a.pid)
+        assert _cg_of(a.pid) == before and not (V2 / QUARANTINE / f"pid-{a.pid}").exists()
+        # the rest is thawed when the responder (watch) exits
+        r.close()
+        assert _cg_of(b.pid) == before and not (V2 / QUARANTINE).exists()
+        a.poll(), b.poll()
+        assert a.returncode is None and b.returncode is None  # alive and running again
+    finally:
+        for p in (a, b):
+            p.kill()
+            p.wait()
+
+
+def test_release_bad_pid():
+    r = kpilot("security", "release", "999999999")
+    assert r.returncode != 0 and "no process 999999999" in r.stderr and "Traceback" not in r.stderr
+    r = kpilot("security", "release", str(os.getpid()))
+    assert r.returncode != 0 and "not frozen" in r.stderr
