@@ -6,7 +6,6 @@ import os
 import resource
 import sys
 import time
-from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -35,20 +34,6 @@ def demo_command(steps: int = 20) -> list[str]:
     return [sys.executable, str(Path(__file__).with_name("workload.py")), str(steps)]
 
 
-@contextmanager
-def stdout_to_stderr():
-    """The traced program inherits our descriptors: keep its output off stdout (for --json)."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 def trace_ai(argv: list[str], source: str = "auto", keep: str | None = None, on_poll=None,
              quiet: bool = False) -> dict:
     """Run `argv` under the tracer and return its AI path (layers, phases, host, GPU).
@@ -67,8 +52,8 @@ def trace_ai(argv: list[str], source: str = "auto", keep: str | None = None, on_
 
     vm0, ru0 = vmstat(), resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    with stdout_to_stderr() if quiet else nullcontext():
-        ev, summary = trace_command(argv, GROUPS, source=source, on_poll=poll)
+    ev, summary = trace_command(argv, GROUPS, source=source, on_poll=poll,
+                                stdout=sys.stderr.fileno() if quiet else None)
     wall = time.monotonic() - t0
     vm1, ru1 = vmstat(), resource.getrusage(resource.RUSAGE_CHILDREN)
     if keep:
