@@ -59,8 +59,7 @@ def _nice_write(t, v):
 
 def _policy_read(t):
     tid = _same_task(t)
-    return [os.sched_getscheduler(tid) & ~getattr(os, "SCHED_RESET_ON_FORK", 0x40000000),
-            os.sched_getparam(tid).sched_priority]
+    return [os.sched_getscheduler(tid), os.sched_getparam(tid).sched_priority]  # reset-on-fork flag kept
 
 
 def _policy_write(t, v):

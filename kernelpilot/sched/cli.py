@@ -71,7 +71,8 @@ def run_cmd(enforce: bool = typer.Option(False, "--enforce", help="really change
             pid: list[int] = typer.Option(None, "--pid", help="only these processes (repeatable)"),
             tree: bool = typer.Option(False, "--tree", help="with --pid: their descendants too"),
             idle: bool = typer.Option(False, "--idle", help="batch tasks get SCHED_IDLE, not SCHED_BATCH"),
-            no_cgroup: bool = typer.Option(False, "--no-cgroup", help="do not use a cgroup CPU weight"),
+            cgroup: bool = typer.Option(False, "--cgroup", help="also move tasks into low/high CPU-weight cgroups"),
+            batch_nice: int = typer.Option(0, "--batch-nice", help="nice value for batch tasks (0..19)"),
             model: Path = typer.Option(None, "--model", help="classifier from `kpilot sched train`"),
             kernel: bool = typer.Option(False, "--kernel", help="classify in the kernel (eBPF at sched_switch) and act on its verdicts"),
             window: float = typer.Option(250.0, "--window-ms", help="with --kernel: classification window per task"),
@@ -92,7 +93,9 @@ def run_cmd(enforce: bool = typer.Option(False, "--enforce", help="really change
             raise KpError(f"no such process: {p}")
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
     clf = E.load_classifier(model) if model else E.default_classifier()
-    pol = Policy(batch_policy=os.SCHED_IDLE if idle else os.SCHED_BATCH, use_cgroup=not no_cgroup)
+    if not 0 <= batch_nice <= 19:
+        raise KpError("--batch-nice must be between 0 and 19")
+    pol = Policy(batch_policy=os.SCHED_IDLE if idle else os.SCHED_BATCH, use_cgroup=cgroup, batch_nice=batch_nice)
     if window < 10:
         raise KpError("--window-ms must be at least 10")
     kc = None

@@ -36,9 +36,10 @@ def build() -> Path:
     return build_object(SRC, includes=(BPF_SRC,))
 
 
-class KernelClassifier:
+class KernelClassifier(MapDeployment):
     """The classifier program loaded with `model` (a kernelpilot.models tree over CLASS_FEATURES).
-    Also a kernelize KernelModel: .predict(Xint) runs the same in-kernel tree by BPF_PROG_TEST_RUN."""
+    A kernelize map deployment too: .predict(Xint) runs the same in-kernel tree by
+    BPF_PROG_TEST_RUN (parity), .swap(model) replaces the tree live."""
 
     def __init__(self, model, window_ms: float = 250.0, attach: bool = True):
         from kernelpilot.probes.libbpf import BpfError
@@ -47,14 +48,15 @@ class KernelClassifier:
             raise KpError("the in-kernel classifier needs a model over " + ", ".join(CLASS_FEATURES))
         if any(s != 0 for s in model.meta["quant"]["feature_shift"]):
             raise KpError("the in-kernel classifier needs integer features (feature shift 0)")
+        slot = encode_slot(model)
         try:
-            self.dep = _Deployment(model)
+            KernelModel.__init__(self, build(), model, "bpf-map")
         except BpfError as e:
             raise KpError(f"cannot load the in-kernel classifier: {str(e).splitlines()[0]}") from None
-        self.obj = self.dep.obj
+        self.active = 1
+        self.swap(model, _slot=slot)
         self.window_ms = window_ms
         self.obj.map("kp_sc_cfg").update(0, struct.pack("<QII", int(window_ms * 1e6), 1, 0))
-        self.links = []
         if attach:
             try:
                 for name in PROGRAMS:
@@ -63,34 +65,9 @@ class KernelClassifier:
                 self.close()
                 raise KpError(f"cannot attach the in-kernel classifier: {str(e).splitlines()[0]}") from None
 
-    def predict(self, Xint) -> np.ndarray:
-        return self.dep.predict(Xint)
-
-    def swap(self, model) -> None:
-        self.dep.swap(model)
-
     def verdicts(self) -> dict[int, Verdict]:
         out = {}
         for k, v in self.obj.map("kp_sc_verdicts").items():
             f = VERDICT.unpack(v[:VERDICT.size])
             out[int.from_bytes(k, "little")] = Verdict(f[0], f[1], f[2], f[3], f[4:10], f[10:15])
         return out
-
-    def close(self) -> None:
-        self.dep.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-class _Deployment(MapDeployment):
-    """kernelize's map deployment (slots, swap, test-run parity), of the scheduler-classifier object."""
-
-    def __init__(self, model):
-        slot = encode_slot(model)
-        KernelModel.__init__(self, build(), model, "bpf-map")
-        self.active = 1
-        self.swap(model, _slot=slot)

@@ -13,16 +13,21 @@ GROUP_NAMES = {0: "kernelpilot.batch", 1: "kernelpilot.latency"}
 @dataclass
 class Policy:
     latency_nice: int = -5
-    batch_nice: int = 10
+    batch_nice: int = 0                  # batch keeps its CPU share; SCHED_BATCH only stops it preempting
     batch_policy: int = os.SCHED_BATCH   # os.SCHED_IDLE with --idle
     batch_weight: int = 20               # cgroup v2 cpu.weight (1..10000, default 100)
     latency_weight: int = 400            # a cgroup also lifts the task above other sessions' autogroups
-    use_cgroup: bool = True
+    batch_min_util: float = 0.5          # SCHED_BATCH only for batch tasks using this much CPU
+    use_cgroup: bool = False             # --cgroup: children inherit the group, and a group of batch
+                                         # tasks competes as one entity, so it is opt-in
 
-    def wanted(self, cls: int) -> dict:
+    def wanted(self, cls: int, util_q10: int = 1024) -> dict:
         """Knob -> value for a task of class `cls` (empty: leave it alone)."""
-        if cls == LATENCY:
-            return {"nice": self.latency_nice}
+        if cls == LATENCY:  # reset-on-fork: children (a compiler make starts) do not inherit the boost
+            return {"policy": [os.SCHED_OTHER | os.SCHED_RESET_ON_FORK, 0], "nice": self.latency_nice}
+        if cls == BATCH and util_q10 < self.batch_min_util * 1024:
+            return {}  # a sleepy batch task (make waiting on its compilers) is left alone: without
+                       # wakeup preemption its pipeline would stall behind the hogs
         if cls == BATCH:
             return {"policy": [self.batch_policy, 0], "nice": self.batch_nice}
         return {}

@@ -53,7 +53,7 @@ def test_dry_run_plans_without_changing(hog, run_dir):
 @pytest.mark.parametrize("how", ["duration", "sigkill"])
 def test_enforce_then_restore(hog, run_dir, how):
     before = settings(hog.pid)
-    a = agent(hog.pid, *(["--duration", "4"] if how == "duration" else []))
+    a = agent(hog.pid, "--cgroup", "--batch-nice", "10", *(["--duration", "4"] if how == "duration" else []))
     assert wait_for(lambda: os.sched_getscheduler(hog.pid) == os.SCHED_BATCH and nice_of(hog.pid) == 10, 20)
     assert wait_for(lambda: "kernelpilot.batch" in Path(f"/proc/{hog.pid}/cgroup").read_text(), 5)
     if how == "sigkill":
@@ -80,6 +80,7 @@ def test_task_exiting_mid_run_is_no_crash(run_dir):
 @pytest.mark.parametrize("args,msg", [
     (["--pid", "999999999"], "no such process"),
     (["--duration", "-1"], "--duration must be positive"),
+    (["--batch-nice", "30"], "--batch-nice must be between 0 and 19"),
     (["--model", "/nonexistent.json"], "model file not found"),
 ])
 def test_run_bad_input(args, msg, run_dir):
@@ -105,3 +106,32 @@ def test_train_and_use_saved_model(tmp_path, hog, run_dir):
     r = subprocess.run([KPILOT, "sched", "run", "--model", str(m), "--pid", str(hog.pid), "--duration", "1.2",
                         "--interval", "0.2"], capture_output=True, text=True)
     assert r.returncode == 0 and "batch" in r.stdout
+
+
+BOOSTED_CHILD = """
+import os, subprocess, time
+end = time.monotonic() + 20
+while os.getpriority(os.PRIO_PROCESS, 0) >= 0 and time.monotonic() < end:
+    time.sleep(0.001)
+c = subprocess.Popen(["sleep", "0.2"])
+print(os.getpriority(os.PRIO_PROCESS, 0), os.getpriority(os.PRIO_PROCESS, c.pid), flush=True)
+c.wait()
+time.sleep(30)
+"""
+
+
+def test_latency_boost_is_not_inherited(run_dir):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to raise priority")
+    p = subprocess.Popen([sys.executable, "-c", BOOSTED_CHILD], stdout=subprocess.PIPE, text=True)
+    a = agent(p.pid, "--duration", "6")
+    try:
+        mine, child = map(int, p.stdout.readline().split())
+        assert mine == -5 and child == 0                      # reset-on-fork: the child starts at nice 0
+        assert os.sched_getscheduler(p.pid) & os.SCHED_RESET_ON_FORK
+        out, err = a.communicate(timeout=30)
+        assert a.returncode == 0 and "latency-critical" in out, err
+        assert nice_of(p.pid) == 0 and os.sched_getscheduler(p.pid) == os.SCHED_OTHER  # restored
+    finally:
+        p.kill()
+        p.wait()
