@@ -64,8 +64,9 @@ def test_save_load_roundtrip(trained, tmp_path):
     for k in m.detectors:
         assert np.allclose(m.detectors[k].window_scores(seq), m2.detectors[k].window_scores(seq), atol=1e-4), k
     doc = json.loads(p.read_text())
-    assert doc["detectors"]["tree"]["kernelizable"] is True
-    assert max(doc["detectors"]["tree"]["nodes"]["left"]) < 2 ** 9  # depth <= 8
+    tree = doc["detectors"]["tree"]
+    assert tree["kernelizable"] is True
+    assert tree["model"]["format"] == "kernelpilot-model" and tree["model"]["meta"]["depth"] <= 8
 
 
 def test_bad_model_files(tmp_path):
@@ -76,7 +77,7 @@ def test_bad_model_files(tmp_path):
     p.write_text(json.dumps({"format": "something else"}))
     with pytest.raises(KpError, match="not a kernelpilot security model"):
         SecurityModel.load(p)
-    p.write_text(json.dumps({"format": "kernelpilot.security.model", "version": 1, "window": 32,
+    p.write_text(json.dumps({"format": "kernelpilot.security.model", "version": 2, "window": 32,
                              "stride": 8, "vocabulary": ["read"], "detectors": {"x": {"kind": "freq"}}}))
     with pytest.raises(KpError, match="incomplete or corrupt"):
         SecurityModel.load(p)

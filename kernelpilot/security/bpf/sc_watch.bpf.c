@@ -23,6 +23,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define SC_MAXNR 512
 #define SC_GRAM_BITS 20
 #define SC_NR_EXIT_GROUP 231
+#define SC_QUIET 1024 /* after a window goes up, the process stays quiet this many calls */
 
 struct sc_cfg { __u32 exclude_tgid; __s32 threshold; __u32 enabled; __u32 vmod; };
 /* per syscall number: the packed feature increment (rare + classes) and the vocabulary id */
@@ -30,6 +31,7 @@ struct sc_nrinfo { __u64 spread; __u32 vid; __u32 pad; };
 struct sc_proc {
 	__u64 sums;                 /* SC_NFEAT fields of SC_FBITS bits */
 	__u32 count;
+	__u32 quiet_until;          /* bounds what one process (a flood) can send up */
 	__u16 prev1, prev2;         /* vocabulary id + 1 of the last two calls, 0 = none */
 	__u64 ring_spread[SC_WIN];  /* what each call in the window added to sums */
 	__u16 ring_nr[SC_CTX];
@@ -136,7 +138,9 @@ int sc_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	for (int i = 0; i < SC_NFEAT; i++)
 		f->x[i] = (st->sums >> (SC_FBITS * i)) & ((1 << SC_FBITS) - 1);
 	__s32 score = sc_score(f);
-	if (score > cfg->threshold)
+	if (score > cfg->threshold && st->count >= st->quiet_until) {
+		st->quiet_until = st->count + SC_QUIET;
 		send(st, id, score);
+	}
 	return 0;
 }
