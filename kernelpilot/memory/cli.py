@@ -42,16 +42,19 @@ def run_sim(tr, names, sizes, unit=True, train_frac=0.5, model_path=None, progre
         raise KpError(f"--train-frac must be in [0, 1) (got {train_frac})")
     start = int(len(tr) * train_frac) if any(n in sim.LEARNED for n in names) else 0
     saved = None
-    if model_path and "lrb" in names:
+    if model_path and ("lrb" in names or "mix" in names):
         from kernelpilot.models.format import Model
         saved = Model.load(model_path)
-    out = []
+    out, trained = [], {}
     for size in sizes:
         sim.check_size(tr, size, unit)
         for name in names:
             model = None
-            if name in sim.LEARNED:  # trained on OPT at this size, on the prefix only
-                model = saved if (name == "lrb" and saved) else models.train(name, tr, size, unit, start)
+            if name in sim.LEARNED:  # trained on OPT at this size, on the prefix only (mix: lrb's)
+                kind = "lrb" if name == "mix" else name
+                model = saved if (kind == "lrb" and saved) else trained.get((kind, size))
+                if model is None:
+                    model = trained[(kind, size)] = models.train(kind, tr, size, unit, start)
             r = sim.simulate(tr, name, size, unit, model=model, eval_from=start)
             out.append({"policy": name, "cache_size": size, "miss_ratio": r.miss_ratio,
                         "byte_miss_ratio": r.byte_miss_ratio, "mreq_per_s": len(tr) / r.seconds / 1e6})
@@ -67,13 +70,14 @@ def register(app: typer.Typer) -> None:
 
 @memory_app.command("sim")
 def sim_cmd(trace: str = typer.Option(..., "--trace", "-t", help=TRACE_HELP),
-            policies: str = typer.Option("lru,arc,s3fifo,lrb,belady", help="comma list, or 'all'"),
+            policies: str = typer.Option("lru,arc,lirs,s3fifo,mix,belady",
+                                         help="comma list, or 'all' (learned = mix)"),
             sizes: str = typer.Option("0.01,0.1", help="fractions of the footprint (<1) or absolute sizes"),
             bytes_: bool = typer.Option(False, "--bytes", help="byte-size cache (default: one unit per object)"),
             fmt: str = typer.Option("auto", "--format", help="auto, oracle, csv, txt, msr, blkparse, events"),
             n: int = typer.Option(200_000, help="length of a synth: trace"),
             train_frac: float = typer.Option(0.5, help="learned policies train on this prefix; all are scored after it"),
-            model: Path = typer.Option(None, help="saved lrb model (.json/.npz) instead of training"),
+            model: Path = typer.Option(None, help="saved lrb model (.json/.npz; lrb and mix) instead of training"),
             json_out: bool = typer.Option(False, "--json")):
     """Simulate replacement policies and print miss ratios side by side."""
     from kernelpilot.memory import sim, trace as T

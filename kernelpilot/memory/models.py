@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from kernelpilot.errors import KpError
-from kernelpilot.memory import features as F
+from kernelpilot.memory import features as F, policies
 
 N_TREES, DEPTH, SAMPLES, K = 30, 4, 40_000, 32
 HORIZON_CAP = 100  # lrb: next requests further than this many OPT horizons all look alike
@@ -53,7 +53,8 @@ def _score_rows(X, feat, thr, left, right, val, roots, bias):
 
 
 @njit(cache=True)
-def _learned(ids, sz, cap, n_obj, hl, feat, thr, left, right, val, roots, bias, mode, horizon, k, seed):
+def _learned(ids, sz, cap, n_obj, hl, feat, thr, left, right, val, roots, bias, mode, horizon, k, seed,
+             evl=None):
     """One kernel for both policies. Each request updates the object's features; an eviction
     samples k cached objects and evicts the worst:
       mode 0 (lrb)      the model predicts log2 of the distance to the object's next request;
@@ -107,6 +108,7 @@ def _learned(ids, sz, cap, n_obj, hl, feat, thr, left, right, val, roots, bias, 
             slot[cached[j]] = j
             slot[best] = -1
             occ -= osz[best]
+            policies._ev(evl, t, best)
         slot[i] = nc
         cached[nc] = i
         nc += 1
@@ -115,11 +117,11 @@ def _learned(ids, sz, cap, n_obj, hl, feat, thr, left, right, val, roots, bias, 
     return hit
 
 
-def run(policy: str, tr, sz: np.ndarray, cap: int, model) -> np.ndarray:
+def run(policy: str, tr, sz: np.ndarray, cap: int, model, evl=None) -> np.ndarray:
     d, n_obj, _ = tr.dense()
     mode = {"lrb": 0, "imitate": 1}[policy]
     horizon = float(model.meta.get("horizon_per_cache", 4.0)) * cap
-    return _learned(d, sz, cap, n_obj, F.half_lives(cap), *_arrays(model), mode, horizon, K, 1)
+    return _learned(d, sz, cap, n_obj, F.half_lives(cap), *_arrays(model), mode, horizon, K, 1, evl)
 
 
 # ---- training ---------------------------------------------------------------------------------
@@ -144,11 +146,11 @@ def train(policy: str, tr, cache_size: int | None = None, unit: bool = True, end
       imitate  classify whether OPT hits the object's next request"""
     from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
 
-    from kernelpilot.memory import policies
     from kernelpilot.memory.trace import Trace
     from kernelpilot.models.trees import from_sklearn_trees
+    policy = "lrb" if policy == "mix" else policy  # the mixture's learned expert
     if policy not in ("lrb", "imitate"):
-        raise KpError(f"unknown learned policy '{policy}'; choose lrb or imitate")
+        raise KpError(f"unknown learned policy '{policy}'; choose lrb, imitate or mix")
     end = len(tr) if end is None else int(end)
     if end < 100:
         raise KpError(f"too few requests to train on ({end}); need at least 100")

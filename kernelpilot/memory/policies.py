@@ -14,6 +14,18 @@ NONE = -1
 
 
 @njit(cache=True, inline="always")
+def _ev(evl, t, v):
+    """Log that object v left the cache (or was not admitted) at request t, when logging:
+    evl[0, 0] counts the rows, rows 1.. hold (t, v); v = -1 - x: x is back in the cache.
+    Without a log this compiles to nothing."""
+    if evl is not None:
+        k = evl[0, 0] + 1
+        evl[k, 0] = t
+        evl[k, 1] = v
+        evl[0, 0] = k
+
+
+@njit(cache=True, inline="always")
 def _unlink(prv, nxt, H, T, q, i):
     p = prv[i]
     n = nxt[i]
@@ -59,7 +71,7 @@ def _lists(n_obj, k):
 
 
 @njit(cache=True)
-def _fifo_lru(ids, sz, cap, n_obj, lru):
+def _fifo_lru(ids, sz, cap, n_obj, lru, evl):
     prv, nxt, H, T = _lists(n_obj, 1)
     inc = np.zeros(n_obj, np.bool_)
     osz = np.zeros(n_obj, np.int64)
@@ -79,6 +91,7 @@ def _fifo_lru(ids, sz, cap, n_obj, lru):
             _unlink(prv, nxt, H, T, 0, v)
             inc[v] = False
             occ -= osz[v]
+            _ev(evl, t, v)
         _push(prv, nxt, H, T, 0, i)
         inc[i] = True
         osz[i] = s
@@ -87,17 +100,17 @@ def _fifo_lru(ids, sz, cap, n_obj, lru):
 
 
 @njit(cache=True)
-def fifo(ids, sz, cap, n_obj):
-    return _fifo_lru(ids, sz, cap, n_obj, False)
+def fifo(ids, sz, cap, n_obj, evl=None):
+    return _fifo_lru(ids, sz, cap, n_obj, False, evl)
 
 
 @njit(cache=True)
-def lru(ids, sz, cap, n_obj):
-    return _fifo_lru(ids, sz, cap, n_obj, True)
+def lru(ids, sz, cap, n_obj, evl=None):
+    return _fifo_lru(ids, sz, cap, n_obj, True, evl)
 
 
 @njit(cache=True)
-def clock(ids, sz, cap, n_obj):
+def clock(ids, sz, cap, n_obj, evl=None):
     """FIFO with reinsertion, 1-bit reference counter (libCacheSim Clock)."""
     prv, nxt, H, T = _lists(n_obj, 1)
     inc = np.zeros(n_obj, np.bool_)
@@ -122,6 +135,7 @@ def clock(ids, sz, cap, n_obj):
             _unlink(prv, nxt, H, T, 0, v)
             inc[v] = False
             occ -= osz[v]
+            _ev(evl, t, v)
         _push(prv, nxt, H, T, 0, i)
         inc[i] = True
         ref[i] = 0
@@ -131,7 +145,7 @@ def clock(ids, sz, cap, n_obj):
 
 
 @njit(cache=True)
-def sieve(ids, sz, cap, n_obj):
+def sieve(ids, sz, cap, n_obj, evl=None):
     prv, nxt, H, T = _lists(n_obj, 1)
     inc = np.zeros(n_obj, np.bool_)
     vis = np.zeros(n_obj, np.int8)
@@ -155,6 +169,7 @@ def sieve(ids, sz, cap, n_obj):
             _unlink(prv, nxt, H, T, 0, v)
             inc[v] = False
             occ -= osz[v]
+            _ev(evl, t, v)
         _push(prv, nxt, H, T, 0, i)
         inc[i] = True
         vis[i] = 0
@@ -164,7 +179,7 @@ def sieve(ids, sz, cap, n_obj):
 
 
 @njit(cache=True)
-def lfu(ids, sz, cap, n_obj):
+def lfu(ids, sz, cap, n_obj, evl=None):
     """LFU, FIFO among equal frequencies; frequency forgotten on eviction."""
     n = ids.shape[0]
     cnt = np.zeros(n_obj, np.int64)
@@ -205,6 +220,7 @@ def lfu(ids, sz, cap, n_obj):
                         break
             freq[v] = 0
             occ -= osz[v]
+            _ev(evl, t, v)
         minf = 1
         freq[i] = 1
         _append(prv, nxt, H, T, 1, i)
@@ -214,7 +230,7 @@ def lfu(ids, sz, cap, n_obj):
 
 
 @njit(cache=True)
-def arc(ids, sz, cap, n_obj):
+def arc(ids, sz, cap, n_obj, evl=None):
     """ARC (Megiddo & Modha) with a float p, as libCacheSim implements it."""
     T1, T2, B1, B2 = 0, 1, 2, 3
     prv, nxt, H, T = _lists(n_obj, 4)
@@ -246,29 +262,31 @@ def arc(ids, sz, cap, n_obj):
             L[w] -= osz[i]
             where[i] = -1
         if s > cap:
+            _ev(evl, t, i)
             continue
         while L[T1] + L[T2] + s > cap:
             if in_b1 or in_b2:
-                _arc_replace(prv, nxt, H, T, where, osz, L, p, in_b2)
+                _arc_replace(prv, nxt, H, T, where, osz, L, p, in_b2, evl, t)
             elif L[T1] + L[B1] + s > cap:
                 if L[B1] > 0:
                     v = T[B1]
                     _unlink(prv, nxt, H, T, B1, v)
                     L[B1] -= osz[v]
                     where[v] = -1
-                    _arc_replace(prv, nxt, H, T, where, osz, L, p, in_b2)
+                    _arc_replace(prv, nxt, H, T, where, osz, L, p, in_b2, evl, t)
                 else:
                     v = T[T1]
                     _unlink(prv, nxt, H, T, T1, v)
                     L[T1] -= osz[v]
                     where[v] = -1
+                    _ev(evl, t, v)
             else:
                 if L[0] + L[1] + L[2] + L[3] >= 2 * cap and L[B2] > 0:
                     v = T[B2]
                     _unlink(prv, nxt, H, T, B2, v)
                     L[B2] -= osz[v]
                     where[v] = -1
-                _arc_replace(prv, nxt, H, T, where, osz, L, p, in_b2)
+                _arc_replace(prv, nxt, H, T, where, osz, L, p, in_b2, evl, t)
         q = T2 if (in_b1 or in_b2) else T1
         _push(prv, nxt, H, T, q, i)
         where[i] = q
@@ -278,7 +296,7 @@ def arc(ids, sz, cap, n_obj):
 
 
 @njit(cache=True)
-def _arc_replace(prv, nxt, H, T, where, osz, L, p, in_b2):
+def _arc_replace(prv, nxt, H, T, where, osz, L, p, in_b2, evl, t):
     if (L[0] > 0 and (L[0] > p or (L[0] == p and in_b2))) or L[1] == 0:
         a, b = 0, 2
     else:
@@ -289,10 +307,11 @@ def _arc_replace(prv, nxt, H, T, where, osz, L, p, in_b2):
     L[b] += osz[v]
     _push(prv, nxt, H, T, b, v)
     where[v] = b
+    _ev(evl, t, v)
 
 
 @njit(cache=True)
-def twoq(ids, sz, cap, n_obj):
+def twoq(ids, sz, cap, n_obj, evl=None):
     """2Q: Ain FIFO (25%), Aout ghost FIFO (50%), Am LRU (rest), as in libCacheSim."""
     AIN, AOUT, AM = 0, 1, 2
     ain_cap = np.int64(cap * 0.25)
@@ -322,12 +341,14 @@ def twoq(ids, sz, cap, n_obj):
             _push(prv, nxt, H, T, AM, i)
             continue
         if s > ain_cap or s > cap:
+            _ev(evl, t, i)
             continue
         while L[AIN] + L[AM] + s > cap:
             if L[AIN] > ain_cap:
                 v = T[AIN]
                 _unlink(prv, nxt, H, T, AIN, v)
                 L[AIN] -= osz[v]
+                _ev(evl, t, v)
                 # ghost insert with FIFO eviction of the ghost queue
                 while L[AOUT] + osz[v] > aout_cap and T[AOUT] >= 0:
                     g = T[AOUT]
@@ -345,6 +366,7 @@ def twoq(ids, sz, cap, n_obj):
                 _unlink(prv, nxt, H, T, AM, v)
                 L[AM] -= osz[v]
                 where[v] = -1
+                _ev(evl, t, v)
         if ghost:
             if s <= am_cap:
                 while L[AM] + s > am_cap:
@@ -352,10 +374,13 @@ def twoq(ids, sz, cap, n_obj):
                     _unlink(prv, nxt, H, T, AM, v)
                     L[AM] -= osz[v]
                     where[v] = -1
+                    _ev(evl, t, v)
                 _push(prv, nxt, H, T, AM, i)
                 where[i] = AM
                 L[AM] += s
                 osz[i] = s
+            else:
+                _ev(evl, t, i)
         else:
             _push(prv, nxt, H, T, AIN, i)
             where[i] = AIN
@@ -365,7 +390,7 @@ def twoq(ids, sz, cap, n_obj):
 
 
 @njit(cache=True)
-def s3fifo(ids, sz, cap, n_obj):
+def s3fifo(ids, sz, cap, n_obj, evl=None):
     """S3-FIFO: 10% small FIFO, 90% main FIFO with 2-bit clock, ghost FIFO (90%)."""
     S, M, G = 0, 1, 2
     s_cap = np.int64(cap * 0.1)
@@ -393,6 +418,7 @@ def s3fifo(ids, sz, cap, n_obj):
             where[i] = -1
             ghost = True
         if s > s_cap or s > cap:
+            _ev(evl, t, i)
             continue
         while L[S] + L[M] + s > cap:
             has_evicted = True
@@ -406,6 +432,7 @@ def s3fifo(ids, sz, cap, n_obj):
                     else:
                         L[M] -= osz[v]
                         where[v] = -1
+                        _ev(evl, t, v)
                         break
             else:
                 while L[S] > 0:
@@ -419,6 +446,7 @@ def s3fifo(ids, sz, cap, n_obj):
                         freq[v] = 0
                     else:
                         where[v] = -1
+                        _ev(evl, t, v)
                         if g_cap > 0 and osz[v] <= g_cap:
                             while L[G] + osz[v] > g_cap:
                                 g = T[G]
@@ -432,6 +460,7 @@ def s3fifo(ids, sz, cap, n_obj):
         if ghost:
             q = M
         elif s >= s_cap:
+            _ev(evl, t, i)
             continue
         elif (not has_evicted) and L[S] >= s_cap:
             q = M
@@ -446,7 +475,7 @@ def s3fifo(ids, sz, cap, n_obj):
 
 
 @njit(cache=True)
-def lirs(ids, sz, cap, n_obj):
+def lirs(ids, sz, cap, n_obj, evl=None):
     """LIRS (Jiang & Zhang 2002) with 1% for resident HIR blocks, stack S bounded to 2x the
     cache by dropping non-resident entries (the NH queue): libCacheSim's multi-LRU version."""
     st = np.zeros(8, np.int64)  # lir_b, hir_b, occ, s_bytes, lir_lim, hir_lim
@@ -473,7 +502,7 @@ def lirs(ids, sz, cap, n_obj):
             _lr_touch(P, N, H, T, 1, i)
         if in_s and lir[i]:
             hit[t] = 1
-            _lirs_prune(P, N, H, T, mem, lir, res, osz, st)
+            _lirs_prune(P, N, H, T, mem, lir, res, osz, st, evl, t)
         elif in_s and res[i]:
             hit[t] = 1
             if in_q:
@@ -481,14 +510,16 @@ def lirs(ids, sz, cap, n_obj):
                 _lr_del(P, N, H, T, mem, 1, i)
                 st[2] -= osz[i]
             while st[0] + osz[i] > st[4]:
-                _lirs_evict_lir(P, N, H, T, mem, lir, res, osz, st)
+                _lirs_evict_lir(P, N, H, T, mem, lir, res, osz, st, evl, t)
             lir[i] = True
             st[0] += osz[i]
             st[2] += osz[i]
         elif (not in_s) and in_q:
             hit[t] = 1
             while st[0] + osz[i] > st[4]:
-                _lirs_evict_lir(P, N, H, T, mem, lir, res, osz, st)
+                _lirs_evict_lir(P, N, H, T, mem, lir, res, osz, st, evl, t)
+            if not mem[1, i]:  # evicted just above, yet it stays resident (as in libCacheSim)
+                _ev(evl, t, -1 - i)
             if mem[0, i]:
                 _lr_del(P, N, H, T, mem, 0, i)
                 st[3] -= osz[i]
@@ -499,30 +530,32 @@ def lirs(ids, sz, cap, n_obj):
         else:
             # miss: can_insert, evict while full, insert
             if s > cap:
-                _lirs_limit(P, N, H, T, mem, osz, st, cap)
+                _lirs_limit(P, N, H, T, mem, res, osz, st, cap, evl, t)
+                _ev(evl, t, i)
                 continue
             nr_s = in_s  # non-resident HIR in S
             if nr_s:
                 while st[0] + osz[i] > st[4]:
-                    _lirs_evict_lir(P, N, H, T, mem, lir, res, osz, st)
+                    _lirs_evict_lir(P, N, H, T, mem, lir, res, osz, st, evl, t)
                 if mem[2, i]:
                     _lr_del(P, N, H, T, mem, 2, i)
             else:
                 if s > st[4] or s > st[5]:
-                    _lirs_limit(P, N, H, T, mem, osz, st, cap)
+                    _lirs_limit(P, N, H, T, mem, res, osz, st, cap, evl, t)
+                    _ev(evl, t, i)
                     continue
                 if st[0] + s > st[4] and st[1] + s > st[5]:
                     while st[1] + s > st[5]:
-                        _lirs_evict_hir(P, N, H, T, mem, res, osz, st)
+                        _lirs_evict_hir(P, N, H, T, mem, res, osz, st, evl, t)
             while st[2] + s > cap:
                 before = st[2]
                 if nr_s and mem[0, i] and not lir[i] and not res[i]:
                     while st[1] >= st[5] and T[1] >= 0:
-                        _lirs_evict_hir(P, N, H, T, mem, res, osz, st)
-                    _lirs_evict_lir(P, N, H, T, mem, lir, res, osz, st)
+                        _lirs_evict_hir(P, N, H, T, mem, res, osz, st, evl, t)
+                    _lirs_evict_lir(P, N, H, T, mem, lir, res, osz, st, evl, t)
                 elif not mem[0, i] and not mem[1, i]:
                     if st[0] + s > st[4] and st[1] + s > st[5]:
-                        _lirs_evict_hir(P, N, H, T, mem, res, osz, st)
+                        _lirs_evict_hir(P, N, H, T, mem, res, osz, st, evl, t)
                 if st[2] == before:
                     break
             if mem[0, i] and not lir[i] and not res[i]:
@@ -543,7 +576,7 @@ def lirs(ids, sz, cap, n_obj):
                     _lr_add(P, N, H, T, mem, 1, i)
                     st[1] += s
                 st[2] += s
-        _lirs_limit(P, N, H, T, mem, osz, st, cap)
+        _lirs_limit(P, N, H, T, mem, res, osz, st, cap, evl, t)
     return hit
 
 
@@ -566,20 +599,28 @@ def _lr_add(P, N, H, T, mem, q, i):
     mem[q, i] = True
 
 
+@njit(cache=True, inline="always")
+def _lr_gone(P, N, H, T, mem, res, v, evl, t):
+    """Drop v from the stack S; a resident entry that is in neither S nor Q has left the cache."""
+    _lr_del(P, N, H, T, mem, 0, v)
+    if res[v] and not mem[1, v]:
+        _ev(evl, t, v)
+
+
 @njit(cache=True)
-def _lirs_prune(P, N, H, T, mem, lir, res, osz, st):
+def _lirs_prune(P, N, H, T, mem, lir, res, osz, st, evl, t):
     while T[0] != H[0]:
         v = T[0]
         if lir[v]:
             break
         if not res[v] and mem[2, v]:
             _lr_del(P, N, H, T, mem, 2, v)
-        _lr_del(P, N, H, T, mem, 0, v)
+        _lr_gone(P, N, H, T, mem, res, v, evl, t)
         st[3] -= osz[v]
 
 
 @njit(cache=True)
-def _lirs_evict_hir(P, N, H, T, mem, res, osz, st):
+def _lirs_evict_hir(P, N, H, T, mem, res, osz, st, evl, t):
     v = T[1]
     st[1] -= osz[v]
     _lr_del(P, N, H, T, mem, 1, v)
@@ -589,10 +630,11 @@ def _lirs_evict_hir(P, N, H, T, mem, res, osz, st):
             _lr_del(P, N, H, T, mem, 2, v)
         _lr_add(P, N, H, T, mem, 2, v)
     st[2] -= osz[v]
+    _ev(evl, t, v)
 
 
 @njit(cache=True)
-def _lirs_evict_lir(P, N, H, T, mem, lir, res, osz, st):
+def _lirs_evict_lir(P, N, H, T, mem, lir, res, osz, st, evl, t):
     v = T[0]
     st[0] -= osz[v]
     _lr_del(P, N, H, T, mem, 0, v)
@@ -600,24 +642,26 @@ def _lirs_evict_lir(P, N, H, T, mem, lir, res, osz, st):
     st[2] -= osz[v]
     if osz[v] <= st[5]:
         while st[1] + osz[v] > st[5]:
-            _lirs_evict_hir(P, N, H, T, mem, res, osz, st)
+            _lirs_evict_hir(P, N, H, T, mem, res, osz, st, evl, t)
         if mem[1, v]:
             _lr_del(P, N, H, T, mem, 1, v)
         _lr_add(P, N, H, T, mem, 1, v)
         st[1] += osz[v]
         st[2] += osz[v]
+    else:
+        _ev(evl, t, v)
     lir[v] = False
     res[v] = True
-    _lirs_prune(P, N, H, T, mem, lir, res, osz, st)
+    _lirs_prune(P, N, H, T, mem, lir, res, osz, st, evl, t)
 
 
 @njit(cache=True)
-def _lirs_limit(P, N, H, T, mem, osz, st, cap):
+def _lirs_limit(P, N, H, T, mem, res, osz, st, cap, evl, t):
     while st[3] > 2 * cap and T[2] >= 0:
         v = T[2]
         _lr_del(P, N, H, T, mem, 2, v)
         if mem[0, v]:
-            _lr_del(P, N, H, T, mem, 0, v)
+            _lr_gone(P, N, H, T, mem, res, v, evl, t)
             st[3] -= osz[v]
 
 

@@ -1,0 +1,71 @@
+"""The expert mixture: eviction logs replay each expert's contents exactly, the mixture equals its
+leader when the leader never changes, and it follows the better expert online."""
+import numpy as np
+import pytest
+from numba import njit
+
+from kernelpilot.memory import mix, models, policies, sim, trace as T
+
+
+@njit(cache=True)
+def _replay_mismatches(ids, hit, evl, n_obj):
+    mem = np.zeros(n_obj, np.bool_)
+    p, c, bad = 1, evl[0, 0], 0
+    for t in range(ids.shape[0]):
+        x = ids[t]
+        bad += mem[x] != (hit[t] == 1)
+        mem[x] = True
+        while p <= c and evl[p, 0] == t:
+            v = evl[p, 1]
+            if v >= 0:
+                mem[v] = False
+            else:
+                mem[-1 - v] = True
+            p += 1
+    return bad
+
+
+@pytest.mark.parametrize("make", [lambda: T.mixed(30_000, 1200, 2), lambda: T.zipf(30_000, 2500, 1.0, 1),
+                                  lambda: T.with_sizes(T.mixed(30_000, 1200, 2), seed=4)])
+def test_eviction_logs_replay_contents(make):
+    tr = make()
+    d, n_obj, _ = tr.dense()
+    unit = not tr.name.endswith("sized")
+    sz = np.ones(len(d), np.int64) if unit else tr.sizes
+    caps = (10, 100, 600) if unit else (tr.footprint(False) // 40, tr.footprint(False) // 7)
+    for cap in caps:
+        for name, fn in policies.CLASSIC.items():
+            evl = np.zeros((len(d) + 2, 2), np.int64)
+            h = fn(d, sz, cap, n_obj, evl)
+            assert (h == fn(d, sz, cap, n_obj)).all(), name  # logging changes nothing
+            assert evl[0, 0] > 0 and _replay_mismatches(d, h, evl, n_obj) == 0, (name, cap)
+
+
+def test_stable_leader_is_copied_exactly():
+    tr = T.mixed(30_000, 1200, 3)
+    d, n_obj, _ = tr.dense()
+    sz = np.ones(len(d), np.int64)
+    h, lead = mix.run(d, sz, 200, n_obj, None, half=1e9, margin=1e9)  # never switches
+    assert lead["lirs"] == len(d)
+    assert (h == policies.lirs(d, sz, 200, n_obj)).all()
+
+
+def test_follows_the_better_expert():
+    # a loop larger than the cache: SIEVE (leading first) misses every request, LIRS keeps a
+    # fixed part; the mixture switches to LIRS and ends close to it
+    tr = T.loop(60_000, 800, 1)
+    d, n_obj, _ = tr.dense()
+    sz = np.ones(len(d), np.int64)
+    h, lead = mix.run(d, sz, 500, n_obj, experts=("sieve", "lirs"))
+    sieve, lirs = (1 - policies.CLASSIC[p](d, sz, 500, n_obj).mean() for p in ("sieve", "lirs"))
+    assert sieve > lirs + 0.3
+    assert lead["lirs"] > 0.9 * len(d)
+    assert 1 - h.mean() <= lirs + 0.02, (1 - h.mean(), lirs)
+
+
+def test_mix_through_the_simulator_scores_the_test_part_only():
+    tr = T.zipf(40_000, 2000, 0.9, 2)
+    m = models.train("mix", tr, 150, end=20_000)
+    r = sim.simulate(tr, "mix", 150, model=m, eval_from=20_000)
+    assert r.requests == 20_000
+    assert r.miss_ratio >= sim.simulate(tr, "belady", 150, eval_from=20_000).miss_ratio
