@@ -10,10 +10,13 @@ prefetch  A command reads 4 KiB records of a file through mmap at index-like off
           posix_fadvise(WILLNEED) for the predicted pages while the command runs. Reported: major
           faults and run time of runs 1 and 3.
 swap      A program with a hot and a cold working set runs in a memory cgroup (v1) with zram
-          swap. Run 1: kernel reclaim. Run 2: an agent tracks per-page writes (soft-dirty bits
-          in /proc/PID/pagemap, cleared via clear_refs), predicts pages not written in the last
-          3 windows as cold and pushes them out with process_madvise(MADV_PAGEOUT).
-          Reported: major faults, swap-ins, refaults, run time.
+          swap. Run 1: kernel reclaim. Run 2 (history): the same, while an observer records each
+          page's accesses per 50 ms window: written (soft-dirty bits in /proc/PID/pagemap,
+          cleared via clear_refs 4) or faulted back in (swapped before, present now: catches
+          reads). Run 3: the agent predicts cold pages from that history plus the live signals
+          and keeps the cgroup under its limit with process_madvise(MADV_PAGEOUT), coldest first.
+          Reported: major faults, swap-ins, refaults, run time of runs 1 and 3.
+          (This kernel has no idle page tracking; DAMON is paddr-only, region-granular.)
 """
 from __future__ import annotations
 
@@ -152,15 +155,24 @@ def resident_pages(path: Path) -> np.ndarray:
     return np.flatnonzero(np.frombuffer(vec, np.uint8) & 1)
 
 
-def predict_pages(history: np.ndarray) -> list[int]:
+def predict_pages(history: np.ndarray, depth: int = 8, n_pages: int | None = None) -> list[int]:
     """Replay the observed page order through the learned delta model; collect its predictions
-    (in order, first occurrence) plus the first history pages it had no context for."""
+    (in order, first occurrence) plus the first history pages it had no context for. Stream
+    confirmation: a fault's predictions are kept only while the model is on a stream (the fault
+    was the previous fault's first prediction), so noise faults (fault-around, other mappings)
+    add no useless WILLNEEDs; pages past the file's end are dropped."""
     from kernelpilot.memory.prefetch import DeltaModel
-    m = DeltaModel(depth=16)
+    m = DeltaModel(depth=depth)
     seen, out = set(), []
+    expect = None
     for p in history.tolist():
-        for q in m(p):
-            if q >= 0 and q not in seen:
+        pred = m(p)
+        on_stream = expect is not None and p == expect
+        expect = pred[0] if pred else None
+        if not on_stream:
+            continue
+        for q in pred:
+            if 0 <= q < (n_pages or 1 << 62) and q not in seen:
                 seen.add(q)
                 out.append(q)
     head = [p for p in history[:64].tolist() if p not in seen]
@@ -284,7 +296,7 @@ def prefetch_experiment(cmd, file, size_mb: int, stride: int, enforce: bool, cou
             kernel = run_measured(argv)
             drop_caches(path)
             hist, how = fault_history(argv, path)
-            pages = predict_pages(hist)
+            pages = predict_pages(hist, n_pages=n_pages)
             drop_caches(path)
             agent = run_measured(argv, during=_advise(path, pages, n_pages))
         finally:
@@ -314,7 +326,8 @@ HELPER_C = r"""
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-/* hot/cold working set: touch all, then write the hot part each round, a cold page rarely */
+/* hot/cold working set: touch all, then each round write the first half of the hot part and
+   read the second half (reads leave no soft-dirty bit), and read 4 random cold pages */
 int main(int argc, char **argv) {
   long mb = atol(argv[1]), hot_pct = atol(argv[2]), rounds = atol(argv[3]);
   long n = mb << 8, hot = n * hot_pct / 100, pg = 4096;
@@ -324,7 +337,8 @@ int main(int argc, char **argv) {
   for (long i = 0; i < n; i++) m[i * pg] = (char)i;
   unsigned long x = 88172645463325252UL, s = 0;
   for (long r = 0; r < rounds; r++) {
-    for (long i = 0; i < hot; i++) m[i * pg + (r & 4095)] += 1;
+    for (long i = 0; i < hot / 2; i++) m[i * pg + (r & 4095)] += 1;
+    for (long i = hot / 2; i < hot; i++) s += m[i * pg + (r & 4095)];
     for (int k = 0; k < 4; k++) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; s += m[(hot + x % (n - hot)) * pg]; }
   }
   printf("%lu\n", s);
@@ -436,42 +450,100 @@ def anon_regions(pid: int):
     return out
 
 
-def cold_agent(cg: "MemCgroup", interval: float = 0.1, windows: int = 2, margin_mb: int = 4):
-    """Predict cold pages from soft-dirty history (pages not written for `windows` windows,
-    coldest first) and page out just enough of them to keep the cgroup `margin_mb` below its
-    limit, so the kernel's reclaim never has to pick (and never takes a hot page)."""
-    limit = int((cg.path / "memory.limit_in_bytes").read_text()) - (margin_mb << 20)
+def _page_states(pid: int):
+    """Per anonymous region of pid: (start, key, present, swapped, soft-dirty) from pagemap; the
+    key (region size, its order among same-size regions) names the region across runs."""
+    out, seen = [], {}
+    with open(f"/proc/{pid}/pagemap", "rb") as pm:
+        for a, b in anon_regions(pid):
+            pm.seek(a // PAGE * 8)
+            ent = np.frombuffer(pm.read((b - a) // PAGE * 8), np.uint64)
+            key = (b - a, seen.setdefault(b - a, 0))
+            seen[b - a] += 1
+            out.append((a, key, (ent >> np.uint64(63)) & np.uint64(1) == 1,
+                        (ent >> np.uint64(62)) & np.uint64(1) == 1, (ent >> np.uint64(55)) & np.uint64(1) == 1))
+    return out
 
-    def agent(pid, stop):
+
+# per 10 ms window: writes fade within ~0.1 s (they are seen again at once); a refault's weight
+# falls with the square of the windows since the page went out and fades over ~10 s
+DECAY, REFAULT_DECAY, REFAULT_WEIGHT = 0.9, 0.999, 8.0
+
+
+class ColdAgent:
+    """Predicts cold pages of a process and keeps its memory cgroup below the limit by paging
+    the coldest out (process_madvise MADV_PAGEOUT), so the kernel's reclaim never has to pick.
+
+    Access signal per page and window (`interval`): written (soft-dirty, cleared each window via
+    clear_refs 4) or faulted back in (swapped out before, present now: a read or a write since;
+    soft-dirty alone misses reads), weighted by how soon after going out it came back (the
+    refault distance). Score = decayed accesses. With `prior` (per-page access
+    rates from an earlier run, keyed by region), a page's coldness starts from its history, so
+    pages that were hot before are kept from the first window on. Without `enforce` it only
+    observes: `rates()` gives each page's access rate for the next run's prior."""
+
+    def __init__(self, cg: "MemCgroup | None", interval: float = 0.01, margin_mb: int = 12,
+                 prior: dict | None = None, enforce: bool = True):
+        self.cg, self.interval, self.prior, self.enforce = cg, interval, prior or {}, enforce
+        self.limit = (int((cg.path / "memory.limit_in_bytes").read_text()) - (margin_mb << 20)) if cg else 0
+        self.score: dict = {}
+        self.refault: dict = {}
+        self.was_out: dict = {}
+        self.windows = 0
+        self.paged = 0
+
+    def _observe(self, pid):
+        cand_addr, cand_cold = [], []
+        for a, key, present, swapped, dirty in _page_states(pid):
+            n = len(present)
+            sc = self.score.setdefault(key, np.zeros(n))
+            rf = self.refault.setdefault(key, np.zeros(n))
+            out = self.was_out.setdefault(key, np.full(n, -1, np.int64))  # window it was seen out
+            if len(sc) != n:
+                continue
+            back = present & (out >= 0)  # faulted back in: read or written since it went out
+            dist = np.maximum(self.windows - out, 1)
+            sc *= DECAY
+            sc += dirty
+            rf *= REFAULT_DECAY
+            rf[back] += REFAULT_WEIGHT / dist[back] ** 2  # soon after going out: hot; late: cold
+            out[back] = -1
+            out[swapped & (out < 0)] = self.windows
+            sc_all = sc + rf
+            if self.enforce:
+                pr = self.prior.get(key)
+                cold = sc_all + (pr if pr is not None and len(pr) == n else 0.0)
+                idx = np.flatnonzero(present)
+                cand_addr.append(a + idx * PAGE)
+                cand_cold.append(cold[idx])
+        self.windows += 1
+        return cand_addr, cand_cold
+
+    def __call__(self, pid, stop):
         pidfd = libc.syscall(SYS_pidfd_open, pid, 0)
         if pidfd < 0:
             return
-        idle: dict[int, int] = {}
         try:
-            while not stop.wait(interval):
+            while not stop.wait(self.interval):
                 try:
-                    cand = []
-                    with open(f"/proc/{pid}/pagemap", "rb") as pm:
-                        for a, b in anon_regions(pid):
-                            pm.seek(a // PAGE * 8)
-                            ent = np.frombuffer(pm.read((b - a) // PAGE * 8), np.uint64)
-                            present = (ent >> np.uint64(63)) & np.uint64(1)
-                            dirty = (ent >> np.uint64(55)) & np.uint64(1)
-                            for j in np.flatnonzero(present == 1):
-                                addr = a + int(j) * PAGE
-                                idle[addr] = 0 if dirty[j] else idle.get(addr, 0) + 1
-                                if idle[addr] >= windows:
-                                    cand.append((idle[addr], addr))
+                    addrs, colds = self._observe(pid)
                     Path(f"/proc/{pid}/clear_refs").write_text("4\n")
-                    over = int((cg.path / "memory.usage_in_bytes").read_text()) - limit
-                    if over > 0 and cand:
-                        cand.sort(reverse=True)
-                        pageout(pidfd, [(a, PAGE) for _, a in cand[: over // PAGE + 1]])
+                    if not self.enforce or not addrs:
+                        continue
+                    over = int((self.cg.path / "memory.usage_in_bytes").read_text()) - self.limit
+                    if over > 0:
+                        addr, cold = np.concatenate(addrs), np.concatenate(colds)
+                        pick = addr[np.argsort(cold, kind="stable")[: over // PAGE + 1]]
+                        self.paged += len(pick)
+                        pageout(pidfd, [(int(x), PAGE) for x in pick])
                 except (OSError, ValueError):
                     return
         finally:
             os.close(pidfd)
-    return agent
+
+    def rates(self) -> dict:
+        """Per region: each page's decayed access score at the end of the run."""
+        return {k: v + self.refault[k] for k, v in self.score.items()}
 
 
 def swap_experiment(cmd, limit_mb: int, zram_mb: int, enforce: bool, rounds: int = 20000) -> dict:
@@ -481,7 +553,8 @@ def swap_experiment(cmd, limit_mb: int, zram_mb: int, enforce: bool, rounds: int
     plan = {"mode": "enforce" if enforce else "dry-run", "limit_mb": limit_mb, "zram_mb": zram_mb,
             "command": list(cmd) or f"built-in hot/cold program ({wss} MB, 20% hot)",
             "steps": ["zram swap device (hot_add, mkswap, swapon)", f"cgroup-v1 memory limit {limit_mb} MB",
-                      "run with kernel reclaim", "run with soft-dirty cold predictor + MADV_PAGEOUT",
+                      "run with kernel reclaim", "run again, watching page accesses (history)",
+                      "run with the cold predictor (history + live writes/refaults) + MADV_PAGEOUT",
                       "restore: swapoff, zram reset/hot_remove, remove cgroup, helper files"]}
     if not enforce:
         return plan
@@ -495,7 +568,11 @@ def swap_experiment(cmd, limit_mb: int, zram_mb: int, enforce: bool, rounds: int
             zram = Zram(zram_mb)
             cg = MemCgroup(f"kpilot-swap-{os.getpid()}", limit_mb)
             keys = ("pswpin", "pswpout", "workingset_refault_anon")
-            for name, during in (("kernel_reclaim", None), ("learned_pageout", cold_agent(cg))):
+            watch = ColdAgent(cg, enforce=False)
+            runs = [("kernel_reclaim", None), ("history", watch), ("learned_pageout", None)]
+            for name, during in runs:
+                if name == "learned_pageout":  # history: mean access rate per page in run 2
+                    during = ColdAgent(cg, prior=watch.rates())
                 v0 = vmstat(*keys)
                 r = run_measured(argv, preexec=cg.enter, during=during)
                 v1 = vmstat(*keys)
