@@ -204,7 +204,7 @@ class Agent:
         self.decisions.append(msg)
         log.info(msg)
         target = {"tid": s.tid, "start": s.start, "comm": s.comm}
-        for knob, value in self.policy.wanted(c, int(x[0])).items():
+        for knob, value in self.policy.wanted(c, x).items():
             self.j.change(knob, target, value)
         if s.tid == s.tgid:
             g = self._group(c)

@@ -144,8 +144,11 @@ class BurstPredictor:
                       comm_prior=comm_prior or {})
         return cls(m)
 
+    MAX_CORRECTION = float(np.log(16.0))  # the tree may move the average at most 16x either way
+
     def predict_ns(self, X) -> np.ndarray:
-        return np.expm1(self.base(X) + self.model.predict_float(X)).clip(0) * 1e3
+        c = self.model.predict_float(X).clip(-self.MAX_CORRECTION, self.MAX_CORRECTION)
+        return np.expm1(self.base(X) + c).clip(0) * 1e3
 
     def task_prior(self, comms: list[str]) -> np.ndarray:
         """Per task (by its comm) the learned typical log1p burst in us, -1 where unknown."""

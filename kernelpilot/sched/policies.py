@@ -17,15 +17,17 @@ class Policy:
     batch_policy: int = os.SCHED_BATCH   # os.SCHED_IDLE with --idle
     batch_weight: int = 20               # cgroup v2 cpu.weight (1..10000, default 100)
     latency_weight: int = 400            # a cgroup also lifts the task above other sessions' autogroups
-    batch_min_util: float = 0.5          # SCHED_BATCH only for batch tasks using this much CPU
+    batch_min_util: float = 0.5          # SCHED_BATCH only for CPU-bound batch tasks: this much CPU,
+    batch_max_sleeps: float = 10.0       # or fewer voluntary sleeps per second (a hog on a busy host)
     use_cgroup: bool = False             # --cgroup: children inherit the group, and a group of batch
                                          # tasks competes as one entity, so it is opt-in
 
-    def wanted(self, cls: int, util_q10: int = 1024) -> dict:
+    def wanted(self, cls: int, x=None) -> dict:
         """Knob -> value for a task of class `cls` (empty: leave it alone)."""
         if cls == LATENCY:  # reset-on-fork: children (a compiler make starts) do not inherit the boost
             return {"policy": [os.SCHED_OTHER | os.SCHED_RESET_ON_FORK, 0], "nice": self.latency_nice}
-        if cls == BATCH and util_q10 < self.batch_min_util * 1024:
+        cpu_bound = x is None or x[0] >= self.batch_min_util * 1024 or x[1] < self.batch_max_sleeps
+        if cls == BATCH and not cpu_bound:
             return {}  # a sleepy batch task (make waiting on its compilers) is left alone: without
                        # wakeup preemption its pipeline would stall behind the hogs
         if cls == BATCH:
