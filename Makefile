@@ -4,10 +4,13 @@ PY     := $(VENV)/bin/python
 KPILOT := $(VENV)/bin/kpilot
 STAMP  := $(VENV)/.kernelpilot-installed
 
-.PHONY: sysdeps deps build run test bench clean screenshots
+.PHONY: sysdeps test-sysdeps deps build run test bench clean screenshots screenshots
 
 sysdeps:
 	@bash scripts/install-sysdeps.sh
+
+test-sysdeps:
+	@bash scripts/install-sysdeps.sh test
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -22,7 +25,7 @@ build: deps
 run: build
 	@$(KPILOT) run
 
-test: build
+test: test-sysdeps build
 	@$(PY) -m pytest -q tests
 
 bench: build

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs the system packages kernelpilot needs, only when missing and only as root.
+# `install-sysdeps.sh test` adds what only the test suite uses (a headless browser).
 set -u
 need=()
 command -v clang >/dev/null || need+=(clang)
@@ -11,6 +12,11 @@ command -v stress-ng >/dev/null || need+=(stress-ng)
 command -v cyclictest >/dev/null || need+=(rt-tests)
 command -v strace >/dev/null || need+=(strace)
 command -v setpriv >/dev/null || need+=(util-linux)
+command -v curl >/dev/null || need+=(curl)
+if [ "${1:-}" = test ]; then  # what only the test suite needs
+  command -v chromium >/dev/null || need+=(chromium)
+  command -v tmux >/dev/null || need+=(tmux)
+fi
 command -v gcc >/dev/null || need+=(gcc)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
