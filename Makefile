@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 KPILOT := $(VENV)/bin/kpilot
 STAMP  := $(VENV)/.kernelpilot-installed
 
-.PHONY: sysdeps test-sysdeps deps build run test bench clean screenshots screenshots
+.PHONY: sysdeps test-sysdeps deps build run test bench clean screenshots
 
 sysdeps:
 	@bash scripts/install-sysdeps.sh
@@ -14,7 +14,7 @@ test-sysdeps:
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
-	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "^WARNING: Location" || true
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test]' 2>.venv/pip.log || (cat .venv/pip.log; exit 1)
 	@$(PY) -c "import kernelpilot" && touch $(STAMP)
 
 deps: sysdeps $(STAMP)
