@@ -52,6 +52,18 @@ def print_summary(s: dict, title: str) -> None:
             con.print(f"{key.replace('_', ' ')}: " + ", ".join(f"{k} {v:,}" for k, v in s[key].items()))
 
 
+def print_insights(rows: list[dict]) -> None:
+    if not rows:
+        return
+    t = Table(title="what the scheduling model says (dry run: nothing was changed)")
+    for c in ("pid", "comm", "cpu share", "switches/s", "class", "agent would"):
+        t.add_column(c)
+    for r in rows:
+        t.add_row(str(r["pid"]), r["comm"], f"{r['cpu_share']:.1%}", str(r["switches_per_s"]), r["class"],
+                  r["agent_would"])
+    Console().print(t)
+
+
 def register(app: typer.Typer) -> None:
     @app.command(context_settings={"allow_interspersed_args": False})
     def record(cmd: list[str] = typer.Argument(None, help="after --: a command to trace (with its children)"),
@@ -156,8 +168,12 @@ def register(app: typer.Typer) -> None:
             title = f"shipped sample trace {path.name}"
         ev, _ = read_trace(path)
         s = summarize(ev)
+        from kernelpilot.traces.insights import sched_insights
+        s["sched_insights"] = sched_insights(ev)
         if json_out:
             print(json.dumps(s, indent=2))
         else:
             print_summary(s, title)
-            err.print("next: `kpilot trace-info` on the file, `kpilot doctor`, `kpilot bench ingest --json`")
+            print_insights(s["sched_insights"])
+            err.print("next: `kpilot trace-info` on the file, `kpilot sched run` (dry run), `kpilot top`, "
+                      "`kpilot bench ingest --json`")

@@ -21,6 +21,11 @@ def test_run_records_live_as_root(kpilot, tmp_path):
     assert "live eBPF session" in r.stderr
     assert s["events"] > 0 and s["kinds"].get("syscall", 0) > 0 and s["kinds"].get("sched_switch", 0) > 0
     assert len(read_trace(tmp_path / "live.parquet")[0]) == s["events"]
+    ins = s["sched_insights"]  # the learn step: busy tasks classified by the scheduling model
+    assert ins and all(r["class"] in ("latency-critical", "batch") for r in ins)
+    assert all(r["agent_would"] for r in ins)
+    kthreads = [r for r in ins if "kernel thread" in r["agent_would"]]
+    assert all(r["agent_would"].startswith("leave alone") for r in kthreads)
 
 
 def _nobody_dir():
