@@ -37,22 +37,24 @@ def _print(obj, as_json: bool):
 
 def run_sim(tr, names, sizes, unit=True, train_frac=0.5, model_path=None, progress=None) -> dict:
     """Miss ratios of each policy at each size, counted after the training prefix."""
-    from kernelpilot.memory import models, sim
+    from kernelpilot.memory import mix, models, sim
     if not 0.0 <= train_frac < 1.0:
         raise KpError(f"--train-frac must be in [0, 1) (got {train_frac})")
     start = int(len(tr) * train_frac) if any(n in sim.LEARNED for n in names) else 0
     saved = None
-    if model_path and ("lrb" in names or "mix" in names):
+    if model_path:
         from kernelpilot.models.format import Model
         saved = Model.load(model_path)
+        if saved.meta.get("policy") not in models.MODES:
+            raise KpError(f"{model_path}: not a memory replacement model (no known 'policy' in its meta)")
     out, trained = [], {}
     for size in sizes:
         sim.check_size(tr, size, unit)
         for name in names:
             model = None
-            if name in sim.LEARNED:  # trained on OPT at this size, on the prefix only (mix: lrb's)
-                kind = "lrb" if name == "mix" else name
-                model = saved if (kind == "lrb" and saved) else trained.get((kind, size))
+            if name in sim.LEARNED:  # trained on OPT at this size, on the prefix only (mix: its expert's)
+                kind = mix.LEARNED if name == "mix" else name
+                model = saved if (saved and saved.meta["policy"] == kind) else trained.get((kind, size))
                 if model is None:
                     model = trained[(kind, size)] = models.train(kind, tr, size, unit, start)
             r = sim.simulate(tr, name, size, unit, model=model, eval_from=start)
@@ -77,7 +79,7 @@ def sim_cmd(trace: str = typer.Option(..., "--trace", "-t", help=TRACE_HELP),
             fmt: str = typer.Option("auto", "--format", help="auto, oracle, csv, txt, msr, blkparse, events"),
             n: int = typer.Option(200_000, help="length of a synth: trace"),
             train_frac: float = typer.Option(0.5, help="learned policies train on this prefix; all are scored after it"),
-            model: Path = typer.Option(None, help="saved lrb model (.json/.npz; lrb and mix) instead of training"),
+            model: Path = typer.Option(None, help="saved model (.json/.npz) for its policy (and mix, if it is mix's expert) instead of training"),
             json_out: bool = typer.Option(False, "--json")):
     """Simulate replacement policies and print miss ratios side by side."""
     from kernelpilot.memory import sim, trace as T
@@ -90,7 +92,7 @@ def sim_cmd(trace: str = typer.Option(..., "--trace", "-t", help=TRACE_HELP),
 @memory_app.command("train")
 def train_cmd(trace: str = typer.Option(..., "--trace", "-t", help=TRACE_HELP),
               out: Path = typer.Option(..., "-o", "--output", help="model file (.json or .npz)"),
-              policy: str = typer.Option("lrb", help="lrb or imitate"),
+              policy: str = typer.Option("lrb", help="lrb, imitate, reuse or mix (its learned expert)"),
               size: int = typer.Option(None, help="cache size the model learns OPT at (default: 10% of the footprint)"),
               fmt: str = typer.Option("auto", "--format"),
               n: int = typer.Option(200_000, help="length of a synth: trace")):

@@ -1,46 +1,69 @@
 """Per-request features for learned replacement: what is known about an object when it is
-requested (LRB's deltas plus EDC-like decayed counters). Gaps are log2(1 + x), so trees split on
-orders of magnitude; gaps and half-lives are in requests.
+requested (LRB's deltas plus EDC-like decayed counters) and about its group (for page traces the
+file: the request id is inode << 28 | page). Gaps are log2(1 + x), so trees split on orders of
+magnitude; gaps and half-lives are in requests.
 
   delta1..6  the last six gaps between requests to the object (NEVER if there were fewer)
   edc1..4    decayed request counters, c = 1 + c * 2^(-gap / h), half-lives h = cache x 1/4, 1, 4, 16
   freq       requests to the object so far (this one included, saturating at 16)
   size       object size in bytes
+  gdelta     gap since the group's previous request
+  gedc       the group's decayed request counter (half-life one cache size)
+  greuse     share of the group's requests so far that were re-requests (a file scanned once: 0)
+  gpages     distinct objects of the group seen so far
+  seq        1 when the object follows the group's previous object (page + 1: a sequential read)
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numba import njit
 
 N_DELTA, N_EDC = 6, 4
-NAMES = [f"delta{k + 1}" for k in range(N_DELTA)] + [f"edc{k + 1}" for k in range(N_EDC)] + ["freq", "size"]
+NAMES = ([f"delta{k + 1}" for k in range(N_DELTA)] + [f"edc{k + 1}" for k in range(N_EDC)] +
+         ["freq", "size", "gdelta", "gedc", "greuse", "gpages", "seq"])
 N_FEAT = len(NAMES)
 NEVER = 40.0  # log2 of "no such gap": larger than any real one
 FREQ_CAP = 16  # counts saturate, so old objects look like the training data
 EDC_HALF = (0.25, 1.0, 4.0, 16.0)
+LOG_CNT = np.log2(1.0 + np.arange(FREQ_CAP + 1))
+LN2 = math.log(2.0)
+GROUP_SHIFT = 28  # page traces: id = inode << 28 | page
 
 
 def half_lives(cap: int) -> np.ndarray:
     return np.array([max(1.0, h * cap) for h in EDC_HALF])
 
 
+def groups(raw_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(dense group per request, low id bits per request, number of groups)."""
+    raw = np.asarray(raw_ids, np.int64)
+    uniq, g = np.unique(raw >> GROUP_SHIFT, return_inverse=True)
+    return g.astype(np.int64), raw & ((1 << GROUP_SHIFT) - 1), len(uniq)
+
+
 @njit(cache=True)
-def state_nb(n_obj):
-    """Per-object state: last request, saved deltas, decayed counters, counts."""
+def state_nb(n_obj, n_grp):
+    """Per-object state (last request, deltas, decayed counters, counts) and per-group state
+    (last request, decayed counter, requests, re-requests, last page)."""
     return (np.full(n_obj, -1, np.int64), np.full((n_obj, N_DELTA), NEVER),
-            np.zeros((n_obj, N_EDC)), np.zeros(n_obj, np.int64))
+            np.zeros((n_obj, N_EDC)), np.zeros(n_obj, np.int64),
+            np.full(n_grp, -1, np.int64), np.zeros(n_grp), np.zeros((n_grp, 2), np.int64),
+            np.full(n_grp, -2, np.int64))
 
 
 @njit(cache=True, inline="always")
-def update(o, t, s, last, dl, edc, cnt, hl, out):
-    """Record request t to object o (size s); write its features into out[0:N_FEAT]."""
-    if last[o] >= 0:
+def update(o, g, pg, t, s, last, dl, edc, cnt, glast, gedc, gcnt, gpg, hl, out):
+    """Record request t to object o (size s, group g, page pg); write its features into out."""
+    first = last[o] < 0
+    if not first:
         gap = t - last[o]
         for k in range(N_DELTA - 1, 0, -1):
             dl[o, k] = dl[o, k - 1]
-        dl[o, 0] = np.log2(1.0 + gap)
+        dl[o, 0] = math.log2(1.0 + gap)
         for k in range(N_EDC):
-            edc[o, k] = 1.0 + edc[o, k] * 2.0 ** (-gap / hl[k])
+            edc[o, k] = 1.0 + edc[o, k] * math.exp(-gap * LN2 / hl[k])
     else:
         for k in range(N_EDC):
             edc[o, k] = 1.0
@@ -51,21 +74,39 @@ def update(o, t, s, last, dl, edc, cnt, hl, out):
         out[N_DELTA + k] = edc[o, k]
     if cnt[o] < FREQ_CAP:
         cnt[o] += 1
-    out[N_DELTA + N_EDC] = np.log2(1.0 + cnt[o])
-    out[N_DELTA + N_EDC + 1] = np.log2(1.0 + s)
+    j = N_DELTA + N_EDC
+    out[j] = LOG_CNT[cnt[o]]
+    out[j + 1] = math.log2(1.0 + s)
+    if glast[g] >= 0:
+        ggap = t - glast[g]
+        out[j + 2] = math.log2(1.0 + ggap)
+        gedc[g] = 1.0 + gedc[g] * math.exp(-ggap * LN2 / hl[1])
+    else:
+        out[j + 2] = NEVER
+        gedc[g] = 1.0
+    glast[g] = t
+    gcnt[g, 0] += 1
+    if not first:
+        gcnt[g, 1] += 1
+    out[j + 3] = gedc[g]
+    out[j + 4] = gcnt[g, 1] / gcnt[g, 0]
+    out[j + 5] = math.log2(1.0 + gcnt[g, 0] - gcnt[g, 1])
+    out[j + 6] = 1.0 if pg == gpg[g] + 1 else 0.0
+    gpg[g] = pg
 
 
 @njit(cache=True)
-def _table(ids, sz, hl, last, dl, edc, cnt):
+def _table(ids, grp, page, sz, hl, last, dl, edc, cnt, glast, gedc, gcnt, gpg):
     X = np.empty((ids.shape[0], N_FEAT), np.float64)
     for t in range(ids.shape[0]):
-        update(ids[t], t, sz[t], last, dl, edc, cnt, hl, X[t])
+        update(ids[t], grp[t], page[t], t, sz[t], last, dl, edc, cnt, glast, gedc, gcnt, gpg, hl, X[t])
     return X
 
 
-def table(ids, sz, n_obj: int, cap: int) -> np.ndarray:
+def table(ids, raw_ids, sz, n_obj: int, cap: int) -> np.ndarray:
     """Feature rows for every request (n x N_FEAT float64)."""
-    return _table(ids, sz, half_lives(cap), *state_nb(n_obj))
+    g, pg, n_grp = groups(raw_ids)
+    return _table(ids, g, pg, sz, half_lives(cap), *state_nb(n_obj, n_grp))
 
 
 def distance(nxt: np.ndarray, cap_at: float) -> np.ndarray:

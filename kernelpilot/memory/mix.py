@@ -18,7 +18,8 @@ from numba import njit
 from kernelpilot.memory import policies
 from kernelpilot.memory.policies import _lists, _push, _unlink
 
-EXPERTS = ("lirs", "arc", "s3fifo", "sieve", "lfu")
+EXPERTS = ("lirs", "s3fifo")
+LEARNED = "lrb"  # the learned expert (its model is what `models.train("mix", ...)` fits)
 HALF, MARGIN = 256.0, 0.25  # window half-life and switching margin, in cache sizes
 
 
@@ -27,7 +28,7 @@ def expert_logs(d, sz, cap: int, n_obj: int, learned=None, experts=EXPERTS):
     names, hits, logs = [], [], []
     runs = [(e, lambda evl, e=e: policies.CLASSIC[e](d, sz, cap, n_obj, evl)) for e in experts]
     if learned is not None:
-        runs.append(("lrb", learned))
+        runs.append((LEARNED, learned))
     for name, fn in runs:
         evl = np.zeros((len(d) + 2, 2), np.int64)
         hits.append(fn(evl))

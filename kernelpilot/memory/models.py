@@ -1,4 +1,4 @@
-"""Learned replacement policies, both trained on OPT (Belady) at the cache size they serve.
+"""Learned replacement policies, all trained on OPT (Belady) at the cache size they serve.
 
 lrb      LRB-like: a boosted-tree regressor predicts log2(distance to the next request, capped
          far past OPT's horizon) from the request's features (deltas, decayed counters); on
@@ -6,8 +6,12 @@ lrb      LRB-like: a boosted-tree regressor predicts log2(distance to the next r
 imitate  Belady imitation: a boosted-tree classifier predicts whether OPT hits the object's next
          request; on eviction, sample K and evict the lowest confidence (stale objects first,
          ties to the most recent).
+reuse    LRB's Belady-boundary idea: a classifier predicts whether the next request comes within
+         the horizon (about how long OPT keeps an object); evict the sampled object idle past the
+         horizon, else the one least likely to come back within it. With the file features
+         (features.py) it can tell a file read once from a file re-read.
 
-Both run the trees inside numba, once per request.
+All run the trees inside numba, lazily (once per request at most, at eviction sampling).
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from kernelpilot.errors import KpError
 from kernelpilot.memory import features as F, policies
 
 N_TREES, DEPTH, SAMPLES, K = 30, 4, 40_000, 32
+REUSE_HORIZON = 1.0  # reuse: the horizon in OPT horizons (cache / OPT miss ratio)
 HORIZON_CAP = 100  # lrb: next requests further than this many OPT horizons all look alike
 
 
@@ -39,6 +44,48 @@ def _arrays(m):
             p["value"].astype(np.float64), p["roots"].astype(np.int64), float(m.meta.get("bias", 0.0)))
 
 
+def complete(m):
+    """The model's trees as complete binary trees of one depth (array layout: node j's children
+    are 2j+1, 2j+2): features and thresholds (trees x 2^D - 1), leaf values (trees x 2^D), bias.
+    A leaf above depth D becomes nodes that always go left (threshold +inf) down to copies of
+    its value; a walk is then D steps with no branch on the node kind."""
+    feat, thr, left, right, val, roots, bias = _arrays(m)
+
+    def depth(j):
+        return 0 if feat[j] < 0 else 1 + max(depth(left[j]), depth(right[j]))
+    D = max(1, max(depth(int(r)) for r in roots))
+    cf = np.zeros((len(roots), 2 ** D - 1), np.int64)
+    ct = np.full((len(roots), 2 ** D - 1), np.inf)
+    cv = np.zeros((len(roots), 2 ** D), np.float64)
+
+    def fill(r, j, c, lvl):
+        if lvl == D:
+            cv[r, c - (2 ** D - 1)] = val[j]
+            return
+        if feat[j] >= 0:
+            cf[r, c], ct[r, c] = feat[j], thr[j]
+            fill(r, left[j], 2 * c + 1, lvl + 1)
+            fill(r, right[j], 2 * c + 2, lvl + 1)
+        else:  # a leaf: always left, its value in every leaf below
+            fill(r, j, 2 * c + 1, lvl + 1)
+            fill(r, j, 2 * c + 2, lvl + 1)
+    for r, root in enumerate(roots):
+        fill(r, int(root), 0, 0)
+    return cf, ct, cv, bias
+
+
+@njit(cache=True, inline="always")
+def _walk(x, cf, ct, cv, bias):
+    s = bias
+    n_int = ct.shape[1]
+    for r in range(cf.shape[0]):
+        j = 0
+        while j < n_int:
+            j = 2 * j + 1 + (x[cf[r, j]] > ct[r, j])
+        s += cv[r, j - n_int]
+    return s
+
+
 def score_rows(m, X) -> np.ndarray:
     feat, thr, left, right, val, roots, bias = _arrays(m)
     return _score_rows(np.ascontiguousarray(X, np.float64), feat, thr, left, right, val, roots, bias)
@@ -52,11 +99,24 @@ def _score_rows(X, feat, thr, left, right, val, roots, bias):
     return out
 
 
+@njit(cache=True, inline="always")
+def _rand(st, n):
+    """xorshift64: a fixed, cheap sample stream (results reproduce exactly)."""
+    x = st[0]
+    x ^= x << np.uint64(13)
+    x ^= x >> np.uint64(7)
+    x ^= x << np.uint64(17)
+    st[0] = x
+    return np.int64(x >> np.uint64(33)) % n
+
+
 @njit(cache=True)
-def _learned(ids, sz, cap, n_obj, hl, feat, thr, left, right, val, roots, bias, mode, horizon, k, seed,
-             evl=None):
-    """One kernel for both policies. Each request updates the object's features; an eviction
-    samples k cached objects and evicts the worst:
+def _learned(ids, grp, page, n_grp, sz, cap, n_obj, hl, cf, ct, cv, bias, mode,
+             horizon, k, seed, evl=None):
+    """One kernel for the three policies. Each request updates the object's features; an
+    eviction samples k cached objects and evicts the worst. An object is scored lazily: the
+    first time it is sampled after a request (the prediction is kept until it is requested
+    again), so hot objects that come back before being sampled cost no tree walk.
       mode 0 (lrb)      the model predicts log2 of the distance to the object's next request;
                         evict the latest predicted return (an overdue object is predicted again
                         from now: after as long as predicted)
@@ -64,13 +124,17 @@ def _learned(ids, sz, cap, n_obj, hl, feat, thr, left, right, val, roots, bias, 
                         log-odds that OPT keeps it; evict the least confident (half steps), an
                         object idle past twice its last gap and the horizon counts as averse;
                         ties go to the most recent (a loop larger than the cache keeps a fixed
-                        part, as OPT does)."""
-    np.random.seed(seed)
+                        part, as OPT does)
+      mode 2 (reuse)    the model predicts the log-odds that the next request comes within the
+                        horizon; an object idle past the horizon is evicted first (the oldest),
+                        else the lowest probability."""
+    st = np.full(1, np.uint64(0x9E3779B97F4A7C15) + np.uint64(seed), np.uint64)
     n = ids.shape[0]
-    last, dl, edc, cnt = F.state_nb(n_obj)
+    last, dl, edc, cnt, glast, gedc, gcnt, gpg = F.state_nb(n_obj, n_grp)
     xs = np.empty((n_obj, F.N_FEAT), np.float64)  # features at the last request
     key = np.zeros(n_obj, np.float64)
     gap = np.zeros(n_obj, np.float64)
+    fresh = np.zeros(n_obj, np.bool_)  # key/gap are the model's output for the last request
     slot = np.full(n_obj, -1, np.int64)  # index in `cached`
     cached = np.empty(n_obj, np.int64)
     nc = 0
@@ -80,10 +144,8 @@ def _learned(ids, sz, cap, n_obj, hl, feat, thr, left, right, val, roots, bias, 
     for t in range(n):
         i = ids[t]
         s = sz[t]
-        F.update(i, t, s, last, dl, edc, cnt, hl, xs[i])
-        sc = _score(xs[i], feat, thr, left, right, val, roots, bias)
-        key[i] = t + 2.0 ** sc if mode == 0 else sc
-        gap[i] = 2.0 * 2.0 ** xs[i, 0] if mode == 1 else 2.0 ** sc
+        F.update(i, grp[t], page[t], t, s, last, dl, edc, cnt, glast, gedc, gcnt, gpg, hl, xs[i])
+        fresh[i] = False
         if slot[i] >= 0:
             hit[t] = 1
             continue
@@ -91,14 +153,21 @@ def _learned(ids, sz, cap, n_obj, hl, feat, thr, left, right, val, roots, bias, 
             best = -1
             bscore = -1e300
             for _ in range(min(k, nc)):
-                c = cached[np.random.randint(nc)]
+                c = cached[_rand(st, nc)]
                 age = t - last[c]
+                if not fresh[c]:
+                    sc = _walk(xs[c], cf, ct, cv, bias)
+                    fresh[c] = True
+                    key[c] = last[c] + 2.0 ** sc if mode == 0 else sc
+                    gap[c] = 2.0 * 2.0 ** xs[c, 0] if mode == 1 else 2.0 ** sc
                 if mode == 0:
                     v = key[c]
                     if v < t:  # overdue: it has not come back as predicted
                         v = t + gap[c]
-                else:
+                elif mode == 1:
                     v = -np.floor(key[c] * 2.0) + (100.0 if age > gap[c] and age > horizon else 0.0) - 1e-9 * age
+                else:
+                    v = 1e12 + age if age > horizon else -key[c]
                 if v > bscore:
                     bscore = v
                     best = c
@@ -117,11 +186,15 @@ def _learned(ids, sz, cap, n_obj, hl, feat, thr, left, right, val, roots, bias, 
     return hit
 
 
+MODES = {"lrb": 0, "imitate": 1, "reuse": 2}
+
+
 def run(policy: str, tr, sz: np.ndarray, cap: int, model, evl=None) -> np.ndarray:
     d, n_obj, _ = tr.dense()
-    mode = {"lrb": 0, "imitate": 1}[policy]
+    g, pg, n_grp = tr.groups()
     horizon = float(model.meta.get("horizon_per_cache", 4.0)) * cap
-    return _learned(d, sz, cap, n_obj, F.half_lives(cap), *_arrays(model), mode, horizon, K, 1, evl)
+    return _learned(d, g, pg, n_grp, sz, cap, n_obj, F.half_lives(cap), *complete(model), MODES[policy],
+                    horizon, K, 1, evl)
 
 
 # ---- training ---------------------------------------------------------------------------------
@@ -139,18 +212,23 @@ def horizon_of(opt_hit: np.ndarray, cap: int) -> float:
     return 2.0 * cap / m
 
 
-def train(policy: str, tr, cache_size: int | None = None, unit: bool = True, end: int | None = None):
-    """Fit the model of `policy` on requests [0, end) of `tr` -> kernelpilot Model. Both learn
+def train(policy: str, tr, cache_size: int | None = None, unit: bool = True, end: int | None = None,
+          horizon_factor: float = REUSE_HORIZON):
+    """Fit the model of `policy` on requests [0, end) of `tr` -> kernelpilot Model. All learn
     from OPT at `cache_size` (the features and the horizon are relative to it):
       lrb      regress log2 of the next-request distance, capped at OPT's horizon
-      imitate  classify whether OPT hits the object's next request"""
+      imitate  classify whether OPT hits the object's next request
+      reuse    classify whether the next request comes within OPT's horizon (LRB's Belady
+               boundary), the horizon scaled by `horizon_factor`"""
     from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
 
     from kernelpilot.memory.trace import Trace
     from kernelpilot.models.trees import from_sklearn_trees
-    policy = "lrb" if policy == "mix" else policy  # the mixture's learned expert
-    if policy not in ("lrb", "imitate"):
-        raise KpError(f"unknown learned policy '{policy}'; choose lrb, imitate or mix")
+    if policy == "mix":
+        from kernelpilot.memory.mix import LEARNED
+        policy = LEARNED  # the mixture's learned expert
+    if policy not in MODES:
+        raise KpError(f"unknown learned policy '{policy}'; choose {', '.join(MODES)} or mix")
     end = len(tr) if end is None else int(end)
     if end < 100:
         raise KpError(f"too few requests to train on ({end}); need at least 100")
@@ -164,7 +242,9 @@ def train(policy: str, tr, cache_size: int | None = None, unit: bool = True, end
         raise KpError(f"cache size must be > 0 (got {cap})")
     opt_hit = policies.belady(d, sz, cap, n_obj, nxt)
     horizon = horizon_of(opt_hit, cap)
-    X = F.table(d, sz, n_obj, cap)
+    if policy == "reuse":
+        horizon *= horizon_factor / 2.0
+    X = F.table(d, part.ids, sz, n_obj, cap)
     # the last requests' next request may lie past the prefix (censored): leave them out
     usable = max(int(end - horizon), int(end * 0.5), 100)
     rows = _sample(min(usable, end), SAMPLES)
@@ -172,16 +252,18 @@ def train(policy: str, tr, cache_size: int | None = None, unit: bool = True, end
     if policy == "lrb":
         y = np.log2(1.0 + F.distance(nxt, HORIZON_CAP * horizon))
         est = GradientBoostingRegressor(**kw).fit(X[rows], y[rows])
-        names = F.NAMES
         meta = {"target": f"log2 distance to the next request, capped at {HORIZON_CAP} x OPT's horizon"}
     else:
-        y = np.where(nxt >= 0, opt_hit[np.maximum(nxt, 0)], 0).astype(np.int64)
+        if policy == "imitate":
+            y = np.where(nxt >= 0, opt_hit[np.maximum(nxt, 0)], 0).astype(np.int64)
+            meta = {"target": "OPT hits the object's next request"}
+        else:
+            y = (F.distance(nxt, 2 * horizon + 1) <= horizon).astype(np.int64)
+            meta = {"target": "the next request comes within the horizon"}
         if y[rows].min() == y[rows].max():
             y[rows[0]] = 1 - y[rows[0]]  # one class only: keep the fit defined
         est = GradientBoostingClassifier(**kw).fit(X[rows], y[rows])
-        names = F.NAMES
-        meta = {"target": "OPT hits the object's next request"}
-    m = from_sklearn_trees(est, names)
+    m = from_sklearn_trees(est, F.NAMES)
     m.meta.update(meta, policy=policy, unit=bool(unit), trained_on=tr.name, train_requests=end,
                   cache_size=cap, horizon_per_cache=horizon / cap)
     return m

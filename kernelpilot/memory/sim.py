@@ -11,7 +11,7 @@ from kernelpilot.memory import policies
 from kernelpilot.memory.trace import Trace
 
 CLASSIC = list(policies.CLASSIC) + ["belady"]
-LEARNED = ["lrb", "imitate", "mix"]
+LEARNED = ["lrb", "imitate", "reuse", "mix"]
 ALL = CLASSIC + LEARNED
 ALIASES = {"opt": "belady", "twoq": "2q", "s3-fifo": "s3fifo", "learned": "mix"}
 
@@ -64,10 +64,10 @@ def hits(tr: Trace, policy: str, cache_size: int, unit: bool = True, model=None)
         from kernelpilot.memory import models as learned
         if model is None:
             raise KpError(f"policy {policy} needs a trained model (kpilot memory train, or --train-frac)")
-        if policy == "mix":  # experts online, the lrb model among them
+        if policy == "mix":  # experts online, the learned model among them
             from kernelpilot.memory import mix
             return mix.run(d, sz, cache_size, n_obj,
-                           lambda evl: learned.run("lrb", tr, sz, cache_size, model, evl))[0]
+                           lambda evl: learned.run(mix.LEARNED, tr, sz, cache_size, model, evl))[0]
         return learned.run(policy, tr, sz, cache_size, model)
     raise KpError(f"unknown policy '{policy}'; choose from {', '.join(ALL)}")
 

@@ -17,6 +17,7 @@ class Trace:
     name: str = "trace"
     times: np.ndarray | None = None
     _dense: tuple | None = field(default=None, repr=False)
+    _groups: tuple | None = field(default=None, repr=False)
 
     def __post_init__(self):
         self.ids = np.ascontiguousarray(self.ids, dtype=np.int64)
@@ -39,6 +40,14 @@ class Trace:
             inv = inv.astype(np.int64)
             self._dense = (inv, len(uniq), next_positions(inv, len(uniq)))
         return self._dense
+
+    def groups(self):
+        """(dense group per request, page within the group, n_groups), cached; for page traces
+        the group is the file (id = inode << 28 | page)."""
+        if self._groups is None:
+            from kernelpilot.memory.features import groups
+            self._groups = groups(self.ids)
+        return self._groups
 
     def footprint(self, unit: bool = True) -> int:
         """Distinct objects (unit) or distinct bytes (each object's first size)."""
