@@ -12,8 +12,8 @@ def _real_traces(quick: bool) -> tuple[list, dict]:
     """Real programs recorded with the foundation tracer (needs root and eBPF/tracefs)."""
     from kernelpilot.errors import KpError
     from kernelpilot.memory import workloads as W
-    scale = {"sqlite": 20, "gcc": 10, "python": 20, "sort": 10} if quick else \
-        {"sqlite": 50, "gcc": 40, "python": 60, "sort": 20}
+    scale = {"sqlite": 20, "gcc": 10, "python": 20, "sort": 10, "files": 10} if quick else \
+        {"sqlite": 50, "gcc": 40, "python": 60, "sort": 20, "files": 20}
     out, info = [], {}
     for name, sc in scale.items():
         try:
@@ -45,6 +45,7 @@ def _policies(quick: bool) -> dict:
             gap = classic[best] - row["belady"]
             learned = row["mix"]  # the headline learned policy, fixed in advance
             row.update(best_classic=best, real=tr.name.endswith(":files") or tr.name.endswith(":faults"),
+                       room_to_belady=round(gap, 5),
                        learned_below_best=learned < classic[best],
                        gap_closed=round((classic[best] - learned) / gap, 4) if gap > 0 else 0.0)
             per[str(size)] = row
@@ -75,8 +76,8 @@ def _speed(quick: bool) -> dict:
     best = {}
     for p in ("lru", "s3fifo"):
         best[p] = min(sim.simulate(tr, p, size).seconds for _ in range(2))
-    m = models.train("lrb", T.zipf(100_000, 5000, 1.0, 8))
-    for p in ("lrb", "mix"):
+    m = models.train("mix", T.zipf(100_000, 5000, 1.0, 8))  # mix's learned expert
+    for p in (m.meta["policy"], "mix"):
         sim.simulate(T.zipf(1000, 100, 1.0, 0), p, 10, model=m)
         best[p] = sim.simulate(tr, p, size, model=m).seconds
     out = {f"{p}_mreq_per_s": round(n / s / 1e6, 2) for p, s in best.items()}
@@ -133,7 +134,10 @@ def _live(quick: bool) -> dict:
 
 
 def _summary(pol: dict) -> dict:
-    out = {}
+    from kernelpilot.memory import mix
+    out = {"mix_experts": list(mix.EXPERTS) + [mix.LEARNED],
+           "room_to_belady": {k: [row["room_to_belady"] for row in per.values()]
+                              for k, per in pol.items() if k != "real_traces"}}
     for label, keep in (("all", lambda r: True), ("real", lambda r: r["real"]),
                         ("synthetic", lambda r: not r["real"])):
         cells = [row for k, per in pol.items() if k != "real_traces" for row in per.values() if keep(row)]

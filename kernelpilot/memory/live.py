@@ -26,7 +26,6 @@ import mmap
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -188,18 +187,10 @@ def fault_history(argv, path: Path) -> tuple[np.ndarray, str]:
     from kernelpilot.traces.record import trace_command
     ino = path.stat().st_ino
     n_pages = (path.stat().st_size + PAGE - 1) // PAGE
-    sys.stdout.flush()
-    keep = os.dup(1)
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 1)  # the command's output is not ours to print
-    try:
-        ev, _ = trace_command(argv, groups=["faults", "files"])
+    try:  # the command's output is not ours to print
+        ev, _ = trace_command(argv, groups=["faults", "files"], stdout=subprocess.DEVNULL)
     except KpError:
         return resident_pages(path), "mincore"
-    finally:
-        os.dup2(keep, 1)
-        os.close(keep)
-        os.close(null)
     ev = np.sort(ev, order="ts", kind="stable")
     ff = np.flatnonzero((ev["kind"] == S.KIND["file_fault"]) & (ev["a0"] == ino))
     pf = np.flatnonzero(ev["kind"] == S.KIND["page_fault"])

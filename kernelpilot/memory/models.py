@@ -22,7 +22,7 @@ from kernelpilot.errors import KpError
 from kernelpilot.memory import features as F, policies
 
 N_TREES, DEPTH, SAMPLES, K = 30, 4, 40_000, 32
-REUSE_HORIZON = 1.0  # reuse: the horizon in OPT horizons (cache / OPT miss ratio)
+REUSE_HORIZON = 2.0  # reuse: the horizon in OPT horizons (cache / OPT miss ratio)
 HORIZON_CAP = 100  # lrb: next requests further than this many OPT horizons all look alike
 
 
@@ -167,7 +167,7 @@ def _learned(ids, grp, page, n_grp, sz, cap, n_obj, hl, cf, ct, cv, bias, mode,
                 elif mode == 1:
                     v = -np.floor(key[c] * 2.0) + (100.0 if age > gap[c] and age > horizon else 0.0) - 1e-9 * age
                 else:
-                    v = 1e12 + age if age > horizon else -key[c]
+                    v = -key[c] + (100.0 if age > 2.0 * horizon else 0.0) + 1e-9 * age
                 if v > bscore:
                     bscore = v
                     best = c

@@ -1,6 +1,7 @@
 """Real programs recorded with the foundation tracer and turned into page request streams:
 sqlite doing skewed random lookups on a generated database, gcc compiling generated files,
-Python importing standard modules, and `sort` of a generated file larger than its buffer.
+Python importing standard modules, `sort` of a generated file larger than its buffer, and a shell
+loop re-reading some files and scanning others once (`files`).
 
 Each workload returns a Trace built from the program's file_read events (one request per page
 read, id = inode:page) or, where those are few, its page faults.
@@ -86,7 +87,28 @@ def sort(work: Path, scale: int) -> Trace:
     return _record(["/bin/sh", "-c", runs], "sort")
 
 
-WORKLOADS = {"sqlite": sqlite, "gcc": gcc, "python": python_import, "sort": sort}
+def files(work: Path, scale: int) -> Trace:
+    """A shell loop over many files: a few small config-like files re-read every round, a medium
+    set of files re-read every other round, and large log-like files grepped once each (scans)."""
+    rng = np.random.default_rng(2)
+    hot = [work / f"hot{i}.txt" for i in range(8)]
+    warm = [work / f"warm{i}.txt" for i in range(12)]
+    cold = [work / f"cold{i}.log" for i in range(2 * scale)]
+    for group, kb in ((hot, 16), (warm, 48), (cold, 256)):
+        for p in group:
+            p.write_bytes(rng.integers(97, 123, kb * 1024, dtype=np.uint8).tobytes())
+    rounds = []
+    for r in range(2 * scale):
+        part = [f"cat {' '.join(map(str, hot))} > /dev/null",
+                f"grep -c zzzz {cold[r]} > /dev/null"]
+        if r % 2 == 0:
+            part.append(f"cat {' '.join(map(str, warm))} > /dev/null")
+        rounds.append("; ".join(part))
+    # the files were just written: drop nothing, but read through the page cache as programs do
+    return _record(["/bin/sh", "-c", "; ".join(rounds) + "; true"], "files")
+
+
+WORKLOADS = {"sqlite": sqlite, "gcc": gcc, "python": python_import, "sort": sort, "files": files}
 
 
 def record(name: str, scale: int = 10) -> Trace:
