@@ -1,6 +1,7 @@
 """`mix`: an online expert mixture (in the spirit of LeCaR/CACHEUS, with whole-policy experts).
 
-Every expert (LIRS, ARC, S3-FIFO, SIEVE, LFU and the learned LRB predictor) runs as a shadow
+Every expert (LIRS, S3-FIFO and the learned LRB predictor: the ones that ever led for long on the
+bench's traces; ARC, SIEVE and LFU led only briefly on tiny traces and cost time) runs as a shadow
 cache of the full size over the same requests, logging what it evicts. An online learner tracks
 each expert's misses, exponentially decayed (half-life `HALF` cache sizes of requests), and
 follows the expert with the fewest, switching only when another is ahead by `MARGIN` cache sizes
@@ -20,7 +21,7 @@ from kernelpilot.memory.policies import _lists, _push, _unlink
 
 EXPERTS = ("lirs", "s3fifo")
 LEARNED = "lrb"  # the learned expert (its model is what `models.train("mix", ...)` fits)
-HALF, MARGIN = 256.0, 0.25  # window half-life and switching margin, in cache sizes
+HALF, MARGIN = 256.0, 1.0  # window half-life and switching margin, in cache sizes
 
 
 def expert_logs(d, sz, cap: int, n_obj: int, learned=None, experts=EXPERTS):
