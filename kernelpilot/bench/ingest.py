@@ -20,9 +20,8 @@ from kernelpilot.bpf.build import builtin_object
 from kernelpilot.errors import CapabilityError
 from kernelpilot.probes.libbpf import BpfObject
 from kernelpilot.probes.ringbuf import RingReader
-from kernelpilot.traces.schema import EVENT_DTYPE
 from kernelpilot.traces.record import spawn_held
-from kernelpilot.traces.sources import pid_max, set_pid_bit
+from kernelpilot.traces.sources import BATCH_DTYPE, pid_max, set_pid_bit, unbatch
 from kernelpilot.traces.store import TraceWriter
 
 LOAD_CPU, CONSUMER_CPU = 1, 0
@@ -52,9 +51,10 @@ class _Probe:
 
     def __init__(self, ring_bytes: int):
         self.obj = BpfObject(builtin_object(), autoload=["kp_sys_enter", "kp_proc_fork", "kp_proc_exit"],
-                             map_sizes={"kp_ring": ring_bytes, "kp_pidbits": pid_max() // 64 + 1})
+                             map_sizes={"kp_ring": 1 << 16, "kp_bring": ring_bytes,
+                                        "kp_pidbits": pid_max() // 64 + 1})
         self.obj.map("kp_cfg").update(0, struct.pack("<IIQ16s", 1, os.getpid(), 0, b""))
-        self.reader = RingReader(self.obj.map("kp_ring"), EVENT_DTYPE)
+        self.reader = RingReader(self.obj.map("kp_bring"), BATCH_DTYPE)  # syscalls come in per-CPU batches
         self.progs = [self.obj.program(n) for n in ("kp_sys_enter", "kp_proc_fork", "kp_proc_exit")]
 
     def dropped(self) -> int:
@@ -72,13 +72,13 @@ class _Probe:
         os.close(w)
         while p.poll() is None:
             if consume:
-                b = self.reader.poll()
+                b = unbatch(self.reader.poll())
                 got += len(b)
                 if writer is not None:
                     writer.write(b)
             time.sleep(interval)  # poll in big batches: fewer cache-line handoffs with the producer
         ns = _finish(p)
-        batch = self.reader.poll() if consume else None
+        batch = unbatch(self.reader.poll()) if consume else None
         if batch is not None:
             got += len(batch)
             if writer is not None:
@@ -137,7 +137,7 @@ def run(quick: bool = False) -> dict:
         t0 = time.perf_counter()
         parts = []
         while big.reader.pending_bytes() > 0:
-            parts.append(big.reader.poll())
+            parts.append(unbatch(big.reader.poll()))
         drain_s = time.perf_counter() - t0
         drained = np.concatenate(parts)
         big.close()

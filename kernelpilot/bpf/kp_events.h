@@ -48,6 +48,16 @@ struct kp_config {
 	char comm[KP_COMM_LEN];
 };
 
+/* High-rate events (syscalls, page faults) are gathered per CPU and sent up in batches: one
+ * ring-buffer record per KP_BATCH events, or sooner when the oldest waited KP_BATCH_MAX_NS. */
+#define KP_BATCH 32
+#define KP_BATCH_MAX_NS 20000000ULL
+
+struct kp_batch {
+	__u64 n;                      /* valid events in ev[] */
+	struct kp_event ev[KP_BATCH];
+};
+
 /* kp_stats slots (per-CPU counters) */
 #define KP_STAT_DROPPED 0
 #define KP_STAT_EMITTED 1

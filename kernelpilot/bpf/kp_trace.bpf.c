@@ -63,6 +63,7 @@ static __always_inline void kp_count(__u32 slot)
 		*v += 1;
 }
 
+
 static __always_inline int kp_comm_match(const char *have, const char *want)
 {
 	for (int i = 0; i < KP_COMM_LEN; i++) {
@@ -121,8 +122,7 @@ static __always_inline void kp_submit(struct kp_event *e)
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 
-/* An event about the current task. High-rate kinds (syscalls, faults) skip the comm copy:
- * user space fills it from the task's other events or /proc (sources.CommResolver). */
+/* An event about the current task, sent up at once. */
 static __always_inline struct kp_event *kp_current_event(__u16 kind)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -134,13 +134,69 @@ static __always_inline struct kp_event *kp_current_event(__u16 kind)
 		return 0;
 	e->pid = pid;
 	e->tgid = tgid;
-	if (kind == KP_SYSCALL || kind == KP_PAGE_FAULT) {
-		__u64 *c = (__u64 *)e->comm;
-		c[0] = 0;
-		c[1] = 0;
-	} else {
-		bpf_get_current_comm(e->comm, sizeof(e->comm));
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	return e;
+}
+
+/* Batches of high-rate events, one per CPU, and the ring they go up in. A BPF tracepoint
+ * program does not nest with another on the same CPU, so a CPU's batch has one writer. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kp_batch);
+} kp_batches SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 24);
+} kp_bring SEC(".maps");
+
+/* The next free slot of this CPU's batch (or 0): fill it, then kp_batch_commit(). */
+static __always_inline struct kp_event *kp_batch_slot(struct kp_batch **bp)
+{
+	__u32 k = 0;
+	struct kp_batch *b = bpf_map_lookup_elem(&kp_batches, &k);
+	if (!b)
+		return 0;
+	*bp = b;
+	return &b->ev[b->n & (KP_BATCH - 1)];
+}
+
+static __always_inline void kp_batch_commit(struct kp_batch *b, __u64 now)
+{
+	__u64 n = (b->n & (KP_BATCH - 1)) + 1;
+	b->n = n;
+	if (n < KP_BATCH && now - b->ev[0].ts < KP_BATCH_MAX_NS)
+		return;
+	if (bpf_ringbuf_output(&kp_bring, b, sizeof(*b), BPF_RB_NO_WAKEUP)) {
+		__u32 slot = KP_STAT_DROPPED;
+		__u64 *v = bpf_map_lookup_elem(&kp_stats, &slot);
+		if (v)
+			*v += n;
 	}
+	b->n = 0;
+}
+
+/* A high-rate event about the current task, batched; comm is filled in user space. */
+static __always_inline struct kp_event *kp_batch_event(__u16 kind, struct kp_batch **bp)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 pid = (__u32)id, tgid = id >> 32;
+	if (!kp_want(pid, tgid, 0))
+		return 0;
+	struct kp_event *e = kp_batch_slot(bp);
+	if (!e)
+		return 0;
+	e->ts = bpf_ktime_get_ns();
+	e->pid = pid;
+	e->tgid = tgid;
+	e->kind = kind;
+	e->cpu = bpf_get_smp_processor_id();
+	e->aux = 0;
+	__u64 *c = (__u64 *)e->comm;
+	c[0] = 0;
+	c[1] = 0;
 	return e;
 }
 
@@ -276,14 +332,15 @@ int kp_proc_exec(struct trace_event_raw_sched_process_exec *ctx)
 SEC("tp/raw_syscalls/sys_enter")
 int kp_sys_enter(struct trace_event_raw_sys_enter *ctx)
 {
-	struct kp_event *e = kp_current_event(KP_SYSCALL);
+	struct kp_batch *b;
+	struct kp_event *e = kp_batch_event(KP_SYSCALL, &b);
 	if (!e)
 		return 0;
 	e->a0 = ctx->id;
 	e->a1 = ctx->args[0];
 	e->a2 = ctx->args[1];
 	e->a3 = ctx->args[2];
-	kp_submit(e);
+	kp_batch_commit(b, e->ts);
 	return 0;
 }
 
@@ -292,13 +349,15 @@ int kp_sys_enter(struct trace_event_raw_sys_enter *ctx)
 SEC("tp/exceptions/page_fault_user")
 int kp_page_fault(struct trace_event_raw_exceptions *ctx)
 {
-	struct kp_event *e = kp_current_event(KP_PAGE_FAULT);
+	struct kp_batch *b;
+	struct kp_event *e = kp_batch_event(KP_PAGE_FAULT, &b);
 	if (!e)
 		return 0;
 	e->a0 = ctx->address;
 	e->a1 = ctx->ip;
 	e->a2 = ctx->error_code;
-	kp_submit(e);
+	e->a3 = 0;
+	kp_batch_commit(b, e->ts);
 	return 0;
 }
 

@@ -91,7 +91,7 @@ def run_recording(groups, sink, duration: float | None = None, cmd: list[str] | 
                 break
             time.sleep(poll_interval)  # read in big batches: the producer pays for every cache line we touch
         time.sleep(0.02)
-        tail = src.poll()  # what was committed before we stopped
+        tail = src.finish() if hasattr(src, "finish") else src.poll()  # what was left when we stopped
         if len(tail):
             sink(tail)
             total += len(tail)
@@ -153,4 +153,4 @@ def trace_command(argv: list[str], groups=("syscalls",), source: str = "auto", *
     parts: list[np.ndarray] = []
     summary = run_recording(list(groups), parts.append, cmd=list(argv), source=source, **kw)
     ev = np.concatenate(parts) if parts else S.empty()
-    return ev, summary
+    return ev[np.argsort(ev["ts"], kind="stable")], summary

@@ -125,6 +125,18 @@ class CommResolver:
         return name
 
 
+BATCH = 32  # KP_BATCH in bpf/kp_events.h
+BATCH_DTYPE = np.dtype([("n", "<u8"), ("ev", S.EVENT_DTYPE, (BATCH,))])
+
+
+def unbatch(recs: np.ndarray) -> np.ndarray:
+    """kp_batch records -> their valid events, in order."""
+    if not len(recs):
+        return S.empty()
+    valid = np.arange(BATCH) < np.minimum(recs["n"], BATCH)[:, None]
+    return recs["ev"][valid]
+
+
 class EbpfSource:
     name = "ebpf"
 
@@ -135,7 +147,9 @@ class EbpfSource:
         self.cgroup, self.comm = cgroup, comm
         self.exclude_self = exclude_self
         self.ring_bytes = 1 << max(12, (ring_mb << 20).bit_length() - 1)
-        self.obj = self.reader = None
+        self.obj = None
+        self.readers = []
+        self.delivered = 0
 
     def start(self):
         from kernelpilot.bpf.build import builtin_object
@@ -148,7 +162,8 @@ class EbpfSource:
             raise CapabilityError(f"this kernel has no BTF ({BTF_PATH} missing), so CO-RE probes cannot load")
         progs = [p for g in self.groups + ["proc"] for p in PROGRAMS[g]]
         self.obj = BpfObject(builtin_object(), autoload=progs,
-                             map_sizes={"kp_ring": self.ring_bytes, "kp_pidbits": pid_max() // 64 + 1})
+                             map_sizes={"kp_ring": self.ring_bytes, "kp_bring": self.ring_bytes,
+                                        "kp_pidbits": pid_max() // 64 + 1})
         self.comms = CommResolver()
         flt, cg, comm = 0, 0, b""
         if self.pids:
@@ -165,7 +180,8 @@ class EbpfSource:
             flt |= UNWATCH_AT_SWITCH
         self.obj.map("kp_cfg").update(0, struct.pack("<IIQ16s", flt, os.getpid() if self.exclude_self else 0,
                                                       cg, comm))
-        self.reader = RingReader(self.obj.map("kp_ring"), S.EVENT_DTYPE)
+        self.readers = [RingReader(self.obj.map("kp_ring"), S.EVENT_DTYPE),
+                        RingReader(self.obj.map("kp_bring"), BATCH_DTYPE)]
         for p in progs:
             self.obj.program(p).attach()
         self.programs = progs
@@ -176,17 +192,49 @@ class EbpfSource:
         for t in threads_of(pid):
             set_pid_bit(self.obj.map("kp_pidbits"), t)
 
-    def poll(self) -> np.ndarray:
-        ev = self.reader.poll()
+    def _deliver(self, parts: list[np.ndarray]) -> np.ndarray:
+        ev = np.concatenate(parts)
+        if len(ev) and parts[1:] and any(len(p) for p in parts[1:]):
+            ev = ev[np.argsort(ev["ts"], kind="stable")]  # batched events join the others in time order
         clean_comm(ev)
         self.comms(ev)
+        self.delivered += len(ev)
         return ev
+
+    def poll(self) -> np.ndarray:
+        """Events committed so far. Batched kinds (syscalls, faults) arrive once their CPU's batch
+        fills or its oldest event is 20 ms old, so they may be a little older than the rest."""
+        return self._deliver([self.readers[0].poll(), unbatch(self.readers[1].poll())])
+
+    def finish(self) -> np.ndarray:
+        """Detach, then everything left: both rings and each CPU's unfinished batch."""
+        for p in self.programs:
+            self.obj.program(p).detach()
+        parts = [self.readers[0].poll(), unbatch(self.readers[1].poll())]
+        m = self.obj.map("kp_batches")
+        raw = m.lookup(0)
+        if raw is not None:
+            parts.append(unbatch(np.frombuffer(raw, dtype=BATCH_DTYPE)))
+            m.update(0, bytes(len(raw)))
+        return self._deliver(parts)
+
+    def drain(self, idle_s: float = 0.05, timeout_s: float = 2.0) -> np.ndarray:
+        """Read until the rings stay quiet for idle_s, then finish (for tests and one-shot use)."""
+        parts, deadline, last = [], time.monotonic() + timeout_s, time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - last < idle_s:
+            b = self.poll()
+            if len(b):
+                parts.append(b)
+                last = time.monotonic()
+            time.sleep(0.005)
+        parts.append(self.finish())
+        ev = np.concatenate(parts)
+        return ev[np.argsort(ev["ts"], kind="stable")]
 
     def stats(self) -> dict:
         st = self.obj.map("kp_stats")
-        out = {"source": self.name, "delivered": self.reader.consumed,
-               "dropped": st.sum_percpu_u64(0)[0], "ring_bytes": self.ring_bytes}
-        return out
+        return {"source": self.name, "delivered": self.delivered,
+                "dropped": st.sum_percpu_u64(0)[0], "ring_bytes": self.ring_bytes}
 
     def program_stats(self) -> dict:
         return {p: self.obj.program(p).run_stats() for p in self.programs}
@@ -195,8 +243,9 @@ class EbpfSource:
         if self.obj is not None:
             for p in self.obj.programs.values():
                 p.detach()
-            if self.reader:
-                self.reader.close()
+            for r in self.readers:
+                r.close()
+            self.readers = []
             self.obj.close()
             self.obj = None
 

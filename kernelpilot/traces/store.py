@@ -189,7 +189,10 @@ def read_trace(path) -> tuple[np.ndarray, dict]:
         tab = pf.read()
     except Exception as e:
         raise KpError(f"{path} is a corrupt Parquet file: {str(e).splitlines()[0]}") from None
-    return from_arrow(tab), trace_meta(pf)
+    ev = from_arrow(tab)
+    if len(ev) > 1 and (np.diff(ev["ts"].astype(np.int64)) < 0).any():
+        ev = ev[np.argsort(ev["ts"], kind="stable")]  # batched kinds can arrive a little late
+    return ev, trace_meta(pf)
 
 
 class ReplaySource:

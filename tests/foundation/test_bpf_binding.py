@@ -56,7 +56,7 @@ def test_map_update_lookup_delete():
 def _own_events(groups, action):
     with EbpfSource(groups, pids=[os.getpid()], exclude_self=False) as src:
         action()
-        return src.reader.drain()
+        return src.drain()
 
 
 def test_sees_own_syscalls():

@@ -90,7 +90,7 @@ def test_comm_filter_in_kernel():
         p = subprocess.run([sys.executable, "-c",
                             "import ctypes,os\nctypes.CDLL(None).prctl(15, b'kpfiltertest', 0, 0, 0)\n"
                             "[os.getppid() for _ in range(300)]"])
-        ev = src.reader.drain()
+        ev = src.drain()
     assert p.returncode == 0 and len(ev) >= 300
     assert ((ev["a0"] == 110).sum() >= 300) and len(np.unique(ev["tgid"])) == 1
 
