@@ -21,7 +21,9 @@ def _expand(offsets, lengths, block_size):
     return starts + step
 
 
-def read_msr(path, block_size: int = 4096):
+def _read_extents(path, block_size: int, parse, empty_msg: str):
+    """Read a text block trace: `parse(parts, where)` gives (byte offset, byte length) for a
+    line's fields, or None to skip it; each request becomes one access per block it spans."""
     from kernelpilot.memory.trace import Trace
     p = Path(path)
     if not p.is_file():
@@ -29,45 +31,47 @@ def read_msr(path, block_size: int = 4096):
     offs, lens = [], []
     with p.open() as f:
         for ln, line in enumerate(f, 1):
-            parts = line.strip().split(",")
-            if len(parts) == 1 and not parts[0]:
-                continue
-            if len(parts) != 7:
-                raise KpError(f"{p}:{ln}: an MSR block trace line has 7 fields, got {len(parts)}")
-            try:
-                off, size = int(parts[4]), int(parts[5])
-            except ValueError:
-                raise KpError(f"{p}:{ln}: offset/size are not integers") from None
-            if off < 0 or size < 0:
-                raise KpError(f"{p}:{ln}: negative offset or size")
-            offs.append(off)
-            lens.append(size)
+            got = parse(line, f"{p}:{ln}")
+            if got is not None:
+                offs.append(got[0])
+                lens.append(got[1])
     if not offs:
-        raise KpError(f"{p}: empty trace")
+        raise KpError(f"{p}: {empty_msg}")
     ids = _expand(np.array(offs, np.int64), np.array(lens, np.int64), block_size)
     return Trace(ids, block_size, name=p.name)
+
+
+def _msr_line(line: str, where: str):
+    parts = line.strip().split(",")
+    if len(parts) == 1 and not parts[0]:
+        return None
+    if len(parts) != 7:
+        raise KpError(f"{where}: an MSR block trace line has 7 fields, got {len(parts)}")
+    try:
+        off, size = int(parts[4]), int(parts[5])
+    except ValueError:
+        raise KpError(f"{where}: offset/size are not integers") from None
+    if off < 0 or size < 0:
+        raise KpError(f"{where}: negative offset or size")
+    return off, size
+
+
+def _blkparse_line(line: str, where: str):
+    parts = line.split()
+    if len(parts) < 10 or parts[5] != "Q" or parts[8] != "+":
+        return None
+    try:
+        sector, n = int(parts[7]), int(parts[9])
+    except ValueError:
+        raise KpError(f"{where}: sector/count are not integers") from None
+    if sector < 0 or n < 0:
+        raise KpError(f"{where}: negative sector or count")
+    return sector * 512, n * 512
+
+
+def read_msr(path, block_size: int = 4096):
+    return _read_extents(path, block_size, _msr_line, "empty trace")
 
 
 def read_blkparse(path, block_size: int = 4096):
-    from kernelpilot.memory.trace import Trace
-    p = Path(path)
-    if not p.is_file():
-        raise KpError(f"trace file not found: {p}")
-    offs, lens = [], []
-    with p.open() as f:
-        for ln, line in enumerate(f, 1):
-            parts = line.split()
-            if len(parts) < 10 or parts[5] != "Q" or parts[8] != "+":
-                continue
-            try:
-                sector, n = int(parts[7]), int(parts[9])
-            except ValueError:
-                raise KpError(f"{p}:{ln}: sector/count are not integers") from None
-            if sector < 0 or n < 0:
-                raise KpError(f"{p}:{ln}: negative sector or count")
-            offs.append(sector * 512)
-            lens.append(n * 512)
-    if not offs:
-        raise KpError(f"{p}: no queued (Q) requests found; is this blkparse output?")
-    ids = _expand(np.array(offs, np.int64), np.array(lens, np.int64), block_size)
-    return Trace(ids, block_size, name=p.name)
+    return _read_extents(path, block_size, _blkparse_line, "no queued (Q) requests found; is this blkparse output?")
