@@ -100,7 +100,7 @@ def test_txt_and_block_readers(tmp_path):
     b = tmp_path / "b.blk"
     b.write_text("8,0 1 1 0.000 42 Q R 16 + 16 [dd]\n8,0 1 2 0.001 42 C R 16 + 16 [0]\n"
                  "8,0 1 3 0.002 42 Q W 0 + 8 [dd]\n")
-    assert block.read_blkparse(b).ids.tolist() == [1, 2, 0]  # only queued requests, 4 KiB blocks
+    assert block.read_blkparse(b).ids.tolist() == [2, 3, 0]  # queued requests only; sector 16 = byte 8192 = block 2
     b.write_text("8,0 1 1 0.000 42 C R 16 + 16 [dd]\n")
     with pytest.raises(Exception, match="no queued"):
         block.read_blkparse(b)
