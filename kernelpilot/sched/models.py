@@ -257,104 +257,139 @@ def best_alpha(series, horizon: int) -> float:
     return min(EWMA_ALPHAS, key=lambda a: np.abs(ewma_forecast(s, horizon, a) - s[horizon:]).mean())
 
 
-class LoadForecaster:
-    """util[t+h] from the last `lags` samples, a fast and a slow EWMA and PSI (when given).
-    Capacity is chosen on a validation split, not the test: ridge regression or a depth-3 tree
-    (both on the correction to the tuned EWMA), or the EWMA itself unless one beats it on
-    validation by more than 5 %."""
+def _since_change(s: np.ndarray, jump: float = 0.3, cap: int = 100) -> np.ndarray:
+    """Samples since the last jump of more than `jump` between neighbours (time in the phase)."""
+    out, k = np.empty(len(s)), cap
+    for i in range(len(s)):
+        k = 0 if i and abs(s[i] - s[i - 1]) > jump else min(k + 1, cap)
+        out[i] = k
+    return out
 
-    def __init__(self, kind: str, lags: int, horizon: int, alpha: float, coef=None, model=None):
+
+class LoadForecaster:
+    """util[t+h] from what an EWMA of utilisation lacks: the last `lags` samples and their trend,
+    a fast and a slow EWMA, time since the last large change (time in phase) and exogenous
+    signals (`exog`: run-queue length, PSI per period and avg10; each as is, its change and its
+    EWMA). Every candidate (ridge, a depth-3 tree, small gradient boosting with absolute loss, the error scored)
+    learns the correction to the tuned EWMA; the one chosen on a validation split (never the
+    test) is used only if it beats the EWMA there by more than 5 %, else the EWMA is."""
+
+    KINDS = ("ridge", "tree", "gbm")
+
+    def __init__(self, kind: str, lags: int, horizon: int, alpha: float, coef=None, model=None,
+                 exog_names=()):
         self.kind, self.lags, self.horizon, self.alpha = kind, lags, horizon, alpha
         self.coef, self.model = None if coef is None else np.asarray(coef, float), model
+        self.exog_names = tuple(exog_names)
 
     @staticmethod
-    def design(series, lags, psi=None) -> np.ndarray:
+    def design(series, lags, exog=None) -> np.ndarray:
         """One row per full window of `lags` samples (row j ends at sample lags-1+j)."""
         s = np.asarray(series, float)
-        cols = [s[lags - 1 - j: len(s) - j] for j in range(lags)]
-        cols += [ewma(s, 0.5)[lags - 1:], ewma(s, 0.1)[lags - 1:]]
-        if psi is not None:
-            p = np.asarray(psi, float)
-            cols += [p[lags - 1:], ewma(p, 0.3)[lags - 1:]]
+        n = len(s)
+        cols = [s[lags - 1 - j: n - j] for j in range(lags)]
+        prev3 = np.array([s[max(0, i - 3):i].mean() if i else s[0] for i in range(n)])
+        win = np.lib.stride_tricks.sliding_window_view(s, lags)
+        cols += [ewma(s, 0.5)[lags - 1:], ewma(s, 0.1)[lags - 1:], (s - prev3)[lags - 1:],
+                 win.std(1), np.log1p(_since_change(s))[lags - 1:]]
+        for x in (exog or {}).values():
+            x = np.asarray(x, float)
+            if len(x) != n:
+                raise KpError(f"exogenous load signal has {len(x)} samples, the series {n}")
+            cols += [x[lags - 1:], np.diff(x, prepend=x[0])[lags - 1:], ewma(x, 0.3)[lags - 1:]]
         return np.column_stack(cols)
 
     @classmethod
-    def fit(cls, series, lags: int = 8, horizon: int = 1, psi=None, val_frac: float = 0.3,
-            ridge: float = 1e-2) -> "LoadForecaster":
+    def fit(cls, series, lags: int = 8, horizon: int = 1, exog=None, val_frac: float = 0.3,
+            ridge: float = 1e-2, kinds=KINDS) -> "LoadForecaster":
         s = np.asarray(series, float)
         if len(s) < lags + horizon + 40:
             raise KpError(f"load series too short to fit ({len(s)} samples)")
+        exog = {k: np.asarray(v, float) for k, v in (exog or {}).items()}
         cut = int(len(s) * (1 - val_frac))
         alpha = best_alpha(s[:cut], horizon)
+        part = lambda a, b: {k: v[a:b] for k, v in exog.items()}  # noqa: E731
         fits = {"ewma": cls("ewma", lags, horizon, alpha)}
-        for kind in ("ridge", "tree"):
-            fits[kind] = cls._fit_kind(kind, s[:cut], None if psi is None else psi[:cut], lags, horizon, alpha, ridge)
-        vs, vp = s[cut - lags + 1:], None if psi is None else np.asarray(psi)[cut - lags + 1:]
+        for kind in kinds:
+            fits[kind] = cls._fit_kind(kind, s[:cut], part(0, cut), lags, horizon, alpha, ridge)
+        vs, ve = s[cut - lags + 1:], part(cut - lags + 1, None)
         truth = vs[lags - 1 + horizon:]
-        val = {k: float(np.abs(m.predict(vs, vp) - truth).mean()) for k, m in fits.items()}
+        val = {k: float(np.abs(m.predict(vs, ve) - truth).mean()) for k, m in fits.items()}
         kind = min(val, key=val.get)
         if val[kind] > 0.95 * val["ewma"]:  # a model must clearly beat the EWMA to be used
             kind = "ewma"
-        best = cls._fit_kind(kind, s, psi, lags, horizon, best_alpha(s, horizon), ridge) if kind != "ewma" \
-            else cls("ewma", lags, horizon, best_alpha(s, horizon))
+        best = cls._fit_kind(kind, s, exog, lags, horizon, best_alpha(s, horizon), ridge)
         best.validation = val
         return best
 
     @classmethod
-    def _fit_kind(cls, kind, s, psi, lags, horizon, alpha, ridge):
-        """Ridge and tree learn the correction to the tuned EWMA, so shrinkage pulls them to it."""
+    def _fit_kind(cls, kind, s, exog, lags, horizon, alpha, ridge):
+        """Every kind learns the correction to the tuned EWMA, so shrinkage pulls it to the EWMA."""
+        names = tuple(exog or {})
         if kind == "ewma":
-            return cls("ewma", lags, horizon, alpha)
-        A = cls.design(s, lags, psi)[:-horizon]
+            return cls("ewma", lags, horizon, alpha, exog_names=names)
+        A = cls.design(s, lags, exog)[:-horizon]
         b = s[lags - 1 + horizon:] - ewma_forecast(s, horizon, alpha)[lags - 1:]
         if kind == "ridge":
             mu, sd = A.mean(0), A.std(0) + 1e-9
             Z = (A - mu) / sd
             w = np.linalg.solve(Z.T @ Z + ridge * len(Z) * np.eye(Z.shape[1]), Z.T @ (b - b.mean()))
             coef = np.append(w / sd, b.mean() - (mu / sd) @ w)
-            return cls("ridge", lags, horizon, alpha, coef=coef)
+            return cls("ridge", lags, horizon, alpha, coef=coef, exog_names=names)
+        from sklearn.ensemble import GradientBoostingRegressor
         from sklearn.tree import DecisionTreeRegressor
 
         from kernelpilot.models import from_sklearn
-        est = DecisionTreeRegressor(max_depth=3, min_samples_leaf=max(20, len(b) // 20), random_state=0).fit(A, b)
-        return cls("tree", lags, horizon, alpha, model=from_sklearn(est, [f"f{i}" for i in range(A.shape[1])], A))
+        leaf = max(30, len(b) // 40)
+        est = (DecisionTreeRegressor(max_depth=3, min_samples_leaf=max(20, len(b) // 20), random_state=0)
+               if kind == "tree" else
+               GradientBoostingRegressor(loss="absolute_error", n_estimators=100, max_depth=2, learning_rate=0.05,
+                                         min_samples_leaf=leaf, subsample=0.8, random_state=0)).fit(A, b)
+        model = from_sklearn(est, [f"f{i}" for i in range(A.shape[1])], A)
+        return cls(kind, lags, horizon, alpha, model=model, exog_names=names)
 
-    def predict(self, series, psi=None) -> np.ndarray:
+    def predict(self, series, exog=None) -> np.ndarray:
         """Forecasts aligned with series[lags-1+h:] (one per full window of lags)."""
         s = np.asarray(series, float)
         base = ewma_forecast(s, self.horizon, self.alpha)[self.lags - 1:]
         if self.kind == "ewma":
             return base
-        A = self.design(s, self.lags, psi)[:-self.horizon]
+        if tuple(exog or {}) != self.exog_names:
+            raise KpError(f"load forecaster needs signals {list(self.exog_names)}, got {list(exog or {})}")
+        A = self.design(s, self.lags, exog)[:-self.horizon]
         if self.kind == "ridge":
             return (base + np.column_stack([A, np.ones(len(A))]) @ self.coef).clip(0, 1)
         return (base + self.model.predict_float(A)).clip(0, 1)
 
 
-def forecast_errors(series, lags: int = 8, horizon: int = 1, train_frac: float = 0.6, psi=None,
+def forecast_errors(series, lags: int = 8, horizon: int = 1, train_frac: float = 0.6, exog=None,
                     model: LoadForecaster | None = None) -> dict:
     """Fit on the first part of the series (or use `model`), compare MAE on the rest against the
-    EWMA (its alpha tuned on the same training part) and the last value."""
+    EWMA (its alpha tuned on the same training part) and the last value. Every candidate's test
+    MAE is reported too (chosen or not), so the choice can be judged."""
     s = np.asarray(series, float)
     cut = int(len(s) * train_frac) if model is None else lags - 1
-    p = None if psi is None else np.asarray(psi, float)
+    ex = {k: np.asarray(v, float) for k, v in (exog or {}).items()}
+    part = lambda a, b: {k: v[a:b] for k, v in ex.items()}  # noqa: E731
     fitted_here = model is None
     if fitted_here:
-        model = LoadForecaster.fit(s[:cut], lags, horizon, None if p is None else p[:cut])
+        model = LoadForecaster.fit(s[:cut], lags, horizon, part(0, cut))
     alpha = model.alpha
-    test, tp = s[cut - lags + 1:], None if p is None else p[cut - lags + 1:]
+    test, te = s[cut - lags + 1:], part(cut - lags + 1, None)
     truth = test[lags - 1 + horizon:]
     mae = lambda f: float(np.abs(f - truth).mean())  # noqa: E731
-    out = {"chosen": model.kind, "model_mae": mae(model.predict(test, tp)),
+    out = {"chosen": model.kind, "model_mae": mae(model.predict(test, te)),
            "ewma_mae": mae(ewma_forecast(test, horizon, alpha)[lags - 1:]), "ewma_alpha": alpha,
-           "last_value_mae": mae(last_value(test, horizon)[lags - 1:]), "samples_test": int(len(truth))}
+           "last_value_mae": mae(last_value(test, horizon)[lags - 1:]), "samples_test": int(len(truth)),
+           "signals": ["util"] + list(ex)}
     if hasattr(model, "validation"):
         out["validation_mae"] = model.validation
     if fitted_here:
-        tr = None if p is None else p[:cut]
+        tr = part(0, cut)
         out["test_mae_if_chosen"] = {k: mae(LoadForecaster._fit_kind(k, s[:cut], tr, lags, horizon, alpha, 1e-2)
-                                            .predict(test, tp)) for k in ("ridge", "tree")}
+                                            .predict(test, te)) for k in LoadForecaster.KINDS}
     out["mae_ratio_vs_ewma"] = out["model_mae"] / max(out["ewma_mae"], 1e-12)
+    out["mae_ratio_vs_last_value"] = out["model_mae"] / max(out["last_value_mae"], 1e-12)
     return out
 
 

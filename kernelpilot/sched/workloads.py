@@ -1,6 +1,7 @@
 """Named real workloads for recorded scheduling traces, with ground-truth task classes from what
 each program is (not from how it behaves): cyclictest and our interactive loop are latency-
-critical; stress-ng stressors, compilers, make and our batch/sqlite jobs are batch.
+critical; stress-ng stressors, compilers, make and our batch/sqlite jobs are batch; sha256sum is
+left unlabelled (a request in one workload, batch hashing in another).
 
     python -m kernelpilot.sched.workloads [SECONDS] [OUTDIR]
 
@@ -51,6 +52,17 @@ def c_project(d: str, n: int = 24) -> str:
     return d
 
 
+def data_files(d: str, n: int = 40) -> str:
+    """`n` files of 128 KiB .. 16 MiB (log-uniform, seeded) under d/blobs: short hashing jobs of
+    very different lengths."""
+    p = Path(d) / "blobs"
+    p.mkdir(exist_ok=True)
+    rng = np.random.default_rng(3)
+    for i, kb in enumerate(np.exp(rng.uniform(np.log(128), np.log(16384), n)).astype(int)):
+        (p / f"b{i:02d}.bin").write_bytes(rng.bytes(int(kb) * 1024))
+    return str(p)
+
+
 def scripts(seconds: float, build_dir: str) -> dict[str, str]:
     """Workload name -> shell script running about `seconds`."""
     s = f"{seconds:g}"
@@ -66,6 +78,16 @@ def scripts(seconds: float, build_dir: str) -> dict[str, str]:
         "make_j": f"{cyc} & {py(INTERACT)} & {bounded(make)}; wait",
         "python_sqlite": f"{py(BATCH_PY)} & {py(BATCH_PY)} & {py(SQLITE)} & {py(INTERACT)} & {cyc} & wait",
         "cyclic_overload": f"stress-ng --cpu 3 --pipe 1 --pipe-ops 20000 -t {s} -q & cyclictest -q -t 2 -D {s} -i 500 >/dev/null & wait",
+        # find | xargs -P 6: many short hashing jobs of very different lengths beside a CPU hog
+        "xargs_hash_hog": (f"stress-ng --cpu 1 -t {s} -q & " + bounded(
+            f"while :; do find {build_dir}/blobs -name '*.bin' | shuf | xargs -P 6 -n 1 sha256sum >/dev/null; done")
+            + "; wait"),
+        # request-like short jobs (one process per request, every 20 ms) and parallel short
+        # compiles beside two batch hogs
+        "requests_compiles_batch": (f"stress-ng --cpu 2 -t {s} -q & " + bounded(
+            f"while :; do sha256sum {build_dir}/blobs/b0$(shuf -i 0-9 -n 1).bin >/dev/null; sleep 0.02; done")
+            + " & " + bounded(f"cd {build_dir} && while :; do ls u*.c | xargs -P 4 -n 1 gcc -O2 -c; done")
+            + "; wait"),
     }
 
 
@@ -88,6 +110,7 @@ def record(name: str, seconds: float):
     d = tempfile.mkdtemp(prefix="kp-sched-")
     try:
         c_project(d)
+        data_files(d)
         return trace_command(["sh", "-c", scripts(seconds, d)[name]], groups=["sched"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     finally:

@@ -113,6 +113,44 @@ def test_load_forecaster_beats_ewma():
     assert r["model_mae"] < r["ewma_mae"] and r["model_mae"] < r["last_value_mae"]
 
 
+def test_load_forecaster_uses_a_leading_run_queue_signal():
+    """Phases change at random times; the run queue fills one sample before utilisation follows,
+    which no EWMA of utilisation can see."""
+    rng = np.random.default_rng(2)
+    level, runq = [], []
+    v = 0.2
+    for _ in range(120):
+        n = int(rng.integers(5, 30))
+        nxt = float(rng.choice([0.0, 0.5, 1.0]))
+        runq += [v * 2] * (n - 1) + [nxt * 2]
+        level += [v] * n
+        v = nxt
+    s = (np.array(level) + 0.03 * rng.normal(size=len(level))).clip(0, 1)
+    r = M.forecast_errors(s, horizon=1, exog={"runq": np.array(runq)})
+    assert r["chosen"] != "ewma" and r["model_mae"] < 0.8 * r["ewma_mae"]
+    assert r["model_mae"] < r["last_value_mae"]
+    plain = M.forecast_errors(s, horizon=1)  # without the signal the model has nothing to go on
+    assert r["model_mae"] < plain["model_mae"]
+    fc = M.LoadForecaster.fit(s, 8, 1, exog={"runq": np.array(runq)})
+    with pytest.raises(KpError, match="needs signals"):
+        fc.predict(s)
+    with pytest.raises(KpError, match="samples"):
+        M.LoadForecaster.fit(s, 8, 1, exog={"runq": np.array(runq)[:-5]})
+
+
+def test_load_series_fixture_and_bad_file(tmp_path):
+    from kernelpilot.sched.loadrec import COLUMNS, load_fixture
+    d = load_fixture()
+    assert len(d["host_util"]) > 1000 and set(COLUMNS[1:]) - {"host_psi_some", "group_psi_some"} <= set(d)
+    assert d["group_runq"].max() > 1 and 0 <= d["group_util"].min() and d["group_util"].max() <= 1
+    bad = tmp_path / "s.csv"
+    bad.write_text("0.1,0.5,0.1\n")
+    with pytest.raises(KpError, match="expected 11 columns"):
+        load_fixture(bad)
+    with pytest.raises(KpError, match="cannot read"):
+        load_fixture(tmp_path / "missing.csv")
+
+
 def test_bad_inputs(tmp_path):
     with pytest.raises(KpError, match="schema"):
         F.extract(np.zeros(3))
