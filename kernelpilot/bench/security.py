@@ -112,6 +112,22 @@ def scenario_part(quick: bool, tmp: str) -> dict:
     test_w = np.concatenate([w for r in test_runs for w in two(r["traces"])])
     out["detectors"][f"two_stage_tree+{c}"] = {"test_window_fpr": round(float(np.mean(test_w)), 5),
                                                **_runs_report(two, test_runs, attacks)}
+    if m.programs is not None:  # the live rule: also departs from the program's own normal n-grams
+        P = m.programs
+
+        def prog(tr):
+            return [P.window_scores(m.vocab.encode(t.calls), t.comm) > P.threshold(t.comm) for t in tr]
+
+        def live(tr):
+            return [a & b for a, b in zip(two(tr), prog(tr))]
+
+        def tree_prog(tr):
+            return [(a > t1) & b for a, b in zip(scores["tree"](tr), prog(tr))]
+        for name, fn in ((f"live_tree+{c}+program", live), ("tree+program", tree_prog)):
+            test_w = np.concatenate([w for r in test_runs for w in fn(r["traces"])])
+            out["detectors"][name] = {"test_window_fpr": round(float(np.mean(test_w)), 5),
+                                      **_runs_report(fn, test_runs, attacks)}
+        out["programs"] = {"n_with_own_table": len(P.tables), "global_threshold": round(P.base, 4)}
     return out, m
 
 

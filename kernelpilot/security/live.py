@@ -237,10 +237,20 @@ class Watcher:
             if s2 <= self.cthr:
                 continue
             pid, comm = int(a["tgid"]), a["comm"].decode(errors="replace")
+            # stage 3: the window must also depart from this program's own normal behaviour
+            progs, s3 = self.model.programs, None
+            if progs is not None:
+                s3 = float(progs.window_scores(self.model.vocab.encode(calls), comm)[-1])
+                if s3 <= progs.threshold(comm):
+                    continue
             alert = {"ts": int(a["ts"]), "pid": pid, "tid": int(a["pid"]), "comm": comm, "cgroup_id": int(a["cgroup"]),
                      "cmdline": _cmdline(pid), "window": calls[-WIN:], "calls_seen": int(a["count"]),
                      "kernel_score": int(a["score"]), "kernel_threshold": self.kernel.threshold,
-                     "score": round(s2, 4), "threshold": round(self.cthr, 4), "model": f"tree+{self.kname}"}
+                     "score": round(s2, 4), "threshold": round(self.cthr, 4),
+                     "model": f"tree+{self.kname}" + ("+program" if s3 is not None else "")}
+            if s3 is not None:
+                alert.update(program_score=round(s3, 4), program_threshold=round(progs.threshold(comm), 4),
+                             program_known=progs.known(comm))
             if self.enforce:
                 why = protected(pid, comm, self.allow)
                 alert["action"] = f"skipped ({why})" if why else self.responder.act(pid, comm)

@@ -23,6 +23,7 @@ class SecurityModel:
         self.detectors: dict[str, D.Detector] = {}
         self.thresholds: dict[str, dict[str, float]] = {}
         self.info: dict = {}
+        self.programs = None  # per-program normal n-grams (Programs), when traces name programs
 
     @classmethod
     def train(cls, traces: list[Trace], kinds=DEFAULT_KINDS, calibrate: float = 0.2, seed: int = 0,
@@ -54,6 +55,11 @@ class SecurityModel:
                 w = np.concatenate([det.window_scores(m.vocab.encode(t.calls)) for t in cal])
                 m.thresholds[kind] = {"fpr_1pct": float(np.quantile(w, 0.99)),
                                       "fpr_0.1pct": float(np.quantile(w, 0.999))}
+        if cal and len({t.comm for t in fit if t.comm}) >= 2:
+            from kernelpilot.security.programs import Programs
+            m.programs = Programs(window=window, stride=stride).fit(fit, seqs)
+            m.programs.calibrate(cal, [m.vocab.encode(t.calls) for t in cal])
+            m.info["n_programs"] = len(m.programs.tables)
         m.info.update(n_traces=len(fit), n_calibration=len(cal), n_calls=int(sum(len(s) for s in seqs)),
                       n_calibration_windows=int(sum(len(window_bounds(len(t), window, stride)) for t in cal)))
         return m
@@ -67,6 +73,8 @@ class SecurityModel:
                "vocabulary": self.vocab.to_json(), "thresholds": self.thresholds, "info": self.info,
                "detectors": {k: {"kind": d.kind, "kernelizable": d.kernelizable, **d.params()}
                              for k, d in self.detectors.items()}}
+        if self.programs is not None:
+            doc["programs"] = self.programs.params()
         Path(path).write_text(json.dumps(doc, separators=(",", ":")))
 
     @classmethod
@@ -89,4 +97,7 @@ class SecurityModel:
         except (KeyError, TypeError, ValueError) as e:
             raise KpError(f"model {path} is incomplete or corrupt ({type(e).__name__}: {e})") from None
         m.thresholds, m.info = doc.get("thresholds", {}), doc.get("info", {})
+        if isinstance(doc.get("programs"), dict):
+            from kernelpilot.security.programs import Programs
+            m.programs = Programs.load(doc["programs"], m.window, m.stride)
         return m

@@ -1,0 +1,83 @@
+"""Per-program normal behaviour: each program (keyed by comm) gets its own table of normal n-grams;
+a window scores the share of its n-grams that program never made. Programs seen too little in
+training fall back to the global stide table. The live confirm uses this together with the global
+model, so a window is confirmed only when it is unusual for the whole host and for its own program."""
+from __future__ import annotations
+
+import numpy as np
+
+from kernelpilot.errors import KpError
+from kernelpilot.security.detectors import _member
+from kernelpilot.security.features import STRIDE, WINDOW, Trace, ngram_hashes, window_means
+
+MIN_CALLS = 400  # below this a program's own table is too thin to judge by: use the global one
+
+
+class Programs:
+    def __init__(self, n: int = 6, window: int = WINDOW, stride: int = STRIDE, min_calls: int = MIN_CALLS):
+        self.n, self.window, self.stride, self.min_calls = n, window, stride, min_calls
+        self.tables: dict[str, np.ndarray] = {}
+        self.calls: dict[str, int] = {}
+        self.fallback = np.zeros(0, dtype=np.uint64)
+        self.thresholds: dict[str, float] = {}  # per program, from held-out normal windows
+        self.base = 0.0                          # the global 0.1% threshold; no program goes below
+
+    @staticmethod
+    def key(comm: str) -> str:
+        """Programs by name; comm is cut to 15 bytes by the kernel, so keys are too."""
+        return comm.encode()[:15].decode(errors="ignore")
+
+    def fit(self, traces: list[Trace], seqs: list[np.ndarray]) -> "Programs":
+        grams: dict[str, list[np.ndarray]] = {}
+        for t, s in zip(traces, seqs):
+            k = self.key(t.comm)
+            grams.setdefault(k, []).append(ngram_hashes(s, self.n))
+            self.calls[k] = self.calls.get(k, 0) + len(s)
+        self.tables = {k: np.unique(np.concatenate(g)) for k, g in grams.items() if self.calls[k] >= self.min_calls}
+        self.fallback = np.unique(np.concatenate([g for gs in grams.values() for g in gs]))
+        return self
+
+    def table(self, comm: str) -> np.ndarray:
+        return self.tables.get(self.key(comm), self.fallback)
+
+    def known(self, comm: str) -> bool:
+        return self.key(comm) in self.tables
+
+    def window_scores(self, seq: np.ndarray, comm: str) -> np.ndarray:
+        novel = (~_member(ngram_hashes(seq, self.n), self.table(comm))).astype(np.float64)
+        return window_means(novel, self.window, self.stride)
+
+    def calibrate(self, traces: list[Trace], seqs: list[np.ndarray], q: float = 0.999) -> "Programs":
+        """Thresholds: the global q-quantile of held-out normal windows, raised per program to the
+        highest score that program's own held-out windows reached."""
+        per: dict[str, list[np.ndarray]] = {}
+        for t, s in zip(traces, seqs):
+            k = self.key(t.comm) if self.known(t.comm) else ""
+            per.setdefault(k, []).append(self.window_scores(s, t.comm))
+        if not per:
+            return self
+        self.base = float(np.quantile(np.concatenate([w for ws in per.values() for w in ws]), q))
+        self.thresholds = {k: max(self.base, float(np.concatenate(ws).max())) for k, ws in per.items() if k}
+        return self
+
+    def threshold(self, comm: str) -> float:
+        return self.thresholds.get(self.key(comm), self.base)
+
+    def params(self) -> dict:
+        return {"n": self.n, "min_calls": self.min_calls, "calls": self.calls, "base": self.base,
+                "thresholds": self.thresholds,
+                "fallback": [int(x) for x in self.fallback],
+                "tables": {k: [int(x) for x in v] for k, v in self.tables.items()}}
+
+    @classmethod
+    def load(cls, p: dict, window: int = WINDOW, stride: int = STRIDE) -> "Programs":
+        try:
+            me = cls(int(p["n"]), window, stride, int(p["min_calls"]))
+            me.calls = {str(k): int(v) for k, v in p["calls"].items()}
+            me.fallback = np.array(p["fallback"], dtype=np.uint64)
+            me.tables = {str(k): np.array(v, dtype=np.uint64) for k, v in p["tables"].items()}
+            me.base = float(p["base"])
+            me.thresholds = {str(k): float(v) for k, v in p["thresholds"].items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise KpError(f"per-program tables in the model are corrupt ({type(e).__name__})") from None
+        return me
