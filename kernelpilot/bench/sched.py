@@ -61,6 +61,9 @@ def recorded(quick: bool) -> dict:
         "srpt_pred_vs_srpt_oracle_max": max(r["srpt_pred_vs_srpt_oracle"] for r in sim),
         "srpt_pred_vs_cfs_mean": _mean(r["srpt_pred_vs_cfs"] for r in sim),
         "srpt_oracle_vs_cfs_mean": _mean(oracle),
+        "per_trace": {n: {"srpt_oracle_vs_cfs": o, "srpt_pred_vs_cfs": r["srpt_pred_vs_cfs"],
+                          "srpt_pred_vs_srpt_oracle": r["srpt_pred_vs_srpt_oracle"]}
+                      for n, o, r in zip(per, oracle, sim)},
         "traces_within_10pct_of_oracle": sum(r["srpt_pred_vs_srpt_oracle"] <= 1.10 for r in sim),
         "traces_25pct_better_than_cfs": sum(r["srpt_pred_vs_cfs"] <= 0.75 for r in sim),
         "burst_mae_ratio_vs_exp_avg_mean": _mean(v["bursts"]["mae_ratio_vs_exp_avg"] for v in per.values()),
@@ -249,6 +252,7 @@ def run(quick: bool = False) -> dict:
         "sim_srpt_pred_vs_srpt_oracle_worst": rs["srpt_pred_vs_srpt_oracle_max"],
         "sim_srpt_pred_vs_cfs_mean": rs["srpt_pred_vs_cfs_mean"],
         "sim_srpt_oracle_vs_cfs_mean": rs["srpt_oracle_vs_cfs_mean"],
+        "sim_per_trace": rs["per_trace"],
         "burst_mae_ratio_vs_exp_avg_mean": rs["burst_mae_ratio_vs_exp_avg_mean"],
         "burst_log_error_ratio_vs_exp_avg_mean": rs["burst_log_error_ratio_vs_exp_avg_mean"],
         "classifier_accuracy_mean": rs["classifier_accuracy_mean"],

@@ -266,15 +266,36 @@ def _since_change(s: np.ndarray, jump: float = 0.3, cap: int = 100) -> np.ndarra
     return out
 
 
+def _mix(s: np.ndarray, exog, horizon: int, eta: float, decay: float) -> np.ndarray:
+    """Online exponentially weighted mixture of simple forecasters; element t is the forecast
+    made at t for t+horizon, using only errors already known at t."""
+    import os
+    experts = [ewma(s, a) for a in EWMA_ALPHAS] + [s]
+    experts += [np.minimum(np.asarray(v, float) / (os.cpu_count() or 1), 1.0)
+                for k, v in (exog or {}).items() if k.endswith("runq")]
+    E = np.array(experts)
+    loss, out = np.zeros(len(E)), np.empty(len(s) - horizon)
+    for t in range(len(s) - horizon):
+        if t >= horizon:
+            loss = decay * loss + np.abs(E[:, t - horizon] - s[t])
+        w = np.exp(-eta * (loss - loss.min()))
+        out[t] = w @ E[:, t] / w.sum()
+    return out
+
+
 class LoadForecaster:
     """util[t+h] from what an EWMA of utilisation lacks: the last `lags` samples and their trend,
     a fast and a slow EWMA, time since the last large change (time in phase) and exogenous
     signals (`exog`: run-queue length, PSI per period and avg10; each as is, its change and its
     EWMA). Every candidate (ridge, a depth-3 tree, small gradient boosting with absolute loss, the error scored)
     learns the correction to the tuned EWMA; the one chosen on a validation split (never the
-    test) is used only if it beats the EWMA there by more than 5 %, else the EWMA is."""
+    test) is used only if it beats the EWMA there by more than 5 %, else the EWMA is.
+    "mix" is online instead: experts (EWMAs of every smoothing, the last value and the run queue
+    over the CPU count) weighted by exp(-eta * their decayed recent absolute error), so the
+    weight moves to whichever suits the current phase; eta and decay are fitted on training."""
 
-    KINDS = ("ridge", "tree", "gbm")
+    KINDS = ("ridge", "tree", "gbm", "mix")
+    MIX_GRID = [(eta, decay) for eta in (5.0, 20.0, 50.0) for decay in (0.8, 0.9, 0.97)]
 
     def __init__(self, kind: str, lags: int, horizon: int, alpha: float, coef=None, model=None,
                  exog_names=()):
@@ -328,6 +349,10 @@ class LoadForecaster:
         names = tuple(exog or {})
         if kind == "ewma":
             return cls("ewma", lags, horizon, alpha, exog_names=names)
+        if kind == "mix":
+            truth = s[lags - 1 + horizon:]
+            err = {g: np.abs(_mix(s, exog, horizon, *g)[lags - 1:] - truth).mean() for g in cls.MIX_GRID}
+            return cls("mix", lags, horizon, alpha, coef=min(err, key=err.get), exog_names=names)
         A = cls.design(s, lags, exog)[:-horizon]
         b = s[lags - 1 + horizon:] - ewma_forecast(s, horizon, alpha)[lags - 1:]
         if kind == "ridge":
@@ -356,6 +381,8 @@ class LoadForecaster:
             return base
         if tuple(exog or {}) != self.exog_names:
             raise KpError(f"load forecaster needs signals {list(self.exog_names)}, got {list(exog or {})}")
+        if self.kind == "mix":
+            return _mix(s, exog, self.horizon, *self.coef)[self.lags - 1:]
         A = self.design(s, self.lags, exog)[:-self.horizon]
         if self.kind == "ridge":
             return (base + np.column_stack([A, np.ones(len(A))]) @ self.coef).clip(0, 1)
