@@ -138,6 +138,26 @@ def test_load_forecaster_uses_a_leading_run_queue_signal():
         M.LoadForecaster.fit(s, 8, 1, exog={"runq": np.array(runq)[:-5]})
 
 
+def test_load_mixture_follows_the_phase():
+    """Noisy steady phases want a slow EWMA, drifting phases the last value; one fixed EWMA
+    cannot be both, the online mixture moves its weight."""
+    rng = np.random.default_rng(4)
+    parts, v = [], 0.5
+    for k in range(40):
+        if k % 2:
+            parts.append((v + 0.1 * rng.normal(size=100)).clip(0, 1))
+        else:
+            walk = (v + np.cumsum(0.03 * rng.normal(size=100))).clip(0.05, 0.95)
+            parts.append(walk)
+            v = float(walk[-1])
+    s = np.concatenate(parts)
+    fc = M.LoadForecaster._fit_kind("mix", s[:2400], {}, 8, 1, M.best_alpha(s[:2400], 1), 1e-2)
+    test, truth = s[2400 - 7:], s[2401:]
+    mix = np.abs(fc.predict(test) - truth).mean()
+    ew = np.abs(M.ewma_forecast(test, 1, fc.alpha)[7:] - truth).mean()
+    assert mix < 0.97 * ew, (mix, ew)
+
+
 def test_load_series_fixture_and_bad_file(tmp_path):
     from kernelpilot.sched.loadrec import COLUMNS, load_fixture
     d = load_fixture()
