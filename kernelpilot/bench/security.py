@@ -18,7 +18,8 @@ import numpy as np
 
 from kernelpilot.security.evaluate import evaluate, summary
 from kernelpilot.security.features import STRIDE, WINDOW, window_bounds
-from kernelpilot.security.model import SecurityModel
+from kernelpilot.security.evaluate import _auc
+from kernelpilot.security.model import DEFAULT_KINDS, SecurityModel
 
 
 def adfa_part(quick: bool, tmp: str) -> dict:
@@ -30,14 +31,22 @@ def adfa_part(quick: bool, tmp: str) -> dict:
     for t in d["attack"]:
         t.attack_start = info["attack_start"][t.name]
     t0 = time.perf_counter()
-    m = SecurityModel.train(d["train"], calibrate=0, cnn_epochs=epochs)
+    m = SecurityModel.train(d["train"], DEFAULT_KINDS + ("ensemble",), calibrate=0, cnn_epochs=epochs)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     res = evaluate(m, d["valid"], d["attack"])
     calls = sum(len(t) for t in d["valid"] + d["attack"])
+    score_s = time.perf_counter() - t0
+    # The corpus makes ~1 in 12 attack traces a benign-looking child (no payload): AUC over the
+    # traces that carry a payload shows how much of the gap to 1.0 those children are.
+    payload = [t for t in d["attack"] if t.attack_start > 0]
+    vs, ps = m.encode(d["valid"]), m.encode(payload)
+    pay_auc = {k: _auc(np.array([det.trace_score(x) for x in ps]), np.array([det.trace_score(x) for x in vs]))
+               for k, det in m.detectors.items()}
     return {"data": "synthetic ADFA-LD layout (real ADFA-LD not available offline)",
             "n_train": len(d["train"]), "n_valid": len(d["valid"]), "n_attack": len(d["attack"]),
-            "train_s": round(fit_s, 2), "score_calls_per_s": round(calls * len(m.detectors) / (time.perf_counter() - t0)),
+            "train_s": round(fit_s, 2), "score_calls_per_s": round(calls * len(m.detectors) / score_s),
+            "benign_looking_attack_children": len(d["attack"]) - len(payload), "trace_auc_payload_only": pay_auc,
             "fit_s": {k: m.info[f"{k}_fit_s"] for k in m.detectors},
             "summary": summary(res), "detectors": res}
 
@@ -150,5 +159,13 @@ def run(quick: bool = False) -> dict:
     res["headline"] = {"best_detector": best, "best_trace_auc": s[best]["trace_auc"],
                        "best_trace_dr_1pct": s[best]["trace_dr_1pct"],
                        "tree_trace_auc": s.get("tree", {}).get("trace_auc"),
-                       "auc_ratio_best_vs_stide": round(s[best]["trace_auc"] / s["stide"]["trace_auc"], 4)}
+                       "auc_ratio_best_vs_stide": round(s[best]["trace_auc"] / s["stide"]["trace_auc"], 4),
+                       "ensemble_trace_auc": s.get("ensemble", {}).get("trace_auc"),
+                       "ensemble_trace_dr_1pct": s.get("ensemble", {}).get("trace_dr_1pct")}
+    det = res["scenarios"].get("detectors", {})
+    for k, v in det.items():
+        if k.startswith(("two_stage", "live_")):
+            res["headline"][k] = {"benign_runs_flagged": v["held_out_benign_runs_flagged"],
+                                  "families_within_1s": v["families_detected_within_1s"],
+                                  "test_window_fpr": v["test_window_fpr"]}
     return res

@@ -289,7 +289,46 @@ def _TorchCNN(n_in, n_out, dim, ch, dilations):
     return Net()
 
 
-DETECTORS = {c.kind: c for c in (Stide, Freq, Tree, CNN)}
+class Ensemble(Detector):
+    """Rank average of stide, tree and cnn: each window score becomes its rank among normal window
+    scores of that detector (cross-fitted: fitted on one half of the normal traces, scored on the
+    other), and the ranks are averaged. Built by SecurityModel.train after its parts."""
+    kind = "ensemble"
+    PARTS = ("stide", "tree", "cnn")
+    NREF = 2001  # reference quantiles kept per part
+
+    def fit(self, seqs, seed=0):
+        raise KpError("the ensemble is built from its parts: train it with SecurityModel.train")
+
+    def fit_from(self, seqs, parts: dict, seed=0, cnn_epochs: int = 6):
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(seqs))
+        halves = [[seqs[i] for i in order[::2]], [seqs[i] for i in order[1::2]]]
+        self.parts, self.ref = dict(parts), {}
+        for k in parts:
+            kw = {"epochs": cnn_epochs} if k == "cnn" else {}
+            w = []
+            for a, b in (halves, halves[::-1]):
+                det = make(k, self.vocab, window=self.window, stride=self.stride, **kw).fit(a, seed)
+                w += [det.window_scores(s) for s in b]
+            self.ref[k] = np.quantile(np.concatenate(w), np.linspace(0, 1, self.NREF))
+        return self
+
+    def window_scores(self, seq):
+        r = [np.searchsorted(self.ref[k], d.window_scores(seq), side="right") / self.NREF
+             for k, d in self.parts.items()]
+        return np.mean(r, axis=0)
+
+    def params(self):
+        return {"parts": list(self.parts), "ref": {k: [round(float(x), 6) for x in v] for k, v in self.ref.items()}}
+
+    def load(self, p):
+        self.ref = {k: np.array(v, dtype=np.float64) for k, v in p["ref"].items()}
+        self.part_names = list(p["parts"])
+        return self
+
+
+DETECTORS = {c.kind: c for c in (Stide, Freq, Tree, CNN, Ensemble)}
 
 
 def make(kind: str, vocab: Vocabulary, **kw) -> Detector:

@@ -43,6 +43,8 @@ class SecurityModel:
         m = cls(Vocabulary.from_traces(fit), window, stride)
         seqs = [m.vocab.encode(t.calls) for t in fit]
         for kind in kinds:
+            if kind == "ensemble":
+                continue
             t0 = time.perf_counter()
             kw = {"epochs": cnn_epochs} if kind == "cnn" else {}
             det = D.make(kind, m.vocab, window=window, stride=stride, **kw).fit(seqs, seed)
@@ -50,6 +52,13 @@ class SecurityModel:
             m.info[f"{kind}_fit_s"] = round(time.perf_counter() - t0, 2)
             if progress:
                 progress(kind)
+        if "ensemble" in kinds:
+            t0 = time.perf_counter()
+            parts = {k: m.detectors[k] for k in D.Ensemble.PARTS if k in m.detectors}
+            if len(parts) < 2:
+                raise KpError("the ensemble detector needs at least two of stide, tree, cnn")
+            m.detectors["ensemble"] = D.Ensemble(m.vocab, window, stride).fit_from(seqs, parts, seed, cnn_epochs)
+            m.info["ensemble_fit_s"] = round(time.perf_counter() - t0, 2)
         if cal:
             for kind, det in m.detectors.items():
                 w = np.concatenate([det.window_scores(m.vocab.encode(t.calls)) for t in cal])
@@ -94,6 +103,9 @@ class SecurityModel:
             m = cls(Vocabulary.from_json(doc["vocabulary"]), int(doc["window"]), int(doc["stride"]))
             for name, p in doc["detectors"].items():
                 m.detectors[name] = D.make(p["kind"], m.vocab, window=m.window, stride=m.stride).load(p)
+            ens = m.detectors.get("ensemble")
+            if ens is not None:
+                ens.parts = {k: m.detectors[k] for k in ens.part_names}
         except (KeyError, TypeError, ValueError) as e:
             raise KpError(f"model {path} is incomplete or corrupt ({type(e).__name__}: {e})") from None
         m.thresholds, m.info = doc.get("thresholds", {}), doc.get("info", {})
