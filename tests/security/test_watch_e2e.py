@@ -72,7 +72,10 @@ def test_watch_names_attacks_not_benign(host_model, tmp_path):
         assert by[name], f"no alert for attack {name}; stats: {err} ids {ids} cgroups seen {sorted(set(a['cgroup_id'] for a in alerts))[:20]}"
         a = by[name][0]
         assert a["pid"] > 1 and a["comm"] and isinstance(a["cmdline"], str)
-        assert len(a["window"]) == 32 and a["score"] > a["threshold"]
+        # a process that exits before 32 calls is scored once, at exit_group, on what it made
+        assert len(a["window"]) == min(32, a["calls_seen"]) and a["score"] > a["threshold"]
+        if "program_score" in a:  # the per-program confirm stage passed too
+            assert a["program_score"] > a["program_threshold"] and a["model"].endswith("+program")
         assert a["kernel_score"] > a["kernel_threshold"] and a["model"].startswith("tree+")
     for name in BENIGN:
         assert not by[name], f"benign {name} alerted: {[(a['comm'], a['window']) for a in by[name]][:3]}"
