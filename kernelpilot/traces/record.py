@@ -115,6 +115,7 @@ def run_recording(groups, sink, duration: float | None = None, cmd: list[str] | 
                 proc.kill()
     elapsed = time.monotonic() - t0
     return {"source": stats.get("source", source), "events": int(total), "dropped": int(stats.get("dropped", 0)),
+            "missed": int(stats.get("missed", 0)),
             "seconds": round(elapsed, 3), "events_per_s": round(total / elapsed, 1) if elapsed else 0.0,
             "stopped": reason, "notes": notes,
             "exit_code": proc.returncode if proc is not None else None,
@@ -141,7 +142,7 @@ def record_to_file(out: str | os.PathLike, groups, **kw) -> dict:
     try:
         summary = run_recording(groups, writer.write, **kw)
     finally:
-        final = {k: summary[k] for k in ("source", "dropped", "stopped", "seconds")} if summary else {"stopped": "error"}
+        final = {k: summary[k] for k in ("source", "dropped", "missed", "stopped", "seconds")} if summary else {"stopped": "error"}
         writer.close(final)
     summary["output"] = str(out)
     summary["rows"] = writer.rows

@@ -233,8 +233,10 @@ class EbpfSource:
 
     def stats(self) -> dict:
         st = self.obj.map("kp_stats")
+        # runs the kernel skipped because another BPF program was active on that CPU
+        missed = sum(self.obj.program(p).info().recursion_misses for p in self.programs)
         return {"source": self.name, "delivered": self.delivered,
-                "dropped": st.sum_percpu_u64(0)[0], "ring_bytes": self.ring_bytes}
+                "dropped": st.sum_percpu_u64(0)[0], "missed": int(missed), "ring_bytes": self.ring_bytes}
 
     def program_stats(self) -> dict:
         return {p: self.obj.program(p).run_stats() for p in self.programs}
