@@ -37,6 +37,6 @@ def test_guide_block_runs(page, script, tmp_path):
            "KPILOT_NO_PROGRESS": "1"}
     # each block runs in a scratch folder, as a reader would in their own; files it names stay there
     p = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
-                       capture_output=True, text=True, timeout=240)
+                       capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, f"{page}:\n{script}\nstdout: {p.stdout[-2000:]}\nstderr: {p.stderr[-2000:]}"
     assert "Traceback" not in p.stderr
