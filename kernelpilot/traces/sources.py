@@ -16,6 +16,7 @@ import numpy as np
 
 from kernelpilot.errors import CapabilityError, KpError
 from kernelpilot.traces import schema as S
+from kernelpilot.traces.store import LiveSource
 
 # program names per event group (kernelpilot/bpf/kp_trace.bpf.c)
 PROGRAMS = {
@@ -137,7 +138,7 @@ def unbatch(recs: np.ndarray) -> np.ndarray:
     return recs["ev"][valid]
 
 
-class EbpfSource:
+class EbpfSource(LiveSource):
     name = "ebpf"
 
     def __init__(self, groups, pids=None, cgroup: str | None = None, comm: str | None = None,
@@ -251,12 +252,6 @@ class EbpfSource:
             self.obj.close()
             self.obj = None
 
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
 
 # ---- tracefs (ftrace) fallback ----
 
@@ -338,7 +333,7 @@ def parse_ftrace_line(line: str):
     return (ts, pid, tgid, kind, cpu, aux, *a, comm.encode()[:16])
 
 
-class TracefsSource:
+class TracefsSource(LiveSource):
     """ftrace events in a private tracefs instance, parsed from trace_pipe text."""
     name = "tracefs"
 
@@ -435,16 +430,10 @@ class TracefsSource:
                 pass
         self.inst = None
 
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
 
 # ---- /proc sampler ----
 
-class ProcSource:
+class ProcSource(LiveSource):
     """Samples /proc/<pid>/stat and status every `interval` s into proc_sample events."""
     name = "proc"
 
@@ -500,12 +489,6 @@ class ProcSource:
 
     def stop(self):
         pass
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 def _children(pid: int) -> list[int]:

@@ -195,7 +195,18 @@ def read_trace(path) -> tuple[np.ndarray, dict]:
     return ev, trace_meta(pf)
 
 
-class ReplaySource:
+class LiveSource:
+    """What every event source offers: start(), poll() -> numpy events, stats(), stop(), and
+    use as a context manager (started on entry, stopped on exit)."""
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class ReplaySource(LiveSource):
     """Replays a recorded trace through the live-source interface (start/poll/stats/stop).
     speed=None replays as fast as possible; speed=1.0 at recorded pace; 2.0 twice as fast."""
 
@@ -241,9 +252,3 @@ class ReplaySource:
 
     def stop(self):
         self._it = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
