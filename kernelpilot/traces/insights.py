@@ -33,7 +33,11 @@ def sched_insights(ev: np.ndarray, top: int = 8) -> list[dict]:
 
 def _plan_text(plan: dict, pid: int) -> str:
     """The agent's plan in words, with the same exclusions the live agent applies."""
+    import os
+
     from kernelpilot.sched.live import PF_KTHREAD, RT_POLICIES
+    if pid == os.getpid():
+        return "leave alone (kernelpilot itself)"
     try:
         stat = open(f"/proc/{pid}/stat").read()
         f = stat[stat.rindex(")") + 2:].split()
