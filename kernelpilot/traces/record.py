@@ -64,6 +64,14 @@ def run_recording(groups, sink, duration: float | None = None, cmd: list[str] | 
     reason = "duration"
     counts = np.zeros(max(S.KINDS) + 1, dtype=np.int64)
     total = 0
+
+    def deliver(batch):
+        nonlocal total
+        if len(batch):
+            sink(batch)
+            total += len(batch)
+            counts[:] += np.bincount(batch["kind"], minlength=len(counts))[: len(counts)]
+
     try:
         try:
             src = open_source(source, groups, notes=notes, **kw)
@@ -76,30 +84,23 @@ def run_recording(groups, sink, duration: float | None = None, cmd: list[str] | 
             os.write(wfd, b"go\n")
             os.close(wfd)
             wfd = None
-        while True:
-            batch = src.poll()
-            if len(batch):
-                sink(batch)
-                total += len(batch)
-                counts += np.bincount(batch["kind"], minlength=len(counts))[: len(counts)]
-            if on_poll:
-                on_poll(total, src)
-            if proc is not None and proc.poll() is not None:
-                reason = "command exited"
-                break
-            if duration is not None and time.monotonic() - t0 >= duration:
-                break
-            time.sleep(poll_interval)  # read in big batches: the producer pays for every cache line we touch
-        time.sleep(0.02)
-        tail = src.finish() if hasattr(src, "finish") else src.poll()  # what was left when we stopped
-        if len(tail):
-            sink(tail)
-            total += len(tail)
-            counts += np.bincount(tail["kind"], minlength=len(counts))[: len(counts)]
-    except KeyboardInterrupt:
-        reason = "interrupted (Ctrl-C)"
-    except _Terminated:
-        reason = "terminated (SIGTERM)"
+        try:
+            while True:
+                deliver(src.poll())
+                if on_poll:
+                    on_poll(total, src)
+                if proc is not None and proc.poll() is not None:
+                    reason = "command exited"
+                    break
+                if duration is not None and time.monotonic() - t0 >= duration:
+                    break
+                time.sleep(poll_interval)  # read in big batches: the producer pays for every cache line we touch
+            time.sleep(0.02)
+        except KeyboardInterrupt:
+            reason = "interrupted (Ctrl-C)"
+        except _Terminated:
+            reason = "terminated (SIGTERM)"
+        deliver(src.finish())  # what was left when we stopped, however we stopped
     finally:
         signal.signal(signal.SIGTERM, old_term)
         stats = src.stats() if src else {}

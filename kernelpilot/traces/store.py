@@ -196,8 +196,11 @@ def read_trace(path) -> tuple[np.ndarray, dict]:
 
 
 class LiveSource:
-    """What every event source offers: start(), poll() -> numpy events, stats(), stop(), and
-    use as a context manager (started on entry, stopped on exit)."""
+    """What every event source offers: start(), poll() -> numpy events, finish() -> what is
+    left after the last poll, stats(), stop(), and use as a context manager."""
+
+    def finish(self) -> np.ndarray:
+        return self.poll()
 
     def __enter__(self):
         return self.start()
