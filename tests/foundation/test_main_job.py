@@ -2,6 +2,8 @@
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -15,7 +17,15 @@ SAMPLE = Path(__file__).resolve().parents[2] / "kernelpilot" / "data" / "sample.
 
 def test_run_records_live_as_root(kpilot, tmp_path):
     need_root()
-    r = kpilot("run", "-d", "1", "-o", tmp_path / "live.parquet", "--json")
+    # A quiet CI machine may make no syscalls at all in one second besides kpilot's own (which it
+    # excludes), so give the session a small, steady syscall load to see.
+    load = subprocess.Popen([sys.executable, "-c",
+                             "import os, time\nwhile True:\n    os.getppid(); time.sleep(0.002)"])
+    try:
+        r = kpilot("run", "-d", "1", "-o", tmp_path / "live.parquet", "--json")
+    finally:
+        load.kill()
+        load.wait()
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
     assert "live eBPF session" in r.stderr
