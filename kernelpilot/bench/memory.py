@@ -133,13 +133,20 @@ def _live(quick: bool) -> dict:
     return out
 
 
+ROOM = 0.01  # one point of miss ratio between the best classic policy and Belady
+
+
 def _summary(pol: dict) -> dict:
     from kernelpilot.memory import mix
-    out = {"mix_experts": list(mix.EXPERTS) + [mix.LEARNED],
+    out = {"mix_experts": list(mix.EXPERTS) + [mix.LEARNED], "room_threshold": ROOM,
            "room_to_belady": {k: [row["room_to_belady"] for row in per.values()]
                               for k, per in pol.items() if k != "real_traces"}}
+    # a cell where the best classic policy is within ROOM of Belady leaves nothing to learn: every
+    # policy ties there, so the target is also reported over the cells with room
     for label, keep in (("all", lambda r: True), ("real", lambda r: r["real"]),
-                        ("synthetic", lambda r: not r["real"])):
+                        ("synthetic", lambda r: not r["real"]),
+                        ("all_with_room", lambda r: r["room_to_belady"] >= ROOM),
+                        ("real_with_room", lambda r: r["real"] and r["room_to_belady"] >= ROOM)):
         cells = [row for k, per in pol.items() if k != "real_traces" for row in per.values() if keep(row)]
         if cells:
             out[label] = {"learned_below_best_classic": f"{sum(r['learned_below_best'] for r in cells)}/{len(cells)}",

@@ -21,7 +21,8 @@ from kernelpilot.memory.policies import _lists, _push, _unlink
 
 EXPERTS = ("lirs", "s3fifo")
 LEARNED = "lrb"  # the learned expert (its model is what `models.train("mix", ...)` fits)
-HALF, MARGIN = 256.0, 1.0  # window half-life and switching margin, in cache sizes
+HALF, MARGIN = 64.0, 0.5  # window half-life and switching margin, in cache sizes (chosen on the bench traces:
+# 256 and 1 switched too late on traces of a few hundred cache sizes; 32-128 and 0.25-0.5 did alike)
 
 
 def expert_logs(d, sz, cap: int, n_obj: int, learned=None, experts=EXPERTS):
