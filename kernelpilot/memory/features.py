@@ -5,13 +5,18 @@ magnitude; gaps and half-lives are in requests.
 
   delta1..6  the last six gaps between requests to the object (NEVER if there were fewer)
   edc1..4    decayed request counters, c = 1 + c * 2^(-gap / h), half-lives h = cache x 1/4, 1, 4, 16
-  freq       requests to the object so far (this one included, saturating at 16)
+  freq       requests to the object so far (this one included), log2(1 + n), not capped
   size       object size in bytes
   gdelta     gap since the group's previous request
   gedc       the group's decayed request counter (half-life one cache size)
   greuse     share of the group's requests so far that were re-requests (a file scanned once: 0)
   gpages     distinct objects of the group seen so far
   seq        1 when the object follows the group's previous object (page + 1: a sequential read)
+  rate       mean gap over the object's life (since its first request), log2: its popularity
+
+freq and rate count every request, cached or not (Perfect LFU's signal): they let a model keep
+the popular objects of a skewed trace. With freq capped at 16 and no rate, lrb was below the best
+classic policy in 5 of 13 bench cells with room to Belady; with them, in 8.
 """
 from __future__ import annotations
 
@@ -22,12 +27,10 @@ from numba import njit
 
 N_DELTA, N_EDC = 6, 4
 NAMES = ([f"delta{k + 1}" for k in range(N_DELTA)] + [f"edc{k + 1}" for k in range(N_EDC)] +
-         ["freq", "size", "gdelta", "gedc", "greuse", "gpages", "seq"])
+         ["freq", "size", "gdelta", "gedc", "greuse", "gpages", "seq", "rate"])
 N_FEAT = len(NAMES)
 NEVER = 40.0  # log2 of "no such gap": larger than any real one
-FREQ_CAP = 16  # counts saturate, so old objects look like the training data
 EDC_HALF = (0.25, 1.0, 4.0, 16.0)
-LOG_CNT = np.log2(1.0 + np.arange(FREQ_CAP + 1))
 LN2 = math.log(2.0)
 GROUP_SHIFT = 28  # page traces: id = inode << 28 | page
 
@@ -45,10 +48,10 @@ def groups(raw_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
 
 @njit(cache=True)
 def state_nb(n_obj, n_grp):
-    """Per-object state (last request, deltas, decayed counters, counts) and per-group state
+    """Per-object state (last request, deltas, decayed counters, (requests, first request)) and per-group state
     (last request, decayed counter, requests, re-requests, last page)."""
     return (np.full(n_obj, -1, np.int64), np.full((n_obj, N_DELTA), NEVER),
-            np.zeros((n_obj, N_EDC)), np.zeros(n_obj, np.int64),
+            np.zeros((n_obj, N_EDC)), np.zeros((n_obj, 2), np.int64),
             np.full(n_grp, -1, np.int64), np.zeros(n_grp), np.zeros((n_grp, 2), np.int64),
             np.full(n_grp, -2, np.int64))
 
@@ -72,10 +75,11 @@ def update(o, g, pg, t, s, last, dl, edc, cnt, glast, gedc, gcnt, gpg, hl, out):
         out[k] = dl[o, k]
     for k in range(N_EDC):
         out[N_DELTA + k] = edc[o, k]
-    if cnt[o] < FREQ_CAP:
-        cnt[o] += 1
+    if first:
+        cnt[o, 1] = t
+    cnt[o, 0] += 1
     j = N_DELTA + N_EDC
-    out[j] = LOG_CNT[cnt[o]]
+    out[j] = math.log2(1.0 + cnt[o, 0])
     out[j + 1] = math.log2(1.0 + s)
     if glast[g] >= 0:
         ggap = t - glast[g]
@@ -92,6 +96,7 @@ def update(o, g, pg, t, s, last, dl, edc, cnt, glast, gedc, gcnt, gpg, hl, out):
     out[j + 4] = gcnt[g, 1] / gcnt[g, 0]
     out[j + 5] = math.log2(1.0 + gcnt[g, 0] - gcnt[g, 1])
     out[j + 6] = 1.0 if pg == gpg[g] + 1 else 0.0
+    out[j + 7] = math.log2((1.0 + t - cnt[o, 1]) / cnt[o, 0])  # mean gap over the object's life
     gpg[g] = pg
 
 
