@@ -1,7 +1,8 @@
 """`mix`: an online expert mixture (in the spirit of LeCaR/CACHEUS, with whole-policy experts).
 
-Every expert (LIRS, S3-FIFO and the learned LRB predictor: the ones that ever led for long on the
-bench's traces; ARC, SIEVE and LFU led only briefly on tiny traces and cost time) runs as a shadow
+Every expert (LIRS for loops and scans, Perfect LFU for skewed popularity, and the learned LRB
+predictor: the ones that led for long on the bench's traces; S3-FIFO led only where Perfect LFU
+now does better, ARC, SIEVE and LFU only briefly on tiny traces, and each costs time) runs as a shadow
 cache of the full size over the same requests, logging what it evicts. An online learner tracks
 each expert's misses, exponentially decayed (half-life `HALF` cache sizes of requests), and
 follows the expert with the fewest, switching only when another is ahead by `MARGIN` cache sizes
@@ -19,7 +20,7 @@ from numba import njit
 from kernelpilot.memory import policies
 from kernelpilot.memory.policies import _lists, _push, _unlink
 
-EXPERTS = ("lirs", "s3fifo")
+EXPERTS = ("lirs", "plfu")
 LEARNED = "lrb"  # the learned expert (its model is what `models.train("mix", ...)` fits)
 HALF, MARGIN = 64.0, 0.5  # window half-life and switching margin, in cache sizes (chosen on the bench traces:
 # 256 and 1 switched too late on traces of a few hundred cache sizes; 32-128 and 0.25-0.5 did alike)
