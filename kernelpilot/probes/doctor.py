@@ -65,6 +65,7 @@ def checks() -> dict:
         "sched_ext": Path("/sys/kernel/sched_ext").exists(),
         "tracefs": tracefs,
         "damon": Path("/sys/kernel/mm/damon/admin").exists(),
+        "damon_in_use": damon_in_use(),
         "zram": Path("/sys/class/zram-control").exists(),
         "psi": Path("/proc/pressure/cpu").exists() and bool(_read("/proc/pressure/cpu")),
         "cgroup": "v2" if cg2 else ("hybrid (v1 + v2 at /sys/fs/cgroup/unified)" if unified else "v1"),
@@ -73,6 +74,20 @@ def checks() -> dict:
         "gpu": gpus or None,
         "nvidia_smi": bool(shutil.which("nvidia-smi")),
     }
+
+
+def damon_in_use() -> list[str]:
+    """Running kdamonds (someone else's: kernelpilot never starts or changes one, since writing
+    nr_kdamonds resets them all), each as 'kdamond N: ops, actions'."""
+    base = Path("/sys/kernel/mm/damon/admin/kdamonds")
+    out = []
+    for d in sorted(base.glob("[0-9]*")) if base.is_dir() else []:
+        if _read(d / "state") != "on":
+            continue
+        ops = sorted({_read(c / "operations") for c in d.glob("contexts/[0-9]*")} - {""})
+        acts = sorted({_read(a) for a in d.glob("contexts/[0-9]*/schemes/[0-9]*/action")} - {""})
+        out.append(f"kdamond {d.name}: {', '.join(ops) or '?'}" + (f", {', '.join(acts)}" if acts else ""))
+    return out
 
 
 def best_source(c: dict) -> tuple[str, str]:

@@ -67,3 +67,8 @@ def test_doctor_as_root_reports_this_kernel(kpilot):
     assert c["btf"] is True and c["bpf_prog_types"]["tracepoint"] is True
     assert c["record_source"]["source"] == "ebpf"
     assert c["sched_ext"] == os.path.exists("/sys/kernel/sched_ext")
+    # running kdamonds are reported (this VM's host runs one: paddr + pageout), never touched
+    on = [d for d in Path("/sys/kernel/mm/damon/admin/kdamonds").glob("[0-9]*")
+          if (d / "state").read_text().strip() == "on"]
+    assert len(c["damon_in_use"]) == len(on)
+    assert all(x.startswith(f"kdamond {d.name}: ") for x, d in zip(c["damon_in_use"], sorted(on)))
