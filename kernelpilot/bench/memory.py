@@ -30,6 +30,24 @@ def _real_traces(quick: bool) -> tuple[list, dict]:
 LISTED = ("fifo", "lru", "clock", "lfu", "arc", "2q", "lirs", "s3fifo", "sieve")
 
 
+def score_cell(row: dict, real: bool) -> dict:
+    """One trace x size cell (policy -> miss ratio) plus the learned target: `mix` (the headline
+    learned policy, fixed in advance) against the best listed classic, then against those or
+    Perfect LFU (not listed by the issue; one of mix's experts)."""
+    classic = {k: v for k, v in row.items() if k in LISTED}
+    best = min(classic, key=classic.get)
+    gap = classic[best] - row["belady"]
+    learned = row["mix"]
+    row.update(best_classic=best, real=real, room_to_belady=round(gap, 5),
+               learned_below_best=learned < classic[best],
+               gap_closed=round((classic[best] - learned) / gap, 4) if gap > 0 else 0.0)
+    best2 = best if classic[best] <= row["plfu"] else "plfu"
+    gap2 = row[best2] - row["belady"]
+    row.update(best_classic_or_plfu=best2, learned_below_best_or_plfu=learned < row[best2],
+               gap_closed_vs_best_or_plfu=round((row[best2] - learned) / gap2, 4) if gap2 > 0 else 0.0)
+    return row
+
+
 def _policies(quick: bool) -> dict:
     from kernelpilot.memory import sim, trace as T
     from kernelpilot.memory.cli import run_sim
@@ -44,20 +62,7 @@ def _policies(quick: bool) -> dict:
         per = {}
         for size in sizes:
             row = {r["policy"]: round(r["miss_ratio"], 5) for r in res if r["cache_size"] == size}
-            classic = {k: v for k, v in row.items() if k in LISTED}
-            best = min(classic, key=classic.get)
-            gap = classic[best] - row["belady"]
-            learned = row["mix"]  # the headline learned policy, fixed in advance
-            row.update(best_classic=best, real=tr.name.endswith(":files") or tr.name.endswith(":faults"),
-                       room_to_belady=round(gap, 5),
-                       learned_below_best=learned < classic[best],
-                       gap_closed=round((classic[best] - learned) / gap, 4) if gap > 0 else 0.0)
-            # the same against Perfect LFU too (a classic the issue does not list; one of mix's experts)
-            best2 = best if classic[best] <= row["plfu"] else "plfu"
-            gap2 = row[best2] - row["belady"]
-            row.update(best_classic_or_plfu=best2, learned_below_best_or_plfu=learned < row[best2],
-                       gap_closed_vs_best_or_plfu=round((row[best2] - learned) / gap2, 4) if gap2 > 0 else 0.0)
-            per[str(size)] = row
+            per[str(size)] = score_cell(row, tr.name.endswith(":files") or tr.name.endswith(":faults"))
         out[tr.name] = per
     return out
 

@@ -1,0 +1,39 @@
+"""The memory bench's learned-target arithmetic: best listed classic, gap to Belady closed, and
+the same against Perfect LFU; the summary over cells with room."""
+import pytest
+
+from kernelpilot.bench.memory import ROOM, _summary, score_cell
+
+BASE = {"fifo": 0.9, "lru": 0.8, "clock": 0.8, "lfu": 0.85, "arc": 0.7, "2q": 0.75, "lirs": 0.6,
+        "s3fifo": 0.65, "sieve": 0.7, "belady": 0.4}
+
+
+def cell(mix, plfu, **over):
+    return dict(BASE, mix=mix, plfu=plfu, lrb=0.9, reuse=0.9, **over)
+
+
+def test_gap_closed_against_listed_and_plfu():
+    r = score_cell(cell(mix=0.5, plfu=0.45), real=True)
+    assert r["best_classic"] == "lirs" and r["room_to_belady"] == pytest.approx(0.2)
+    assert r["learned_below_best"] and r["gap_closed"] == pytest.approx(0.5)
+    # Perfect LFU is better still: against it the learned policy is behind
+    assert r["best_classic_or_plfu"] == "plfu" and not r["learned_below_best_or_plfu"]
+    assert r["gap_closed_vs_best_or_plfu"] == pytest.approx((0.45 - 0.5) / 0.05)
+
+
+def test_no_room_means_nothing_closed():
+    r = score_cell(cell(mix=0.4, plfu=0.9, lirs=0.4), real=False)
+    assert r["room_to_belady"] == 0 and r["gap_closed"] == 0.0 and not r["learned_below_best"]
+    assert r["best_classic_or_plfu"] == "lirs"
+
+
+def test_summary_counts_cells_with_room_separately():
+    pol = {"real_traces": {},
+           "a:files": {"10": score_cell(cell(mix=0.5, plfu=0.7), True),
+                       "20": score_cell(cell(mix=0.6, plfu=0.7, lirs=0.4 + ROOM / 2), True)},
+           "zipf": {"10": score_cell(cell(mix=0.65, plfu=0.7), False)}}
+    s = _summary(pol)
+    assert s["real"]["learned_below_best_classic"] == "1/2"
+    assert s["real_with_room"]["learned_below_best_classic"] == "1/1"
+    assert s["all_with_room"]["learned_below_best_classic"] == "1/2"
+    assert s["all"]["learned_below_best_classic_or_plfu"] == "1/3"
