@@ -178,18 +178,32 @@ def sieve(ids, sz, cap, n_obj, evl=None):
     return hit
 
 
+@njit(cache=True, inline="always")
+def _pop_least(prv, nxt, H, T, minf, hi):
+    """LFU lists (one per count): remove the oldest object of the lowest non-empty count;
+    returns it and the new lowest non-empty count."""
+    v = H[minf]
+    _unlink(prv, nxt, H, T, minf, v)
+    if H[minf] < 0:
+        for g in range(minf + 1, hi + 1):
+            if H[g] >= 0:
+                return v, g
+    return v, minf
+
+
+@njit(cache=True, inline="always")
+def _bump(prv, nxt, H, T, f, i, minf):
+    """LFU lists: move object i from count f to f + 1; returns the new lowest non-empty count."""
+    _unlink(prv, nxt, H, T, f, i)
+    _append(prv, nxt, H, T, f + 1, i)
+    return f + 1 if minf == f and H[f] < 0 else minf
+
+
 @njit(cache=True)
 def lfu(ids, sz, cap, n_obj, evl=None):
     """LFU, FIFO among equal frequencies; frequency forgotten on eviction."""
     n = ids.shape[0]
-    cnt = np.zeros(n_obj, np.int64)
-    for t in range(n):
-        cnt[ids[t]] += 1
-    maxf = 2
-    for j in range(n_obj):
-        if cnt[j] + 2 > maxf:
-            maxf = cnt[j] + 2
-    prv, nxt, H, T = _lists(n_obj, maxf)
+    prv, nxt, H, T = _lists(n_obj, np.bincount(ids, minlength=n_obj).max() + 2)
     freq = np.zeros(n_obj, np.int64)
     osz = np.zeros(n_obj, np.int64)
     hit = np.zeros(n, np.uint8)
@@ -201,23 +215,14 @@ def lfu(ids, sz, cap, n_obj, evl=None):
         f = freq[i]
         if f > 0:
             hit[t] = 1
-            _unlink(prv, nxt, H, T, f, i)
             freq[i] = f + 1
             if f + 1 > hi:
                 hi = f + 1
-            _append(prv, nxt, H, T, f + 1, i)
-            if minf == f and H[f] < 0:
-                minf = f + 1
+            minf = _bump(prv, nxt, H, T, f, i, minf)
             continue
         s = sz[t]
         while occ + s > cap:
-            v = H[minf]
-            _unlink(prv, nxt, H, T, minf, v)
-            if H[minf] < 0:
-                for g in range(minf + 1, hi + 1):
-                    if H[g] >= 0:
-                        minf = g
-                        break
+            v, minf = _pop_least(prv, nxt, H, T, minf, hi)
             freq[v] = 0
             occ -= osz[v]
             _ev(evl, t, v)
@@ -235,11 +240,8 @@ def plfu(ids, sz, cap, n_obj, evl=None):
     while it was out of the cache (counts are never forgotten); FIFO among equal counts. Kept for
     the skewed, popularity-driven traces (database lookups) where it beats every policy above."""
     n = ids.shape[0]
-    cnt = np.zeros(n_obj, np.int64)
-    for t in range(n):  # only to size the count lists
-        cnt[ids[t]] += 1
-    prv, nxt, H, T = _lists(n_obj, cnt.max() + 2)
-    cnt[:] = 0  # requests so far, cached or not
+    prv, nxt, H, T = _lists(n_obj, np.bincount(ids, minlength=n_obj).max() + 2)
+    cnt = np.zeros(n_obj, np.int64)  # requests so far, cached or not
     inc = np.zeros(n_obj, np.bool_)
     osz = np.zeros(n_obj, np.int64)
     hit = np.zeros(n, np.uint8)
@@ -255,23 +257,14 @@ def plfu(ids, sz, cap, n_obj, evl=None):
             hi = f + 1
         if inc[i]:
             hit[t] = 1
-            _unlink(prv, nxt, H, T, f, i)
-            _append(prv, nxt, H, T, f + 1, i)
-            if minf == f and H[f] < 0:
-                minf = f + 1
+            minf = _bump(prv, nxt, H, T, f, i, minf)
             continue
         s = sz[t]
         if s > cap:
             _ev(evl, t, i)
             continue
         while occ + s > cap:
-            v = H[minf]
-            _unlink(prv, nxt, H, T, minf, v)
-            if H[minf] < 0:
-                for g in range(minf + 1, hi + 1):
-                    if H[g] >= 0:
-                        minf = g
-                        break
+            v, minf = _pop_least(prv, nxt, H, T, minf, hi)
             inc[v] = False
             nc -= 1
             occ -= osz[v]
