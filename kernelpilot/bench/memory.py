@@ -30,6 +30,18 @@ def _real_traces(quick: bool) -> tuple[list, dict]:
 LISTED = ("fifo", "lru", "clock", "lfu", "arc", "2q", "lirs", "s3fifo", "sieve")
 
 
+def popularity_oracle(tr, size: int, start: int) -> float:
+    """Miss ratio over requests [start, end) of a cache that holds, from the start, the `size`
+    objects most requested in that window: an offline bound. Where requests are independent draws
+    from fixed popularities (sqlite's random lookups, Zipf), no online policy can expect to beat
+    keeping the most popular objects, so this bounds what learning can gain there; the rest of
+    the way to Belady is lookahead. It is no bound elsewhere: on loops and one-pass scans it even
+    beats Belady, since it starts with the window's objects loaded (per cell only, no summary)."""
+    d = tr.dense()[0][start:]
+    cnt = np.bincount(d)
+    return 1.0 - float(np.sort(cnt)[::-1][:size].sum()) / max(len(d), 1)
+
+
 def score_cell(row: dict, real: bool) -> dict:
     """One trace x size cell (policy -> miss ratio) plus the learned target: `mix` (the headline
     learned policy, fixed in advance) against the best listed classic, then against those or
@@ -45,6 +57,9 @@ def score_cell(row: dict, real: bool) -> dict:
     gap2 = row[best2] - row["belady"]
     row.update(best_classic_or_plfu=best2, learned_below_best_or_plfu=learned < row[best2],
                gap_closed_vs_best_or_plfu=round((row[best2] - learned) / gap2, 4) if gap2 > 0 else 0.0)
+    if "popularity_oracle" in row:
+        row["popularity_oracle_gap_closed_vs_best_or_plfu"] = \
+            round((row[best2] - row["popularity_oracle"]) / gap2, 4) if gap2 > 0 else 0.0
     return row
 
 
@@ -58,10 +73,11 @@ def _policies(quick: bool) -> dict:
     out = {"real_traces": info}
     for tr in traces:
         sizes = sorted({max(10, int(f * tr.footprint())) for f in fracs})
-        res = run_sim(tr, [p for p in sim.ALL if p != "imitate"], sizes)["results"]  # imitate: superseded
+        run = run_sim(tr, [p for p in sim.ALL if p != "imitate"], sizes)  # imitate: superseded
         per = {}
         for size in sizes:
-            row = {r["policy"]: round(r["miss_ratio"], 5) for r in res if r["cache_size"] == size}
+            row = {r["policy"]: round(r["miss_ratio"], 5) for r in run["results"] if r["cache_size"] == size}
+            row["popularity_oracle"] = round(popularity_oracle(tr, size, run["eval_from"]), 5)
             per[str(size)] = score_cell(row, tr.name.endswith(":files") or tr.name.endswith(":faults"))
         out[tr.name] = per
     return out

@@ -37,3 +37,14 @@ def test_summary_counts_cells_with_room_separately():
     assert s["real_with_room"]["learned_below_best_classic"] == "1/1"
     assert s["all_with_room"]["learned_below_best_classic"] == "1/2"
     assert s["all"]["learned_below_best_classic_or_plfu"] == "1/3"
+
+
+def test_popularity_oracle_holds_the_most_requested():
+    from kernelpilot.bench.memory import popularity_oracle
+    from kernelpilot.memory.trace import Trace
+    # window [2, 10): object 5 x4, 6 x2, 7 x1, 8 x1; a 2-object cache of 5 and 6 hits 6 of 8
+    tr = Trace([1, 2, 5, 5, 6, 5, 7, 6, 5, 8], 1)
+    assert popularity_oracle(tr, 2, 2) == pytest.approx(1 - 6 / 8)
+    assert popularity_oracle(tr, 10, 2) == 0.0
+    r = score_cell(cell(mix=0.5, plfu=0.45, popularity_oracle=0.42), real=True)
+    assert r["popularity_oracle_gap_closed_vs_best_or_plfu"] == pytest.approx(0.03 / 0.05)
