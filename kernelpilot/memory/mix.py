@@ -14,6 +14,8 @@ favour different experts. Everything is online: each decision uses requests up t
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from numba import njit
 
@@ -28,16 +30,15 @@ HALF, MARGIN = 64.0, 0.5  # window half-life and switching margin, in cache size
 
 def expert_logs(d, sz, cap: int, n_obj: int, learned=None, experts=EXPERTS):
     """Run the experts; returns (names, hits (k x n uint8), eviction logs (k x (m, 2)))."""
-    names, hits, logs = [], [], []
+    from concurrent.futures import ThreadPoolExecutor
     runs = [(e, lambda evl, e=e: policies.CLASSIC[e](d, sz, cap, n_obj, evl)) for e in experts]
     if learned is not None:
         runs.append((LEARNED, learned))
-    for name, fn in runs:
-        evl = np.zeros((len(d) + 2, 2), np.int64)
-        hits.append(fn(evl))
-        names.append(name)
-        logs.append(evl)
-    return names, np.stack(hits), logs
+    logs = [np.zeros((len(d) + 2, 2), np.int64) for _ in runs]
+    # the experts are independent and their kernels release the GIL: one thread each
+    with ThreadPoolExecutor(max_workers=min(len(runs), os.cpu_count() or 1)) as pool:
+        hits = list(pool.map(lambda job: job[0][1](job[1]), zip(runs, logs)))
+    return [name for name, _ in runs], np.stack(hits), logs
 
 
 def run(d, sz, cap: int, n_obj: int, learned=None, half: float = HALF, margin: float = MARGIN,

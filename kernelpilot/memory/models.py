@@ -110,7 +110,7 @@ def _rand(st, n):
     return np.int64(x >> np.uint64(33)) % n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _learned(ids, grp, page, n_grp, sz, cap, n_obj, hl, cf, ct, cv, bias, mode,
              horizon, k, seed, evl=None):
     """One kernel for the three policies. Each request updates the object's features; an

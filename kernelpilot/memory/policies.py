@@ -63,14 +63,14 @@ def _append(prv, nxt, H, T, q, i):
     T[q] = i
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _lists(n_obj, k):
     """k intrusive queues over n_obj objects: prev, next, heads, tails."""
     return (np.full(n_obj, -1, np.int64), np.full(n_obj, -1, np.int64),
             np.full(k, -1, np.int64), np.full(k, -1, np.int64))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _fifo_lru(ids, sz, cap, n_obj, lru, evl):
     prv, nxt, H, T = _lists(n_obj, 1)
     inc = np.zeros(n_obj, np.bool_)
@@ -99,17 +99,17 @@ def _fifo_lru(ids, sz, cap, n_obj, lru, evl):
     return hit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fifo(ids, sz, cap, n_obj, evl=None):
     return _fifo_lru(ids, sz, cap, n_obj, False, evl)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def lru(ids, sz, cap, n_obj, evl=None):
     return _fifo_lru(ids, sz, cap, n_obj, True, evl)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def clock(ids, sz, cap, n_obj, evl=None):
     """FIFO with reinsertion, 1-bit reference counter (libCacheSim Clock)."""
     prv, nxt, H, T = _lists(n_obj, 1)
@@ -144,7 +144,7 @@ def clock(ids, sz, cap, n_obj, evl=None):
     return hit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def sieve(ids, sz, cap, n_obj, evl=None):
     prv, nxt, H, T = _lists(n_obj, 1)
     inc = np.zeros(n_obj, np.bool_)
@@ -199,7 +199,7 @@ def _bump(prv, nxt, H, T, f, i, minf):
     return f + 1 if minf == f and H[f] < 0 else minf
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def lfu(ids, sz, cap, n_obj, evl=None):
     """LFU, FIFO among equal frequencies; frequency forgotten on eviction."""
     n = ids.shape[0]
@@ -234,7 +234,7 @@ def lfu(ids, sz, cap, n_obj, evl=None):
     return hit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def plfu(ids, sz, cap, n_obj, evl=None):
     """Perfect LFU: like `lfu`, but an object's count covers all its requests, also those made
     while it was out of the cache (counts are never forgotten); FIFO among equal counts. Kept for
@@ -279,7 +279,7 @@ def plfu(ids, sz, cap, n_obj, evl=None):
     return hit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def arc(ids, sz, cap, n_obj, evl=None):
     """ARC (Megiddo & Modha) with a float p, as libCacheSim implements it."""
     T1, T2, B1, B2 = 0, 1, 2, 3
@@ -345,7 +345,7 @@ def arc(ids, sz, cap, n_obj, evl=None):
     return hit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _arc_replace(prv, nxt, H, T, where, osz, L, p, in_b2, evl, t):
     if (L[0] > 0 and (L[0] > p or (L[0] == p and in_b2))) or L[1] == 0:
         a, b = 0, 2
@@ -360,7 +360,7 @@ def _arc_replace(prv, nxt, H, T, where, osz, L, p, in_b2, evl, t):
     _ev(evl, t, v)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def twoq(ids, sz, cap, n_obj, evl=None):
     """2Q: Ain FIFO (25%), Aout ghost FIFO (50%), Am LRU (rest), as in libCacheSim."""
     AIN, AOUT, AM = 0, 1, 2
@@ -439,7 +439,7 @@ def twoq(ids, sz, cap, n_obj, evl=None):
     return hit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def s3fifo(ids, sz, cap, n_obj, evl=None):
     """S3-FIFO: 10% small FIFO, 90% main FIFO with 2-bit clock, ghost FIFO (90%)."""
     S, M, G = 0, 1, 2
@@ -524,7 +524,7 @@ def s3fifo(ids, sz, cap, n_obj, evl=None):
     return hit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def lirs(ids, sz, cap, n_obj, evl=None):
     """LIRS (Jiang & Zhang 2002) with 1% for resident HIR blocks, stack S bounded to 2x the
     cache by dropping non-resident entries (the NH queue): libCacheSim's multi-LRU version."""
@@ -657,7 +657,7 @@ def _lr_gone(P, N, H, T, mem, res, v, evl, t):
         _ev(evl, t, v)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _lirs_prune(P, N, H, T, mem, lir, res, osz, st, evl, t):
     while T[0] != H[0]:
         v = T[0]
@@ -669,7 +669,7 @@ def _lirs_prune(P, N, H, T, mem, lir, res, osz, st, evl, t):
         st[3] -= osz[v]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _lirs_evict_hir(P, N, H, T, mem, res, osz, st, evl, t):
     v = T[1]
     st[1] -= osz[v]
@@ -683,7 +683,7 @@ def _lirs_evict_hir(P, N, H, T, mem, res, osz, st, evl, t):
     _ev(evl, t, v)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _lirs_evict_lir(P, N, H, T, mem, lir, res, osz, st, evl, t):
     v = T[0]
     st[0] -= osz[v]
@@ -705,7 +705,7 @@ def _lirs_evict_lir(P, N, H, T, mem, lir, res, osz, st, evl, t):
     _lirs_prune(P, N, H, T, mem, lir, res, osz, st, evl, t)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _lirs_limit(P, N, H, T, mem, res, osz, st, cap, evl, t):
     while st[3] > 2 * cap and T[2] >= 0:
         v = T[2]
@@ -715,7 +715,7 @@ def _lirs_limit(P, N, H, T, mem, res, osz, st, cap, evl, t):
             st[3] -= osz[v]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _heap_push(hk, hv, n, k, v):
     j = n
     hk[j] = k
@@ -730,7 +730,7 @@ def _heap_push(hk, hv, n, k, v):
     return n + 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _heap_pop(hk, hv, n):
     n -= 1
     hk[0] = hk[n]
@@ -751,7 +751,7 @@ def _heap_pop(hk, hv, n):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def belady(ids, sz, cap, n_obj, nxt_pos):
     """Belady's OPT: evict the object whose next request is furthest away (never = first)."""
     n = ids.shape[0]
