@@ -79,7 +79,14 @@ def run_measured(argv, preexec=None, during=None) -> dict:
         th = threading.Thread(target=during, args=(p.pid, stop), daemon=True)
         th.start()
     try:
-        _, status, ru = os.wait4(p.pid, 0)
+        # poll rather than block: a SIGTERM delivered to another thread (the agent, a numba or
+        # libbpf worker) would not interrupt a blocking wait4, and its handler, which runs only
+        # in this thread, would wait for the child to exit
+        while True:
+            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            time.sleep(0.02)
     finally:
         stop.set()
         if th:
@@ -356,9 +363,12 @@ class Zram:
         except (OSError, subprocess.CalledProcessError) as e:
             self.close()
             raise KpError(f"cannot set up zram swap: {e}") from None
+        except BaseException:  # interrupted (SIGTERM -> KeyboardInterrupt) half-way: undo, go on
+            self.close()
+            raise
 
     def close(self):
-        if self.on:
+        if self.on or self.dev + " " in Path("/proc/swaps").read_text():  # on, even if swapon was interrupted
             subprocess.run(["swapoff", self.dev], capture_output=True)
             self.on = False
         with contextlib.suppress(OSError):
@@ -376,9 +386,13 @@ class MemCgroup:
             raise CapabilityError("the cgroup-v1 memory controller is not mounted at /sys/fs/cgroup/memory")
         self.path = self.ROOT / name
         self.path.mkdir(exist_ok=True)
-        (self.path / "memory.limit_in_bytes").write_text(f"{limit_mb << 20}\n")
-        with contextlib.suppress(OSError):
-            (self.path / "memory.swappiness").write_text("100\n")
+        try:
+            (self.path / "memory.limit_in_bytes").write_text(f"{limit_mb << 20}\n")
+            with contextlib.suppress(OSError):
+                (self.path / "memory.swappiness").write_text("100\n")
+        except BaseException:  # a failed or interrupted setup leaves no group behind
+            self.close()
+            raise
 
     def enter(self):
         (self.path / "tasks").write_text(f"{os.getpid()}\n")
