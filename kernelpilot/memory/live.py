@@ -66,28 +66,40 @@ def drop_caches(path: Path | None = None):
     Path("/proc/sys/vm/drop_caches").write_text("3\n")
 
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
+
+
 def run_measured(argv, preexec=None, during=None) -> dict:
-    """Run argv; return wall time, major/minor faults of the child (wait4 rusage)."""
+    """Run argv; return wall time, major/minor faults of the child (wait4 rusage). A stop signal
+    is held back from the start of the child until the cleanup below is armed, so an interrupted
+    run never leaves the child behind (in a cgroup about to be removed, holding our stderr)."""
+    def child_setup():
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        if preexec:
+            preexec()
     t0 = time.perf_counter()
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
-        p = subprocess.Popen(argv, preexec_fn=preexec, stdout=subprocess.DEVNULL)
-    except OSError as e:
-        raise KpError(f"cannot run {argv[0]}: {e.strerror}") from None
+        p = subprocess.Popen(argv, preexec_fn=child_setup, stdout=subprocess.DEVNULL)
+    except BaseException as e:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        if isinstance(e, OSError):
+            raise KpError(f"cannot run {argv[0]}: {e.strerror}") from None
+        raise
     stop = threading.Event()
     th = None
-    if during:
-        th = threading.Thread(target=during, args=(p.pid, stop), daemon=True)
-        th.start()
     try:
-        # poll rather than block: a SIGTERM delivered to another thread (the agent, a numba or
-        # libbpf worker) would not interrupt a blocking wait4, and its handler, which runs only
-        # in this thread, would wait for the child to exit
-        while True:
+        if during:  # started with the signals blocked: they always reach this thread
+            th = threading.Thread(target=during, args=(p.pid, stop), daemon=True)
+            th.start()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # a pending one is raised here
+        while True:  # poll, so a signal's handler never waits for the child
             pid, status, ru = os.wait4(p.pid, os.WNOHANG)
             if pid:
                 break
             time.sleep(0.02)
     finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         stop.set()
         if th:
             th.join(5)
