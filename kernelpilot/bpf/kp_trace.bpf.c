@@ -56,11 +56,11 @@ struct {
 	__type(value, __u64);
 } kp_stats SEC(".maps");
 
-static __always_inline void kp_count(__u32 slot)
+static __always_inline void kp_count(__u32 slot, __u64 n)
 {
 	__u64 *v = bpf_map_lookup_elem(&kp_stats, &slot);
 	if (v)
-		*v += 1;
+		*v += n;
 }
 
 
@@ -106,7 +106,7 @@ static __always_inline struct kp_event *kp_reserve(__u16 kind)
 {
 	struct kp_event *e = bpf_ringbuf_reserve(&kp_ring, sizeof(*e), 0);
 	if (!e) {
-		kp_count(KP_STAT_DROPPED);
+		kp_count(KP_STAT_DROPPED, 1);
 		return 0;
 	}
 	e->ts = bpf_ktime_get_ns();
@@ -169,12 +169,8 @@ static __always_inline void kp_batch_commit(struct kp_batch *b, __u64 now)
 	b->n = n;
 	if (n < KP_BATCH && now - b->ev[0].ts < KP_BATCH_MAX_NS)
 		return;
-	if (bpf_ringbuf_output(&kp_bring, b, sizeof(*b), BPF_RB_NO_WAKEUP)) {
-		__u32 slot = KP_STAT_DROPPED;
-		__u64 *v = bpf_map_lookup_elem(&kp_stats, &slot);
-		if (v)
-			*v += n;
-	}
+	if (bpf_ringbuf_output(&kp_bring, b, sizeof(*b), BPF_RB_NO_WAKEUP))
+		kp_count(KP_STAT_DROPPED, n);
 	b->n = 0;
 }
 

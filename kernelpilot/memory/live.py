@@ -210,7 +210,6 @@ def fault_history(argv, path: Path) -> tuple[np.ndarray, str]:
         ev, _ = trace_command(argv, groups=["faults", "files"], stdout=subprocess.DEVNULL)
     except KpError:
         return resident_pages(path), "mincore"
-    ev = np.sort(ev, order="ts", kind="stable")
     ff = np.flatnonzero((ev["kind"] == S.KIND["file_fault"]) & (ev["a0"] == ino))
     pf = np.flatnonzero(ev["kind"] == S.KIND["page_fault"])
     if len(ff) == 0 or len(pf) == 0:

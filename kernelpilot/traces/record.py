@@ -151,7 +151,8 @@ def record_to_file(out: str | os.PathLike, groups, **kw) -> dict:
 
 
 def trace_command(argv: list[str], groups=("syscalls",), source: str = "auto", **kw) -> tuple[np.ndarray, dict]:
-    """Run a command under the tracer (children followed) and return its events and a summary."""
+    """Run a command under the tracer (children followed) and return its events, in time order,
+    and a summary."""
     parts: list[np.ndarray] = []
     summary = run_recording(list(groups), parts.append, cmd=list(argv), source=source, **kw)
     ev = np.concatenate(parts) if parts else S.empty()
