@@ -42,24 +42,25 @@ def popularity_oracle(tr, size: int, start: int) -> float:
     return 1.0 - float(np.sort(cnt)[::-1][:size].sum()) / max(len(d), 1)
 
 
+def _closed(base: float, x: float, opt: float) -> float:
+    """Share of the gap from `base` down to Belady's `opt` that miss ratio `x` closes."""
+    return round((base - x) / (base - opt), 4) if base > opt else 0.0
+
+
 def score_cell(row: dict, real: bool) -> dict:
     """One trace x size cell (policy -> miss ratio) plus the learned target: `mix` (the headline
     learned policy, fixed in advance) against the best listed classic, then against those or
     Perfect LFU (not listed by the issue; one of mix's experts)."""
     classic = {k: v for k, v in row.items() if k in LISTED}
     best = min(classic, key=classic.get)
-    gap = classic[best] - row["belady"]
-    learned = row["mix"]
-    row.update(best_classic=best, real=real, room_to_belady=round(gap, 5),
-               learned_below_best=learned < classic[best],
-               gap_closed=round((classic[best] - learned) / gap, 4) if gap > 0 else 0.0)
     best2 = best if classic[best] <= row["plfu"] else "plfu"
-    gap2 = row[best2] - row["belady"]
-    row.update(best_classic_or_plfu=best2, learned_below_best_or_plfu=learned < row[best2],
-               gap_closed_vs_best_or_plfu=round((row[best2] - learned) / gap2, 4) if gap2 > 0 else 0.0)
+    opt, learned = row["belady"], row["mix"]
+    row.update(best_classic=best, real=real, room_to_belady=round(row[best] - opt, 5),
+               learned_below_best=learned < row[best], gap_closed=_closed(row[best], learned, opt),
+               best_classic_or_plfu=best2, learned_below_best_or_plfu=learned < row[best2],
+               gap_closed_vs_best_or_plfu=_closed(row[best2], learned, opt))
     if "popularity_oracle" in row:
-        row["popularity_oracle_gap_closed_vs_best_or_plfu"] = \
-            round((row[best2] - row["popularity_oracle"]) / gap2, 4) if gap2 > 0 else 0.0
+        row["popularity_oracle_gap_closed_vs_best_or_plfu"] = _closed(row[best2], row["popularity_oracle"], opt)
     return row
 
 

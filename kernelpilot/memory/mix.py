@@ -37,7 +37,7 @@ def expert_logs(d, sz, cap: int, n_obj: int, learned=None, experts=EXPERTS):
     logs = [np.zeros((len(d) + 2, 2), np.int64) for _ in runs]
     # the experts are independent and their kernels release the GIL: one thread each
     with ThreadPoolExecutor(max_workers=min(len(runs), os.cpu_count() or 1)) as pool:
-        hits = list(pool.map(lambda job: job[0][1](job[1]), zip(runs, logs)))
+        hits = list(pool.map(lambda fn, evl: fn(evl), [fn for _, fn in runs], logs))
     return [name for name, _ in runs], np.stack(hits), logs
 
 

@@ -41,31 +41,31 @@ def _read_extents(path, block_size: int, parse, empty_msg: str):
     return Trace(ids, block_size, name=p.name)
 
 
+def _pair(a: str, b: str, where: str, first: str, second: str) -> tuple[int, int]:
+    """Two fields that must be non-negative integers (a position and a length)."""
+    try:
+        x, y = int(a), int(b)
+    except ValueError:
+        raise KpError(f"{where}: {first}/{second} are not integers") from None
+    if x < 0 or y < 0:
+        raise KpError(f"{where}: negative {first} or {second}")
+    return x, y
+
+
 def _msr_line(line: str, where: str):
     parts = line.strip().split(",")
     if len(parts) == 1 and not parts[0]:
         return None
     if len(parts) != 7:
         raise KpError(f"{where}: an MSR block trace line has 7 fields, got {len(parts)}")
-    try:
-        off, size = int(parts[4]), int(parts[5])
-    except ValueError:
-        raise KpError(f"{where}: offset/size are not integers") from None
-    if off < 0 or size < 0:
-        raise KpError(f"{where}: negative offset or size")
-    return off, size
+    return _pair(parts[4], parts[5], where, "offset", "size")
 
 
 def _blkparse_line(line: str, where: str):
     parts = line.split()
     if len(parts) < 10 or parts[5] != "Q" or parts[8] != "+":
         return None
-    try:
-        sector, n = int(parts[7]), int(parts[9])
-    except ValueError:
-        raise KpError(f"{where}: sector/count are not integers") from None
-    if sector < 0 or n < 0:
-        raise KpError(f"{where}: negative sector or count")
+    sector, n = _pair(parts[7], parts[9], where, "sector", "count")
     return sector * 512, n * 512
 
 
