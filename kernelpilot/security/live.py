@@ -285,18 +285,23 @@ def watch(model_path, enforce=False, action="freeze", allow=(), duration=None, j
     err.print(f"watching (in-kernel tree, threshold {w.kernel.threshold}, {w.kernel.n_grams} normal 3-grams; "
               f"confirm with {w.kname} > {w.cthr:.4g}); "
               f"{'ENFORCING ' + action if enforce else 'alert only'}; Ctrl-C to stop", highlight=False)
+
+    def report(alerts):
+        for a in alerts:
+            if json_out:
+                print(json.dumps(a), flush=True)
+            else:
+                err.print(f"[bold red]ALERT[/] pid {a['pid']} {a['comm']} score {a['score']} "
+                          f"({a['model']}) {a['cmdline'][:60]} {a.get('action', '')}", highlight=False)
     t0 = time.monotonic()
     try:
-        while duration is None or time.monotonic() - t0 < duration:
-            for a in w.step():
-                if json_out:
-                    print(json.dumps(a), flush=True)
-                else:
-                    err.print(f"[bold red]ALERT[/] pid {a['pid']} {a['comm']} score {a['score']} "
-                              f"({a['model']}) {a['cmdline'][:60]} {a.get('action', '')}", highlight=False)
-            time.sleep(0.05)
-    except KeyboardInterrupt:
-        pass
+        try:
+            while duration is None or time.monotonic() - t0 < duration:
+                report(w.step())
+                time.sleep(0.05)
+        except KeyboardInterrupt:
+            pass
+        report(w.step())  # windows that came up since the last poll
     finally:
         st = w.kernel.stats()
         w.close()

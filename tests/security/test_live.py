@@ -3,6 +3,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import kpilot, need_root_ebpf
 
@@ -51,6 +52,31 @@ def test_kernel_features_and_score_bit_exact(model_file):
         assert int(tree.window_scores(seq)[-1]) == int(a["score"])
         compared += 1
     assert compared >= 10
+
+
+def test_flooding_process_is_rate_limited_in_time_and_its_exit_always_sent(model_file):
+    """With every window over the threshold, one process sends at most one window per 2 ms (so a
+    flood cannot fill the ring) yet keeps sending for as long as it runs, and its last window (at
+    exit_group) always goes up."""
+    need_root_ebpf()
+    from kernelpilot.security.model import SecurityModel
+    k = KernelStage(SecurityModel.load(model_file), threshold=-1)
+    try:
+        t = time.monotonic()
+        p = subprocess.run(["dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=300000"], capture_output=True)
+        elapsed = time.monotonic() - t
+        time.sleep(0.1)
+        recs = k.ring.drain()
+    finally:
+        k.close()
+    assert p.returncode == 0
+    mine = recs[recs["comm"] == b"dd"]
+    assert len(mine), "dd sent no window"
+    gaps = np.diff(mine["ts"][:-1].astype(np.int64))  # the exit window may come sooner
+    assert len(mine) <= elapsed / 0.002 + 2, (len(mine), elapsed)
+    assert len(gaps) >= 10 and gaps.min() >= 2_000_000, (len(mine), gaps[:5])
+    last = mine[-1]
+    assert int(last["count"]) > 600_000 and int(last["calls"][-1]) == 231  # exit_group
 
 
 def _cg_of(pid):

@@ -23,15 +23,18 @@ char LICENSE[] SEC("license") = "GPL";
 #define SC_MAXNR 512
 #define SC_GRAM_BITS 20
 #define SC_NR_EXIT_GROUP 231
-#define SC_QUIET 1024 /* after a window goes up, the process stays quiet this many calls */
+/* After a window goes up, the process stays quiet for 2 ms: a flood sends at most 500 windows a
+ * second, while an attack phase of a few ms still sends several (a quiet counted in calls once
+ * spent itself on a startup window stage 2 dismissed and hid the attack that followed). */
+#define SC_QUIET_NS 2000000ull
 
 struct sc_cfg { __u32 exclude_tgid; __s32 threshold; __u32 enabled; __u32 vmod; };
 /* per syscall number: the packed feature increment (rare + classes) and the vocabulary id */
 struct sc_nrinfo { __u64 spread; __u32 vid; __u32 pad; };
 struct sc_proc {
 	__u64 sums;                 /* SC_NFEAT fields of SC_FBITS bits */
+	__u64 quiet_until;          /* ktime: bounds what one process (a flood) can send up */
 	__u32 count;
-	__u32 quiet_until;          /* bounds what one process (a flood) can send up */
 	__u16 prev1, prev2;         /* vocabulary id + 1 of the last two calls, 0 = none */
 	__u64 ring_spread[SC_WIN];  /* what each call in the window added to sums */
 	__u16 ring_nr[SC_CTX];
@@ -64,14 +67,14 @@ __noinline int sc_score(struct sc_feat *f)
 	return kp_map_predict(f->x);
 }
 
-static __always_inline void send(struct sc_proc *st, __u64 id, __s32 score)
+static __always_inline void send(struct sc_proc *st, __u64 id, __s32 score, __u64 now)
 {
 	struct sc_alert *a = bpf_ringbuf_reserve(&sc_alerts, sizeof(*a), 0);
 	if (!a) {
 		bump(3);
 		return;
 	}
-	a->ts = bpf_ktime_get_ns();
+	a->ts = now;
 	a->cgroup = bpf_get_current_cgroup_id();
 	a->pid = (__u32)id;
 	a->tgid = id >> 32;
@@ -138,9 +141,12 @@ int sc_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	for (int i = 0; i < SC_NFEAT; i++)
 		f->x[i] = (st->sums >> (SC_FBITS * i)) & ((1 << SC_FBITS) - 1);
 	__s32 score = sc_score(f);
-	if (score > cfg->threshold && st->count >= st->quiet_until) {
-		st->quiet_until = st->count + SC_QUIET;
-		send(st, id, score);
+	if (score <= cfg->threshold)
+		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	if (now >= st->quiet_until || nr == SC_NR_EXIT_GROUP) {  /* a process's last window always goes */
+		st->quiet_until = now + SC_QUIET_NS;
+		send(st, id, score, now);
 	}
 	return 0;
 }
