@@ -87,6 +87,13 @@ def _follow(ids, sz, cap, n_obj, hits, lt, lv, decay, margin):
             while lt[e, ptr[e]] == t:
                 v = lv[e, ptr[e]]
                 ptr[e] += 1
+                if v < 0:  # -1 - x: x is back in the cache (LIRS keeps a block it just evicted)
+                    v = -1 - v
+                    mem[e, v] = True
+                    if e == lead and in_d[v]:
+                        _unlink(dp, dn, DH, DT, 0, v)
+                        in_d[v] = False
+                    continue
                 mem[e, v] = False
                 if e == lead and in_r[v] and not in_d[v]:
                     _push(dp, dn, DH, DT, 0, v)

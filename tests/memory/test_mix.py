@@ -41,13 +41,23 @@ def test_eviction_logs_replay_contents(make):
             assert evl[0, 0] > 0 and _replay_mismatches(d, h, evl, n_obj) == 0, (name, cap)
 
 
-def test_stable_leader_is_copied_exactly():
-    tr = T.mixed(30_000, 1200, 3)
+@pytest.mark.parametrize("make", [lambda: T.mixed(30_000, 1200, 3), lambda: T.zipf(30_000, 2500, 1.0, 1)])
+def test_stable_leader_is_copied(make):
+    tr = make()
     d, n_obj, _ = tr.dense()
     sz = np.ones(len(d), np.int64)
-    h, lead = mix.run(d, sz, 200, n_obj, None, half=1e9, margin=1e9)  # never switches
-    assert lead["lirs"] == len(d)
-    assert (h == policies.lirs(d, sz, 200, n_obj)).all()
+    for cap in (20, 50, 200):
+        h, lead = mix.run(d, sz, cap, n_obj, None, half=1e9, margin=1e9)  # never switches
+        ref = policies.lirs(d, sz, cap, n_obj)
+        assert lead["lirs"] == len(d)
+        if cap == 200:
+            assert (h == ref).all()
+        else:
+            # small caches: LIRS (as libCacheSim's) sometimes evicts the block it is hitting and
+            # keeps it, logged as "back in the cache"; it then holds one block over its size for a
+            # while, which the mixture's real cache does not copy. Misreading that log entry once
+            # cost the mixture 1.8 points against LIRS on gcc's trace; now a few requests differ.
+            assert (h != ref).sum() <= 0.0005 * len(d), (cap, int((h != ref).sum()))
 
 
 def test_follows_the_better_expert():
