@@ -64,6 +64,8 @@ def run(d, sz, cap: int, n_obj: int, learned=None, half: float = HALF, margin: f
 def _follow(ids, sz, cap, n_obj, hits, lt, lv, decay, margin):
     k, n = hits.shape
     mem = np.zeros((k, n_obj), np.bool_)  # experts' contents, replayed from their logs
+    eocc = np.zeros(k, np.int64)  # and how much each holds
+    lsz = np.zeros(n_obj, np.int64)  # each object's size at its last request
     ptr = np.zeros(k, np.int64)
     miss = np.zeros(k, np.float64)  # decayed misses
     lead = 0
@@ -78,9 +80,11 @@ def _follow(ids, sz, cap, n_obj, hits, lt, lv, decay, margin):
     for t in range(n):
         x = ids[t]
         s = sz[t]
+        lsz[x] = s
         for e in range(k):
-            if hits[e, t] == 0:
+            if hits[e, t] == 0 and not mem[e, x]:
                 mem[e, x] = True
+                eocc[e] += s
                 if e == lead and in_d[x]:
                     _unlink(dp, dn, DH, DT, 0, x)
                     in_d[x] = False
@@ -89,12 +93,16 @@ def _follow(ids, sz, cap, n_obj, hits, lt, lv, decay, margin):
                 ptr[e] += 1
                 if v < 0:  # -1 - x: x is back in the cache (LIRS keeps a block it just evicted)
                     v = -1 - v
-                    mem[e, v] = True
+                    if not mem[e, v]:
+                        mem[e, v] = True
+                        eocc[e] += lsz[v]
                     if e == lead and in_d[v]:
                         _unlink(dp, dn, DH, DT, 0, v)
                         in_d[v] = False
                     continue
-                mem[e, v] = False
+                if mem[e, v]:
+                    mem[e, v] = False
+                    eocc[e] -= lsz[v]
                 if e == lead and in_r[v] and not in_d[v]:
                     _push(dp, dn, DH, DT, 0, v)
                     in_d[v] = True
@@ -124,7 +132,9 @@ def _follow(ids, sz, cap, n_obj, hits, lt, lv, decay, margin):
             continue
         if not mem[lead, x] or s > cap:
             continue  # the leader did not admit it
-        while occ + s > cap:
+        # LIRS (as libCacheSim's) at times holds a block or two over its size: a leader's
+        # overage is copied, so a stable leader is copied exactly
+        while occ + s > max(cap, eocc[lead]):
             v = DT[0] if DT[0] >= 0 else RT[0]
             if in_d[v]:
                 _unlink(dp, dn, DH, DT, 0, v)

@@ -50,14 +50,12 @@ def test_stable_leader_is_copied(make):
         h, lead = mix.run(d, sz, cap, n_obj, None, half=1e9, margin=1e9)  # never switches
         ref = policies.lirs(d, sz, cap, n_obj)
         assert lead["lirs"] == len(d)
-        if cap == 200:
-            assert (h == ref).all()
-        else:
-            # small caches: LIRS (as libCacheSim's) sometimes evicts the block it is hitting and
-            # keeps it, logged as "back in the cache"; it then holds one block over its size for a
-            # while, which the mixture's real cache does not copy. Misreading that log entry once
-            # cost the mixture 1.8 points against LIRS on gcc's trace; now a few requests differ.
-            assert (h != ref).sum() <= 0.0005 * len(d), (cap, int((h != ref).sum()))
+        # small caches: LIRS (as libCacheSim's) sometimes evicts the block it is hitting and keeps
+        # it ("back in the cache" in its log) and then holds a block or two over its size for a
+        # while. Misreading that entry, and not copying the overage, once cost the mixture 1.8
+        # points against LIRS on gcc's trace and 1.3 on the files trace; now at most a request
+        # or two differ (the real cache keeps what the leader dropped until it needs the room)
+        assert (h != ref).sum() <= 2, (cap, int((h != ref).sum()))
 
 
 def test_follows_the_better_expert():
