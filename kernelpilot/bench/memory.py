@@ -42,6 +42,17 @@ def popularity_oracle(tr, size: int, start: int) -> float:
     return 1.0 - float(np.sort(cnt)[::-1][:size].sum()) / max(len(d), 1)
 
 
+def irm_optimal(tr, size: int, start: int) -> float | None:
+    """Miss ratio over requests [start, end) of A0: hold the `size` most probable objects. Where
+    requests are independent draws from known probabilities (a generated Zipf trace) A0 is the
+    best any online policy can expect (Aho, Denning and Ullman 1971), so the share of the gap
+    to Belady it closes bounds what learning can close there. None where the probabilities
+    are unknown (recorded traces)."""
+    if tr.by_popularity is None:
+        return None
+    return 1.0 - float(np.isin(tr.ids[start:], tr.by_popularity[:size]).mean())
+
+
 def _closed(base: float, x: float, opt: float) -> float:
     """Share of the gap from `base` down to Belady's `opt` that miss ratio `x` closes."""
     return round((base - x) / (base - opt), 4) if base > opt else 0.0
@@ -61,6 +72,8 @@ def score_cell(row: dict, real: bool) -> dict:
                gap_closed_vs_best_or_plfu=_closed(row[best2], learned, opt))
     if "popularity_oracle" in row:
         row["popularity_oracle_gap_closed_vs_best_or_plfu"] = _closed(row[best2], row["popularity_oracle"], opt)
+    if "irm_optimal" in row:
+        row["irm_optimal_gap_closed"] = _closed(row[best], row["irm_optimal"], opt)
     return row
 
 
@@ -79,6 +92,9 @@ def _policies(quick: bool) -> dict:
         for size in sizes:
             row = {r["policy"]: round(r["miss_ratio"], 5) for r in run["results"] if r["cache_size"] == size}
             row["popularity_oracle"] = round(popularity_oracle(tr, size, run["eval_from"]), 5)
+            a0 = irm_optimal(tr, size, run["eval_from"])
+            if a0 is not None:
+                row["irm_optimal"] = round(a0, 5)
             per[str(size)] = score_cell(row, tr.name.endswith(":files") or tr.name.endswith(":faults"))
         out[tr.name] = per
     return out
@@ -186,6 +202,10 @@ def _summary(pol: dict) -> dict:
                               f"{sum(r['learned_below_best_or_plfu'] for r in cells)}/{len(cells)}",
                           "median_gap_closed_vs_best_or_plfu":
                               float(np.median([r["gap_closed_vs_best_or_plfu"] for r in cells]))}
+    # generated Zipf cells: the gap closed by mix beside the most any online policy can expect to close
+    out["irm_bound"] = {f"{k}@{size}": {"mix": row["gap_closed"], "irm_optimal": row["irm_optimal_gap_closed"]}
+                        for k, per in pol.items() if k != "real_traces"
+                        for size, row in per.items() if "irm_optimal_gap_closed" in row}
     return out
 
 

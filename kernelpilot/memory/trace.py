@@ -16,6 +16,7 @@ class Trace:
     sizes: np.ndarray
     name: str = "trace"
     times: np.ndarray | None = None
+    by_popularity: np.ndarray | None = None  # IRM generators: object ids, most probable first
     _dense: tuple | None = field(default=None, repr=False)
     _groups: tuple | None = field(default=None, repr=False)
 
@@ -77,7 +78,7 @@ def zipf(n: int, n_obj: int, alpha: float = 1.0, seed: int = 0) -> Trace:
     w = 1.0 / np.arange(1, n_obj + 1) ** alpha
     ids = rng.choice(n_obj, size=n, p=w / w.sum())
     perm = rng.permutation(n_obj)
-    return Trace(perm[ids], 1, name=f"zipf{alpha}")
+    return Trace(perm[ids], 1, name=f"zipf{alpha}", by_popularity=perm)
 
 
 def scan(n: int, n_obj: int) -> Trace:

@@ -48,3 +48,27 @@ def test_popularity_oracle_holds_the_most_requested():
     assert popularity_oracle(tr, 10, 2) == 0.0
     r = score_cell(cell(mix=0.5, plfu=0.45, popularity_oracle=0.42), real=True)
     assert r["popularity_oracle_gap_closed_vs_best_or_plfu"] == pytest.approx(0.03 / 0.05)
+
+
+def test_irm_optimal_is_the_best_online_policy_on_a_zipf_trace():
+    """A0 (hold the most probable objects) on a generated Zipf trace: computed from the
+    generator's own ranking, never below Belady, and what Perfect LFU's counts converge to,
+    while LRU stays well behind; recorded traces have no known probabilities."""
+    import numpy as np
+
+    from kernelpilot.bench.memory import irm_optimal
+    from kernelpilot.memory import policies, trace as T
+    tr = T.zipf(200_000, 5000, 0.9, 3)
+    d, n_obj, nxt = tr.dense()
+    sz = np.ones(len(d), np.int64)
+    start, cap = 100_000, 250
+    a0 = irm_optimal(tr, cap, start)
+    assert a0 == pytest.approx(1 - np.isin(tr.ids[start:], tr.by_popularity[:cap]).mean())
+    mr = {p: 1 - policies.CLASSIC[p](d, sz, cap, n_obj)[start:].mean() for p in ("plfu", "lru")}
+    opt = 1 - policies.belady(d, sz, cap, n_obj, nxt)[start:].mean()
+    assert opt < a0 <= mr["plfu"] < a0 + 0.01 < mr["lru"] - 0.05, (opt, a0, mr)
+    assert irm_optimal(T.loop(1000, 50), 10, 0) is None
+    r = score_cell(cell(mix=0.55, plfu=0.5, irm_optimal=0.5), real=False)
+    assert r["irm_optimal_gap_closed"] == pytest.approx(0.1 / 0.2)
+    s = _summary({"real_traces": {}, "zipf": {"10": r}})
+    assert s["irm_bound"] == {"zipf@10": {"mix": r["gap_closed"], "irm_optimal": 0.5}}
