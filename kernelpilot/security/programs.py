@@ -11,6 +11,10 @@ from kernelpilot.security.detectors import _member
 from kernelpilot.security.features import STRIDE, WINDOW, Trace, ngram_hashes, window_means
 
 MIN_CALLS = 400  # below this a program's own table is too thin to judge by: use the global one
+# A program's threshold: this quantile of its own held-out windows (not their maximum: one odd
+# held-out window of `python`, which runs many different scripts, once raised its bar above every
+# window of the ransomware scenario's encryption loop)
+PROGRAM_Q = 0.999
 
 
 class Programs:
@@ -47,9 +51,10 @@ class Programs:
         novel = (~_member(ngram_hashes(seq, self.n), self.table(comm))).astype(np.float64)
         return window_means(novel, self.window, self.stride)
 
-    def calibrate(self, traces: list[Trace], seqs: list[np.ndarray], q: float = 0.999) -> "Programs":
+    def calibrate(self, traces: list[Trace], seqs: list[np.ndarray], q: float = 0.999,
+                  q_program: float = PROGRAM_Q) -> "Programs":
         """Thresholds: the global q-quantile of held-out normal windows, raised per program to the
-        highest score that program's own held-out windows reached."""
+        q_program-quantile of that program's own held-out windows."""
         per: dict[str, list[np.ndarray]] = {}
         for t, s in zip(traces, seqs):
             k = self.key(t.comm) if self.known(t.comm) else ""
@@ -57,7 +62,8 @@ class Programs:
         if not per:
             return self
         self.base = float(np.quantile(np.concatenate([w for ws in per.values() for w in ws]), q))
-        self.thresholds = {k: max(self.base, float(np.concatenate(ws).max())) for k, ws in per.items() if k}
+        self.thresholds = {k: max(self.base, float(np.quantile(np.concatenate(ws), q_program)))
+                           for k, ws in per.items() if k}
         return self
 
     def threshold(self, comm: str) -> float:

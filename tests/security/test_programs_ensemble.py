@@ -16,6 +16,23 @@ SHELL = ["read", "fcntl", "dup2", "close", "clone", "wait4", "rt_sigprocmask", "
 SERVER = ["accept4", "recvfrom", "openat", "read", "sendto", "close", "epoll_wait"]
 
 
+def test_one_odd_held_out_window_does_not_set_a_programs_bar():
+    """A program's threshold is a high quantile of its own held-out windows, not their maximum:
+    one odd stretch in the calibration runs (an interpreter running another script) must not lift
+    the bar over everything that program could do."""
+    ids = {c: i for i, c in enumerate(dict.fromkeys(SHELL + SERVER))}
+
+    def enc(t):
+        return np.array([ids[c] for c in t.calls])
+    train = [_prog("python", SHELL, 80, i) for i in range(3)]
+    P = Programs().fit(train, [enc(t) for t in train])
+    held_out = Trace("c:odd", SHELL * 10_000 + SERVER * 6 + SHELL * 20, comm="python")
+    P.calibrate([held_out], [enc(held_out)])
+    scores = P.window_scores(enc(held_out), "python")
+    assert scores.max() > 0.5 and 0 < (scores > 0).mean() < 0.001
+    assert P.threshold("python") < 0.5 * scores.max()
+
+
 def test_each_program_judged_by_its_own_normal(tmp_path):
     train = [_prog("bash", SHELL, 80, i) for i in range(3)] + [_prog("httpd", SERVER, 80, i) for i in range(3)]
     cal = [_prog("bash", SHELL, 20, "c"), _prog("httpd", SERVER, 20, "c")]
