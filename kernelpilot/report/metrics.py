@@ -53,7 +53,9 @@ class MetricsServer:
             self.httpd, self.thread = start_http_server(port, addr=host, registry=self.registry)
         except OSError as e:
             raise KpError(f"cannot listen on {host}:{port}: {e.strerror}") from None
-        self.sampler.sample()
+        # the first sample is served at once (rates start from the next one), so a scrape that
+        # arrives as soon as the port listens already finds every kpilot_ metric
+        self.snapshot = self.sampler.sample()
 
     def update(self) -> None:
         self.snapshot = self.sampler.sample()
