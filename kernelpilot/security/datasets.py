@@ -1,0 +1,190 @@
+"""Real syscall data sets read straight from their tarballs, and the one split protocol used on them.
+
+FHIDS (fhids.tar.xz): FHIDS/normal/<service>/N.txt and FHIDS/attack/<family>/N.txt, one process a
+file, space-separated syscall names (x86-64, recorded with eBPF). Names map to the project's
+canonical names; a name not in the table is kept as its own token.
+
+UNM/MIT (unm.tar.xz): UNM/<n>.<program>/... and MIT/live lpr/..., `pid number` lines with the
+processes interleaved; one trace per (file, pid). Numbers follow each program's own (mostly SunOS)
+map, so they stay numbers: token `nr<N>`, a vocabulary per program. Which files are normal and which
+intrusions follows UNM/README.md (the folder names); nested archives and `result-*` name dumps
+repeat files already read and are skipped."""
+from __future__ import annotations
+
+import lzma
+import os
+import re
+import tarfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from kernelpilot.errors import KpError
+from kernelpilot.security.features import Trace
+from kernelpilot.security.syscalls import canonical
+
+NAMES = ("fhids", "unm")
+TARBALL = {"fhids": "fhids.tar.xz", "unm": "unm.tar.xz"}
+MAX_MEMBER_BYTES = 256 << 20
+_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+SEED = 0
+FRACTIONS = (0.6, 0.2)  # train, calibration; the rest of each group's normal traces is test
+
+
+def datasets_dir() -> Path:
+    """$KPILOT_DATASETS, else ../shared/datasets beside the repository (where CI keeps it)."""
+    env = os.environ.get("KPILOT_DATASETS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
+
+
+def default_path(name: str) -> Path:
+    return datasets_dir() / "security" / TARBALL[name]
+
+
+def _members(path: Path):
+    """(name, bytes) of every regular file in the tarball, or one clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise KpError(f"data set tarball not found: {path}")
+    out = []
+    try:
+        with tarfile.open(path) as tar:
+            for m in tar:
+                if not m.isfile():
+                    continue
+                if m.size > MAX_MEMBER_BYTES:
+                    raise KpError(f"{path}: member {m.name} is {m.size >> 20} MiB, over the limit")
+                out.append((m.name, tar.extractfile(m).read()))
+    except (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error, OSError) as e:
+        raise KpError(f"{path} is not a readable tarball (corrupt or truncated: {e})") from None
+    if not out:
+        raise KpError(f"{path} holds no files")
+    return out
+
+
+def _text(path, name, raw) -> str:
+    try:
+        return raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise KpError(f"{path}: {name} is not text (expected syscall names or numbers)") from None
+
+
+def load_fhids(path=None) -> list[Trace]:
+    """Every FHIDS process as a Trace: label normal/attack, family = attack folder (or 'normal'),
+    meta service = the folder (the attacked service for attacks; Cryptomining has none)."""
+    path = Path(path or default_path("fhids"))
+    traces = []
+    for name, raw in _members(path):
+        parts = name.split("/")
+        if len(parts) != 4 or parts[1] not in ("normal", "attack") or not parts[3].endswith(".txt"):
+            continue
+        toks = _text(path, name, raw).split()
+        if not toks:
+            continue  # an empty process file: no calls to judge
+        bad = next((t for t in toks if not _NAME.match(t)), None)
+        if bad is not None:
+            raise KpError(f"{path}: {name} holds {bad[:20]!r}, not a syscall name")
+        kind, group = parts[1], parts[2]
+        traces.append(Trace(name=f"{kind}/{group}/{parts[3]}", calls=[canonical(t) for t in toks],
+                            label=kind, family=group if kind == "attack" else "normal",
+                            meta={"service": group}))
+    if not any(t.label == "normal" for t in traces) or not any(t.label == "attack" for t in traces):
+        raise KpError(f"{path} is not the FHIDS layout: no FHIDS/normal/<service>/N.txt and "
+                      "FHIDS/attack/<family>/N.txt files")
+    return traces
+
+
+# UNM/MIT: program -> (folder, {file stem prefix: program}) decided by the README; "intrusion"
+# folders by name. 10.Stide's normal file is missing from this copy, so stide has no normal data.
+_UNM_SKIP = re.compile(r"(^|/)(result-[^/]*|syscallMap\.txt|calls\.txt\.sun|README\.md|traces)$|\.(tar|gz|tgz)$")
+
+
+def _unm_program(parts: list[str]) -> str:
+    top = parts[1]
+    if parts[0] == "MIT":
+        return "mit_lpr"
+    name = re.sub(r"^\d+\.\s*", "", top).lower().replace(" ", "_").replace("-", "_")
+    name = name.replace("synthetic_", "synth_").replace("live_", "live_")
+    if name == "login_and_ps":  # two programs in one folder: the file names say which
+        return "login" if parts[-1].startswith("login") else "ps"
+    return name
+
+
+def _unm_lines(path, name, text) -> dict[int, list[str]]:
+    per: dict[int, list[str]] = {}
+    for i, line in enumerate(text.splitlines()):
+        f = line.split()
+        if not f:
+            continue
+        if len(f) != 2 or not f[0].isdigit() or not f[1].isdigit():
+            raise KpError(f"{path}: {name} line {i + 1} is not `pid syscall_number`: {line[:40]!r}")
+        per.setdefault(int(f[0]), []).append(f"nr{int(f[1])}")
+    return per
+
+
+def load_unm(path=None) -> list[Trace]:
+    """One Trace per (file, pid) of the UNM and MIT sets: meta program, file; family = program for
+    intrusions (label attack), 'normal' otherwise."""
+    path = Path(path or default_path("unm"))
+    traces = []
+    for name, raw in _members(path):
+        parts = name.split("/")
+        if parts[0] not in ("UNM", "MIT") or len(parts) < 4 or _UNM_SKIP.search(name):
+            continue
+        folders = " ".join(parts[2:-1]).lower()
+        label = "attack" if "intrusion" in folders else "normal" if "normal" in folders else None
+        if label is None:
+            continue
+        prog = _unm_program(parts)
+        for pid, calls in _unm_lines(path, name, _text(path, name, raw)).items():
+            traces.append(Trace(name=f"{name}:{pid}", calls=calls, label=label, pid=pid, comm=prog,
+                                family=prog if label == "attack" else "normal",
+                                meta={"program": prog, "file": name}))
+    if not traces:
+        raise KpError(f"{path} is not the UNM layout: no UNM/<n>.<program>/.../<file> `pid number` files")
+    return traces
+
+
+def load(name: str, path=None) -> list[Trace]:
+    if name not in NAMES:
+        raise KpError(f"unknown data set '{name}'; choose from {', '.join(NAMES)}")
+    return load_fhids(path) if name == "fhids" else load_unm(path)
+
+
+def group_of(name: str, t: Trace) -> str:
+    """The unit a split is made in: FHIDS service, UNM program."""
+    return t.meta["service"] if name == "fhids" else t.meta["program"]
+
+
+def split(name: str, traces: list[Trace], seed: int = SEED, fractions=FRACTIONS) -> dict[str, list[Trace]]:
+    """{'train', 'calibration', 'test'}: per group, the normal traces shuffled by a fixed seed
+    (seed and group name), the first 60% train, the next 20% calibration, the rest test; every
+    attack trace goes to test. Groups with 2 normal traces keep one for train and one for
+    calibration; a group with one keeps it for train."""
+    groups: dict[str, list[Trace]] = {}
+    for t in traces:
+        if t.label == "normal":
+            groups.setdefault(group_of(name, t), []).append(t)
+    out = {"train": [], "calibration": [], "test": []}
+    for g in sorted(groups):
+        ts = sorted(groups[g], key=lambda t: t.name)
+        rng = np.random.default_rng([seed, zlib.crc32(g.encode())])
+        ts = [ts[i] for i in rng.permutation(len(ts))]
+        n = len(ts)
+        n_tr = max(1, int(round(fractions[0] * n)))
+        n_cal = min(n - n_tr, max(1, int(round(fractions[1] * n))))
+        out["train"] += ts[:n_tr]
+        out["calibration"] += ts[n_tr:n_tr + n_cal]
+        out["test"] += ts[n_tr + n_cal:]
+    out["test"] += [t for t in traces if t.label == "attack"]
+    return out
+
+
+def protocol(name: str, seed: int = SEED, fractions=FRACTIONS) -> str:
+    unit = "service" if name == "fhids" else "program"
+    return (f"{name}: split once per {unit} with seed {seed}: {fractions[0]:.0%} of its normal traces train, "
+            f"{fractions[1]:.0%} calibrate (every threshold is set there), the rest of its normal traces "
+            "plus every attack trace test; nothing is chosen on test")
