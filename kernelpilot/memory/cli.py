@@ -13,7 +13,10 @@ memory_app = typer.Typer(no_args_is_help=True,
 live_app = typer.Typer(no_args_is_help=True, help="Live experiments on this host (restore on exit).")
 memory_app.add_typer(live_app, name="live")
 
-TRACE_HELP = "trace file (oracleGeneral, .csv, .txt, MSR/blkparse block trace, .parquet events) or synth:NAME"
+TRACE_HELP = ("trace file (oracleGeneral, .csv, .txt, MSR/blkparse block trace, .parquet events, or a published "
+              "cache trace: LIRS, ARC .lis, cache2k, scarab, UCSD addresses, AdaptSize) or synth:NAME")
+FORMAT_HELP = ("auto, oracle, csv, txt, msr, blkparse, events, lirs, arc, cache2k, scarab, ucsd (key: 64-byte "
+               "line), ucsd-page (key: 4 KiB page), adaptsize (sized); auto sniffs compressed traces")
 
 
 def _print(obj, as_json: bool):
@@ -76,14 +79,15 @@ def sim_cmd(trace: str = typer.Option(..., "--trace", "-t", help=TRACE_HELP),
                                          help="comma list, or 'all' (learned = mix)"),
             sizes: str = typer.Option("0.01,0.1", help="fractions of the footprint (<1) or absolute sizes"),
             bytes_: bool = typer.Option(False, "--bytes", help="byte-size cache (default: one unit per object)"),
-            fmt: str = typer.Option("auto", "--format", help="auto, oracle, csv, txt, msr, blkparse, events"),
+            fmt: str = typer.Option("auto", "--format", help=FORMAT_HELP),
             n: int = typer.Option(200_000, help="length of a synth: trace"),
+            limit: int = typer.Option(None, help="read only the first LIMIT requests (published cache traces)"),
             train_frac: float = typer.Option(0.5, help="learned policies train on this prefix; all are scored after it"),
             model: Path = typer.Option(None, help="saved model (.json/.npz) for its policy (and mix, if it is mix's expert) instead of training"),
             json_out: bool = typer.Option(False, "--json")):
     """Simulate replacement policies and print miss ratios side by side."""
     from kernelpilot.memory import sim, trace as T
-    tr = T.load(trace, fmt, n)
+    tr = T.load(trace, fmt, n, limit)
     names = sim.parse_policies(policies)
     sz = sim.sizes_from_spec(tr, sizes, not bytes_)
     _print(run_sim(tr, names, sz, not bytes_, train_frac, model), json_out)

@@ -145,7 +145,8 @@ def synthetic(spec: str, n: int = 200_000, seed: int = 0) -> Trace:
 
 # ---- loading ----------------------------------------------------------------------------------
 
-FORMATS = ("auto", "oracle", "csv", "txt", "msr", "blkparse", "events")
+FORMATS = ("auto", "oracle", "csv", "txt", "msr", "blkparse", "events", "lirs", "arc", "cache2k",
+           "scarab", "ucsd", "ucsd-page", "adaptsize")
 
 
 def _page_ids(ino, pages):
@@ -185,12 +186,14 @@ def from_events(events: np.ndarray, kind: str = "auto", name: str = "events") ->
     return Trace(ids[np.argsort(ts, kind="stable")], 4096, name=name + ":files")
 
 
-def load(spec: str, fmt: str = "auto", n: int = 200_000) -> Trace:
-    """A trace from 'synth:NAME', an oracleGeneral/CSV/txt/block file, or a kernelpilot event
-    trace (.parquet) of page faults or file reads."""
+def load(spec: str, fmt: str = "auto", n: int = 200_000, limit: int | None = None) -> Trace:
+    """A trace from 'synth:NAME', an oracleGeneral/CSV/txt/block file, a published cache trace
+    (importers/cache_formats.py: LIRS, ARC, cache2k, scarab, UCSD, AdaptSize), or a kernelpilot
+    event trace (.parquet) of page faults or file reads. `limit`: the first requests only
+    (published formats)."""
     from pathlib import Path
 
-    from kernelpilot.traces.importers import block, oracle_general, text
+    from kernelpilot.traces.importers import block, cache_formats, oracle_general, text
     if spec.startswith("synth:"):
         return synthetic(spec[6:], n)
     if fmt not in FORMATS:
@@ -198,6 +201,13 @@ def load(spec: str, fmt: str = "auto", n: int = 200_000) -> Trace:
     p = Path(spec)
     if not p.exists():
         raise KpError(f"trace file not found: {p} (or use synth:{'|synth:'.join(SYNTH)})")
+    if fmt == "auto" and p.is_file():
+        fmt = cache_formats.sniff(p) or "auto"
+        if fmt == "auto" and p.suffix.lower() in (".gz", ".xz", ".zst"):
+            raise KpError(f"{p}: cannot tell the format of this compressed trace; pass --format "
+                          f"{'|'.join(cache_formats.FORMATS)}")
+    if fmt in cache_formats.FORMATS:
+        return cache_formats.read(p, fmt, limit)
     if fmt == "auto":
         suf = p.suffix.lower()
         fmt = {".csv": "csv", ".txt": "txt", ".parquet": "events", ".blktrace": "blkparse",
