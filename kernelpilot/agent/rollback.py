@@ -125,13 +125,56 @@ def _mkdir_write(t, v):
     os.rmdir(path)
 
 
+def _zram_read(t):
+    """A zram device made by hot_add: its disksize ("0" unconfigured); False when it is gone."""
+    try:
+        with open(f"/sys/block/zram{int(t['id'])}/disksize") as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return False
+
+
+def _zram_write(t, v):
+    """A size configures the device as swap space (disksize, mkswap); "0" or False resets and
+    removes it (hot_remove): the device was made for the journal's owner."""
+    import subprocess
+    zid = int(t["id"])
+    if v and v != "0":
+        with open(f"/sys/block/zram{zid}/disksize", "w") as f:
+            f.write(str(v))
+        subprocess.run(["mkswap", f"/dev/zram{zid}"], check=True, capture_output=True)
+        return
+    if os.path.exists(f"/sys/block/zram{zid}"):
+        with open(f"/sys/block/zram{zid}/reset", "w") as f:
+            f.write("1")
+        with open("/sys/class/zram-control/hot_remove", "w") as f:
+            f.write(str(zid))
+
+
+def _swapon_read(t):
+    with open("/proc/swaps") as f:
+        return any(line.split()[0] == t["dev"] for line in f.read().splitlines()[1:])
+
+
+def _swapon_write(t, v):
+    import subprocess
+    cmd = ["swapon", "-p", str(t.get("priority", 32000)), t["dev"]] if v else ["swapoff", t["dev"]]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode:
+        raise OSError(f"{cmd[0]} {t['dev']}: {r.stderr.strip()}")
+
+
 KNOBS = {
+    "zram": (_zram_read, _zram_write),
+    "swapon": (_swapon_read, _swapon_write),
     "nice": (_nice_read, _nice_write),
     "policy": (_policy_read, _policy_write),
     "cgroup": (_cgroup_read, _cgroup_write),
     "file": (_file_read, _file_write),
     "mkdir": (_mkdir_read, _mkdir_write),
 }
+from kernelpilot.sched.knobs import KNOBS as _SCHED_KNOBS  # noqa: E402  autogroup nice, EEVDF slice, cpu.idle
+KNOBS.update(_SCHED_KNOBS)
 
 
 def describe(e: dict) -> str:
