@@ -70,16 +70,31 @@ class Model:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "model") -> "Model":
+        """A model from its JSON document, validated completely (models/validate.py) before use."""
+        return cls._from_dict(d, where, None)
+
+    @classmethod
+    def _from_dict(cls, d, where: str, arrays: dict | None) -> "Model":
+        from kernelpilot.models import validate as V
         if not isinstance(d, dict) or d.get("format") != "kernelpilot-model":
             raise KpError(f"{where}: not a kernelpilot model file")
         if d.get("version") != FORMAT_VERSION:
-            raise KpError(f"{where}: unsupported model format version {d.get('version')}")
-        try:
-            params = {k: np.asarray(v["data"], dtype=v["dtype"]).reshape(v["shape"])
-                      for k, v in d["params"].items()}
-            return cls(d["kind"], list(d["feature_names"]), params, dict(d.get("meta", {})))
-        except (KeyError, TypeError, ValueError) as e:
-            raise KpError(f"{where}: malformed model file ({type(e).__name__}: {e})") from None
+            raise KpError(f"{where}: unsupported model format version {V._short(d.get('version'))}")
+        kind, names, meta = d.get("kind"), d.get("feature_names"), d.get("meta", {})
+        if kind not in KINDS:
+            V.fail(where, "kind", f"{V._short(kind)} is not one of {', '.join(KINDS)}")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            V.fail(where, "feature_names", "expected a list of strings")
+        if not isinstance(meta, dict):
+            V.fail(where, "meta", f"expected an object, got {type(meta).__name__}")
+        if arrays is None:
+            raw = d.get("params")
+            if not isinstance(raw, dict):
+                V.fail(where, "params", "missing or not an object")
+            arrays = {str(k): V.parse_param(where, str(k), v) for k, v in raw.items()}
+        else:
+            arrays = {k: V.check_array(where, k, v) for k, v in arrays.items()}
+        return V.validate(cls(kind, list(names), arrays, dict(meta)), where)
 
     def save(self, path) -> Path:
         path = Path(path)
@@ -94,6 +109,8 @@ class Model:
 
     @classmethod
     def load(cls, path) -> "Model":
+        import zipfile
+        import zlib
         path = Path(path)
         if not path.is_file():
             raise KpError(f"{path}: no such model file")
@@ -104,13 +121,14 @@ class Model:
                         raise KpError(f"{path}: not a kernelpilot model file")
                     head = json.loads(str(z["__meta__"]))
                     params = {k: z[k] for k in z.files if k != "__meta__"}
-                head["params"] = {}
-                m = cls.from_dict(head, str(path))
-                m.params = params
-                return m
+                return cls._from_dict(head, str(path), params)
             return cls.from_dict(json.loads(path.read_text()), str(path))
-        except (ValueError, OSError) as e:  # bad JSON, bad zip
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, UnicodeDecodeError) as e:
             raise KpError(f"{path}: cannot read model file ({type(e).__name__})") from None
+        except RecursionError:
+            raise KpError(f"{path}: cannot read model file (nested too deeply)") from None
+        except MemoryError:
+            raise KpError(f"{path}: cannot read model file (an array is too large)") from None
 
 
 def _jsonable(o):
