@@ -1,0 +1,89 @@
+"""AI-path pilot: per-process layer counters from the shared sensor (system calls by category,
+page faults, context switches, page-cache activity, device ioctls), the figures `kpilot aipath`
+draws for one program, kept for every process. A process's first ioctl on a device is a note."""
+from __future__ import annotations
+
+import numpy as np
+
+from kernelpilot.agent.pilot import Decision, Pilot
+from kernelpilot.traces import schema as S
+
+COLS = ("syscalls", "memory", "sync", "files", "device", "process", "other", "page_faults", "switches_vol",
+        "switches_invol", "file_reads", "file_misses", "file_faults", "ioctls", "mmaps")
+C = {c: i for i, c in enumerate(COLS)}
+
+
+def category_table(n: int = 512) -> np.ndarray:
+    """Column index per x86-64 syscall number."""
+    from kernelpilot.aipath.features import CATEGORY_OF, syscall_names
+    names = syscall_names(np.arange(n))
+    return np.array([C[CATEGORY_OF.get(nm, "other")] for nm in names], np.int64)
+
+
+class AipathPilot(Pilot):
+    name = "aipath"
+
+    def __init__(self, cfg: dict, live: bool = True):
+        super().__init__(live)
+        self.cfg = cfg
+        self.cat = category_table()
+        self.rows: dict[int, np.ndarray] = {}
+        self.comm: dict[int, str] = {}
+        self.devices: set[tuple[int, int]] = set()
+
+    def observe(self, batch: np.ndarray) -> list[Decision]:
+        if not len(batch):
+            return []
+        kind = batch["kind"]
+        col = np.full(len(batch), -1, np.int64)
+        sc = kind == S.SYSCALL
+        nr = batch["a0"][sc].astype(np.int64)
+        col[sc] = np.where(nr < len(self.cat), self.cat[nr.clip(0, len(self.cat) - 1)], C["other"])
+        sw = kind == S.SCHED_SWITCH
+        col[sw] = np.where(batch["a1"][sw] == 0, C["switches_invol"], C["switches_vol"])
+        for k, c in ((S.PAGE_FAULT, "page_faults"), (S.FILE_READ, "file_reads"), (S.FILE_MISS, "file_misses"),
+                     (S.FILE_FAULT, "file_faults"), (S.IOCTL, "ioctls"), (S.MMAP, "mmaps")):
+            col[kind == k] = C[c]
+        m = col >= 0
+        tg, cm, cl = batch["tgid"][m].astype(np.int64), batch["comm"][m], col[m]
+        if not len(tg):
+            return []
+        keys, inv = np.unique(tg, return_inverse=True)
+        counts = np.zeros((len(keys), len(COLS)), np.int64)
+        np.add.at(counts, (inv, cl), 1)
+        counts[:, C["syscalls"]] = np.bincount(inv, weights=np.isin(cl, [1, 2, 3, 4, 5, 6]), minlength=len(keys))
+        last = np.zeros(len(keys), np.int64)
+        last[inv] = np.arange(len(inv))
+        for t, row, c in zip(keys.tolist(), counts, cm[last].tolist()):
+            r = self.rows.get(t)
+            self.rows[t] = row if r is None else r + row
+            if c:
+                self.comm[t] = c.decode(errors="replace")
+        if len(self.rows) > 20000:  # bounded: keep the busiest half
+            top = sorted(self.rows, key=lambda t: -self.rows[t].sum())[:10000]
+            self.rows = {t: self.rows[t] for t in top}
+        return self._devices(batch[kind == S.IOCTL])
+
+    def _devices(self, io) -> list[Decision]:
+        out = []
+        for tgid, rdev, comm in zip(io["tgid"].tolist(), io["a2"].tolist(), io["comm"].tolist()):
+            if not rdev or (tgid, rdev) in self.devices or len(self.devices) > 10000:
+                continue
+            self.devices.add((tgid, rdev))
+            desc = {"major": rdev >> 20, "minor": rdev & 0xFFFFF}
+            if self.live:
+                try:
+                    from kernelpilot.aipath.devices import describe
+                    desc = describe(rdev)
+                except Exception:
+                    pass
+            name = comm.decode(errors="replace")
+            out.append(Decision("aipath", "note", f"{name}[{tgid}] uses device {desc.get('path') or desc}",
+                                pid=tgid, comm=name, detail=desc))
+        return out
+
+    def summary(self) -> dict:
+        top = sorted(self.rows.items(), key=lambda kv: -int(kv[1].sum()))[: self.cfg["top"]]
+        return {"processes": len(self.rows), "devices_used": len(self.devices),
+                "layers": {f"{self.comm.get(t, '?')}[{t}]": {c: int(v) for c, v in zip(COLS, row) if v}
+                           for t, row in top}}

@@ -1,0 +1,67 @@
+"""The agent's one event log: decisions, actions and alerts of every domain as JSON lines with one
+schema {ts (RFC 3339, wall clock), domain, kind, pid, comm, what, detail}, to a file rotated by
+size (logging.handlers.RotatingFileHandler) and, with --json, to stdout."""
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kernelpilot.agent.pilot import Decision
+from kernelpilot.errors import KpError
+
+FIELDS = ("ts", "domain", "kind", "pid", "comm", "what", "detail")
+
+
+def rfc3339_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def check_writable(path: Path) -> None:
+    """One-line error now rather than a failure at the first event."""
+    d = path.parent if str(path.parent) else Path(".")
+    if path.exists() and (path.is_dir() or not os.access(path, os.W_OK)):
+        raise KpError(f"cannot write the event log {path}: " + ("it is a directory" if path.is_dir() else "permission denied"))
+    if not path.exists() and not (d.is_dir() and os.access(d, os.W_OK | os.X_OK)):
+        why = "no such directory" if not d.is_dir() else "permission denied"
+        raise KpError(f"cannot write the event log {path}: {why} ({d})")
+
+
+class EventLog:
+    def __init__(self, path: Path | None, max_bytes: int = 10 << 20, backups: int = 3, stdout: bool = False):
+        self.path, self.stdout = path, stdout
+        self.counts: dict[str, int] = {}
+        self._log = None
+        if path is not None:
+            path = Path(path)
+            check_writable(path)
+            self._log = logging.getLogger(f"kernelpilot.eventlog.{id(self)}")
+            self._log.propagate = False
+            self._log.setLevel(logging.INFO)
+            h = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups)
+            h.setFormatter(logging.Formatter("%(message)s"))
+            self._log.addHandler(h)
+
+    def write(self, d: Decision) -> dict:
+        rec = {"ts": rfc3339_now(), "domain": d.domain, "kind": d.kind, "pid": d.pid, "comm": d.comm,
+               "what": d.what, "detail": d.detail}
+        line = json.dumps(rec, default=str)
+        if self._log:
+            self._log.info(line)
+        if self.stdout:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        key = f"{d.domain}.{d.kind}"
+        self.counts[key] = self.counts.get(key, 0) + 1
+        return rec
+
+    def close(self) -> None:
+        if self._log:
+            for h in list(self._log.handlers):
+                h.close()
+                self._log.removeHandler(h)
+            self._log = None

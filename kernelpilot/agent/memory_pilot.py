@@ -1,0 +1,187 @@
+"""Memory pilot: page-fault streams from the shared sensor, per process and file (file_fault
+events: inode, page) and per process (anonymous page_fault addresses). Each stream's last faults
+are replayed through the learned delta prefetcher (memory/prefetch.py); a file stream it predicts
+well (accuracy >= min_accuracy) is prefetched from then on: each new fault's predicted pages get
+posix_fadvise(WILLNEED) with --enforce, are counted as planned without. Advice changes no
+setting, so there is nothing to roll back. Anonymous streams are reported only (swap is off)."""
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+
+import numpy as np
+
+from kernelpilot.agent.pilot import Decision, Pilot
+from kernelpilot.traces import schema as S
+
+PAGE = 4096
+HISTORY = 2048
+EVAL_LAST = 512       # faults replayed per evaluation
+EVALS_PER_S = 10.0    # CPU bound on the agent: evaluations are pure Python
+
+
+class Stream:
+    def __init__(self, comm: str):
+        self.comm = comm
+        self.pages: deque[int] = deque(maxlen=HISTORY)
+        self.new = 0
+        self.faults = 0
+        self.score: dict | None = None
+        self.model = None          # live DeltaModel once prefetching
+        self.path: str | None = None
+        self.issued: set[int] = set()
+        self.n_issued = self.n_used = 0
+
+
+def file_of(pid: int, dev: int, ino: int) -> str | None:
+    """The mapped file with this (s_dev, inode) in /proc/PID/maps."""
+    major, minor = S.kernel_dev(dev)
+    want = f"{major:02x}:{minor:02x}"
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            for line in f:
+                p = line.split(None, 5)
+                if len(p) == 6 and p[4] == str(ino) and p[3] == want:
+                    return p[5].strip()
+    except OSError:
+        pass
+    return None
+
+
+class MemoryPilot(Pilot):
+    name = "memory"
+
+    def __init__(self, cfg: dict, live: bool = True, enforce: bool = False):
+        super().__init__(live)
+        self.cfg, self.enforce = cfg, enforce
+        self.files: dict[tuple, Stream] = {}   # (tgid, dev, ino) -> stream
+        self.anon: dict[int, Stream] = {}      # tgid -> stream
+        self.decided = 0
+        self.fadvised = 0
+        self.planned = 0
+        self.evaluations = 0
+        self.tokens, self.t_last = EVALS_PER_S, time.monotonic()
+
+    def _budget(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(EVALS_PER_S, self.tokens + (now - self.t_last) * EVALS_PER_S)
+        self.t_last = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    def _feed(self, table, keys, pages, comms):
+        order = np.lexsort((np.arange(len(keys)),) + tuple(keys.T[::-1])) if keys.ndim == 2 else np.argsort(keys, kind="stable")
+        keys, pages, comms = keys[order], pages[order], comms[order]
+        same = np.all(keys[1:] == keys[:-1], axis=1) if keys.ndim == 2 else keys[1:] == keys[:-1]
+        starts = np.r_[0, np.flatnonzero(~same) + 1]
+        for a, b in zip(starts, np.r_[starts[1:], len(keys)]):
+            k = tuple(keys[a].tolist()) if keys.ndim == 2 else int(keys[a])
+            s = table.get(k)
+            if s is None:
+                if len(table) > 4096:  # bounded: forget the oldest stream
+                    table.pop(next(iter(table)))
+                s = table[k] = Stream(comms[a].decode(errors="replace"))
+            yield k, s, pages[a:b].tolist()
+
+    def observe(self, batch: np.ndarray) -> list[Decision]:
+        out = []
+        ff = batch[batch["kind"] == S.FILE_FAULT]
+        if len(ff):
+            keys = np.column_stack([ff["tgid"].astype(np.int64), ff["a3"].astype(np.int64), ff["a0"].astype(np.int64)])
+            for k, s, pages in self._feed(self.files, keys, ff["a1"].astype(np.int64), ff["comm"]):
+                out += self._stream(k, s, pages, file_backed=True)
+        pf = batch[batch["kind"] == S.PAGE_FAULT]
+        if len(pf):
+            for k, s, pages in self._feed(self.anon, pf["tgid"].astype(np.int64), (pf["a0"] >> np.uint64(12)).astype(np.int64), pf["comm"]):
+                out += self._stream(k, s, pages, file_backed=False)
+        return out
+
+    def _stream(self, key, s: Stream, pages: list[int], file_backed: bool) -> list[Decision]:
+        s.pages.extend(pages)
+        s.new += len(pages)
+        s.faults += len(pages)
+        if s.model is not None:
+            self._prefetch(key, s, pages)
+            return []
+        need = self.cfg["min_faults"] if s.score is None else max(self.cfg["min_faults"], EVAL_LAST)
+        if s.new < need or len(s.pages) < self.cfg["min_faults"] or not self._budget():
+            return []
+        from kernelpilot.memory.prefetch import DeltaModel, evaluate
+        s.new = 0
+        depth = self.cfg["depth"]
+        s.score = evaluate(np.fromiter(s.pages, np.int64)[-EVAL_LAST:], lambda: DeltaModel(depth=depth))
+        self.evaluations += 1
+        if not file_backed or s.score["accuracy"] < self.cfg["min_accuracy"]:
+            return []
+        tgid, dev, ino = key
+        s.path = file_of(tgid, dev, ino) if self.live else None
+        s.model = DeltaModel(depth=depth)
+        for p in list(s.pages)[-64:]:  # warm the live model on the stream's recent faults
+            s.model(p)
+        self.decided += 1
+        sc = s.score
+        return [Decision("memory", "decision", f"{s.comm}[{tgid}] faults on {s.path or f'inode {ino}'} are predictable "
+                         f"(accuracy {sc['accuracy']:.2f}, coverage {sc['coverage']:.2f} over {sc['faults']} faults): "
+                         "prefetching", pid=tgid, comm=s.comm,
+                         detail={"inode": ino, "dev": dev, "file": s.path, **{k: round(v, 4) if isinstance(v, float) else v
+                                                                             for k, v in sc.items()}})]
+
+    def _prefetch(self, key, s: Stream, pages: list[int]):
+        want = []
+        for p in pages:
+            if p in s.issued:
+                s.n_used += 1
+                s.issued.discard(p)
+            for q in s.model(p):
+                if q >= 0 and q not in s.issued:
+                    s.issued.add(q)
+                    want.append(q)
+        if len(s.issued) > 4096:
+            s.issued = set(list(s.issued)[-2048:])
+        s.n_issued += len(want)
+        if not want:
+            return
+        if not (self.live and self.enforce and s.path):
+            self.planned += len(want)
+            return
+        try:
+            fd = os.open(s.path, os.O_RDONLY)
+        except OSError:
+            s.path = None
+            return
+        try:
+            size = os.fstat(fd).st_size
+            for q in want:
+                if q * PAGE < size:
+                    os.posix_fadvise(fd, q * PAGE, PAGE, os.POSIX_FADV_WILLNEED)
+                    self.fadvised += 1
+        finally:
+            os.close(fd)
+
+    def act(self, d: Decision, journal) -> Decision | None:
+        if d.kind != "decision":
+            return None
+        how = "fadvise(WILLNEED) of predicted pages" if (self.live and self.enforce and d.detail.get("file")) else \
+            "would fadvise(WILLNEED) predicted pages (dry run)" if self.live else "replay: nothing to prefetch"
+        return Decision("memory", "action" if self.enforce and self.live else "plan", f"{how}: {d.comm}[{d.pid}]",
+                        pid=d.pid, comm=d.comm, detail={"file": d.detail.get("file")})
+
+    def summary(self) -> dict:
+        def row(k, s):
+            r = {"process": f"{s.comm}[{k[0] if isinstance(k, tuple) else k}]", "faults": s.faults}
+            if isinstance(k, tuple):
+                r["file"] = s.path or f"inode {k[2]}"
+            if s.score:
+                r.update(accuracy=round(s.score["accuracy"], 3), coverage=round(s.score["coverage"], 3))
+            if s.model is not None:
+                r.update(prefetching=True, pages_issued=s.n_issued, issued_then_faulted=s.n_used)
+            return r
+        scored = [(k, s) for k, s in self.files.items() if s.score] + [(k, s) for k, s in self.anon.items() if s.score]
+        scored.sort(key=lambda ks: (-(ks[1].model is not None), -ks[1].faults))
+        return {"file_streams": len(self.files), "anon_streams": len(self.anon),
+                "faults_seen": sum(s.faults for s in self.files.values()) + sum(s.faults for s in self.anon.values()),
+                "predictable_prefetching": self.decided, "pages_fadvised": self.fadvised,
+                "pages_planned": self.planned, "evaluations": self.evaluations, "swap": "off", "streams": [row(k, s) for k, s in scored[:10]]}

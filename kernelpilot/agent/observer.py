@@ -1,0 +1,74 @@
+"""The agent's one observer sensor: kp_trace's programs system-wide (sched, syscalls, faults, file
+cache, mm), read in bulk and shared by every pilot; or the shipped trace replayed, where eBPF is
+not allowed."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+GROUPS = ["sched", "syscalls", "faults", "files", "mm"]
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample.parquet"
+
+
+class LiveObserver:
+    live = True
+
+    def __init__(self, ring_mb: int = 16):
+        from kernelpilot.traces.sources import EbpfSource
+        self.src = EbpfSource(GROUPS, exclude_self=True, ring_mb=ring_mb).start()
+        self.name = "ebpf (kp_trace, system-wide)"
+        self.events = 0
+
+    def poll(self) -> np.ndarray:
+        ev = self.src.poll()
+        self.events += len(ev)
+        return ev
+
+    def finish(self) -> np.ndarray:
+        ev = self.src.finish()
+        self.events += len(ev)
+        return ev
+
+    def stats(self) -> dict:
+        s = self.src.stats()
+        return {"source": self.name, "events": self.events, "dropped": int(s["dropped"]), "missed": int(s["missed"])}
+
+    def program_stats(self) -> dict:
+        return self.src.program_stats()
+
+    def close(self) -> None:
+        self.src.stop()
+
+
+class ReplayObserver:
+    """The shipped trace, in time order, at recorded pace (speed) or as fast as possible."""
+    live = False
+
+    def __init__(self, path: Path = SAMPLE, speed: float | None = None):
+        from kernelpilot.traces.store import ReplaySource
+        self.path = Path(path)
+        self.src = ReplaySource(self.path, speed=speed).start()
+        self.name = f"replay of {self.path.name}"
+        self.events = 0
+
+    @property
+    def done(self) -> bool:
+        return self.src.done
+
+    def poll(self) -> np.ndarray:
+        ev = self.src.poll()
+        self.events += len(ev)
+        return ev
+
+    def finish(self) -> np.ndarray:
+        return np.empty(0, dtype=self.src.poll().dtype)
+
+    def stats(self) -> dict:
+        return {"source": self.name, "events": self.events, "dropped": 0, "missed": 0}
+
+    def program_stats(self) -> dict:
+        return {}
+
+    def close(self) -> None:
+        self.src.stop()

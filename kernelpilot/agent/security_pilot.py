@@ -1,0 +1,131 @@
+"""Security pilot: the security watch's two stages as they are today (sc_watch.bpf.c's own
+sys_enter program scores windows in the kernel; the user-space model confirms). Without a model
+it learns this host's normal behaviour in a child process first (the benign scenarios, about
+20 s) and caches the model in the state dir. Alerts and (with --enforce) freezes come back as
+decisions. Not merged with kp_trace's sys_enter program: two programs run on sys_enter."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from kernelpilot.agent.pilot import Decision, Pilot
+from kernelpilot.traces import schema as S
+
+TRAIN = ("import sys, os\nfrom kernelpilot.security.live import default_model\n"
+         "m = default_model(reps=2, system_s=2.0)\ntmp = sys.argv[1] + '.tmp'\nm.save(tmp)\nos.replace(tmp, sys.argv[1])\n")
+
+
+def host_model_path() -> Path:
+    from kernelpilot.agent.state import code_key, state_dir
+    from kernelpilot.security import detectors, features, model, programs, scenarios
+    return state_dir() / f"security-host-model-{code_key(model, detectors, features, programs, scenarios)}.json"
+
+
+class SecurityPilot(Pilot):
+    name = "security"
+
+    def __init__(self, cfg: dict, live: bool = True, enforce: bool = False):
+        super().__init__(live)
+        self.cfg, self.enforce = cfg, enforce
+        self.watcher = None
+        self.trainer = None
+        self.state = "starting"
+        self.error = None
+        self.syscalls = 0
+        self.procs: set[int] = set()
+        self.alerts: list[dict] = []
+        self.pending: list[Decision] = []
+        if not live:
+            self.state = "off: the in-kernel stage needs live eBPF (root); syscalls of the replay are counted only"
+            return
+        path = Path(cfg["model"]) if cfg["model"] else host_model_path()
+        if cfg["model"] and not path.is_file():
+            from kernelpilot.errors import KpError
+            raise KpError(f"[security] model not found: {path}")
+        self.model_path = path
+        if path.is_file():
+            self._start_watch()
+        else:
+            self._start_training()
+
+    def _start_training(self):
+        self.model_path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+        self.trainer = subprocess.Popen([sys.executable, "-c", TRAIN, str(self.model_path)], env=env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.state = f"learning this host's normal behaviour (first run; cached in {self.model_path})"
+        self.pending.append(Decision("security", "note", self.state))
+
+    def _start_watch(self):
+        from kernelpilot.security.live import Watcher
+        from kernelpilot.security.model import SecurityModel
+        try:
+            model = SecurityModel.load(self.model_path)
+            self.watcher = Watcher(model, enforce=self.enforce, action=self.cfg["action"], allow=self.cfg["allow"])
+        except Exception as e:  # a domain that cannot load leaves the others running
+            self.fail(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            return
+        k = self.watcher.kernel
+        self.state = f"watching (in-kernel tree, threshold {k.threshold}; confirm with {self.watcher.kname})"
+        self.pending.append(Decision("security", "note", self.state, detail={"model": str(self.model_path)}))
+
+    def fail(self, why: str):
+        self.state, self.error = "failed", why
+        self.pending.append(Decision("security", "note", f"security disabled: {why}; other domains keep running"))
+
+    def observe(self, batch: np.ndarray) -> list[Decision]:
+        sc = batch["kind"] == S.SYSCALL
+        self.syscalls += int(sc.sum())
+        if len(self.procs) < 100000:
+            self.procs.update(np.unique(batch["tgid"][sc]).tolist())
+        if self.trainer is not None and self.trainer.poll() is not None:
+            rc, err = self.trainer.returncode, (self.trainer.stderr.read() or "").strip().splitlines()
+            self.trainer = None
+            if rc == 0 and self.model_path.is_file():
+                self._start_watch()
+            else:
+                self.fail(f"learning the host model failed: {(err or ['exit ' + str(rc)])[-1]}")
+        out, self.pending = self.pending, []
+        if self.watcher is None:
+            return out
+        for a in self.watcher.step():
+            self.alerts.append(a)
+            out.append(Decision("security", "alert", f"{a['comm']}[{a['pid']}] suspicious system calls: score "
+                                f"{a['score']} > {a['threshold']} ({a['model']})", pid=a["pid"], comm=a["comm"],
+                                detail={k: a[k] for k in ("score", "threshold", "kernel_score", "model", "cmdline",
+                                                          "window", "action") if k in a}))
+        return out
+
+    def act(self, d: Decision, journal) -> Decision | None:
+        act = d.detail.get("action")  # the watch's responder acted already (its own journal)
+        if d.kind == "alert" and act:
+            return Decision("security", "action", f"{act}: {d.comm}[{d.pid}]", pid=d.pid, comm=d.comm)
+        return None
+
+    @property
+    def ready(self) -> bool:
+        return self.watcher is not None
+
+    def summary(self) -> dict:
+        out = {"state": self.state, "syscalls_seen": self.syscalls, "processes_seen": len(self.procs),
+               "alerts": len(self.alerts),
+               "alerted": sorted({f"{a['comm']}[{a['pid']}]" for a in self.alerts})[:20]}
+        if self.error:
+            out["error"] = self.error
+        if self.watcher is not None:
+            out["kernel_stage"] = {k: int(v) for k, v in self.watcher.kernel.stats().items()}
+            out["windows_up"] = self.watcher.windows_up
+        return out
+
+    def close(self) -> None:
+        if self.trainer is not None:
+            self.trainer.kill()
+            self.trainer.wait()
+            self.trainer = None
+        if self.watcher is not None:
+            self.watcher.close()
+            self.watcher = None
