@@ -43,6 +43,11 @@ class TestRunOpts(C.Structure):
                 ("flags", C.c_uint32), ("cpu", C.c_uint32), ("batch_size", C.c_uint32)]
 
 
+class UprobeOpts(C.Structure):  # struct bpf_uprobe_opts as of libbpf 1.1 (later fields left zero)
+    _fields_ = [("sz", C.c_size_t), ("ref_ctr_offset", C.c_size_t), ("bpf_cookie", C.c_uint64),
+                ("retprobe", C.c_bool), ("func_name", C.c_char_p)]
+
+
 class ProgInfo(C.Structure):
     _fields_ = [("type", C.c_uint32), ("id", C.c_uint32), ("tag", C.c_uint8 * 8),
                 ("jited_prog_len", C.c_uint32), ("xlated_prog_len", C.c_uint32),
@@ -76,6 +81,8 @@ _SIGS = {
     "bpf_program__set_autoload": (C.c_int, [C.c_void_p, C.c_bool]),
     "bpf_program__insn_cnt": (C.c_size_t, [C.c_void_p]),
     "bpf_program__attach": (C.c_void_p, [C.c_void_p]),
+    "bpf_program__attach_uprobe_opts": (C.c_void_p, [C.c_void_p, C.c_int, C.c_char_p, C.c_size_t,
+                                                     C.POINTER(UprobeOpts)]),
     "bpf_link__destroy": (C.c_int, [C.c_void_p]),
     "bpf_map__name": (C.c_char_p, [C.c_void_p]),
     "bpf_map__fd": (C.c_int, [C.c_void_p]),
@@ -196,6 +203,22 @@ class Program:
             err = C.get_errno()
             raise BpfError(f"attaching {self.name} ({self.section}) failed: {os.strerror(err)}"
                            + (f": {log[-1].strip()}" if log else ""))
+        self._links.append(link)
+        return self
+
+    def attach_uprobe(self, binary: str, offset: int, pid: int = -1, retprobe: bool = False,
+                      cookie: int = 0) -> "Program":
+        """A uprobe (or uretprobe) at file offset `offset` of `binary`, for process `pid` (-1: all);
+        the program reads `cookie` with bpf_get_attach_cookie."""
+        o = UprobeOpts(sz=C.sizeof(UprobeOpts), bpf_cookie=cookie, retprobe=retprobe)
+        with captured_log() as log:
+            link = lib().bpf_program__attach_uprobe_opts(self.ptr, pid, str(binary).encode(), offset, C.byref(o))
+        if not link:
+            err = C.get_errno()
+            e = BpfError(f"attaching {self.name} to {binary}+{offset:#x} failed: {os.strerror(err)}"
+                         + (f": {log[-1].strip()}" if log else ""))
+            e.errno = err
+            raise e
         self._links.append(link)
         return self
 
