@@ -45,9 +45,10 @@ def spawn_held(argv: list[str], cpu: int | None = None, **popen_kw) -> tuple[sub
 def run_recording(groups, sink, duration: float | None = None, cmd: list[str] | None = None,
                   source: str = "auto", pids=None, cgroup=None, comm=None, notes: list | None = None,
                   on_poll=None, poll_interval: float = 0.02, exclude_self: bool = True,
-                  stdout=None, stderr=None) -> dict:
+                  stdout=None, stderr=None, on_start=None) -> dict:
     """Core loop. `sink(batch)` gets each numpy batch. Returns a summary dict.
-    stdout/stderr: where the traced command's output goes (as for subprocess; None = inherit)."""
+    stdout/stderr: where the traced command's output goes (as for subprocess; None = inherit).
+    on_start(pid): called once the tracer runs, before the held command is released."""
     notes = [] if notes is None else notes
     proc = wfd = None
     if cmd:
@@ -80,6 +81,8 @@ def run_recording(groups, sink, duration: float | None = None, cmd: list[str] | 
                 proc.kill()
                 proc.wait()
             raise
+        if on_start is not None and proc is not None:
+            on_start(proc.pid)
         if wfd is not None:
             os.write(wfd, b"go\n")
             os.close(wfd)
