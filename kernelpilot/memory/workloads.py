@@ -123,3 +123,141 @@ def record(name: str, scale: int = 10) -> Trace:
         return WORKLOADS[name](work, scale)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+# ---- live swap workloads: programs run under a memory limit (kpilot bench swap) ---------------
+
+KV_PY = r'''
+import os, socket, struct, sys, time
+import numpy as np
+n, reqs, batch = int(sys.argv[1]), int(sys.argv[2]), 32
+a, b = socket.socketpair()
+pid = os.fork()
+if pid == 0:  # the server: a dict of n values of 1000 bytes, answers batches of keys
+    a.close()
+    d = {k: os.urandom(400) + (b"%012d" % k) * 50 for k in range(n)}
+    b.sendall(b"r")
+    buf = b""
+    while True:
+        m = b.recv(batch * 8)
+        if not m:
+            os._exit(0)
+        buf += m
+        while len(buf) >= batch * 8:
+            ks, buf = struct.unpack(f"{batch}q", buf[: batch * 8]), buf[batch * 8:]
+            b.sendall(struct.pack("q", sum(len(d[k]) for k in ks)))
+b.close()
+assert a.recv(1) == b"r"
+rng = np.random.default_rng(3)
+w = 1.0 / np.arange(1, n + 1) ** 0.99
+keys = rng.permutation(n)[rng.choice(n, reqs, p=w / w.sum())]
+t0 = time.perf_counter()
+for i in range(0, reqs - batch + 1, batch):
+    a.sendall(struct.pack(f"{batch}q", *keys[i:i + batch].tolist()))
+    a.recv(8)
+a.close()
+os.waitpid(pid, 0)
+print(round(time.perf_counter() - t0, 3))
+'''
+
+SQLITE_PY = r'''
+import sqlite3, sys
+import numpy as np
+db, rows, queries = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+con = sqlite3.connect(db)
+con.execute("PRAGMA cache_size=-8192")
+rng = np.random.default_rng(4)
+w = 1.0 / np.arange(1, rows + 1) ** 0.9
+keys = rng.permutation(rows)[rng.choice(rows, queries, p=w / w.sum())]
+s = 0
+for k in keys.tolist():
+    s += len(con.execute("SELECT v FROM t WHERE k=?", (k,)).fetchone()[0])
+print(s)
+'''
+
+
+class LiveWorkload:
+    """A program for the swap bench: argv, the memory limit it runs under, the files whose page
+    cache must be dropped before each run (so the run's cgroup is charged for reading them), and
+    a reset between runs."""
+
+    def __init__(self, name: str, argv: list[str], limit_mb: int, note: str, files=(), reset=None):
+        self.name, self.argv, self.limit_mb, self.note = name, argv, limit_mb, note
+        self.files, self._reset = list(files), reset
+
+    def prepare_run(self):
+        if self._reset:
+            self._reset()
+        for p in self.files:
+            try:
+                fd = os.open(p, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.fdatasync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def live_hotcold(work: Path, quick: bool) -> LiveWorkload:
+    from kernelpilot.memory.live import HELPER_C, build_c
+    mb = 96 if quick else 144
+    exe = build_c(HELPER_C, work, "kp_hotcold")
+    return LiveWorkload("hotcold", [str(exe), str(mb), "20", "8000" if quick else "20000"], mb * 2 // 3,
+                        f"C program, {mb} MB anonymous, 20% hot, 4 random cold reads a round")
+
+
+def live_sqlite(work: Path, quick: bool) -> LiveWorkload:
+    import sqlite3 as sq
+    rows = 60000 if quick else 120000  # ~1.1 KB a row: 70 / 140 MB
+    db = work / "kv.db"
+    con = sq.connect(db)
+    con.execute("PRAGMA page_size=4096")
+    con.execute("CREATE TABLE t(k INTEGER PRIMARY KEY, v BLOB)")
+    rng = np.random.default_rng(5)
+    con.executemany("INSERT INTO t VALUES(?,?)", ((i, rng.bytes(300) + b"x" * 700) for i in range(rows)))
+    con.commit()
+    con.close()
+    size_mb = db.stat().st_size >> 20
+    script = work / "sqlite_zipf.py"
+    script.write_text(SQLITE_PY)
+    return LiveWorkload("sqlite", [sys.executable, str(script), str(db), str(rows), "40000" if quick else "100000"],
+                        max(size_mb * 3 // 5, 32), f"Python sqlite3, Zipf 0.9 point lookups on a {size_mb} MB database",
+                        files=[db])
+
+
+def live_compileall(work: Path, quick: bool) -> LiveWorkload:
+    import sysconfig
+    src = Path(sysconfig.get_paths()["stdlib"])
+    pkgs = ["email", "json", "http", "xml", "logging", "concurrent", "urllib", "html", "wsgiref"]
+    if not quick:
+        pkgs += ["asyncio", "unittest", "multiprocessing", "importlib", "ctypes", "sqlite3", "tomllib",
+                 "re", "collections", "dbm", "zoneinfo", "xmlrpc", "curses"]
+    dst = work / "stdlib"
+    dst.mkdir()
+    for p in pkgs:
+        if (src / p).is_dir():
+            shutil.copytree(src / p, dst / p, ignore=shutil.ignore_patterns("__pycache__", "test", "tests"))
+    for f in sorted(src.glob("*.py")):
+        shutil.copy(f, dst / f.name)
+
+    def reset():
+        for d in dst.rglob("__pycache__"):
+            shutil.rmtree(d, ignore_errors=True)
+    files = [str(f) for f in dst.rglob("*.py")]
+    mb = sum(os.path.getsize(f) for f in files) >> 20
+    return LiveWorkload("compileall", [sys.executable, "-m", "compileall", "-q", "-f", str(dst)], 256,
+                        f"python -m compileall over a {mb} MB copy of the standard library", files, reset)
+
+
+def live_kv(work: Path, quick: bool) -> LiveWorkload:
+    n = 100000 if quick else 150000
+    script = work / "kv_server.py"
+    script.write_text(KV_PY)
+    return LiveWorkload("kv", [sys.executable, str(script), str(n), str(600000 if quick else 1500000)],
+                        n * 1200 // (1 << 20) + 64,
+                        f"Python key-value server on a socket pair, {n} values of 1000 bytes, Zipf 0.99 gets")
+
+
+LIVE_WORKLOADS = {"hotcold": live_hotcold, "sqlite": live_sqlite, "compileall": live_compileall, "kv": live_kv}

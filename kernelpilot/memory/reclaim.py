@@ -1,0 +1,351 @@
+"""Swap decisions: how much to reclaim from a cgroup and when (controllers), and which pages to push
+(the cold pusher and its refault predictor).
+
+Controllers see one `Obs` per interval and return the cgroup's next limit (bytes):
+  SenpaiController   Senpai's rule (facebookincubator/senpai): below the pressure target, shrink
+                     by a probe proportional to the headroom; above it, grow by a backoff
+                     proportional to the excess. Pressure only.
+  LearnedReclaimer   learns online, per depth of reclaim (the fraction of the peak usage
+                     reclaimed), the refaults each reclaimed page brings back within the horizon;
+                     steps deeper while the predicted refault rate of the next step is below its
+                     budget (large steps where it is well below), holds where it is not, and backs
+                     off like Senpai on pressure. Refaults warn before stalls do.
+The pusher (`ColdPusher`) scans the workload's anonymous pages (pagemap: present, swapped),
+sees refaults (swapped, then present again), learns P(a pushed page comes back within the
+horizon) from what it pushed (`RefaultPredictor`, online logistic regression on recency,
+frequency, the page's block and the region's phase) and pushes (process_madvise MADV_PAGEOUT)
+the pages least likely to come back, never one predicted back.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kernelpilot.errors import KpError
+
+PAGE = 4096
+
+
+@dataclass
+class Obs:
+    """One interval of a cgroup: usage, current limit, peak usage so far (bytes); memory
+    pressure ('some' stall, fraction of the interval); refaulted pages in the interval."""
+    usage: int
+    limit: int
+    peak: int
+    pressure: float
+    refaults: int
+    ceiling: int = 1 << 62  # the workload's own limit: no controller goes above it
+
+
+class KernelOnly:
+    """The kernel alone: the limit never moves."""
+    name = "kernel"
+
+    def step(self, o: Obs) -> int:
+        return o.limit
+
+
+class SenpaiController:
+    """Senpai's rule, per interval. `target`: pressure fraction aimed at (Senpai: 10 ms per 6 s
+    = 0.17 %); probe/backoff as Senpai's coeff_probe/max_probe, coeff_backoff/max_backoff;
+    max_probe is per interval (Senpai's 1 % per 6 s, scaled here to the short runs)."""
+    name = "senpai"
+
+    def __init__(self, target: float = 0.0017, coeff_probe: float = 10.0, max_probe: float = 0.02,
+                 coeff_backoff: float = 20.0, max_backoff: float = 1.0, floor: int = 16 << 20):
+        self.target, self.coeff_probe, self.max_probe = target, coeff_probe, max_probe
+        self.coeff_backoff, self.max_backoff, self.floor = coeff_backoff, max_backoff, floor
+
+    def step(self, o: Obs) -> int:
+        base = min(o.limit, max(o.usage, self.floor))
+        if o.pressure > self.target:
+            f = min((o.pressure / self.target - 1) / self.coeff_backoff, self.max_backoff)
+            return min(int(base * (1 + f)), o.ceiling)
+        f = min((1 - o.pressure / self.target) / self.coeff_probe, self.max_probe)
+        return max(int(base * (1 - f)), self.floor)
+
+
+class LearnedReclaimer:
+    """Depth-bucketed online refault model. Each step's reclaimed pages are remembered with the
+    depth they were taken at; refaults in the `horizon` intervals after a step are charged to
+    the steps still open (newest first) and fold, when a step closes, into the EWMA of its
+    bucket: refaults per reclaimed page. The next step is taken where the predicted rate (the
+    bucket's, or the deepest seen below it, since deeper memory is no colder) is under `budget`;
+    its size shrinks as the prediction nears the budget."""
+    name = "kernelpilot"
+
+    def __init__(self, budget: float = 0.02, horizon: int = 4, max_step: float = 0.08,
+                 min_step: float = 0.01, buckets: int = 20, target: float = 0.0017,
+                 coeff_backoff: float = 20.0, floor: int = 16 << 20, alpha: float = 0.5):
+        self.budget, self.horizon, self.max_step, self.min_step = budget, horizon, max_step, min_step
+        self.buckets, self.target, self.coeff_backoff, self.floor, self.alpha = \
+            buckets, target, coeff_backoff, floor, alpha
+        self.rate_ = np.full(buckets, np.nan)  # refaults per reclaimed page, per depth bucket
+        self.open_: list[list] = []            # [bucket, pages reclaimed, refaults charged, age]
+        self.hold_ = 0
+
+    def _bucket(self, depth: float) -> int:
+        return int(np.clip(depth * self.buckets, 0, self.buckets - 1))
+
+    def predict(self, depth: float) -> float:
+        """Predicted refaults per page reclaimed at this depth (0 where nothing is known yet and
+        nothing shallower refaulted; the deepest known rate at or above it otherwise)."""
+        b = self._bucket(depth)
+        known = self.rate_[: b + 1]
+        known = known[~np.isnan(known)]
+        return float(known.max()) if len(known) else 0.0
+
+    def _learn(self, refaults: int):
+        left = refaults
+        for s in reversed(self.open_):  # the newest step's pages are the likeliest to come back
+            take = min(left, s[1] - s[2])
+            s[2] += take
+            left -= take
+        still = []
+        for s in self.open_:
+            s[3] += 1
+            if s[3] >= self.horizon:
+                r = s[2] / max(s[1], 1)
+                old = self.rate_[s[0]]
+                self.rate_[s[0]] = r if np.isnan(old) else (1 - self.alpha) * old + self.alpha * r
+            else:
+                still.append(s)
+        self.open_ = still
+
+    def step(self, o: Obs) -> int:
+        self._learn(o.refaults)
+        base = min(o.limit, max(o.usage, self.floor))
+        depth = 1 - base / max(o.peak, 1)
+        if o.pressure > self.target:  # stalls: back off as Senpai does, and hold a while
+            f = min((o.pressure / self.target - 1) / self.coeff_backoff, 1.0)
+            self.hold_ = self.horizon
+            return min(int(base * (1 + f)), o.ceiling)
+        open_rate = sum(s[2] for s in self.open_) / max(sum(s[1] for s in self.open_), 1)
+        if open_rate > self.budget:  # refaults of fresh reclaim: give the last step back
+            s = self.open_.pop()
+            self.rate_[s[0]] = max(np.nan_to_num(self.rate_[s[0]]), s[2] / max(s[1], 1))
+            self.hold_ = self.horizon
+            return min(int(base + s[1] * PAGE), o.ceiling)
+        if self.hold_ > 0:
+            self.hold_ -= 1
+            return base
+        step = self.max_step
+        nxt = depth + step
+        p = self.predict(nxt)
+        if p >= self.budget:
+            step = self.min_step
+            if self.predict(depth + step) >= self.budget:
+                return base
+        else:
+            step = max(self.min_step, self.max_step * (1 - p / self.budget))
+        new = max(int(base - step * o.peak), self.floor)
+        pages = max((base - new) // PAGE, 0)
+        if pages:
+            self.open_.append([self._bucket(depth + step), pages, 0, 0])
+        return new
+
+
+CONTROLLERS = {"kernel": KernelOnly, "senpai": SenpaiController, "kernelpilot": LearnedReclaimer}
+
+
+# ---- per-page refault predictor and the cold pusher -------------------------------------------
+
+FEATURES = ("bias", "recency", "never_refaulted", "frequency", "block_recent", "region_phase")
+NEVER = 1000  # intervals: 'never refaulted' ages
+# before any label: an unknown page may go (P 0.27); one that just came back, or whose block
+# did, is kept (P >= 0.5). Learning moves every weight from there.
+PRIOR = (-1.0, 2.0, 0.0, 0.0, 2.0, 0.0)
+
+
+class RefaultPredictor:
+    """Online logistic regression: P(a page pushed now comes back within the horizon)."""
+
+    def __init__(self, lr: float = 0.5, l2: float = 1e-4, epochs: int = 3):
+        self.lr, self.l2, self.epochs = lr, l2, epochs
+        self.coef_ = np.array(PRIOR, float)
+        self.n_seen_ = 0
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return 1 / (1 + np.exp(-np.clip(X @ self.coef_, -30, 30)))
+
+    def partial_fit(self, X: np.ndarray, y: np.ndarray) -> "RefaultPredictor":
+        if len(y) == 0:
+            return self
+        w = np.where(y == 1, 0.5 / max(y.mean(), 1e-3), 0.5 / max(1 - y.mean(), 1e-3))  # balanced
+        for _ in range(self.epochs):
+            g = X.T @ (w * (self.predict_proba(X) - y)) / len(y) + self.l2 * self.coef_
+            self.coef_ -= self.lr * g
+        self.n_seen_ += len(y)
+        return self
+
+    def save(self, path: Path):
+        path.write_text(json.dumps({"features": FEATURES, "coef": self.coef_.tolist(), "n_seen": self.n_seen_}))
+
+    @classmethod
+    def load(cls, path: Path) -> "RefaultPredictor":
+        try:
+            d = json.loads(Path(path).read_text())
+            m = cls()
+            if tuple(d["features"]) != FEATURES:
+                raise KpError(f"{path}: features {d['features']} are not {list(FEATURES)}")
+            m.coef_, m.n_seen_ = np.asarray(d["coef"], float), int(d["n_seen"])
+            return m
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise KpError(f"cannot read refault model {path}: {e}") from None
+
+
+def features(t: int, last_ref: np.ndarray, nref: np.ndarray, block_recent: np.ndarray, phase: float) -> np.ndarray:
+    age = np.minimum(t - last_ref, NEVER)
+    return np.column_stack([np.ones(len(age)), 1 - np.log1p(age) / np.log1p(NEVER), (age >= NEVER).astype(float),
+                            np.log1p(nref), block_recent, np.full(len(age), phase)])
+
+
+class _Region:
+    def __init__(self, n: int):
+        self.prev_swapped = np.zeros(n, bool)
+        self.last_ref = np.full(n, -NEVER, np.int64)
+        self.nref = np.zeros(n)
+        self.pushed_at = np.full(n, -1, np.int64)
+        self.x_push = np.zeros((n, len(FEATURES)), np.float32)
+
+
+class ColdPusher:
+    """Per interval: `observe(pid)` scans the pid's anonymous regions, labels what was pushed
+    (back within the horizon: 1; still out after it: 0) and trains the predictor; `push(pid,
+    pidfd, pages)` pushes the `pages` present pages least likely to come back, none with
+    P >= keep. BLOCK pages share a block feature (hot data sits together)."""
+    BLOCK = 64
+
+    def __init__(self, predictor: RefaultPredictor | None = None, horizon: int = 6, keep: float = 0.5,
+                 decay: float = 0.9, seed: int = 0):
+        self.model = predictor or RefaultPredictor()
+        self.horizon, self.keep, self.decay = horizon, keep, decay
+        self.rng = np.random.default_rng(seed)
+        self.regions: dict[tuple, _Region] = {}
+        self.t = 0
+        self.pushed = self.refaulted = self.labels = 0
+        self._cand: dict[int, list] = {}
+
+    def _block_recent(self, r: _Region, t: int) -> np.ndarray:
+        n = len(r.last_ref)
+        recent = (t - r.last_ref <= self.horizon).astype(float)
+        nb = (n + self.BLOCK - 1) // self.BLOCK
+        pad = np.zeros(nb * self.BLOCK)
+        pad[:n] = recent
+        return np.repeat(pad.reshape(nb, self.BLOCK).mean(1), self.BLOCK)[:n]
+
+    def observe(self, pid: int) -> int:
+        """Scan pid; returns pages that refaulted in this interval. Raises OSError when gone."""
+        from kernelpilot.memory.pagesignal import PM_PRESENT, PM_SWAPPED, _bit, anon_regions
+        t = self.t
+        cands = []
+        back_total = 0
+        seen: dict[int, int] = {}
+        X_all, y_all = [], []
+        with open(f"/proc/{pid}/pagemap", "rb", buffering=0) as pm:
+            for a, b in anon_regions(pid):
+                n = (b - a) // PAGE
+                key = (pid, n, seen.setdefault(n, 0))  # size and order name a region across scans
+                seen[n] += 1
+                r = self.regions.get(key)
+                if r is None:
+                    r = self.regions[key] = _Region(n)
+                pm.seek(a // PAGE * 8)
+                ent = np.frombuffer(pm.read(n * 8), np.uint64)
+                if len(ent) != n:
+                    continue
+                present, swapped = _bit(ent, PM_PRESENT), _bit(ent, PM_SWAPPED)
+                back = r.prev_swapped & present
+                r.prev_swapped = swapped
+                back_total += int(back.sum())
+                pushed = r.pushed_at >= 0
+                yes = pushed & back & (t - r.pushed_at <= self.horizon)
+                no = pushed & swapped & (t - r.pushed_at >= self.horizon)
+                done = yes | no | (pushed & back)
+                if done.any():
+                    X_all.append(r.x_push[done])
+                    y_all.append(yes[done].astype(float))
+                    r.pushed_at[done] = -1
+                r.last_ref[back] = t
+                r.nref *= self.decay
+                r.nref[back] += 1
+                idx = np.flatnonzero(present & (r.pushed_at < 0))
+                if len(idx):
+                    phase = float(back.mean())
+                    X = features(t, r.last_ref[idx], r.nref[idx], self._block_recent(r, t)[idx], phase)
+                    cands.append((a, r, idx, X))
+        if y_all:
+            X, y = np.concatenate(X_all), np.concatenate(y_all)
+            self.model.partial_fit(X, y)
+            self.labels += len(y)
+            self.refaulted += int(y.sum())
+        self._cand[pid] = cands
+        self.t += 1
+        return back_total
+
+    def push(self, pid: int, pidfd: int, pages: int) -> int:
+        """Push up to `pages` of pid's present pages, least likely to come back first."""
+        from kernelpilot.memory.live import pageout
+        cands = self._cand.get(pid) or []
+        if pages <= 0 or not cands:
+            return 0
+        p = [self.model.predict_proba(X) for _, _, _, X in cands]
+        allp = np.concatenate(p)
+        order = np.argsort(allp + self.rng.random(len(allp)) * 1e-6, kind="stable")
+        order = order[allp[order] < self.keep][:pages]
+        if len(order) == 0:
+            return 0
+        offs = np.cumsum([0] + [len(x) for x in p])
+        ranges = []
+        for k, (a, r, idx, X) in enumerate(cands):
+            sel = order[(order >= offs[k]) & (order < offs[k + 1])] - offs[k]
+            if len(sel) == 0:
+                continue
+            pg = np.sort(idx[sel])
+            r.pushed_at[pg] = self.t - 1
+            r.prev_swapped[pg] = True  # back by the next scan: a refault, even if never seen out
+            r.x_push[pg] = X[np.searchsorted(idx, pg)]
+            brk = np.flatnonzero(np.diff(pg) != 1) + 1  # contiguous runs: one iovec each
+            for s, e in zip(np.r_[0, brk], np.r_[brk, len(pg)]):
+                ranges.append((a + int(pg[s]) * PAGE, int(pg[e - 1] - pg[s] + 1) * PAGE))
+        pageout(pidfd, ranges)
+        self.pushed += len(order)
+        return len(order)
+
+    def cold_pages(self, pid: int, below: float) -> int:
+        """Present pages of pid predicted back with P < below (after `observe`)."""
+        return int(sum((self.model.predict_proba(X) < below).sum() for _, _, _, X in self._cand.get(pid) or []))
+
+
+def pidfd_open(pid: int) -> int:
+    from kernelpilot.memory.live import SYS_pidfd_open, libc
+    fd = libc.syscall(SYS_pidfd_open, pid, 0)
+    if fd < 0:
+        raise ProcessLookupError(pid)
+    return fd
+
+
+def anon_pids(pids: list[int], min_mb: int = 8) -> list[int]:
+    """pids with at least min_mb of anonymous memory (RssAnon + VmSwap): the ones worth scanning."""
+    out = []
+    for p in pids:
+        try:
+            st = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
+        kb = sum(int(line.split()[1]) for line in st.splitlines() if line.startswith(("RssAnon:", "VmSwap:")))
+        if kb >= min_mb << 10:
+            out.append(p)
+    return out
+
+
+def close_fd(fd: int):
+    try:
+        os.close(fd)
+    except OSError:
+        pass

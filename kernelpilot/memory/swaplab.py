@@ -1,0 +1,190 @@
+"""The live setting for swap decisions, journaled (agent/journal.py): a zram swap device, a memory
+cgroup with a limit, and a cgroup-v2 group beside it for the workload's own memory pressure.
+
+Every change goes through the journal first, so a normal exit, an exception, SIGINT/SIGTERM (the
+journal's handlers) and SIGKILL (its guardian) all restore: swapoff, zram reset + hot_remove,
+limits back, cgroups removed (their tasks moved to the parent first).
+
+Fallbacks, stated in `notes`: no zram module -> the swap already on, if any (else an error);
+no per-cgroup pressure (no cgroup-v2 mount) -> the host's /proc/pressure/memory.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from kernelpilot.errors import CapabilityError, KpError
+
+V1_ROOT = Path("/sys/fs/cgroup/memory")
+V2_ROOTS = (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified"))
+
+
+def zram_control() -> Path:
+    return Path(os.environ.get("KPILOT_ZRAM_CONTROL", "/sys/class/zram-control"))
+
+
+def memcg_backend() -> tuple[str, Path]:
+    """('v1', /sys/fs/cgroup/memory) or ('v2', root with the memory controller), else an error."""
+    root = Path(os.environ.get("KPILOT_MEMCG_ROOT", V1_ROOT))
+    if (root / "memory.limit_in_bytes").exists():
+        return "v1", root
+    for r in V2_ROOTS:
+        try:
+            if "memory" in (r / "cgroup.controllers").read_text().split():
+                return "v2", r
+        except OSError:
+            continue
+    raise CapabilityError(f"no memory controller: {root}/memory.limit_in_bytes missing and no cgroup-v2 "
+                          "root lists 'memory' in cgroup.controllers")
+
+
+def pressure_root() -> Path | None:
+    """A cgroup-v2 mount (with or without controllers: PSI files are in every v2 group)."""
+    for r in V2_ROOTS:
+        if (r / "cgroup.procs").exists() and (r / "memory.pressure").exists():
+            return r
+    return None
+
+
+def read_pressure(path: Path) -> int:
+    """'some' stall total (microseconds) from a memory.pressure file."""
+    for line in path.read_text().splitlines():
+        if line.startswith("some"):
+            return int(line.rsplit("total=", 1)[1])
+    raise KpError(f"{path}: no 'some' line")
+
+
+class SwapLab:
+    """`with SwapLab(journal, limit_mb, zram_mb) as lab:` then run children with
+    `preexec=lab.enter`; `lab.set_limit(bytes)`, `lab.usage()`, `lab.stat()`, `lab.pressure_us()`."""
+
+    def __init__(self, journal, limit_mb: int, zram_mb: int, name: str | None = None):
+        if limit_mb <= 0 or zram_mb <= 0:
+            raise KpError("--limit-mb and --zram-mb must be > 0")
+        self.j, self.limit_mb, self.zram_mb = journal, limit_mb, zram_mb
+        self.name = name or f"kpilot-swap-{os.getpid()}"
+        self.notes: list[str] = []
+        self.kind = self.cg = self.psi_cg = self.dev = None
+
+    # --- setup: each step journaled before it is made ---
+    def _must(self, knob: str, target: dict, new, what: str):
+        if not self.j.change(knob, target, new):
+            raise KpError(f"cannot set up {what} ({target.get('path', '?')}): see the log; nothing left changed")
+
+    def open(self) -> "SwapLab":
+        self.kind, root = memcg_backend()
+        ctl = zram_control()
+        if (ctl / "hot_add").exists():
+            zid = int((ctl / "hot_add").read_text().strip())
+            self.dev = f"/dev/zram{zid}"
+            self._must("zram", {"id": zid, "path": self.dev}, f"{self.zram_mb}M", "zram swap")
+            self._must("swapon", {"dev": self.dev, "path": self.dev}, True, "swapon")
+        elif len(Path("/proc/swaps").read_text().splitlines()) > 1:
+            self.notes.append(f"no zram ({ctl}/hot_add missing): using the swap already on")
+        else:
+            raise CapabilityError(f"no zram ({ctl}/hot_add missing; modprobe zram) and no swap on")
+        self.cg = root / self.name
+        self._must("mkdir", {"path": str(self.cg)}, True, "memory cgroup")
+        self.set_limit(self.limit_mb << 20, setup=True)
+        if self.kind == "v1":
+            self.j.change("file", {"path": str(self.cg / "memory.swappiness")}, "100")
+        pr = pressure_root()
+        if self.kind == "v2":
+            self.psi_cg = self.cg
+        elif pr is not None:
+            self.psi_cg = pr / self.name
+            self._must("mkdir", {"path": str(self.psi_cg)}, True, "pressure cgroup")
+        else:
+            self.notes.append("no cgroup-v2 mount: pressure is the host's /proc/pressure/memory")
+        return self
+
+    def __enter__(self):
+        return self.open()
+
+    def __exit__(self, *exc):
+        return False  # the journal's close restores
+
+    # --- the workload ---
+    def enter(self):
+        """preexec for the workload: join the memory group (and the pressure group)."""
+        procs = "tasks" if self.kind == "v1" else "cgroup.procs"
+        (self.cg / procs).write_text(f"{os.getpid()}\n")
+        if self.psi_cg is not None and self.psi_cg != self.cg:
+            (self.psi_cg / "cgroup.procs").write_text(f"{os.getpid()}\n")
+
+    def empty(self):
+        """Between runs: uncharge what the last run left (v1 force_empty; v2 memory.reclaim)."""
+        try:
+            if self.kind == "v1":
+                (self.cg / "memory.force_empty").write_text("0\n")
+            else:
+                self.reclaim(self.usage())
+        except OSError:
+            pass
+
+    def pids(self) -> list[int]:
+        return [int(x) for x in (self.cg / "cgroup.procs").read_text().split()]
+
+    # --- knobs and readings (FileNotFoundError when the group vanished) ---
+    def limit_file(self) -> Path:
+        return self.cg / ("memory.limit_in_bytes" if self.kind == "v1" else "memory.high")
+
+    def set_limit(self, nbytes: int, setup: bool = False) -> bool:
+        """v1: memory.limit_in_bytes (the kernel reclaims down to it, or refuses: False);
+        v2: memory.high. Journaled: the old value comes back on exit."""
+        nbytes = max(int(nbytes) // 4096 * 4096, 4096)
+        ok = self.j.change("file", {"path": str(self.limit_file())}, str(nbytes))
+        if setup and not ok:
+            raise KpError(f"cannot set {self.limit_file()}: see the log; nothing left changed")
+        return ok
+
+    def reclaim(self, nbytes: int) -> bool:
+        """v2 memory.reclaim (a one-shot request, nothing to restore); False where absent."""
+        f = self.cg / "memory.reclaim"
+        if self.kind != "v2" or not f.exists():
+            return False
+        try:
+            f.write_text(f"{int(nbytes)}\n")
+            return True
+        except OSError:
+            return False
+
+    def limit(self) -> int:
+        v = self.limit_file().read_text().strip()
+        return 1 << 62 if v == "max" else int(v)
+
+    def usage(self) -> int:
+        return int((self.cg / ("memory.usage_in_bytes" if self.kind == "v1" else "memory.current")).read_text())
+
+    def stat(self) -> dict:
+        out = {}
+        for line in (self.cg / "memory.stat").read_text().splitlines():
+            k, v = line.split()
+            out[k] = int(v)
+        return out
+
+    def refaults(self, st: dict | None = None) -> int:
+        st = st or self.stat()
+        return st.get("workingset_refault_anon", 0) + st.get("workingset_refault_file", 0)
+
+    def majfaults(self, st: dict | None = None) -> int:
+        st = st or self.stat()
+        return st.get("pgmajfault", 0)
+
+    def pressure_us(self) -> int:
+        if self.psi_cg is not None:
+            return read_pressure(self.psi_cg / "memory.pressure")
+        return read_pressure(Path("/proc/pressure/memory"))
+
+
+def wait_empty(cg: Path, timeout: float = 10.0):
+    """Poll (with a deadline) until no task is left in cg."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if not (cg / "cgroup.procs").read_text().split():
+                return
+        except OSError:
+            return
+        time.sleep(0.05)

@@ -1,0 +1,208 @@
+"""One workload run under a swap controller, measured: the cgroup's usage (sampled each tick),
+major faults and refaults (its memory.stat), memory pressure (its own PSI group), run time.
+
+configs: kernel       the limit alone (the kernel's reclaim)
+         senpai       Senpai's fixed pressure rule moves the limit
+         kernelpilot  the learned reclaimer moves the limit; the cold pusher pushes the pages
+                      least likely to come back first (anonymous memory), and keeps the group
+                      just under its limit so the kernel's reclaim has nothing to pick
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from kernelpilot.memory import reclaim as R
+from kernelpilot.memory.live import run_measured
+
+CONFIGS = ("kernel", "senpai", "kernelpilot")
+TICK, CONTROL_EVERY, MARGIN = 0.05, 10, 4 << 20  # 50 ms ticks; a control step each 0.5 s
+
+
+class Driver:
+    """The agent thread of one run: samples the group each tick; a controller step every
+    CONTROL_EVERY ticks; the pusher (kernelpilot) each tick."""
+
+    def __init__(self, lab, config: str, predictor: R.RefaultPredictor | None = None, tick: float = TICK):
+        self.lab, self.config, self.tick = lab, config, tick
+        self.ctrl = R.CONTROLLERS[config]()
+        self.pusher = R.ColdPusher(predictor) if config == "kernelpilot" else None
+        self.usage: list[int] = []
+        self.limits: list[int] = []
+        self.errors: list[str] = []
+        self.steps = self.limit_refused = 0
+
+    def __call__(self, pid, stop):
+        lab = self.lab
+        try:
+            ceiling = limit = lab.limit()
+            psi0, ref0 = lab.pressure_us(), lab.refaults()
+        except OSError as e:
+            self.errors.append(f"cgroup unreadable at start: {e}")
+            return
+        peak, k, t0 = 0, 0, time.monotonic()
+        fds: dict[int, int] = {}
+        try:
+            while not stop.wait(self.tick):
+                k += 1
+                try:
+                    usage = lab.usage()
+                except FileNotFoundError:
+                    self.errors.append("the cgroup vanished mid-run: control stopped")
+                    return
+                self.usage.append(usage)
+                self.limits.append(limit)
+                peak = max(peak, usage)
+                if self.pusher is not None:
+                    self._push(fds, usage, limit)
+                if k % CONTROL_EVERY or self.config == "kernel":
+                    continue
+                try:
+                    psi, ref = lab.pressure_us(), lab.refaults()
+                except FileNotFoundError:
+                    self.errors.append("the cgroup vanished mid-run: control stopped")
+                    return
+                now = time.monotonic()
+                o = R.Obs(usage, limit, peak, (psi - psi0) / 1e6 / max(now - t0, 1e-3), (ref - ref0), ceiling)
+                psi0, ref0, t0 = psi, ref, now
+                new = self.ctrl.step(o)
+                if new != limit:
+                    self.steps += 1
+                    if self.pusher is not None and new < usage:
+                        self._push(fds, usage, new)  # the coldest anonymous pages first
+                    if lab.set_limit(new):
+                        limit = max(int(new) // 4096 * 4096, 4096)
+                    else:
+                        self.limit_refused += 1
+                        try:
+                            limit = lab.limit()
+                        except FileNotFoundError:
+                            self.errors.append("the cgroup vanished mid-run: control stopped")
+                            return
+        finally:
+            for fd in fds.values():
+                R.close_fd(fd)
+
+    def _push(self, fds, usage, limit):
+        over = usage - (limit - MARGIN)
+        try:
+            pids = R.anon_pids(self.lab.pids())
+        except OSError:
+            return
+        for p in pids:
+            try:
+                self.pusher.observe(p)
+                if over > 0:
+                    if p not in fds:
+                        fds[p] = R.pidfd_open(p)
+                    over -= self.pusher.push(p, fds[p], over // R.PAGE + 1) * R.PAGE
+            except (OSError, ValueError):
+                fds.pop(p, None)
+
+
+def run_config(lab, wl, config: str, predictor=None) -> dict:
+    """Run workload `wl` once under `config` in `lab` (a set-up SwapLab); the limit is put back
+    to the workload's own afterwards."""
+    wl.prepare_run()
+    lab.set_limit(wl.limit_mb << 20)
+    d = Driver(lab, config, predictor)
+    st0, psi0 = lab.stat(), lab.pressure_us()
+    r = run_measured(wl.argv, preexec=lab.enter, during=d)
+    st1, psi1 = lab.stat(), lab.pressure_us()
+    from kernelpilot.memory.swaplab import wait_empty
+    wait_empty(lab.cg)
+    u = np.asarray(d.usage or [0], float)
+    out = {"config": config, "seconds": r["seconds"], "exit_code": r["exit_code"],
+           "mean_usage_mb": round(float(u.mean()) / 2**20, 2), "peak_usage_mb": round(float(u.max()) / 2**20, 2),
+           "major_faults": lab.majfaults(st1) - lab.majfaults(st0),
+           "refaults": lab.refaults(st1) - lab.refaults(st0),
+           "psi_some_ms": round((psi1 - psi0) / 1e3, 1), "limit_steps": d.steps,
+           "limit_refused": d.limit_refused, "errors": d.errors}
+    if d.pusher is not None:
+        out.update(pushed=d.pusher.pushed, pushed_back=d.pusher.refaulted, labels=d.pusher.labels)
+    lab.set_limit(wl.limit_mb << 20)
+    return out
+
+
+def _rotate(seq, k):
+    k %= len(seq)
+    return list(seq[k:]) + list(seq[:k])
+
+
+def _median(rows, key):
+    return float(np.median([r[key] for r in rows]))
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Per config: medians and spread (min..max) over repetitions; ratios against the kernel."""
+    by = {c: [r for r in runs if r["config"] == c] for c in CONFIGS}
+    out = {}
+    for c, rows in by.items():
+        if not rows:
+            continue
+        out[c] = {k: _median(rows, k) for k in ("seconds", "mean_usage_mb", "major_faults", "refaults", "psi_some_ms")}
+        out[c]["spread_seconds"] = [min(r["seconds"] for r in rows), max(r["seconds"] for r in rows)]
+        out[c]["spread_mean_usage_mb"] = [min(r["mean_usage_mb"] for r in rows), max(r["mean_usage_mb"] for r in rows)]
+    k = out.get("kernel")
+    if k:
+        for c in CONFIGS[1:]:
+            if c in out:
+                o = out[c]
+                o["saved_vs_kernel"] = round(1 - o["mean_usage_mb"] / max(k["mean_usage_mb"], 1e-9), 4)
+                o["slowdown"] = round(o["seconds"] / max(k["seconds"], 1e-9) - 1, 4)
+                o["major_fault_ratio"] = round(o["major_faults"] / max(k["major_faults"], 1), 4)
+                o["speed_ratio"] = round(k["seconds"] / max(o["seconds"], 1e-9), 4)
+    return out
+
+
+def experiment(names: list[str], reps: int, quick: bool, zram_mb: int = 1024, progress=None) -> dict:
+    """Each workload: `reps` rounds of kernel / senpai / kernelpilot, the order rotated each round
+    (interleaved, so the shared host's noise falls on all three). The kernelpilot refault
+    predictor carries over between its runs of a workload (rep 0 starts from nothing)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from kernelpilot.agent.journal import Journal
+    from kernelpilot.errors import KpError
+    from kernelpilot.memory.live import signals_restore
+    from kernelpilot.memory.swaplab import SwapLab
+    from kernelpilot.memory.workloads import LIVE_WORKLOADS
+    bad = [n for n in names if n not in LIVE_WORKLOADS]
+    if bad:
+        raise KpError(f"unknown workload '{bad[0]}'; choose from {', '.join(LIVE_WORKLOADS)}")
+    if reps <= 0:
+        raise KpError("--reps must be > 0")
+    base = Path("/var/tmp") if Path("/var/tmp").is_dir() else None
+    work = Path(tempfile.mkdtemp(prefix="kpilot-swapbench-", dir=base))
+    res: dict = {"workloads": {}, "notes": []}
+    try:
+        with signals_restore(), Journal("memory-swap", enforce=True) as j:
+            lab = SwapLab(j, 64, zram_mb).open()
+            res["notes"] += lab.notes
+            res["cgroup"] = f"{lab.kind} memory cgroup, pressure from " + \
+                ("its own cgroup-v2 group" if lab.psi_cg is not None else "the host")
+            for name in names:
+                d = work / name
+                d.mkdir()
+                wl = LIVE_WORKLOADS[name](d, quick)
+                pred = R.RefaultPredictor()
+                runs = []
+                for rep in range(reps):
+                    for c in _rotate(CONFIGS, rep):
+                        r = run_config(lab, wl, c, pred if c == "kernelpilot" else None)
+                        r["rep"] = rep
+                        runs.append(r)
+                        if progress:
+                            progress(name, c, rep, r)
+                        lab.empty()
+                res["workloads"][name] = {"note": wl.note, "limit_mb": wl.limit_mb, "runs": runs,
+                                          "summary": summarize(runs),
+                                          "refault_model": dict(zip(R.FEATURES, np.round(pred.coef_, 3).tolist()))}
+                shutil.rmtree(d, ignore_errors=True)
+            res["journal"] = {k: v for k, v in j.counts.items() if v}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return res
