@@ -30,6 +30,7 @@ class AipathPilot(Pilot):
         self.rows: dict[int, np.ndarray] = {}
         self.comm: dict[int, str] = {}
         self.devices: set[tuple[int, int]] = set()
+        self.accel: set[int] = set()
 
     def observe(self, batch: np.ndarray) -> list[Decision]:
         if not len(batch):
@@ -77,6 +78,9 @@ class AipathPilot(Pilot):
                     desc = describe(rdev)
                 except Exception:
                     pass
+            if not desc.get("accelerator"):  # ttys, /dev/null: counted, not noted
+                continue
+            self.accel.add(tgid)
             name = comm.decode(errors="replace")
             out.append(Decision("aipath", "note", f"{name}[{tgid}] uses device {desc.get('path') or desc}",
                                 pid=tgid, comm=name, detail=desc))
@@ -84,6 +88,7 @@ class AipathPilot(Pilot):
 
     def summary(self) -> dict:
         top = sorted(self.rows.items(), key=lambda kv: -int(kv[1].sum()))[: self.cfg["top"]]
-        return {"processes": len(self.rows), "devices_used": len(self.devices),
+        return {"processes": len(self.rows), "device_files_used": len(self.devices),
+                "processes_on_accelerators": len(self.accel),
                 "layers": {f"{self.comm.get(t, '?')}[{t}]": {c: int(v) for c, v in zip(COLS, row) if v}
                            for t, row in top}}

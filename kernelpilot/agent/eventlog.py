@@ -38,6 +38,10 @@ class EventLog:
         self._log = None
         if path is not None:
             path = Path(path)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError:
+                pass  # check_writable says why
             check_writable(path)
             self._log = logging.getLogger(f"kernelpilot.eventlog.{id(self)}")
             self._log.propagate = False

@@ -73,7 +73,11 @@ class MemoryPilot(Pilot):
         return True
 
     def _feed(self, table, keys, pages, comms):
-        order = np.lexsort((np.arange(len(keys)),) + tuple(keys.T[::-1])) if keys.ndim == 2 else np.argsort(keys, kind="stable")
+        """Append each stream's new faults (prefetching ones act at once); yields the others."""
+        if keys.ndim == 2:
+            order = np.lexsort((np.arange(len(keys)),) + tuple(keys.T[::-1]))
+        else:
+            order = np.argsort(keys, kind="stable")
         keys, pages, comms = keys[order], pages[order], comms[order]
         same = np.all(keys[1:] == keys[:-1], axis=1) if keys.ndim == 2 else keys[1:] == keys[:-1]
         starts = np.r_[0, np.flatnonzero(~same) + 1]
@@ -84,28 +88,32 @@ class MemoryPilot(Pilot):
                 if len(table) > 4096:  # bounded: forget the oldest stream
                     table.pop(next(iter(table)))
                 s = table[k] = Stream(comms[a].decode(errors="replace"))
-            yield k, s, pages[a:b].tolist()
+            new = pages[a:b].tolist()
+            s.pages.extend(new)
+            s.new += len(new)
+            s.faults += len(new)
+            if s.model is not None:
+                self._prefetch(k, s, new)
+            else:
+                yield k, s
 
     def observe(self, batch: np.ndarray) -> list[Decision]:
-        out = []
+        todo = []
         ff = batch[batch["kind"] == S.FILE_FAULT]
         if len(ff):
             keys = np.column_stack([ff["tgid"].astype(np.int64), ff["a3"].astype(np.int64), ff["a0"].astype(np.int64)])
-            for k, s, pages in self._feed(self.files, keys, ff["a1"].astype(np.int64), ff["comm"]):
-                out += self._stream(k, s, pages, file_backed=True)
+            todo += [(k, s, True) for k, s in self._feed(self.files, keys, ff["a1"].astype(np.int64), ff["comm"])]
         pf = batch[batch["kind"] == S.PAGE_FAULT]
         if len(pf):
-            for k, s, pages in self._feed(self.anon, pf["tgid"].astype(np.int64), (pf["a0"] >> np.uint64(12)).astype(np.int64), pf["comm"]):
-                out += self._stream(k, s, pages, file_backed=False)
+            pages = (pf["a0"] >> np.uint64(12)).astype(np.int64)
+            todo += [(k, s, False) for k, s in self._feed(self.anon, pf["tgid"].astype(np.int64), pages, pf["comm"])]
+        todo.sort(key=lambda t: -t[1].new)  # the busiest streams first: evaluations are rationed
+        out = []
+        for k, s, file_backed in todo:
+            out += self._evaluate(k, s, file_backed)
         return out
 
-    def _stream(self, key, s: Stream, pages: list[int], file_backed: bool) -> list[Decision]:
-        s.pages.extend(pages)
-        s.new += len(pages)
-        s.faults += len(pages)
-        if s.model is not None:
-            self._prefetch(key, s, pages)
-            return []
+    def _evaluate(self, key, s: Stream, file_backed: bool) -> list[Decision]:
         need = self.cfg["min_faults"] if s.score is None else max(self.cfg["min_faults"], EVAL_LAST)
         if s.new < need or len(s.pages) < self.cfg["min_faults"] or not self._budget():
             return []

@@ -25,6 +25,20 @@ def host_model_path() -> Path:
     return state_dir() / f"security-host-model-{code_key(model, detectors, features, programs, scenarios)}.json"
 
 
+def ensure_host_model(timeout: float = 300.0) -> Path:
+    """Learn and cache the host model now (blocking), unless it is cached already."""
+    path = host_model_path()
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+        r = subprocess.run([sys.executable, "-c", TRAIN, str(path)], env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True, timeout=timeout)
+        if r.returncode:
+            from kernelpilot.errors import KpError
+            raise KpError(f"learning the host's security model failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
+    return path
+
+
 class SecurityPilot(Pilot):
     name = "security"
 
@@ -56,7 +70,8 @@ class SecurityPilot(Pilot):
         self.model_path.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
         self.trainer = subprocess.Popen([sys.executable, "-c", TRAIN, str(self.model_path)], env=env,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                        start_new_session=True)
         self.state = f"learning this host's normal behaviour (first run; cached in {self.model_path})"
         self.pending.append(Decision("security", "note", self.state))
 
@@ -123,7 +138,10 @@ class SecurityPilot(Pilot):
 
     def close(self) -> None:
         if self.trainer is not None:
-            self.trainer.kill()
+            try:
+                os.killpg(self.trainer.pid, 9)  # the scenarios it runs too
+            except ProcessLookupError:
+                pass
             self.trainer.wait()
             self.trainer = None
         if self.watcher is not None:
