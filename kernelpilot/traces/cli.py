@@ -139,41 +139,19 @@ def register(app: typer.Typer) -> None:
         print(json.dumps(out) if json_out else f"replayed {n:,} events in {dt:.2f} s")
 
     @app.command()
-    def run(duration: float = typer.Option(5.0, "--duration", "-d"),
-            events: str = typer.Option("sched,syscalls,faults,mm,files", "--events", "-e"),
-            output: Path = typer.Option(Path("kpilot-run.parquet"), "-o", "--output"),
-            json_out: bool = typer.Option(False, "--json")):
-        """The main job: record this machine's kernel activity for a few seconds and summarise it."""
-        from kernelpilot.probes.doctor import best_source, checks
-        from kernelpilot.traces.record import record_to_file
-        from kernelpilot.traces.schema import parse_groups
-        from kernelpilot.traces.store import read_trace
-        from kernelpilot.traces.summary import summarize
-        groups = parse_groups(events)
-        c = checks()
-        src, why = best_source(c)
-        if src == "ebpf":
-            err.print(f"live eBPF session for {duration:g} s on kernel {c['kernel']} ({why})")
-            status, on_poll = _live_status("recording")
-            status.start()
-            try:
-                rec = record_to_file(output, groups, duration=duration, source="ebpf", on_poll=on_poll)
-            finally:
-                status.stop()
-            title = f"this machine, {rec['seconds']} s live ({rec['dropped']:,} dropped) -> {output}"
-            path = output
-        else:
-            path = Path(__file__).resolve().parent.parent / "data" / "sample.parquet"
-            err.print(f"[yellow]eBPF is not permitted here: {why}.[/] Replaying the trace kernelpilot ships ({path.name}).")
-            title = f"shipped sample trace {path.name}"
-        ev, _ = read_trace(path)
-        s = summarize(ev)
-        from kernelpilot.traces.insights import sched_insights
-        s["sched_insights"] = sched_insights(ev)
+    def run(duration: float = typer.Option(30.0, "--duration", "-d", help="seconds the agent runs"),
+            log: Path = typer.Option(None, "--log", help="event log file (default /run/kernelpilot/run.jsonl)"),
+            json_out: bool = typer.Option(False, "--json", help="the summary as JSON (keys sched, security, memory, aipath)")):
+        """The main job: the agent in dry run on this host beside a short built-in demo; one summary per domain."""
+        from kernelpilot.agent.eventlog import check_writable
+        from kernelpilot.agent.mainjob import check_duration, main_job
+        from kernelpilot.agent.show import print_summary as print_agent_summary
+        check_duration(duration)
+        if log is not None:
+            check_writable(log)
+        s = main_job(duration, log, json_out)
         if json_out:
-            print(json.dumps(s, indent=2))
+            print(json.dumps(s, indent=2, default=str))
         else:
-            print_summary(s, title)
-            print_insights(s["sched_insights"])
-            err.print("next: `kpilot trace-info` on the file, `kpilot sched run` (dry run), `kpilot top`, "
-                      "`kpilot bench ingest --json`")
+            print_agent_summary(s)
+            err.print("next: `kpilot agent run --enforce` (docs/guide/agent.md), `kpilot top`, `kpilot bench agent --json`")
