@@ -127,16 +127,28 @@ def register(app: typer.Typer) -> None:
               action: str = typer.Option("freeze", help="with --enforce: freeze or kill"),
               allow: str = typer.Option("", help="comma-separated comm names never acted on"),
               duration: float = typer.Option(0, help="seconds to run (0 = until Ctrl-C)"),
-              json_out: bool = typer.Option(False, "--json", help="alerts as JSON lines")):
-        """Two-stage live detection: an in-kernel tree scores each process window in sys_enter and
-        sends only suspicious ones up; the user-space model confirms."""
+              json_out: bool = typer.Option(False, "--json", help="alerts as JSON lines"),
+              output: Path = typer.Option(None, "--output", help="append alerts to this file as JSON lines"),
+              learn: float = typer.Option(600, help="seconds of host learning at start: every program's "
+                                          "profile learns, nothing is judged by the model"),
+              learn_new: float = typer.Option(None, "--learn-new", help="seconds a program the model does not "
+                                              "know is learned when first seen later (default: --learn)"),
+              cooldown: float = typer.Option(60, help="seconds of quiet that close an incident"),
+              profiles: Path = typer.Option(None, "--profiles", help="learned program profiles: read at start "
+                                            "if the file exists, written at exit")):
+        """Two-stage live detection: an in-kernel tree scores each thread's window in sys_enter and
+        sends only suspicious ones up; the user-space model confirms, against the program's own
+        profile too; behaviour rules run beside it; alerts are grouped into incidents."""
         from kernelpilot.security.live import watch as run_watch
         if action not in ("freeze", "kill"):
             raise KpError("--action must be freeze or kill")
         if duration < 0:
             raise KpError("--duration must be >= 0")
-        run_watch(model, enforce=enforce, action=action,
-                  allow=[a for a in allow.split(",") if a], duration=duration or None, json_out=json_out)
+        if learn < 0 or (learn_new is not None and learn_new < 0) or cooldown < 0:
+            raise KpError("--learn, --learn-new and --cooldown must be >= 0")
+        run_watch(model, enforce=enforce, action=action, allow=[a for a in allow.split(",") if a],
+                  duration=duration or None, json_out=json_out, output=output, learn_s=learn, new_s=learn_new,
+                  cooldown_s=cooldown, profiles=profiles)
 
     @sec.command("release")
     def release(pid: int = typer.Argument(..., help="process frozen by watch --enforce")):

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import struct
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +70,10 @@ class KernelStage:
         try:
             self._fill(tree, model.vocab)
             self.prog = self.obj.program("sc_sys_enter").attach()
+            from kernelpilot.security.rules import EVENT_DTYPE
+            self.links = [self.obj.program(p).attach() for p in ("sc_exec", "sc_fork", "sc_exit")]
             self.ring = RingReader(self.obj.map("sc_alerts"), ALERT_DTYPE)
+            self.events = RingReader(self.obj.map("sc_events"), EVENT_DTYPE)
         except BaseException:
             self.obj.close()
             raise
@@ -91,10 +96,11 @@ class KernelStage:
     def stats(self) -> dict:
         m = self.obj.map("sc_stats")
         return {name: (m.sum_percpu_u64(k) or [0])[0]
-                for k, name in enumerate(("syscalls", "windows", "sent", "dropped"))}
+                for k, name in enumerate(("syscalls", "windows", "sent", "dropped", "events", "events_dropped"))}
 
     def close(self) -> None:
         self.ring.close()
+        self.events.close()
         self.obj.close()
 
 
@@ -206,15 +212,37 @@ def confirm_detector(model: SecurityModel):
 
 
 class Watcher:
-    """Stage 1 in the kernel, stage 2 here; `step()` handles what came up since the last call."""
+    """Stage 1 in the kernel, stage 2 here; `step()` handles what came up since the last call and
+    returns the alert lines it printed (one per incident and what fired in it).
+
+    Windows: confirmed when unusual for the host (stide), for the model's profile of the program
+    and for the program's live profile; programs are learned first (profiles.py). Behaviour
+    events: the rules (rules.py). Both fold into incidents per (process, program) (incidents.py)."""
 
     def __init__(self, model: SecurityModel, enforce=False, action="freeze", allow=(), threshold=None,
-                 confirm: str = "fpr_0.1pct"):
+                 confirm: str = "fpr_0.1pct", learn_s: float = 600.0, new_s: float | None = None,
+                 cooldown_s: float = 60.0, confirm_threshold: float | None = None, profiles=None):
+        from kernelpilot.security.confirm import BatchScorer
+        from kernelpilot.security.incidents import Incidents
+        from kernelpilot.security.procinfo import ProcTable
+        from kernelpilot.security.profiles import LiveProfiles
+        from kernelpilot.security.rules import Rules
         self.model, self.enforce, self.allow = model, enforce, list(allow)
         self.kname, self.kdet = confirm_detector(model)
-        self.cthr = model.thresholds.get(self.kname, {}).get(confirm)
+        self.cthr = model.thresholds.get(self.kname, {}).get(confirm) if confirm_threshold is None else confirm_threshold
         if self.cthr is None:
             raise KpError("the model has no calibrated thresholds (train with kpilot security train)")
+        if cooldown_s < 0:
+            raise KpError("--cooldown must be >= 0 seconds")
+        self.host = socket.gethostname()
+        self.wall_offset_ns = time.time_ns() - time.monotonic_ns()  # bpf_ktime_get_ns is CLOCK_MONOTONIC
+        self.profiles = LiveProfiles(learn_s, learn_s if new_s is None else new_s, time.monotonic_ns())
+        if profiles:
+            self.profiles.load(profiles)
+        self.procs = ProcTable()
+        self.rules = Rules(self.procs, self.profiles)
+        self.incidents = Incidents(cooldown_s)
+        self.scorer = BatchScorer(model, self.kdet) if self.kname == "stide" else None
         self.kernel = KernelStage(model, threshold)
         try:
             self.responder = Responder(action) if enforce else None
@@ -223,41 +251,127 @@ class Watcher:
             raise
         self.names = number_to_name("x86_64")
         self.alerts: list[dict] = []
-        self.windows_up = 0
+        self.ended: list[dict] = []
+        self.windows_up = self.windows_confirmed = self.events_up = 0
+        self._pruned = 0
+
+    def rfc3339(self, ts_ns: int) -> str:
+        t = datetime.fromtimestamp((ts_ns + self.wall_offset_ns) / 1e9, tz=timezone.utc).astimezone()
+        return t.isoformat(timespec="milliseconds")
 
     def step(self) -> list[dict]:
-        out = []
+        evs = self.kernel.events.poll()  # first: the execs of the programs whose windows follow
+        self.events_up += len(evs)
+        out = [self._fire(h["pid"], h["tid"], h["ts"], h["cgroup_id"], h["comm"], h["rule"],
+                          {"detail": h["detail"], "uid": h["uid"]}) for h in self.rules.on_events(evs)]
         recs = self.kernel.ring.poll()
         self.windows_up += len(recs)
-        for a in recs:
-            n = min(int(a["count"]), CTX)
-            calls = [self.names.get(int(c), UNKNOWN) for c in a["calls"][:n]]
-            # the window is the last 32 calls; the calls before it give stage 2 its context
-            s2 = float(self.kdet.window_scores(self.model.vocab.encode(calls))[-1])
-            if s2 <= self.cthr:
-                continue
-            pid, comm = int(a["tgid"]), a["comm"].decode(errors="replace")
-            # stage 3: the window must also depart from this program's own normal behaviour
-            progs, s3 = self.model.programs, None
-            if progs is not None:
-                s3 = float(progs.window_scores(self.model.vocab.encode(calls), comm)[-1])
-                if s3 <= progs.threshold(comm):
-                    continue
-            alert = {"ts": int(a["ts"]), "pid": pid, "tid": int(a["pid"]), "comm": comm, "cgroup_id": int(a["cgroup"]),
-                     "cmdline": _cmdline(pid), "window": calls[-WIN:], "calls_seen": int(a["count"]),
-                     "kernel_score": int(a["score"]), "kernel_threshold": self.kernel.threshold,
-                     "score": round(s2, 4), "threshold": round(self.cthr, 4),
-                     "model": f"tree+{self.kname}" + ("+program" if s3 is not None else "")}
-            if s3 is not None:
-                alert.update(program_score=round(s3, 4), program_threshold=round(progs.threshold(comm), 4),
-                             program_known=progs.known(comm))
-            if self.enforce:
-                why = protected(pid, comm, self.allow)
-                alert["action"] = f"skipped ({why})" if why else self.responder.act(pid, comm)
-                _log({**alert, "time": time.time()})
-            out.append(alert)
+        if len(recs):
+            out += self._windows(recs)
+        now = time.monotonic_ns()
+        self.ended += [self._end(i) for i in self.incidents.expire(now)]
+        if now - self._pruned > 10e9:
+            self.procs.prune(now)
+            self.rules.prune(now)
+            self._pruned = now
+        out = [a for a in out if a]
         self.alerts += out
         return out
+
+    def finish(self) -> list[dict]:
+        """Close every open incident (watch ends); their closing lines."""
+        out = [self._end(i) for i in self.incidents.expire(None)]
+        self.ended += out
+        return out
+
+    def _windows(self, recs) -> list[dict]:
+        """Learn or judge each window that came up; confirmed ones fire as the model."""
+        progs, out = self.model.programs, []
+        if self.scorer is not None:
+            h, n = self.scorer.hashes(recs["calls"], recs["count"])
+            hw, mask = h[:, -WIN:], self.scorer.window_mask(n)
+            nov2 = self.scorer.novel(hw, self.scorer.table)
+            s2 = self.scorer.share(nov2, mask)
+        else:  # cnn / freq confirm: one window at a time
+            h = n = hw = mask = nov2 = None
+            s2 = np.array([float(self.kdet.window_scores(self.model.vocab.encode(self._calls(a)))[-1]) for a in recs])
+        for i, a in enumerate(recs):
+            pid, tid, ts = int(a["tgid"]), int(a["pid"]), int(a["ts"])
+            comm = a["comm"].decode(errors="replace")
+            p = self.procs.get(pid, ts)
+            exe = p.exe or f"[{comm}]"
+            prof = self.profiles.get(exe, ts)
+            known = progs is not None and progs.known(comm)
+            if self.profiles.learning(prof, known, ts):
+                if h is not None:  # positions whose 6-gram is whole (a record from a trace start: all)
+                    full = h[i, -int(n[i]):] if int(a["count"]) <= CTX else h[i, self.scorer.n - 1:]
+                    self.profiles.learn(prof, full)
+                continue
+            if s2[i] <= self.cthr:
+                continue
+            prof.judged += 1
+            res = {"score": round(float(s2[i]), 4), "threshold": round(float(self.cthr), 4)}
+            calls = self._calls(a)
+            model, thr = f"tree+{self.kname}", self.cthr
+            nov = nov2[i] if h is not None else None  # this window's positions novel so far
+            if progs is not None:  # stage 3: novel for the model's profile of this program
+                thr = progs.threshold(comm)
+                if h is not None:
+                    nov = self.scorer.novel(hw[i:i + 1], progs.table(comm))[0]
+                    s3 = float(self.scorer.share(nov[None], mask[i:i + 1])[0])
+                else:
+                    s3 = float(progs.window_scores(self.model.vocab.encode(calls), comm)[-1])
+                if s3 <= thr:
+                    continue
+                res.update(program_score=round(s3, 4), program_threshold=round(thr, 4), program_known=known)
+                model += "+program"
+            if h is not None and len(prof.grams()):  # and for what the program did while learning
+                nov = nov & self.scorer.novel(hw[i:i + 1], prof.grams())[0]
+                s4 = float(self.scorer.share(nov[None], mask[i:i + 1])[0])
+                res.update(live_score=round(s4, 4), live_threshold=round(thr, 4), live_learned=prof.learned)
+                model += "+live"
+                if s4 <= thr:
+                    continue
+            self.windows_confirmed += 1
+            res.update(model=model, window=calls[-WIN:], calls_seen=int(a["count"]),
+                       kernel_score=int(a["score"]), kernel_threshold=self.kernel.threshold)
+            out.append(self._fire(pid, tid, ts, int(a["cgroup"]), comm, "model", res))
+        return out
+
+    def _calls(self, a) -> list[str]:
+        return [self.names.get(int(c), UNKNOWN) for c in a["calls"][:min(int(a["count"]), CTX)]]
+
+    def _fire(self, pid, tid, ts, cgroup_id, comm, what, extra) -> dict | None:
+        p = self.procs.get(pid, ts)
+        exe = p.exe or f"[{comm}]"
+        inc, line = self.incidents.add(pid, exe, what, ts)
+        if not line:
+            return None
+        uid = p.uid if p.uid >= 0 else extra.pop("uid", -1)
+        extra.pop("uid", None)
+        alert = {"event": "alert", "time": self.rfc3339(ts), "host": self.host, "incident": inc.id,
+                 "fired": what, "incident_fired": list(inc.fired), "windows": inc.windows,
+                 "pid": pid, "ppid": p.ppid, "tid": tid, "uid": uid, "comm": comm, "exe": exe,
+                 "cmdline": p.cmdline, "parents": self.procs.chain(pid, ts), "cgroup": p.cgroup,
+                 "cgroup_id": cgroup_id, "ts": ts}
+        if what != "model":  # the agent and older readers expect these on every alert
+            extra = {"model": f"rule:{what}", "score": 1.0, "threshold": 0.0, **extra}
+        alert.update(extra)
+        if self.enforce and len(inc.fired) == 1:
+            why = protected(pid, comm, self.allow)
+            alert["action"] = f"skipped ({why})" if why else self.responder.act(pid, comm)
+            _log({**alert, "wall": time.time()})
+        return alert
+
+    def _end(self, inc) -> dict:
+        return {"event": "incident_end", "time": self.rfc3339(inc.last_ns), "host": self.host, "incident": inc.id,
+                "pid": inc.pid, "exe": inc.exe, "fired": inc.fired, "windows": inc.windows, "hits": inc.hits,
+                "seconds": round((inc.last_ns - inc.first_ns) / 1e9, 3)}
+
+    def stats(self) -> dict:
+        return {**self.kernel.stats(), "windows_up": self.windows_up, "windows_confirmed": self.windows_confirmed,
+                "events_up": self.events_up, "incidents": self.incidents.n, "alert_lines": self.incidents.lines,
+                "rules": dict(self.rules.counts), **self.profiles.summary()}
 
     def close(self):
         if self.responder:
@@ -277,34 +391,67 @@ def default_model(reps: int = 3, system_s: float = 5.0) -> SecurityModel:
 
 
 def watch(model_path, enforce=False, action="freeze", allow=(), duration=None, json_out=False,
-          confirm="fpr_0.1pct") -> None:
+          confirm="fpr_0.1pct", output=None, learn_s=600.0, new_s=None, cooldown_s=60.0, profiles=None) -> None:
+    out = None
+    if output is not None:
+        try:
+            out = open(output, "a", buffering=1)
+        except OSError as e:
+            raise KpError(f"cannot write alerts to {output}: {e.strerror}") from None
+    try:
+        _watch(model_path, enforce, action, allow, duration, json_out, confirm, out, learn_s, new_s, cooldown_s,
+               profiles)
+    finally:
+        if out:
+            out.close()
+
+
+def _watch(model_path, enforce, action, allow, duration, json_out, confirm, out, learn_s, new_s, cooldown_s,
+           profiles) -> None:
     model = SecurityModel.load(model_path) if model_path else default_model()
-    w = Watcher(model, enforce, action, allow, confirm=confirm)
+    w = Watcher(model, enforce, action, allow, confirm=confirm, learn_s=learn_s, new_s=new_s, cooldown_s=cooldown_s,
+                profiles=profiles if profiles and Path(profiles).exists() else None)
     from rich.console import Console
     err = Console(stderr=True)
     err.print(f"watching (in-kernel tree, threshold {w.kernel.threshold}, {w.kernel.n_grams} normal 3-grams; "
-              f"confirm with {w.kname} > {w.cthr:.4g}); "
+              f"confirm with {w.kname} > {w.cthr:.4g}); learning this host for {learn_s:g} s, programs first seen "
+              f"later for {w.profiles.new_s:g} s; incidents cool down after {cooldown_s:g} s; "
               f"{'ENFORCING ' + action if enforce else 'alert only'}; Ctrl-C to stop", highlight=False)
 
-    def report(alerts):
-        for a in alerts:
+    def report(lines):
+        for a in lines:
+            line = json.dumps(a)
+            if out:
+                out.write(line + "\n")
             if json_out:
-                print(json.dumps(a), flush=True)
+                print(line, flush=True)
+            elif a["event"] == "alert":
+                err.print(f"[bold red]ALERT[/] {a['time']} #{a['incident']} {a['fired']} pid {a['pid']} {a['comm']} "
+                          f"{a['exe']} [{a['cmdline'][:60]}] score {a['score']} > {a['threshold']} "
+                          f"{a.get('action', '')}", highlight=False)
             else:
-                err.print(f"[bold red]ALERT[/] pid {a['pid']} {a['comm']} score {a['score']} "
-                          f"({a['model']}) {a['cmdline'][:60]} {a.get('action', '')}", highlight=False)
+                err.print(f"incident #{a['incident']} pid {a['pid']} {a['exe']} ended: {a['hits']} in "
+                          f"{a['seconds']} s", highlight=False)
+
+    def flush():
+        report(w.step())
+        report(w.ended)
+        w.ended = []
     t0 = time.monotonic()
     try:
         try:
             while duration is None or time.monotonic() - t0 < duration:
-                report(w.step())
+                flush()
                 time.sleep(0.05)
         except KeyboardInterrupt:
             pass
-        report(w.step())  # windows that came up since the last poll
+        flush()  # windows that came up since the last poll
+        report(w.finish())
     finally:
-        st = w.kernel.stats()
+        st = w.stats()
         w.close()
+        if profiles:
+            w.profiles.save(profiles)
     err.print(f"stats: {st}, windows up: {w.windows_up}, confirmed alerts: {len(w.alerts)}", highlight=False)
 
 

@@ -55,7 +55,9 @@ def test_watch_names_attacks_not_benign(host_model, tmp_path):
     if not (V2 / "cgroup.procs").exists():
         pytest.skip("no cgroup v2 hierarchy to attribute scenario processes")
     log = (tmp_path / "alerts.jsonl").open("w+")  # a file, not a pipe: alerts never block watch
-    w = subprocess.Popen([KPILOT, "security", "watch", "--model", str(host_model), "--json", "--duration", "120"],
+    # --learn 0: judged from the start (the model was trained on these programs)
+    w = subprocess.Popen([KPILOT, "security", "watch", "--model", str(host_model), "--json", "--duration", "120",
+                          "--learn", "0"],
                          stdout=log, stderr=subprocess.PIPE, text=True)
     try:
         line = w.stderr.readline()
@@ -67,23 +69,26 @@ def test_watch_names_attacks_not_benign(host_model, tmp_path):
         _, err = w.communicate(30)
     assert w.returncode == 0, err
     log.seek(0)
-    alerts = [json.loads(x) for x in log if x.strip()]
+    alerts = [a for a in map(json.loads, filter(str.strip, log)) if a["event"] == "alert"]
     by = {name: [a for a in alerts if a["cgroup_id"] == cid and a["pid"] != launcher]
           for name, (cid, launcher) in ids.items()}
     for name in ATTACKS:
         assert by[name], f"no alert for attack {name}; stats: {err} ids {ids} cgroups seen {sorted(set(a['cgroup_id'] for a in alerts))[:20]}"
-        a = by[name][0]
-        assert a["pid"] > 1 and a["comm"] and isinstance(a["cmdline"], str)
+        for a in by[name]:
+            assert a["pid"] > 1 and a["comm"] and isinstance(a["cmdline"], str) and a["fired"]
+        model = [a for a in by[name] if a["fired"] == "model"]
+        if not model:  # a behaviour rule caught it (useradd_ns: cp reads /etc/shadow, ransomware: renames)
+            assert all(a["model"] == "rule:" + a["fired"] for a in by[name])
+            continue
+        a = model[0]
         # a process that exits before 32 calls is scored once, at exit_group, on what it made
         assert len(a["window"]) == min(32, a["calls_seen"]) and a["score"] > a["threshold"]
         if "program_score" in a:  # the per-program confirm stage passed too
             assert a["program_score"] > a["program_threshold"] and a["model"].endswith("+program")
         assert a["kernel_score"] > a["kernel_threshold"] and a["model"].startswith("tree+")
     # benign runs: the live rule's measured window FPR is ~0.1%, so one stray stretch in one
-    # benign process can happen (it may come up twice: in a window and again in the process's
-    # last window at exit); several processes, or many windows, would mean the detector cannot
-    # tell them from attacks
-    benign = [(name, a["pid"], a["comm"], a["window"]) for name in BENIGN for a in by[name]]
-    assert len({b[1] for b in benign}) <= 1 and len(benign) <= 3, f"benign runs alerted {len(benign)} times: {benign[:3]}"
-    assert sum(len(by[n]) for n in ATTACKS) > 2 * len(benign)
+    # benign process can happen (one incident: its windows fold into one line); several
+    # processes would mean the detector cannot tell them from attacks
+    benign = [(name, a["pid"], a["comm"], a.get("window")) for name in BENIGN for a in by[name]]
+    assert len({b[1] for b in benign}) <= 1 and len(benign) <= 2, f"benign runs alerted {len(benign)} times: {benign[:3]}"
     assert "dropped': 0" in err

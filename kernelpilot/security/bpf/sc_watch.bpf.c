@@ -1,16 +1,24 @@
 // SPDX-License-Identifier: GPL-2.0
 /* In-kernel first stage of `kpilot security watch`.
  *
- * Per process (state in task storage on the thread-group leader) a sliding window of the last
- * SC_WIN syscalls. Each call adds its feature bits to packed running sums and removes those of
+ * Per thread (state in task storage on the thread, so threads of one process never interleave
+ * in one window) a sliding window of the last SC_WIN syscalls. Each call adds its feature bits to packed running sums and removes those of
  * the call leaving the window (two adds, no loop). Features, as kernelpilot/security/features.py:
  *   0 novel 3-gram (bit in a 2^20-bit table of normal 3-grams, Fibonacci hash of vocabulary ids)
  *   1 rare call, 2..8 syscall classes (exec, net, cred, fsmod, proc, mem, fd).
  * Every SC_STRIDE calls (and at exit_group) the window is scored by the kernelize map interpreter
  * (kp_tree_map.h: the tree is data in kp_model_slots); windows over the threshold go up the ring
- * buffer with their last SC_CTX syscalls (the window and its context). Per syscall: one task-storage get, two inlined array lookups. */
+ * buffer with their last SC_CTX syscalls (the window and its context). Per syscall: one task-storage get, two inlined array lookups.
+ *
+ * Behaviour events for the rules (kernelpilot/security/rules.py) go up a second ring, sc_events:
+ * exec (sched_process_exec: file, interpreter, argv), fork of a process, leader exit, an open of /etc/shadow or
+ * /etc/gshadow, listen/accept on an inet socket (once per thread), setuid-family and capset calls,
+ * chmod with S_ISUID/S_ISGID, setxattr of security.capability, and renames (with the thread's
+ * write count). Only these syscalls read their arguments. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
 #include "kp_tree_map.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -31,17 +39,31 @@ char LICENSE[] SEC("license") = "GPL";
 struct sc_cfg { __u32 exclude_tgid; __s32 threshold; __u32 enabled; __u32 vmod; };
 /* per syscall number: the packed feature increment (rare + classes) and the vocabulary id */
 struct sc_nrinfo { __u64 spread; __u32 vid; __u32 pad; };
+/* sc_event kinds */
+#define SC_EV_EXEC 1
+#define SC_EV_EXIT 2
+#define SC_EV_SHADOW 3
+#define SC_EV_SERVER 4
+#define SC_EV_SETID 5
+#define SC_EV_SETID_FILE 6
+#define SC_EV_RENAME 7
+#define SC_EV_FORK 8
+#define SC_PROC_SERVER 1    /* sc_proc.flags: this thread's listen/accept on inet was sent */
 struct sc_proc {
 	__u64 sums;                 /* SC_NFEAT fields of SC_FBITS bits */
 	__u64 quiet_until;          /* ktime: bounds what one process (a flood) can send up */
 	__u32 count;
 	__u16 prev1, prev2;         /* vocabulary id + 1 of the last two calls, 0 = none */
+	__u32 writes;               /* write-family calls so far (the rename-storm rule) */
+	__u32 flags;
 	__u64 ring_spread[SC_WIN];  /* what each call in the window added to sums */
 	__u16 ring_nr[SC_CTX];
 };
 struct sc_alert { __u64 ts; __u64 cgroup; __u32 pid, tgid; __u32 count; __s32 score; __u16 feats[12];
 		  __u16 calls[SC_CTX]; char comm[16]; };
 struct sc_feat { __s32 x[KP_MAX_FEATURES]; };
+struct sc_event { __u64 ts; __u64 cgroup; __u64 arg2; __u32 tid, tgid, ppid, uid; __u32 kind, arg;
+		  char comm[16]; char path[128]; char path2[128]; char args[256]; };
 
 struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1); __type(key, __u32); __type(value, struct sc_cfg); } sc_cfg SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, SC_MAXNR); __type(key, __u32); __type(value, struct sc_nrinfo); } sc_nrinfo SEC(".maps");
@@ -49,8 +71,10 @@ struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1 << (SC_GRAM_BIT
 struct { __uint(type, BPF_MAP_TYPE_TASK_STORAGE); __uint(map_flags, BPF_F_NO_PREALLOC); __type(key, int); __type(value, struct sc_proc); } sc_state SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 1); __type(key, __u32); __type(value, struct sc_feat); } sc_scratch SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_RINGBUF); __uint(max_entries, 1 << 20); } sc_alerts SEC(".maps");
-/* 0 syscalls seen, 1 windows scored, 2 windows sent up, 3 windows dropped (ring full) */
-struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 4); __type(key, __u32); __type(value, __u64); } sc_stats SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_RINGBUF); __uint(max_entries, 1 << 22); } sc_events SEC(".maps");
+/* 0 syscalls seen, 1 windows scored, 2 windows sent up, 3 windows dropped (ring full),
+ * 4 events sent, 5 events dropped */
+struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 6); __type(key, __u32); __type(value, __u64); } sc_stats SEC(".maps");
 
 static __always_inline void bump(__u32 k)
 {
@@ -91,6 +115,187 @@ static __always_inline void send(struct sc_proc *st, __u64 id, __s32 score, __u6
 	bump(2);
 }
 
+static __always_inline struct sc_event *event(__u32 kind, __u32 arg, __u64 arg2)
+{
+	struct sc_event *e = bpf_ringbuf_reserve(&sc_events, sizeof(*e), 0);
+	if (!e) {
+		bump(5);
+		return 0;
+	}
+	struct task_struct *t = bpf_get_current_task_btf();
+	__u64 id = bpf_get_current_pid_tgid();
+	e->ts = bpf_ktime_get_ns();
+	e->cgroup = bpf_get_current_cgroup_id();
+	e->tid = (__u32)id;
+	e->tgid = id >> 32;
+	e->ppid = BPF_CORE_READ(t, real_parent, tgid);
+	e->uid = (__u32)bpf_get_current_uid_gid();
+	e->kind = kind;
+	e->arg = arg;
+	e->arg2 = arg2;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	e->path[0] = e->path2[0] = e->args[0] = 0;
+	return e;
+}
+
+static __always_inline void commit(struct sc_event *e)
+{
+	bpf_ringbuf_submit(e, 0);
+	bump(4);
+}
+
+static __always_inline __u64 reg(struct pt_regs *r, int i)
+{
+	__u64 v = 0;
+	switch (i) {  /* x86-64 syscall argument registers */
+	case 0: bpf_probe_read_kernel(&v, 8, &r->di); break;
+	case 1: bpf_probe_read_kernel(&v, 8, &r->si); break;
+	case 2: bpf_probe_read_kernel(&v, 8, &r->dx); break;
+	case 3: bpf_probe_read_kernel(&v, 8, &r->r10); break;
+	}
+	return v;
+}
+
+/* Socket family of the current task's fd, 0 if none. */
+static __always_inline __u16 fd_family(int fd)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
+	if (!fdt || fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = 0;
+	bpf_probe_read_kernel(&f, sizeof(f), fds + fd);
+	if (!f)
+		return 0;
+	struct socket *sock = (struct socket *)BPF_CORE_READ(f, private_data);
+	return BPF_CORE_READ(sock, sk, __sk_common.skc_family);
+}
+
+static __always_inline void path_event(__u32 kind, __u32 nr, __u64 arg2, __u64 p1, __u64 p2)
+{
+	struct sc_event *e = event(kind, nr, arg2);
+	if (!e)
+		return;
+	if (p1)
+		bpf_probe_read_user_str(e->path, sizeof(e->path), (void *)p1);
+	if (p2)
+		bpf_probe_read_user_str(e->path2, sizeof(e->path2), (void *)p2);
+	commit(e);
+}
+
+/* The rules' syscalls (x86-64 numbers); everything else returns at the switch. */
+static __always_inline void behaviour(struct bpf_raw_tracepoint_args *ctx, struct sc_proc *st, long nr)
+{
+	struct pt_regs *r = (struct pt_regs *)ctx->args[0];
+	switch (nr) {
+	case 1: case 18: case 20: case 296: case 328:  /* write pwrite64 writev pwritev pwritev2 */
+		st->writes++;
+		return;
+	case 2: case 257: case 437: {  /* open openat openat2 */
+		__u64 b[2] = {};
+		__u64 p = reg(r, nr == 2 ? 0 : 1);
+		bpf_probe_read_user_str(b, sizeof(b), (void *)p);
+		if ((b[0] == 0x6168732f6374652full && (b[1] & 0xffffffffull) == 0x776f64) ||      /* /etc/shadow */
+		    (b[0] == 0x6873672f6374652full && (b[1] & 0xffffffffffull) == 0x776f6461))   /* /etc/gshadow */
+			path_event(SC_EV_SHADOW, nr, 0, p, 0);
+		return;
+	}
+	case 43: case 50: case 288: {  /* accept listen accept4 */
+		if (st->flags & SC_PROC_SERVER)
+			return;
+		__u16 fam = fd_family((int)reg(r, 0));
+		if (fam == 2 || fam == 10) {  /* AF_INET, AF_INET6 */
+			st->flags |= SC_PROC_SERVER;
+			struct sc_event *e = event(SC_EV_SERVER, nr, fam);
+			if (e)
+				commit(e);
+		}
+		return;
+	}
+	case 105: case 106: case 113: case 114: case 117: case 119: case 122: case 123: case 126: {
+		struct sc_event *e = event(SC_EV_SETID, nr, reg(r, 0));  /* setuid..setfsgid, capset */
+		if (e)
+			commit(e);
+		return;
+	}
+	case 90: case 91: case 268: case 452: {  /* chmod fchmod fchmodat fchmodat2 */
+		__u64 mode = reg(r, nr == 90 || nr == 91 ? 1 : 2);
+		if (mode & 06000)
+			path_event(SC_EV_SETID_FILE, nr, mode, nr == 91 ? 0 : reg(r, nr == 90 ? 0 : 1), 0);
+		return;
+	}
+	case 188: case 189: case 190: {  /* setxattr lsetxattr fsetxattr: security.capability is setcap */
+		__u64 b[3] = {};
+		bpf_probe_read_user_str(b, sizeof(b), (void *)reg(r, 1));
+		if (b[0] == 0x7974697275636573ull && b[1] == 0x6c6962617061632eull && (b[2] & 0xffffffffull) == 0x797469)
+			path_event(SC_EV_SETID_FILE, nr, 0, nr == 190 ? 0 : reg(r, 0), 0);
+		return;
+	}
+	case 82:  /* rename */
+		path_event(SC_EV_RENAME, nr, st->writes, reg(r, 0), reg(r, 1));
+		return;
+	case 264: case 316:  /* renameat renameat2 */
+		path_event(SC_EV_RENAME, nr, st->writes, reg(r, 1), reg(r, 3));
+		return;
+	}
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(sc_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	__u32 zero = 0;
+	struct sc_cfg *cfg = bpf_map_lookup_elem(&sc_cfg, &zero);
+	if (!cfg || !cfg->enabled)
+		return 0;
+	struct sc_event *e = event(SC_EV_EXEC, 0, 0);
+	if (!e)
+		return 0;
+	bpf_probe_read_kernel_str(e->path, sizeof(e->path), BPF_CORE_READ(bprm, filename));
+	const char *interp = BPF_CORE_READ(bprm, interp);
+	if (interp != BPF_CORE_READ(bprm, filename))
+		bpf_probe_read_kernel_str(e->path2, sizeof(e->path2), interp);
+	__u64 a = BPF_CORE_READ(p, mm, arg_start), z = BPF_CORE_READ(p, mm, arg_end);
+	__u64 n = z > a ? z - a : 0;
+	if (n > sizeof(e->args) - 1)
+		n = sizeof(e->args) - 1;
+	if (n)
+		bpf_probe_read_user(e->args, n & 0xff, (void *)a);
+	e->args[n & 0xff] = 0;
+	commit(e);
+	bpf_task_storage_delete(&sc_state, p);  /* the new program's windows start empty */
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(sc_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 zero = 0;
+	struct sc_cfg *cfg = bpf_map_lookup_elem(&sc_cfg, &zero);
+	if (!cfg || !cfg->enabled || child->pid != child->tgid)  /* new processes, not threads */
+		return 0;
+	struct sc_event *e = event(SC_EV_FORK, child->tgid, 0);
+	if (e)
+		commit(e);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(sc_exit, struct task_struct *p)
+{
+	__u32 zero = 0;
+	struct sc_cfg *cfg = bpf_map_lookup_elem(&sc_cfg, &zero);
+	if (!cfg || !cfg->enabled)
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	if ((__u32)id != id >> 32)  /* threads: only the leader's exit ends a process */
+		return 0;
+	struct sc_event *e = event(SC_EV_EXIT, 0, 0);
+	if (e)
+		commit(e);
+	return 0;
+}
+
 SEC("raw_tp/sys_enter")
 int sc_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -104,11 +309,11 @@ int sc_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	bump(0);
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct sc_proc *st = bpf_task_storage_get(&sc_state, task->group_leader, 0,
-						  BPF_LOCAL_STORAGE_GET_F_CREATE);
+	struct sc_proc *st = bpf_task_storage_get(&sc_state, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!st)
 		return 0;
 	long nr = ctx->args[1];
+	behaviour(ctx, st, nr);
 	__u32 key = nr >= 0 && nr < SC_MAXNR ? nr : 0;
 	struct sc_nrinfo *in = bpf_map_lookup_elem(&sc_nrinfo, &key);
 	if (!in)

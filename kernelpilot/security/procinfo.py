@@ -1,0 +1,118 @@
+"""What an alert says about a process: exe, command line, parent, uid, cgroup. Read from /proc
+when the process is first seen and at each exec (so a process that has exited by the time an
+alert is raised still carries its command line); the kernel's exec event fills in what /proc no
+longer has. Several execs of one pid are kept, so a window is matched to the program that ran it."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CHAIN_MAX = 32       # parent chain depth kept in an alert
+KEEP_GONE_S = 300.0  # an exited process's entry is kept this long (late windows, children's chains)
+
+
+@dataclass
+class Proc:
+    pid: int
+    ppid: int = 0
+    uid: int = -1
+    comm: str = ""
+    exe: str = ""
+    cmdline: str = ""
+    cgroup: str = ""
+    since_ns: int = 0      # monotonic ns of the exec (0: running before we saw it)
+    gone_ns: int = 0
+    meta: dict = field(default_factory=dict)
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return None
+
+
+def read_proc(pid: int) -> Proc | None:
+    """The process as /proc shows it now, or None if it is gone."""
+    stat = _read(f"/proc/{pid}/stat")
+    if stat is None:
+        return None
+    head, _, tail = stat.decode(errors="replace").rpartition(")")
+    comm = head.partition("(")[2]
+    fields = tail.split()
+    p = Proc(pid, ppid=int(fields[1]) if len(fields) > 1 else 0, comm=comm)
+    try:
+        p.exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        pass
+    raw = _read(f"/proc/{pid}/cmdline") or b""
+    p.cmdline = raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+    status = _read(f"/proc/{pid}/status") or b""
+    for line in status.decode(errors="replace").splitlines():
+        if line.startswith("Uid:"):
+            p.uid = int(line.split()[1])
+            break
+    cg = (_read(f"/proc/{pid}/cgroup") or b"").decode(errors="replace").strip().splitlines()
+    p.cgroup = cg[-1].split(":", 2)[2] if cg and cg[-1].count(":") >= 2 else ""
+    return p
+
+
+class ProcTable:
+    """pid -> the programs it ran (oldest first); filled lazily from /proc and from exec events."""
+
+    def __init__(self):
+        self.procs: dict[int, list[Proc]] = {}
+
+    def get(self, pid: int, ts_ns: int | None = None) -> Proc:
+        """The program pid ran at ts_ns (default: the latest one)."""
+        runs = self.procs.get(pid)
+        if not runs:
+            p = read_proc(pid) or Proc(pid)
+            runs = self.procs[pid] = [p]
+        if ts_ns is None:
+            return runs[-1]
+        for p in reversed(runs):
+            if p.since_ns <= ts_ns:
+                return p
+        return runs[0]
+
+    def exec(self, pid: int, ts_ns: int, ppid: int, uid: int, comm: str, filename: str, interp: str,
+             argv: str) -> Proc:
+        """An exec event: /proc if it is still the same program, else what the kernel sent."""
+        now = read_proc(pid)
+        p = Proc(pid, ppid=ppid, uid=uid, comm=comm, since_ns=ts_ns)
+        p.exe = interp or filename
+        p.cmdline = argv
+        if now is not None and now.comm == comm:
+            p.exe, p.cgroup = now.exe or p.exe, now.cgroup
+            p.cmdline = now.cmdline or argv
+        elif p.exe.startswith("/"):
+            p.exe = os.path.realpath(p.exe)  # as /proc/PID/exe would show it (links resolved)
+        self.procs.setdefault(pid, []).append(p)
+        return p
+
+    def fork(self, parent: int, child: int, ts_ns: int) -> None:
+        par = self.get(parent, ts_ns)
+        self.procs[child] = [Proc(child, ppid=parent, uid=par.uid, comm=par.comm, exe=par.exe, cmdline=par.cmdline,
+                                  cgroup=par.cgroup, since_ns=ts_ns)]
+
+    def exit(self, pid: int, ts_ns: int) -> None:
+        runs = self.procs.get(pid)
+        if runs:
+            runs[-1].gone_ns = ts_ns
+
+    def chain(self, pid: int, ts_ns: int | None = None) -> list[dict]:
+        """[{pid, comm}] from the parent up to init."""
+        out, seen = [], {pid}
+        p = self.get(pid, ts_ns).ppid
+        while p > 0 and p not in seen and len(out) < CHAIN_MAX:
+            seen.add(p)
+            parent = self.get(p, ts_ns)
+            out.append({"pid": p, "comm": parent.comm})
+            p = parent.ppid
+        return out
+
+    def prune(self, now_ns: int) -> None:
+        for pid in [k for k, v in self.procs.items() if v[-1].gone_ns and now_ns - v[-1].gone_ns > KEEP_GONE_S * 1e9]:
+            del self.procs[pid]

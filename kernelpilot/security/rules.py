@@ -1,0 +1,132 @@
+"""High-signal behaviour rules, independent of the model, on the kernel's behaviour events
+(bpf/sc_watch.bpf.c, ring sc_events). Each hit names its rule. What a program did during the
+host learning period is its normal (recorded as a profile flag) and no longer fires for it."""
+from __future__ import annotations
+
+import os
+from collections import deque
+
+import numpy as np
+
+from kernelpilot.security.procinfo import ProcTable
+from kernelpilot.security.profiles import LiveProfiles
+
+EV_EXEC, EV_EXIT, EV_SHADOW, EV_SERVER, EV_SETID, EV_SETID_FILE, EV_RENAME, EV_FORK = range(1, 9)
+EVENT_DTYPE = np.dtype([("ts", "<u8"), ("cgroup", "<u8"), ("arg2", "<u8"), ("tid", "<u4"), ("tgid", "<u4"),
+                        ("ppid", "<u4"), ("uid", "<u4"), ("kind", "<u4"), ("arg", "<u4"), ("comm", "S16"),
+                        ("path", "S128"), ("path2", "S128"), ("args", "u1", 256)])  # struct sc_event
+RULES = ("shadow_read", "shell_from_server", "setid_process", "setid_file", "rename_storm")
+SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "csh", "tcsh"}
+# programs whose job is to check passwords (PAM helpers, login services)
+SHADOW_READERS = {"unix_chkpwd", "sudo", "su", "login", "sshd", "sshd-session", "passwd", "chage"}
+SETID_CALLS = {105: "setuid", 106: "setgid", 113: "setreuid", 114: "setregid", 117: "setresuid",
+               119: "setresgid", 122: "setfsuid", 123: "setfsgid", 126: "capset"}
+FILE_CALLS = {90: "chmod", 91: "fchmod", 268: "fchmodat", 452: "fchmodat2", 188: "setxattr",
+              189: "lsetxattr", 190: "fsetxattr"}
+SERVER_DEPTH = 4            # a shell this many processes below a server counts as spawned by it
+STORM_S, STORM_RENAMES, STORM_WRITES = 5.0, 20, 20  # renames and writes by one thread in STORM_S
+
+
+def _s(b: bytes) -> str:
+    return b.split(b"\0", 1)[0].decode(errors="replace")
+
+
+def argv_of(ev) -> str:
+    return bytes(ev["args"]).rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+
+
+class Rules:
+    def __init__(self, procs: ProcTable, profiles: LiveProfiles):
+        self.procs, self.profiles = procs, profiles
+        self.servers: dict[int, str] = {}           # tgid -> exe of processes listening/accepting on inet
+        self.renames: dict[int, deque] = {}         # tid -> (ts, writes) of its recent renames
+        self.counts = {r: 0 for r in RULES}
+
+    def _fires(self, rule: str, flag: str, exe: str, ts: int, ok: bool = False) -> bool:
+        """Learn during the host learning period; afterwards fire unless the program's profile did it."""
+        prof = self.profiles.get(exe, ts)
+        if self.profiles.host_learning(ts):
+            prof.flags.add(flag)
+            return False
+        if ok or flag in prof.flags:
+            return False
+        self.counts[rule] += 1
+        return True
+
+    def on_events(self, evs) -> list[dict]:
+        hits = []
+        for ev in evs:
+            hits += self.on_event(ev)
+        return hits
+
+    def on_event(self, ev) -> list[dict]:
+        kind, pid, ts = int(ev["kind"]), int(ev["tgid"]), int(ev["ts"])
+        if kind == EV_EXEC:
+            p = self.procs.exec(pid, ts, int(ev["ppid"]), int(ev["uid"]), _s(ev["comm"]), _s(ev["path"]),
+                                _s(ev["path2"]), argv_of(ev))
+            self.servers.pop(pid, None)  # a new program: it listens again if it is a server
+            return self._shell(ev, p)
+        if kind == EV_FORK:  # the child runs its parent's program until it execs
+            self.procs.fork(pid, int(ev["arg"]), ts)
+            return []
+        if kind == EV_EXIT:
+            self.procs.exit(pid, ts)
+            self.servers.pop(pid, None)
+            return []
+        p = self.procs.get(pid, ts)
+        exe = p.exe or _s(ev["comm"])
+        if kind == EV_SERVER:
+            self.servers[pid] = exe
+            return []
+        if kind == EV_SHADOW:
+            if self._fires("shadow_read", "shadow", exe, ts, os.path.basename(exe) in SHADOW_READERS):
+                return [self._hit("shadow_read", ev, {"path": _s(ev["path"])})]
+        elif kind == EV_SETID:
+            if self._fires("setid_process", "setid", exe, ts):
+                return [self._hit("setid_process", ev, {"syscall": SETID_CALLS.get(int(ev["arg"]), str(ev["arg"])),
+                                                         "arg": int(ev["arg2"])})]
+        elif kind == EV_SETID_FILE:
+            if self._fires("setid_file", "setid_file", exe, ts):
+                nr = int(ev["arg"])
+                what = {"mode": oct(int(ev["arg2"]))} if nr in (90, 91, 268, 452) else {"xattr": "security.capability"}
+                return [self._hit("setid_file", ev, {"syscall": FILE_CALLS.get(nr, str(nr)), "path": _s(ev["path"]),
+                                                      **what})]
+        elif kind == EV_RENAME:
+            return self._rename(ev, exe, ts)
+        return []
+
+    def _shell(self, ev, p) -> list[dict]:
+        name = os.path.basename(_s(ev["path2"]) or p.exe or _s(ev["path"]))
+        if name not in SHELLS and os.path.basename(p.exe) not in SHELLS:
+            return []
+        up = [p.pid] + [a["pid"] for a in self.procs.chain(p.pid)[:SERVER_DEPTH]]
+        for i, a in enumerate(up):
+            if a in self.servers:
+                if self._fires("shell_from_server", "spawns_shell", self.servers[a], int(ev["ts"])):
+                    return [self._hit("shell_from_server", ev, {"shell": name, "server_pid": a,
+                                                                "server_exe": self.servers[a], "levels_up": i})]
+                return []
+            if i and os.path.basename(self.procs.get(a).exe) in SHELLS:
+                return []  # below another shell: that one was the spawned shell
+        return []
+
+    def _rename(self, ev, exe, ts) -> list[dict]:
+        q = self.renames.setdefault(int(ev["tid"]), deque())
+        q.append((ts, int(ev["arg2"])))
+        while q and ts - q[0][0] > STORM_S * 1e9:
+            q.popleft()
+        if len(q) >= STORM_RENAMES and q[-1][1] - q[0][1] >= STORM_WRITES:
+            n, w = len(q), q[-1][1] - q[0][1]
+            q.clear()
+            if self._fires("rename_storm", "rename_storm", exe, ts):
+                return [self._hit("rename_storm", ev, {"renames": n, "writes": w, "seconds": STORM_S,
+                                                        "last": f"{_s(ev['path'])} -> {_s(ev['path2'])}"})]
+        return []
+
+    def _hit(self, rule: str, ev, detail: dict) -> dict:
+        return {"rule": rule, "pid": int(ev["tgid"]), "tid": int(ev["tid"]), "ts": int(ev["ts"]),
+                "uid": int(ev["uid"]), "cgroup_id": int(ev["cgroup"]), "comm": _s(ev["comm"]), "detail": detail}
+
+    def prune(self, now_ns: int) -> None:
+        for tid in [t for t, q in self.renames.items() if not q or now_ns - q[-1][0] > STORM_S * 1e9]:
+            del self.renames[tid]
