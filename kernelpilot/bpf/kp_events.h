@@ -48,10 +48,14 @@ struct kp_config {
 	char comm[KP_COMM_LEN];
 };
 
-/* High-rate events (syscalls, page faults) are gathered per CPU and sent up in batches: one
- * ring-buffer record per KP_BATCH events, or sooner when the oldest waited KP_BATCH_MAX_NS. */
+/* High-rate events (syscalls, page faults, switches, wakeups) are gathered per CPU and sent up
+ * in batches: one ring-buffer record per KP_BATCH events, or sooner when the oldest waited
+ * KP_BATCH_MAX_NS. Each CPU has one batch per group of kinds (keys of kp_batches). */
 #define KP_BATCH 32
 #define KP_BATCH_MAX_NS 20000000ULL
+#define KP_BATCH_SYS 0   /* syscalls, page faults */
+#define KP_BATCH_SCHED 1 /* sched_switch, sched_wakeup(_new) */
+#define KP_NBATCHES 2
 
 struct kp_batch {
 	__u64 n;                      /* valid events in ev[] */

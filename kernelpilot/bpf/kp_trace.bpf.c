@@ -138,11 +138,12 @@ static __always_inline struct kp_event *kp_current_event(__u16 kind)
 	return e;
 }
 
-/* Batches of high-rate events, one per CPU, and the ring they go up in. A BPF tracepoint
- * program does not nest with another on the same CPU, so a CPU's batch has one writer. */
+/* Batches of high-rate events per CPU, and the ring they go up in: KP_BATCH_SYS (syscalls,
+ * faults) and KP_BATCH_SCHED (switches, wakeups; these run with interrupts off, inside the
+ * scheduler). A program does not nest with itself or its batch's other writers on one CPU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, KP_NBATCHES);
 	__type(key, __u32);
 	__type(value, struct kp_batch);
 } kp_batches SEC(".maps");
@@ -152,15 +153,20 @@ struct {
 	__uint(max_entries, 1 << 24);
 } kp_bring SEC(".maps");
 
-/* The next free slot of this CPU's batch (or 0): fill it, then kp_batch_commit(). */
-static __always_inline struct kp_event *kp_batch_slot(struct kp_batch **bp)
+/* The next free slot of this CPU's batch `k` (or 0): fill it, then kp_batch_commit(); a slot
+ * filled but not committed is simply reused. */
+static __always_inline struct kp_event *kp_batch_slot_of(__u32 k, struct kp_batch **bp)
 {
-	__u32 k = 0;
 	struct kp_batch *b = bpf_map_lookup_elem(&kp_batches, &k);
 	if (!b)
 		return 0;
 	*bp = b;
 	return &b->ev[b->n & (KP_BATCH - 1)];
+}
+
+static __always_inline struct kp_event *kp_batch_slot(struct kp_batch **bp)
+{
+	return kp_batch_slot_of(KP_BATCH_SYS, bp);
 }
 
 static __always_inline void kp_batch_commit(struct kp_batch *b, __u64 now)
@@ -214,69 +220,80 @@ static __always_inline void kp_fd_inode(__s64 fd, __u64 *rdev, __u64 *ino)
 
 /* ---- scheduler ---- */
 
-SEC("raw_tp/sched_switch")
-int kp_sched_switch(struct bpf_raw_tracepoint_args *ctx)
+/* BTF-typed tracepoints: task fields are plain loads, not helper calls (the cost is per switch). */
+
+/* A task's comm as two 8-byte loads (it is NUL-padded: strscpy_pad). */
+static __always_inline void kp_comm_copy(char *dst, const char *comm)
 {
-	bool preempt = (bool)ctx->args[0];
-	struct task_struct *prev = (void *)ctx->args[1], *next = (void *)ctx->args[2];
-	__u32 prev_pid = BPF_CORE_READ(prev, pid), next_pid = BPF_CORE_READ(next, pid);
-	__u32 prev_tgid = BPF_CORE_READ(prev, tgid), next_tgid = BPF_CORE_READ(next, tgid);
-	__u64 prev_state = ctx->args[3];
-	char comm[KP_COMM_LEN];
-	BPF_CORE_READ_STR_INTO(&comm, prev, comm);
-	if (!kp_want(prev_pid, prev_tgid, comm)) {
+	__u64 *d = (__u64 *)dst;
+	const __u64 *s = (const __u64 *)comm;
+	d[0] = s[0];
+	d[1] = s[1];
+}
+SEC("tp_btf/sched_switch")
+int BPF_PROG(kp_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
+	     unsigned int prev_state)
+{
+	struct kp_batch *b;
+	struct kp_event *e = kp_batch_slot_of(KP_BATCH_SCHED, &b);
+	if (!e)
+		return 0;
+	__u32 prev_pid = prev->pid, next_pid = next->pid;
+	__u32 prev_tgid = prev->tgid, next_tgid = next->tgid;
+	kp_comm_copy(e->comm, prev->comm);
+	if (!kp_want(prev_pid, prev_tgid, e->comm)) {
 		char ncomm[KP_COMM_LEN];
-		BPF_CORE_READ_STR_INTO(&ncomm, next, comm);
+		kp_comm_copy(ncomm, next->comm);
 		if (!kp_want(next_pid, next_tgid, ncomm))
 			goto out;
 	}
-	struct kp_event *e = kp_reserve(KP_SCHED_SWITCH);
-	if (!e)
-		goto out;
+	e->ts = bpf_ktime_get_ns();
+	e->kind = KP_SCHED_SWITCH;
+	e->cpu = bpf_get_smp_processor_id();
 	e->pid = prev_pid;
 	e->tgid = prev_tgid;
 	e->a0 = next_pid;
 	e->a1 = prev_state; /* 0 = still runnable (involuntary); KP_TASK_DEAD = its last switch */
 	e->a2 = next_tgid;
 	e->a3 = preempt;
-	e->aux = BPF_CORE_READ(prev, prio);
-	__builtin_memcpy(e->comm, comm, sizeof(comm));
-	kp_submit(e);
+	e->aux = prev->prio;
+	kp_batch_commit(b, e->ts);
 out:
 	if (prev_state & KP_TASK_DEAD)
 		kp_pid_set(prev_pid, 0);
 	return 0;
 }
 
-static __always_inline int kp_wakeup(struct bpf_raw_tracepoint_args *ctx, __u32 is_new)
+static __always_inline int kp_wakeup(struct task_struct *p, __u32 is_new)
 {
-	struct task_struct *p = (void *)ctx->args[0];
-	__u32 pid = BPF_CORE_READ(p, pid), tgid = BPF_CORE_READ(p, tgid);
-	char comm[KP_COMM_LEN];
-	BPF_CORE_READ_STR_INTO(&comm, p, comm);
-	if (!kp_want(pid, tgid, comm))
-		return 0;
-	struct kp_event *e = kp_reserve(KP_SCHED_WAKEUP);
+	struct kp_batch *b;
+	struct kp_event *e = kp_batch_slot_of(KP_BATCH_SCHED, &b);
 	if (!e)
 		return 0;
+	__u32 pid = p->pid, tgid = p->tgid;
+	kp_comm_copy(e->comm, p->comm);
+	if (!kp_want(pid, tgid, e->comm))
+		return 0;
 	__u64 waker = bpf_get_current_pid_tgid();
+	e->ts = bpf_ktime_get_ns();
+	e->kind = KP_SCHED_WAKEUP;
+	e->cpu = bpf_get_smp_processor_id();
 	e->pid = pid;
 	e->tgid = tgid;
 	e->a0 = (__u32)waker;
-	e->a1 = BPF_CORE_READ(p, wake_cpu);
+	e->a1 = p->wake_cpu;
 	e->a2 = waker >> 32;
-	e->a3 = BPF_CORE_READ(p, prio);
+	e->a3 = p->prio;
 	e->aux = is_new;
-	__builtin_memcpy(e->comm, comm, sizeof(comm));
-	kp_submit(e);
+	kp_batch_commit(b, e->ts);
 	return 0;
 }
 
-SEC("raw_tp/sched_wakeup")
-int kp_sched_wakeup(struct bpf_raw_tracepoint_args *ctx) { return kp_wakeup(ctx, 0); }
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(kp_sched_wakeup, struct task_struct *p) { return kp_wakeup(p, 0); }
 
-SEC("raw_tp/sched_wakeup_new")
-int kp_sched_wakeup_new(struct bpf_raw_tracepoint_args *ctx) { return kp_wakeup(ctx, 1); }
+SEC("tp_btf/sched_wakeup_new")
+int BPF_PROG(kp_sched_wakeup_new, struct task_struct *p) { return kp_wakeup(p, 1); }
 
 /* ---- process lifecycle (also keeps the pid filter following children) ---- */
 
