@@ -127,6 +127,7 @@ class CommResolver:
 
 
 BATCH = 32  # KP_BATCH in bpf/kp_events.h
+NBATCHES = 2  # KP_NBATCHES: syscalls + faults, sched
 BATCH_DTYPE = np.dtype([("n", "<u8"), ("ev", S.EVENT_DTYPE, (BATCH,))])
 
 
@@ -203,7 +204,7 @@ class EbpfSource(LiveSource):
         return ev
 
     def poll(self) -> np.ndarray:
-        """Events committed so far. Batched kinds (syscalls, faults) arrive once their CPU's batch
+        """Events committed so far. Batched kinds (syscalls, faults, sched) arrive once their CPU's batch
         fills or its oldest event is 20 ms old, so they may be a little older than the rest."""
         return self._deliver([self.readers[0].poll(), unbatch(self.readers[1].poll())])
 
@@ -213,10 +214,11 @@ class EbpfSource(LiveSource):
             self.obj.program(p).detach()
         parts = [self.readers[0].poll(), unbatch(self.readers[1].poll())]
         m = self.obj.map("kp_batches")
-        raw = m.lookup(0)
-        if raw is not None:
-            parts.append(unbatch(np.frombuffer(raw, dtype=BATCH_DTYPE)))
-            m.update(0, bytes(len(raw)))
+        for key in range(NBATCHES):  # each CPU's syscall/fault batch and its sched batch
+            raw = m.lookup(key)
+            if raw is not None:
+                parts.append(unbatch(np.frombuffer(raw, dtype=BATCH_DTYPE)))
+                m.update(key, bytes(len(raw)))
         return self._deliver(parts)
 
     def drain(self, idle_s: float = 0.05, timeout_s: float = 2.0) -> np.ndarray:
