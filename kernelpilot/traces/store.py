@@ -167,6 +167,12 @@ def open_parquet(path) -> pq.ParquetFile:
     missing = [c for c in REQUIRED if c not in pf.schema_arrow.names]
     if missing:
         raise KpError(f"{path} is not a kernelpilot trace: missing columns {', '.join(missing)}")
+    types = {f.name: f.type for f in pf.schema_arrow}
+    for f in ARROW_SCHEMA:
+        got = types[f.name]
+        text = pa.types.is_string(got) or (pa.types.is_dictionary(got) and pa.types.is_string(got.value_type))
+        if not (text if pa.types.is_dictionary(f.type) else pa.types.is_integer(got)):
+            raise KpError(f"{path} is not a kernelpilot trace: column {f.name} holds {got}, expected {f.type}")
     return pf
 
 
@@ -176,9 +182,11 @@ def trace_meta(pf: pq.ParquetFile) -> dict:
     for key in (b"kernelpilot", b"kernelpilot.final"):
         if key in kv:
             try:
-                meta.update(json.loads(kv[key]))
-            except ValueError:
-                pass
+                v = json.loads(kv[key])
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(v, dict):
+                meta.update(v)
     return meta
 
 

@@ -11,6 +11,8 @@ import numpy as np
 
 from kernelpilot.errors import KpError
 
+MAX_BLOCKS = 1 << 28  # accesses after expanding requests to blocks (2 GiB of int64 ids)
+
 
 def _expand(offsets, lengths, block_size):
     first = offsets // block_size
@@ -29,15 +31,21 @@ def _read_extents(path, block_size: int, parse, empty_msg: str):
     if not p.is_file():
         raise KpError(f"trace file not found: {p}")
     offs, lens = [], []
-    with p.open() as f:
+    with p.open(errors="replace") as f:
         for ln, line in enumerate(f, 1):
             got = parse(line, f"{p}:{ln}")
             if got is not None:
+                if got[0] + got[1] >= 2**62:
+                    raise KpError(f"{p}:{ln}: offset/size beyond 2^62 bytes")
                 offs.append(got[0])
                 lens.append(got[1])
     if not offs:
         raise KpError(f"{p}: {empty_msg}")
-    ids = _expand(np.array(offs, np.int64), np.array(lens, np.int64), block_size)
+    offs, lens = np.array(offs, np.int64), np.array(lens, np.int64)
+    blocks = int(((offs + np.maximum(lens, 1) - 1) // block_size - offs // block_size + 1).sum())
+    if blocks > MAX_BLOCKS:
+        raise KpError(f"{p}: the requests span {blocks} blocks; at most {MAX_BLOCKS} are read")
+    ids = _expand(offs, lens, block_size)
     return Trace(ids, block_size, name=p.name)
 
 

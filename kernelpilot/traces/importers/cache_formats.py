@@ -22,6 +22,7 @@ import numpy as np
 from kernelpilot.errors import KpError
 
 FORMATS = ("lirs", "arc", "cache2k", "scarab", "ucsd", "ucsd-page", "adaptsize")
+MAX_BLOCKS = 1 << 28  # ARC records expanded to blocks (2 GiB of int64 ids)
 _MAGIC = {b"\x1f\x8b": "gzip", b"\xfd7zXZ": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
 
 
@@ -108,6 +109,9 @@ def read_arc(p: Path, limit=None):
     if limit is not None:
         keep = int(np.searchsorted(np.cumsum(cnt), limit)) + 1
         start, cnt = start[:keep], cnt[:keep]
+    if float(cnt.astype(np.float64).sum()) > MAX_BLOCKS:
+        raise KpError(f"{p}: the records span {float(cnt.astype(np.float64).sum()):.0f} blocks; "
+                      f"at most {MAX_BLOCKS} are read")
     step = np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)
     ids = np.repeat(start, cnt) + step
     return (ids if limit is None else ids[:limit]), None
@@ -146,7 +150,7 @@ def read_ucsd(p: Path, limit=None, shift: int = 6):
         if any(o not in (b"l", b"s") for o in op):
             raise ValueError
         ids = np.array([int(a, 16) for a in addr], dtype=np.int64) >> shift
-    except ValueError:
+    except (ValueError, OverflowError):
         raise _bad_line(p, data, _UCSD.match) from None
     _empty(p, len(ids))
     return ids, None

@@ -48,7 +48,10 @@ def load_strace(path, default_pid: int = 0) -> list[Trace]:
         pid = int(m.group("pid") or default_pid)
         calls, ts = per_pid.setdefault(pid, ([], []))
         calls.append(cname)
-        ts.append(_seconds(m.group("ts")) if m.group("ts") else float("nan"))
+        try:
+            ts.append(_seconds(m.group("ts")) if m.group("ts") else float("nan"))
+        except (OverflowError, ValueError):
+            raise KpError(f"strace log {path}: timestamp {m.group('ts')[:40]!r} is out of range") from None
     if not per_pid:
         raise KpError(f"strace log {path} holds no syscall lines"
                       + (f" (unknown names: {', '.join(sorted(unknown)[:5])})" if unknown else ""))

@@ -62,7 +62,7 @@ def read_txt(path):
     if not p.is_file():
         raise KpError(f"trace file not found: {p}")
     ids, sizes = [], []
-    with p.open() as f:
+    with p.open(errors="replace") as f:
         for ln, line in enumerate(f, 1):
             parts = line.split()
             if not parts or parts[0].startswith("#"):
@@ -78,4 +78,7 @@ def read_txt(path):
                 raise KpError(f"{p}:{ln}: size {sizes[-1]}; sizes must be > 0")
     if not ids:
         raise KpError(f"{p}: empty trace")
-    return Trace(np.array(ids, dtype=np.int64), np.array(sizes, dtype=np.int64), name=p.name)
+    try:
+        return Trace(np.array(ids, dtype=np.int64), np.array(sizes, dtype=np.int64), name=p.name)
+    except OverflowError:
+        raise KpError(f"{p}: an id or size does not fit 64 bits") from None
