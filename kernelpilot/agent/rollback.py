@@ -179,10 +179,10 @@ KNOBS.update(_SCHED_KNOBS)
 
 def describe(e: dict) -> str:
     t = e["target"]
-    who = f"task {t['tid']}" if "tid" in t else t.get("path", "?")
+    who = f"task {t['tid']}" if "tid" in t else str(t.get("path", "?"))
     if t.get("comm"):
         who += f" ({t['comm']})"
-    return f"{e['knob']} of {who}: {e['old']!r} -> {e['new']!r}"
+    return f"{e['knob']} of {who}: {e['old']!r:.80} -> {e['new']!r:.80}"
 
 
 # --- journal files -----------------------------------------------------------------------------
@@ -190,15 +190,21 @@ def describe(e: dict) -> str:
 def read_journal(path: Path) -> tuple[dict, list[dict], bool]:
     """(header, change entries, closed). A torn last line (crash mid-write) is ignored."""
     header, entries, closed = {}, [], False
-    with open(path) as f:
+    with open(path, errors="replace") as f:
         for line in f:
             try:
                 e = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 continue
+            if not isinstance(e, dict):
+                continue  # a torn or foreign line
             if e.get("type") == "header":
                 header = e
             elif e.get("type") == "change":
+                if not (isinstance(e.get("knob"), str) and isinstance(e.get("target"), dict)
+                        and "old" in e and "new" in e):
+                    log.warning("rollback: %s: a change entry without knob, target, old and new, skipped", path)
+                    continue
                 entries.append(e)
             elif e.get("type") == "closed":
                 closed = True
@@ -224,6 +230,9 @@ def replay(entries: list[dict]) -> dict:
             skipped += 1
         except OSError as g:
             log.warning("rollback: could not restore %s: %s", describe(e), g)
+            failed += 1
+        except (KeyError, TypeError, ValueError, OverflowError) as g:  # a damaged entry
+            log.warning("rollback: entry %s is malformed (%s: %s), skipped", describe(e), type(g).__name__, g)
             failed += 1
     return {"restored": done, "gone": skipped, "failed": failed}
 

@@ -100,6 +100,8 @@ def load(path) -> object:
         raise KpError(f"{p} is not a text file (expected bench JSON)") from None
     except json.JSONDecodeError as e:
         raise KpError(f"{p} is not valid JSON: {e.msg} at line {e.lineno}") from None
+    except RecursionError:
+        raise KpError(f"{p}: JSON nested too deeply to be bench results") from None
     if not isinstance(data, (dict, list)) or not data:
         raise KpError(f"{p} holds no results (expected a JSON object from `kpilot bench NAME --json`)")
     return data

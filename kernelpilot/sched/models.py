@@ -32,7 +32,7 @@ def load_json(path: str | Path) -> dict:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise KpError(f"model file not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise KpError(f"model file {path} is not valid JSON ({e.__class__.__name__})") from None
 
 

@@ -93,7 +93,7 @@ class SecurityModel:
             doc = json.loads(path.read_text())
         except OSError as e:
             raise KpError(f"cannot read model {path}: {e.strerror}") from None
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise KpError(f"model {path} is not JSON") from None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise KpError(f"{path} is not a kernelpilot security model")
@@ -106,10 +106,13 @@ class SecurityModel:
             ens = m.detectors.get("ensemble")
             if ens is not None:
                 ens.parts = {k: m.detectors[k] for k in ens.part_names}
-        except (KeyError, TypeError, ValueError) as e:
-            raise KpError(f"model {path} is incomplete or corrupt ({type(e).__name__}: {e})") from None
+        except (KeyError, TypeError, ValueError, OverflowError, IndexError, AttributeError) as e:
+            raise KpError(f"model {path} is incomplete or corrupt ({type(e).__name__}: {str(e)[:80]})") from None
         m.thresholds, m.info = doc.get("thresholds", {}), doc.get("info", {})
         if isinstance(doc.get("programs"), dict):
             from kernelpilot.security.programs import Programs
-            m.programs = Programs.load(doc["programs"], m.window, m.stride)
+            try:
+                m.programs = Programs.load(doc["programs"], m.window, m.stride)
+            except (KeyError, TypeError, ValueError, OverflowError, IndexError, AttributeError) as e:
+                raise KpError(f"model {path}: programs are corrupt ({type(e).__name__}: {str(e)[:80]})") from None
         return m
