@@ -72,6 +72,9 @@ def run_cmd(enforce: bool = typer.Option(False, "--enforce", help="really change
             tree: bool = typer.Option(False, "--tree", help="with --pid: their descendants too"),
             idle: bool = typer.Option(False, "--idle", help="batch tasks get SCHED_IDLE, not SCHED_BATCH"),
             cgroup: bool = typer.Option(False, "--cgroup", help="also move tasks into low/high CPU-weight cgroups"),
+            actuation: str = typer.Option("auto", "--actuation", help="auto (from what the host allows), autogroup "
+                                          "(per-session nice), cgroup (weights; with --idle also cpu.idle) or task"),
+            slices: bool = typer.Option(True, "--slices/--no-slices", help="EEVDF slices: short for latency-critical, long for batch"),
             batch_nice: int = typer.Option(0, "--batch-nice", help="nice value for batch tasks (0..19)"),
             model: Path = typer.Option(None, "--model", help="classifier from `kpilot sched train`"),
             kernel: bool = typer.Option(False, "--kernel", help="classify in the kernel (eBPF at sched_switch) and act on its verdicts"),
@@ -79,11 +82,11 @@ def run_cmd(enforce: bool = typer.Option(False, "--enforce", help="really change
             interval: float = typer.Option(0.5, help="seconds between samples"),
             max_actions: float = typer.Option(20.0, help="most changes per second"),
             verbose: bool = typer.Option(False, "-v", "--verbose")):
-    """Classify tasks (latency-critical vs batch) and steer nice, policy and cgroup weight."""
+    """Classify tasks (latency-critical vs batch) and steer nice, policy, EEVDF slice and, across
+    sessions, autogroup nice or cgroup weight."""
     from kernelpilot.agent.journal import Journal
     from kernelpilot.sched import evaluate as E
-    from kernelpilot.sched.live import Agent
-    from kernelpilot.sched.policies import Policy
+    from kernelpilot.sched.session import ACTUATIONS, SessionAgent, SessionPolicy, choose_actuation
     if duration is not None and duration <= 0:
         raise KpError("--duration must be positive")
     if interval <= 0.05:
@@ -95,7 +98,15 @@ def run_cmd(enforce: bool = typer.Option(False, "--enforce", help="really change
     clf = E.load_classifier(model) if model else E.default_classifier()
     if not 0 <= batch_nice <= 19:
         raise KpError("--batch-nice must be between 0 and 19")
-    pol = Policy(batch_policy=os.SCHED_IDLE if idle else os.SCHED_BATCH, use_cgroup=cgroup, batch_nice=batch_nice)
+    if actuation not in ACTUATIONS:
+        raise KpError(f"--actuation must be one of {', '.join(ACTUATIONS)}")
+    if cgroup:
+        actuation = "cgroup"
+    elif actuation == "auto":
+        actuation, why = choose_actuation()
+        logging.getLogger("kernelpilot.sched").info("actuation %s: %s", actuation, why)
+    pol = SessionPolicy(batch_policy=os.SCHED_IDLE if idle else os.SCHED_BATCH, use_cgroup=actuation == "cgroup",
+                        batch_nice=batch_nice, actuation=actuation, slices=slices, cgroup_idle=idle)
     if window < 10:
         raise KpError("--window-ms must be at least 10")
     kc = None
@@ -106,13 +117,15 @@ def run_cmd(enforce: bool = typer.Option(False, "--enforce", help="really change
     with j, (kc or contextlib.nullcontext()):
         if enforce:
             print(f"enforcing; journal {j.path}", flush=True)
-        agent = Agent(clf, j, pol, pids=pid or None, tree=tree, interval=interval, kernel=kc)
+        agent = SessionAgent(clf, j, pol, pids=pid or None, tree=tree, interval=interval, kernel=kc)
         try:
             agent.run(duration)
         except KeyboardInterrupt:
             pass
         counts = dict(j.counts)
         plan = list(j.planned)
+    for n in agent.notes if not verbose else ():
+        print(n)
     if not verbose:
         for d in agent.decisions:
             print(d)
@@ -121,6 +134,62 @@ def run_cmd(enforce: bool = typer.Option(False, "--enforce", help="really change
         for line in plan:
             print("  " + line)
     print("summary: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + ("; all changes restored" if enforce else ""))
+
+
+@sched_app.command("rules")
+def rules_cmd(rules: Path = typer.Option(..., "--rules", help="ananicy-cpp rules: a directory or a tarball (ananicy-rules.tar.xz)"),
+              enforce: bool = typer.Option(False, "--enforce", help="really change tasks (default: dry run)"),
+              duration: float = typer.Option(None, "--duration", help="seconds to run (default: one pass; 0: until Ctrl-C)"),
+              pid: list[int] = typer.Option(None, "--pid", help="only these processes (repeatable)"),
+              tree: bool = typer.Option(False, "--tree", help="with --pid: their descendants too"),
+              interval: float = typer.Option(0.5, help="seconds between scans"),
+              lenient: bool = typer.Option(False, "--lenient", help="skip (and list) malformed lines, as ananicy-cpp does, instead of failing"),
+              json_out: bool = typer.Option(False, "--json", help="print the parsed rule set's summary as JSON"),
+              verbose: bool = typer.Option(False, "-v", "--verbose")):
+    """Apply ananicy-cpp rules the way ananicy-cpp does (nice, sched policy, ionice, OOM score,
+    cgroup quota; unmatched programs: nothing), through the journal."""
+    from kernelpilot.agent.journal import Journal
+    from kernelpilot.sched.rules import RulesDaemon, load, summary
+    if duration is not None and duration < 0:
+        raise KpError("--duration must be positive (0: until Ctrl-C)")
+    if interval <= 0.05:
+        raise KpError("--interval must be above 0.05 s")
+    for p in pid or []:
+        if not os.path.exists(f"/proc/{p}"):
+            raise KpError(f"no such process: {p}")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    rs = load(rules, lenient=lenient)
+    info = summary(rs)
+    if json_out:
+        print(json.dumps(info, indent=2))
+    else:
+        print(f"{info['files']} files: {info['types']} types, {info['cgroups']} cgroups, {info['rules']} rules"
+              + (f"; unknown types (their rules apply their own fields only): {', '.join(info['unknown_types'])}"
+                 if info["unknown_types"] else "")
+              + (f"; {len(rs.skipped)} malformed lines skipped, first: {rs.skipped[0]}" if rs.skipped else ""), flush=True)
+    j = Journal("sched-rules", enforce=enforce)
+    with j:
+        if enforce:
+            print(f"enforcing; journal {j.path}", flush=True)
+        d = RulesDaemon(rs, j, pids=pid or None, tree=tree, interval=interval)
+        for n in d.notes:
+            print(n)
+        try:
+            if duration is None:
+                d.step()
+            else:
+                d.run(duration or None)
+        except KeyboardInterrupt:
+            pass
+        counts, plan = dict(j.counts), list(j.planned)
+    if not json_out:
+        for line in d.decisions:
+            print(line)
+        if not enforce:
+            print("dry run: would change" if plan else "dry run: nothing to change")
+            for line in plan:
+                print("  " + line)
+        print("summary: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + ("; all changes restored" if enforce else ""))
 
 
 def register(app: typer.Typer) -> None:

@@ -169,8 +169,32 @@ def synthetic_training(seeds=(0, 1, 2), horizon_s: float = 3.0, bursts: bool = T
 
 
 def default_classifier() -> M.TaskClassifier:
-    """The agent's classifier when no --model is given: synthetic mixes and the recorded fixtures."""
-    return fit_models(synthetic_items((0,), 2.0) + recorded_items(), bursts=False)[1]
+    """The agent's classifier when no --model is given: synthetic mixes and the recorded fixtures.
+    Cached (JSON, keyed by the code and fixtures it is trained from) so an agent starts fast."""
+    import hashlib
+    import os
+    from pathlib import Path
+
+    from kernelpilot.models import Model
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted([*here.glob("*.py"), *(here / "data" / "traces").glob("*.parquet")]):
+        h.update(f.name.encode() + f.read_bytes())
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kernelpilot"
+    path = cache / f"sched-default-classifier-{h.hexdigest()[:16]}.json"
+    try:
+        return M.TaskClassifier(Model.load(path))
+    except (OSError, KpError, ValueError, KeyError):
+        pass
+    clf = fit_models(synthetic_items((0,), 2.0) + recorded_items(), bursts=False)[1]
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.json")
+        clf.model.save(tmp)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # no cache: trained again next time
+    return clf
 
 
 def load_classifier(path) -> M.TaskClassifier:

@@ -191,3 +191,44 @@ KNOBS = {
     "slice": (_slice_read, _slice_write),
     "cpu_idle": (_cpu_idle_read, _cpu_idle_write),
 }
+
+
+# --- I/O priority and OOM score (the rules daemon's other knobs) ---------------------------------
+
+SYS_IOPRIO_SET, SYS_IOPRIO_GET = {"x86_64": (251, 252), "aarch64": (30, 31)}.get(platform.machine(), (251, 252))
+IOPRIO_CLASSES = {"none": 0, "realtime": 1, "best-effort": 2, "idle": 3}
+
+
+def _ioprio_read(t) -> list[int]:
+    tid = _task(t)
+    v = _libc.syscall(SYS_IOPRIO_GET, 1, tid)  # IOPRIO_WHO_PROCESS (one thread)
+    if v < 0:
+        _err("ioprio_get", tid)
+    return [v >> 13, v & 0x1FFF]
+
+
+def _ioprio_write(t, v) -> None:
+    tid = _task(t)
+    if _libc.syscall(SYS_IOPRIO_SET, 1, tid, (int(v[0]) << 13) | int(v[1])) < 0:
+        _err("ioprio_set", tid)
+
+
+def _oom_read(t) -> int:
+    tid = _task(t)
+    try:
+        with open(f"/proc/{tid}/oom_score_adj") as f:
+            return int(f.read())
+    except FileNotFoundError:
+        raise ProcessLookupError(f"task {tid} exited") from None
+
+
+def _oom_write(t, v) -> None:
+    tid = _task(t)
+    try:
+        with open(f"/proc/{tid}/oom_score_adj", "w") as f:
+            f.write(str(int(v)))
+    except FileNotFoundError:
+        raise ProcessLookupError(f"task {tid} exited") from None
+
+
+KNOBS.update({"ioprio": (_ioprio_read, _ioprio_write), "oom_score_adj": (_oom_read, _oom_write)})

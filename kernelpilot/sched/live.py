@@ -30,6 +30,7 @@ class TaskSample:
     flags: int
     policy: int
     counters: tuple  # run_ns, wait_ns, slices, vol, invol
+    session: int = 0  # session id (setsid): with autogroup on, the kernel's scheduling entity
 
 
 def _read(path: str) -> str:
@@ -54,7 +55,7 @@ def sample_task(tgid: int, tid: int) -> TaskSample | None:
         elif line.startswith("nonvoluntary_ctxt_switches"):
             invol = int(line.split()[1])
     return TaskSample(tid, tgid, comm, int(f[19]), int(f[1]), int(f[6]), int(f[38]),
-                      (int(sched[0]), int(sched[1]), int(sched[2]), vol, invol))
+                      (int(sched[0]), int(sched[1]), int(sched[2]), vol, invol), int(f[3]))
 
 
 def descendants(roots: set[int]) -> set[int]:

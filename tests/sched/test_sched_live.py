@@ -127,7 +127,7 @@ def test_latency_boost_is_not_inherited(run_dir):
     a = agent(p.pid, "--duration", "6")
     try:
         mine, child = map(int, p.stdout.readline().split())
-        assert mine == -5 and child == 0                      # reset-on-fork: the child starts at nice 0
+        assert mine == -10 and child == 0                     # reset-on-fork: the child starts at nice 0
         assert os.sched_getscheduler(p.pid) & os.SCHED_RESET_ON_FORK
         out, err = a.communicate(timeout=30)
         assert a.returncode == 0 and "latency-critical" in out, err
