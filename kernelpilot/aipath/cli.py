@@ -18,6 +18,10 @@ def register(app: typer.Typer) -> None:
                keep: Path = typer.Option(None, "--keep", help="also write the raw trace (Parquet) here"),
                output: Path = typer.Option(None, "-o", "--output", help="write the JSON result here (for kpilot report)"),
                source: str = typer.Option("auto", "--source", help="auto, ebpf, tracefs or proc"),
+               uprobes: str = typer.Option(None, "--uprobes", help="LIB:SYM,... user-space functions to probe "
+                                           "(calls, bytes, time inside), besides the default set"),
+               no_default_uprobes: bool = typer.Option(False, "--no-default-uprobes",
+                                                       help="leave out the default set (CUDA, HIP, libgomp, libc)"),
                json_out: bool = typer.Option(False, "--json", help="print JSON only")):
         """Trace an AI program and show its path: user space -> system calls -> kernel subsystems ->
         device files and drivers -> hardware, per phase. Mark phases with kernelpilot.aipath.markers.mark()."""
@@ -29,6 +33,11 @@ def register(app: typer.Typer) -> None:
             raise KpError("give exactly one of: -- CMD, --demo, --from TRACE")
         if steps < 1:
             raise KpError("--steps must be at least 1")
+        if uprobes is not None:
+            from kernelpilot.aipath.uprobes import parse_specs
+            parse_specs(uprobes)  # a malformed spec fails before anything runs
+            if trace:
+                raise KpError("--uprobes applies to a run (-- CMD or --demo), not to --from TRACE")
         if trace:
             from kernelpilot.traces.store import read_trace
             ev, meta = read_trace(trace)
@@ -44,15 +53,18 @@ def register(app: typer.Typer) -> None:
             from kernelpilot.report.progress import progress
             with progress("tracing " + Path(argv[0]).name, disable=json_out) as bar:
                 result = trace_ai(argv, source=source, keep=str(keep) if keep else None, quiet=json_out,
-                                  on_poll=lambda total, src: bar.update(f"{total:,} events"))
+                                  on_poll=lambda total, src: bar.update(f"{total:,} events"),
+                                  uprobes=uprobes, default_uprobes=not no_default_uprobes)
         text = json.dumps(result, indent=2, default=str)
         if output:
             output.write_text(text + "\n")
+        err = Console(stderr=True)
         if json_out:
             print(text)
+            for n in result.get("notes") or []:
+                err.print(f"note: {n}", highlight=False, markup=False)
             return
         render(result, Console())
-        err = Console(stderr=True)
         for n in result.get("notes") or []:
             err.print(f"[yellow]note:[/] {n}")
         if result.get("dropped"):

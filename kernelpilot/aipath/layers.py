@@ -32,7 +32,7 @@ def analyse(ev: np.ndarray, tgids=None) -> dict:
     phases = []
     for name, t0, t1 in phases_of(tr.ev, tr.t_first, tr.t_last):
         p = tr.window(t0, t1)
-        p.update(name=name, start_s=round((t0 - tr.t_first) / 1e9, 4))
+        p.update(name=name, start_s=round((t0 - tr.t_first) / 1e9, 4), t0_ns=int(t0), t1_ns=int(t1))
         phases.append(p)
     return {"tgids": [int(t) for t in tr.tgids], "layers": whole["layers"], "seconds": whole["seconds"],
             "events": whole["events"], "phases": phases}
@@ -70,13 +70,18 @@ def _detail_line(layer: dict) -> str:
     if n == "files / page cache":
         return f"misses {d['misses']:,} ({_fmt_bytes(d['miss_bytes'])}), file faults {d['file_faults']:,}"
     if n == "devices":
-        return "  ".join(f"{p} [{v['driver']}] ioctl {v['ioctls']} mmap {v['mmaps']}" for p, v in d["files"].items()) \
-            or "no device files used"
+        return "  ".join(f"{p} [{v.get('kernel_driver') or v['driver']}] ioctl {v['ioctls']}{_top_names(v)} "
+                         f"mmap {v['mmaps']}" for p, v in d["files"].items()) or "no device files used"
     if n == "user space":
         return f"{d['processes']} processes"
     if n == "hardware":
         return f"CPUs {d['cpus']}, utilisation {d['cpu_utilisation']}"
     return ""
+
+
+def _top_names(dev: dict, k: int = 3) -> str:
+    names = list((dev.get("ioctls_by_name") or {}).items())[:k]
+    return " (" + ", ".join(f"{n} {v['count']}" for n, v in names) + ")" if names else ""
 
 
 PHASE_COLUMNS = (("syscalls", 1, "count"), ("blocked s", 1, "time_s"), ("faults", 2, "count"),
@@ -106,6 +111,15 @@ def render(result: dict, console) -> None:
             cells.append(_fmt_bytes(v) if key == "bytes" else f"{v:.3f}" if key == "time_s" else f"{v:,}")
         t.add_row(p["name"], f"{p['seconds']:.2f}", *cells)
     console.print(t)
+    funcs = (result.get("uprobes") or {}).get("functions") or {}
+    if funcs:
+        u = Table(title="user-space runtime (uprobes)")
+        for c in ("function", "calls", "bytes", "time inside s", "mean us"):
+            u.add_column(c, justify="left" if c == "function" else "right")
+        for name, f in sorted(funcs.items(), key=lambda kv: -kv[1]["calls"]):
+            u.add_row(name, f"{f['calls']:,}", _fmt_bytes(f["bytes"]) if f["bytes"] else "", f"{f['time_s']:.3f}",
+                      f"{f['mean_ns'] / 1e3:.1f}" if f["mean_ns"] is not None else "")
+        console.print(u)
     gpu = result.get("gpu") or {}
     if gpu.get("available"):
         for g in gpu["gpus"]:
