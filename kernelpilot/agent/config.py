@@ -1,7 +1,7 @@
 """The agent's configuration: TOML (stdlib tomllib), every key checked, one-line errors.
 
     [agent]    log, log_max_mb, log_backups, socket, poll_s, ring_mb
-    [sched]    enabled, window_s, confirm, min_util, min_wakeups, batch_nice, idle, max_actions
+    [sched]    enabled, window_s, confirm, min_util, min_wakeups, batch_nice, idle, max_actions, only
     [security] enabled, model, action, allow
     [memory]   enabled, min_faults, min_accuracy, depth, swap
     [aipath]   enabled, top
@@ -21,7 +21,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
               "poll_s": (NUM, 0.1), "ring_mb": (int, 16)},
     "sched": {"enabled": (bool, True), "window_s": (NUM, 0.5), "confirm": (int, 2), "min_util": (NUM, 0.02),
               "min_wakeups": (NUM, 20.0), "batch_nice": (int, 0), "idle": (bool, False),
-              "max_actions": (NUM, 20.0)},
+              "max_actions": (NUM, 20.0), "only": (list, [])},
     "security": {"enabled": (bool, True), "model": (str, ""), "action": (str, "freeze"), "allow": (list, [])},
     "memory": {"enabled": (bool, True), "min_faults": (int, 64), "min_accuracy": (NUM, 0.5), "depth": (int, 8),
                "swap": (bool, False)},
@@ -50,25 +50,27 @@ def validate(data: dict, where: str = "config") -> dict:
     cfg = defaults()
     for section, keys in data.items():
         if section not in SCHEMA:
-            raise KpError(f"{where}: unknown section [{section}] (known: {', '.join(SCHEMA)})")
+            raise KpError(f"{where}: unknown section '{section}' (known: {', '.join(SCHEMA)})")
         if not isinstance(keys, dict):
-            raise KpError(f"{where}: '{section}' must be a [{section}] table")
+            raise KpError(f"{where}: '{section}' must be a table (a section)")
         for k, v in keys.items():
             if k not in SCHEMA[section]:
-                raise KpError(f"{where}: unknown key '{k}' in [{section}] (known: {', '.join(SCHEMA[section])})")
+                raise KpError(f"{where}: unknown key '{k}' in section '{section}' (known: {', '.join(SCHEMA[section])})")
             types = SCHEMA[section][k][0]
             if not _type_ok(v, types):
-                raise KpError(f"{where}: [{section}] {k} must be {TYPE_NAMES[types]}, not {type(v).__name__} {v!r}")
+                raise KpError(f"{where}: {section}.{k} must be {TYPE_NAMES[types]}, not {type(v).__name__} {v!r}")
             lo_hi = RANGES.get((section, k))
             if lo_hi and not lo_hi[0] <= v <= lo_hi[1]:
-                raise KpError(f"{where}: [{section}] {k} = {v} is out of range ({lo_hi[0]:g}..{lo_hi[1]:g})")
+                raise KpError(f"{where}: {section}.{k} = {v} is out of range ({lo_hi[0]:g}..{lo_hi[1]:g})")
             cfg[section][k] = v
     if cfg["security"]["action"] not in ("freeze", "kill"):
-        raise KpError(f"{where}: [security] action must be \"freeze\" or \"kill\"")
+        raise KpError(f"{where}: security.action must be \"freeze\" or \"kill\"")
+    if not all(isinstance(a, str) for a in cfg["sched"]["only"]):
+        raise KpError(f"{where}: sched.only must be a list of command names (strings)")
     if not all(isinstance(a, str) for a in cfg["security"]["allow"]):
-        raise KpError(f"{where}: [security] allow must be a list of command names (strings)")
+        raise KpError(f"{where}: security.allow must be a list of command names (strings)")
     if cfg["memory"]["swap"]:
-        raise KpError(f"{where}: [memory] swap = true is not run by the agent; use `kpilot memory swap --enforce`")
+        raise KpError(f"{where}: memory.swap = true is not run by the agent; use `kpilot memory swap --enforce`")
     return cfg
 
 

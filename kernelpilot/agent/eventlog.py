@@ -22,13 +22,20 @@ def rfc3339_now() -> str:
 
 
 def check_writable(path: Path) -> None:
-    """One-line error now rather than a failure at the first event."""
-    d = path.parent if str(path.parent) else Path(".")
-    if path.exists() and (path.is_dir() or not os.access(path, os.W_OK)):
-        raise KpError(f"cannot write the event log {path}: " + ("it is a directory" if path.is_dir() else "permission denied"))
-    if not path.exists() and not (d.is_dir() and os.access(d, os.W_OK | os.X_OK)):
-        why = "no such directory" if not d.is_dir() else "permission denied"
-        raise KpError(f"cannot write the event log {path}: {why} ({d})")
+    """One-line error now rather than a failure at the first event (tries to open it)."""
+    path = Path(path)
+    if path.is_dir():
+        raise KpError(f"cannot write the event log {path}: it is a directory")
+    if not path.parent.is_dir():
+        raise KpError(f"cannot write the event log {path}: no such directory ({path.parent})")
+    existed = path.exists()
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as e:
+        raise KpError(f"cannot write the event log {path}: {e.strerror}") from None
+    if not existed:
+        path.unlink(missing_ok=True)
 
 
 class EventLog:

@@ -152,7 +152,7 @@ class AgentHost:
             self.pilots[name] = make()
             self.failed.pop(name, None)
         except KpError as e:
-            if name == "security" and "model not found" in str(e):
+            if name == "security" and "security.model not found" in str(e):
                 raise
             self.failed[name] = str(e)
         except Exception as e:  # one domain failing to load leaves the others running

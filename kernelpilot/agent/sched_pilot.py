@@ -206,6 +206,8 @@ class SchedPilot(Pilot):
             why = "real-time task"
         elif tgid in self.exclude or (journal._guard and tgid == journal._guard.pid):
             why = "kernelpilot itself"
+        elif self.cfg["only"] and s.comm not in self.cfg["only"]:
+            why = "not in sched.only"
         if why:
             self.acted["left alone"] = self.acted.get("left alone", 0) + 1
             return None

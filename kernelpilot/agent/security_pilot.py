@@ -59,7 +59,7 @@ class SecurityPilot(Pilot):
         path = Path(cfg["model"]) if cfg["model"] else host_model_path()
         if cfg["model"] and not path.is_file():
             from kernelpilot.errors import KpError
-            raise KpError(f"[security] model not found: {path}")
+            raise KpError(f"security.model not found: {path}")
         self.model_path = path
         if path.is_file():
             self._start_watch()

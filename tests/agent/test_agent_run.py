@@ -1,0 +1,174 @@
+"""`kpilot agent run`: bad input through the CLI, one agent at a time, the state socket, SIGHUP
+reload, SIGTERM with rollback, kill -9 undone by the guardian, a failing domain, the event log."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from conftest import need_root, run_kpilot
+from kernelpilot.agent.eventlog import FIELDS, EventLog
+from kernelpilot.agent.pilot import Decision
+from agent_helpers import ROOT, wait_for
+
+QUIET = "[security]\nenabled = false\n"  # the watch learns a host model on first use: not here
+
+
+@pytest.fixture
+def rdir(tmp_path, monkeypatch):
+    d = tmp_path / "run"
+    d.mkdir()
+    monkeypatch.setenv("KPILOT_RUN_DIR", str(d))
+    return d
+
+
+def agent(args, rdir, **kw):
+    env = {**os.environ, "KPILOT_RUN_DIR": str(rdir), "COLUMNS": "200"}
+    return subprocess.Popen([sys.executable, "-m", "kernelpilot.cli", "agent", "run", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT, **kw)
+
+
+def state(rdir):
+    from kernelpilot.agent.host import read_state
+    return read_state(rdir / "agent.sock")
+
+
+def one_line_error(r, *words):
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and "error" in lines[0], r.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("text,words", [
+    ("[sched]\nwindow = 1\n", ["unknown key 'window' in section 'sched'"]),
+    ("[schedule]\nenabled = true\n", ["unknown section 'schedule'"]),
+    ("[sched]\nwindow_s = \"fast\"\n", ["sched.window_s must be a number"]),
+    ("[memory]\nenabled = 1\n", ["memory.enabled must be true or false"]),
+    ("[sched]\nconfirm = 0\n", ["out of range"]),
+    ("[agent\nlog = 1\n", ["not valid TOML"]),
+])
+def test_bad_config_is_one_line(tmp_path, rdir, text, words):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(text)
+    r = run_kpilot("agent", "run", "--config", cfg, "-d", "1", env={"KPILOT_RUN_DIR": str(rdir)})
+    one_line_error(r, str(cfg), *words)
+    assert not (rdir / "agent.pid").exists() and not (rdir / "agent.sock").exists()
+
+
+def test_unwritable_log_is_one_line(tmp_path, rdir):
+    need_root()
+    (tmp_path / "a-file").write_text("")
+    r = run_kpilot("agent", "run", "--log", tmp_path / "a-file" / "x.jsonl", "-d", "1",
+                   env={"KPILOT_RUN_DIR": str(rdir)})
+    one_line_error(r, "cannot write the event log", "no such directory")
+    assert not (rdir / "agent.pid").exists()
+    r = run_kpilot("run", "--log", "/proc/kpilot.jsonl", "-d", "2")
+    one_line_error(r, "cannot write the event log /proc/kpilot.jsonl")
+
+
+def test_event_log_schema_and_rotation(tmp_path):
+    log = EventLog(tmp_path / "a.jsonl", max_bytes=4000, backups=2)
+    for i in range(200):
+        log.write(Decision("sched", "decision", f"task {i}", pid=i, comm="x", detail={"i": i}))
+    log.close()
+    files = sorted(tmp_path.glob("a.jsonl*"))
+    assert [f.name for f in files] == ["a.jsonl", "a.jsonl.1", "a.jsonl.2"]  # rotated, bounded
+    assert all(f.stat().st_size <= 4000 + 200 for f in files)
+    recs = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert recs and all(tuple(r) == FIELDS for r in recs)
+    assert recs[-1]["pid"] == 199  # the newest in the live file
+    datetime.fromisoformat(recs[-1]["ts"].replace("Z", "+00:00"))
+
+
+def test_one_agent_state_socket_reload_and_stop(tmp_path, rdir):
+    need_root()
+    cfg = tmp_path / "a.toml"
+    cfg.write_text(QUIET + "[aipath]\ntop = 5\n")
+    log = tmp_path / "events.jsonl"
+    a = agent(["--config", cfg, "--log", log, "-d", "120"], rdir)
+    try:
+        assert wait_for(lambda: (state(rdir) or {}).get("events", 0) > 0, 60), a.stderr.read() if a.poll() else ""
+        st = state(rdir)
+        assert st["pid"] == a.pid and st["mode"] == "dry-run"
+        assert set(st["domains"]) == {"sched", "security", "memory", "aipath"}
+        assert st["domains"]["security"] == {"state": "disabled in the config"}
+        # a second agent: one line, non-zero, the first untouched
+        r = run_kpilot("agent", "run", "-d", "5", env={"KPILOT_RUN_DIR": str(rdir)})
+        one_line_error(r, "another kernelpilot agent is running", f"pid {a.pid}")
+        assert a.poll() is None and state(rdir)["pid"] == a.pid
+        # SIGHUP: a bad config is reported and the old one kept; a good one applies
+        cfg.write_text(QUIET + "[aipath]\ntop = 5\nbogus = 1\n")
+        a.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "reload failed" in log.read_text(), 20)
+        assert a.poll() is None and "memory" in state(rdir)["domains"]
+        cfg.write_text(QUIET + "[memory]\nenabled = false\n")
+        a.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: (state(rdir) or {}).get("reloads") == 1, 20)
+        assert wait_for(lambda: state(rdir)["domains"]["memory"] == {"state": "disabled in the config"}, 10)
+        a.send_signal(signal.SIGTERM)
+        out, err = a.communicate(timeout=60)
+    finally:
+        if a.poll() is None:
+            a.kill()
+            a.wait()
+    assert a.returncode == 0, err
+    assert "stopped: SIGTERM" in out and "Traceback" not in err
+    assert not (rdir / "agent.sock").exists() and not (rdir / "agent.pid").exists()
+    recs = [json.loads(x) for x in log.read_text().splitlines()]
+    assert all(tuple(r) == FIELDS for r in recs)
+    assert {r["domain"] for r in recs} >= {"agent", "sched"}
+    assert any("config reloaded" in r["what"] for r in recs)
+
+
+SPIN = "import ctypes\nctypes.CDLL(None).prctl(15, b'kpt-spin')\nwhile True:\n    pass\n"
+
+
+def test_kill9_agent_guardian_restores(tmp_path, rdir):
+    need_root()
+    cfg = tmp_path / "a.toml"
+    cfg.write_text("[sched]\nonly = [\"kpt-spin\"]\nwindow_s = 0.25\n[security]\nenabled = false\n"
+                   "[memory]\nenabled = false\n[aipath]\nenabled = false\n")
+    child = subprocess.Popen([sys.executable, "-c", SPIN])
+    a = None
+    try:
+        assert wait_for(lambda: Path(f"/proc/{child.pid}/comm").read_text().strip() == "kpt-spin", 10)
+        assert os.sched_getscheduler(child.pid) == os.SCHED_OTHER
+        a = agent(["--config", cfg, "--enforce", "--log", tmp_path / "e.jsonl", "-d", "120"], rdir)
+        assert wait_for(lambda: os.sched_getscheduler(child.pid) == os.SCHED_BATCH, 60), \
+            (tmp_path / "e.jsonl").read_text()[-2000:] if (tmp_path / "e.jsonl").exists() else ""
+        assert list(rdir.glob("journal-*.jsonl"))
+        os.kill(a.pid, signal.SIGKILL)
+        a.wait()
+        assert wait_for(lambda: os.sched_getscheduler(child.pid) == os.SCHED_OTHER, 20)  # the guardian
+        assert wait_for(lambda: not list(rdir.glob("journal-*.jsonl")), 10)
+    finally:
+        if a and a.poll() is None:
+            a.kill()
+            a.wait()
+        child.kill()
+        child.wait()
+
+
+def test_failing_domain_leaves_others_running(tmp_path, rdir):
+    need_root()
+    bad = tmp_path / "not-a-model.json"
+    bad.write_text("{\"format\": \"something else\"}")
+    cfg = tmp_path / "a.toml"
+    cfg.write_text(f"[security]\nmodel = \"{bad}\"\n")
+    r = run_kpilot("agent", "run", "--config", cfg, "--json", "-d", "3", "--log", tmp_path / "e.jsonl",
+                   env={"KPILOT_RUN_DIR": str(rdir)})
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    s = lines[-1]["summary"]
+    assert s["security"]["state"] == "failed" and s["security"]["error"]
+    assert s["aipath"]["processes"] > 0 and s["sched"]["windows"] > 0
+    notes = [x for x in lines[:-1] if x["domain"] == "security"]
+    assert any("other domains keep running" in x["what"] for x in notes)
