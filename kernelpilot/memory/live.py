@@ -442,16 +442,21 @@ class _Iovec(ctypes.Structure):
     _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
 
 
-def pageout(pidfd: int, ranges) -> int:
-    """process_madvise(MADV_PAGEOUT) over [(addr, length)]; returns bytes advised."""
+def advise(pidfd: int, ranges, advice: int) -> int:
+    """process_madvise(advice) over [(addr, length)]; returns bytes advised."""
     done = 0
     for i in range(0, len(ranges), 512):
         part = ranges[i:i + 512]
         iov = (_Iovec * len(part))(*[_Iovec(a, n) for a, n in part])
-        r = libc.syscall(SYS_process_madvise, pidfd, iov, len(part), MADV_PAGEOUT, 0)
+        r = libc.syscall(SYS_process_madvise, pidfd, iov, len(part), advice, 0)
         if r > 0:
             done += r
     return done
+
+
+def pageout(pidfd: int, ranges) -> int:
+    """process_madvise(MADV_PAGEOUT) over [(addr, length)]; returns bytes advised."""
+    return advise(pidfd, ranges, MADV_PAGEOUT)
 
 
 def anon_regions(pid: int):

@@ -18,6 +18,7 @@ the pages least likely to come back, never one predicted back.
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 from dataclasses import dataclass
@@ -155,11 +156,14 @@ CONTROLLERS = {"kernel": KernelOnly, "senpai": SenpaiController, "kernelpilot": 
 
 # ---- per-page refault predictor and the cold pusher -------------------------------------------
 
-FEATURES = ("bias", "recency", "never_refaulted", "frequency", "block_recent", "region_phase")
+FEATURES = ("bias", "recency", "quick_return", "block_quick_return", "history", "history_block", "region_phase")
 NEVER = 1000  # intervals: 'never refaulted' ages
-# before any label: an unknown page may go (P 0.27); one that just came back, or whose block
-# did, is kept (P >= 0.5). Learning moves every weight from there.
-PRIOR = (-1.0, 2.0, 0.0, 0.0, 2.0, 0.0)
+# quick return: of the times a page went out (pushed or reclaimed), the share it came back
+# within the horizon (shrunk to UNKNOWN for pages never out). Before any label: an unknown page
+# may go (P 0.3); one that comes back quickly when out (now or in an earlier run), or whose block
+# does, is kept. Learning moves every weight from there.
+UNKNOWN = 0.2
+PRIOR = (-2.5, 1.0, 2.0, 2.0, 2.0, 2.0, 0.0)
 
 
 class RefaultPredictor:
@@ -169,6 +173,7 @@ class RefaultPredictor:
         self.lr, self.l2, self.epochs = lr, l2, epochs
         self.coef_ = np.array(PRIOR, float)
         self.n_seen_ = 0
+        self.history_: dict = {}  # region key -> per-page fast refaults of earlier runs
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return 1 / (1 + np.exp(-np.clip(X @ self.coef_, -30, 30)))
@@ -176,9 +181,8 @@ class RefaultPredictor:
     def partial_fit(self, X: np.ndarray, y: np.ndarray) -> "RefaultPredictor":
         if len(y) == 0:
             return self
-        w = np.where(y == 1, 0.5 / max(y.mean(), 1e-3), 0.5 / max(1 - y.mean(), 1e-3))  # balanced
-        for _ in range(self.epochs):
-            g = X.T @ (w * (self.predict_proba(X) - y)) / len(y) + self.l2 * self.coef_
+        for _ in range(self.epochs):  # unweighted: P stays calibrated, `keep` is a probability
+            g = X.T @ (self.predict_proba(X) - y) / len(y) + self.l2 * self.coef_
             self.coef_ -= self.lr * g
         self.n_seen_ += len(y)
         return self
@@ -199,68 +203,88 @@ class RefaultPredictor:
             raise KpError(f"cannot read refault model {path}: {e}") from None
 
 
-def features(t: int, last_ref: np.ndarray, nref: np.ndarray, block_recent: np.ndarray, phase: float) -> np.ndarray:
+def block_mean(v: np.ndarray, block: int) -> np.ndarray:
+    n = len(v)
+    nb = (n + block - 1) // block
+    pad = np.zeros(nb * block)
+    pad[:n] = v
+    return np.repeat(pad.reshape(nb, block).mean(1), block)[:n]
+
+
+def quick_return(fast: np.ndarray, outs: np.ndarray) -> np.ndarray:
+    return (fast + UNKNOWN) / (outs + 1)
+
+
+def features(t, last_ref, quick, hist, phase, block: int = 64) -> np.ndarray:
     age = np.minimum(t - last_ref, NEVER)
-    return np.column_stack([np.ones(len(age)), 1 - np.log1p(age) / np.log1p(NEVER), (age >= NEVER).astype(float),
-                            np.log1p(nref), block_recent, np.full(len(age), phase)])
+    return np.column_stack([np.ones(len(age)), 1 - np.log1p(age) / np.log1p(NEVER), quick,
+                            block_mean(quick, block), hist, block_mean(hist, block), np.full(len(age), phase)])
 
 
 class _Region:
-    def __init__(self, n: int):
+    def __init__(self, n: int, hist: np.ndarray | None):
         self.prev_swapped = np.zeros(n, bool)
+        self.out_at = np.full(n, -1, np.int64)     # scan it was first seen out
         self.last_ref = np.full(n, -NEVER, np.int64)
-        self.nref = np.zeros(n)
+        self.fast = np.zeros(n)                    # decayed: came back within the horizon
+        self.outs = np.zeros(n)                    # decayed: went out
+        self.hist = hist if hist is not None and len(hist) == n else np.full(n, UNKNOWN)
         self.pushed_at = np.full(n, -1, np.int64)
         self.x_push = np.zeros((n, len(FEATURES)), np.float32)
+        self.x_last = None                         # features at the last scan
 
 
 class ColdPusher:
-    """Per interval: `observe(pid)` scans the pid's anonymous regions, labels what was pushed
-    (back within the horizon: 1; still out after it: 0) and trains the predictor; `push(pid,
-    pidfd, pages)` pushes the `pages` present pages least likely to come back, none with
-    P >= keep. BLOCK pages share a block feature (hot data sits together)."""
+    """`scan(pid)` reads the pid's anonymous regions (pagemap), labels what was pushed (back
+    within the horizon: 1; still out after it: 0), trains the predictor, and ranks the pages:
+    `push(pid, pidfd, n)` pushes the n present pages least likely to come back (none with
+    P >= keep); `bring_back(pid, pidfd, n)` swaps in (MADV_WILLNEED) up to n pages that are out
+    but predicted back, before the program stalls on them. A region is named by its size and
+    order, so `history()` (each page's quick refaults) carries over to the program's next run."""
     BLOCK = 64
 
     def __init__(self, predictor: RefaultPredictor | None = None, horizon: int = 6, keep: float = 0.5,
-                 decay: float = 0.9, seed: int = 0):
+                 decay: float = 1.0, seed: int = 0):
         self.model = predictor or RefaultPredictor()
         self.horizon, self.keep, self.decay = horizon, keep, decay
         self.rng = np.random.default_rng(seed)
         self.regions: dict[tuple, _Region] = {}
         self.t = 0
-        self.pushed = self.refaulted = self.labels = 0
-        self._cand: dict[int, list] = {}
+        self.pushed = self.refaulted = self.labels = self.brought_back = 0
+        self._cold: dict[int, list] = {}  # pid -> [addresses of present pages, coldest first, cursor]
+        self._hot: dict[int, list] = {}   # pid -> addresses out but predicted back
 
-    def _block_recent(self, r: _Region, t: int) -> np.ndarray:
-        n = len(r.last_ref)
-        recent = (t - r.last_ref <= self.horizon).astype(float)
-        nb = (n + self.BLOCK - 1) // self.BLOCK
-        pad = np.zeros(nb * self.BLOCK)
-        pad[:n] = recent
-        return np.repeat(pad.reshape(nb, self.BLOCK).mean(1), self.BLOCK)[:n]
-
-    def observe(self, pid: int) -> int:
-        """Scan pid; returns pages that refaulted in this interval. Raises OSError when gone."""
+    def scan(self, pid: int) -> int:
+        """Returns the pages that came back since the last scan. OSError when pid is gone."""
         from kernelpilot.memory.pagesignal import PM_PRESENT, PM_SWAPPED, _bit, anon_regions
         t = self.t
-        cands = []
         back_total = 0
         seen: dict[int, int] = {}
-        X_all, y_all = [], []
+        X_all, y_all, cold, hot = [], [], [], []
         with open(f"/proc/{pid}/pagemap", "rb", buffering=0) as pm:
             for a, b in anon_regions(pid):
                 n = (b - a) // PAGE
-                key = (pid, n, seen.setdefault(n, 0))  # size and order name a region across scans
+                key = (n, seen.setdefault(n, 0))  # size and order name a region across runs
                 seen[n] += 1
-                r = self.regions.get(key)
+                r = self.regions.get((pid,) + key)
                 if r is None:
-                    r = self.regions[key] = _Region(n)
+                    r = self.regions[(pid,) + key] = _Region(n, self.model.history_.get(key))
                 pm.seek(a // PAGE * 8)
                 ent = np.frombuffer(pm.read(n * 8), np.uint64)
                 if len(ent) != n:
                     continue
                 present, swapped = _bit(ent, PM_PRESENT), _bit(ent, PM_SWAPPED)
                 back = r.prev_swapped & present
+                newly_out = swapped & (r.out_at < 0)
+                r.out_at[newly_out] = t
+                if r.x_last is not None:  # the kernel reclaimed it: a label too, from the last features
+                    k_out = newly_out & (r.pushed_at < 0)
+                    r.pushed_at[k_out] = t - 1
+                    r.x_push[k_out] = r.x_last[k_out]
+                r.outs *= self.decay
+                r.outs[newly_out | (r.pushed_at == t - 1)] += 1
+                quick = back & (r.out_at >= 0) & (t - r.out_at <= self.horizon)
+                r.out_at[present] = -1
                 r.prev_swapped = swapped
                 back_total += int(back.sum())
                 pushed = r.pushed_at >= 0
@@ -272,54 +296,109 @@ class ColdPusher:
                     y_all.append(yes[done].astype(float))
                     r.pushed_at[done] = -1
                 r.last_ref[back] = t
-                r.nref *= self.decay
-                r.nref[back] += 1
+                r.fast *= self.decay
+                r.fast[quick | yes] += 1
+                X = features(t, r.last_ref, quick_return(r.fast, r.outs), r.hist, float(back.mean()), self.BLOCK)
+                p = self.model.predict_proba(X)
+                r.x_last = X.astype(np.float32)
                 idx = np.flatnonzero(present & (r.pushed_at < 0))
-                if len(idx):
-                    phase = float(back.mean())
-                    X = features(t, r.last_ref[idx], r.nref[idx], self._block_recent(r, t)[idx], phase)
-                    cands.append((a, r, idx, X))
+                idx = idx[np.argsort(p[idx] + self.rng.random(len(idx)) * 1e-6, kind="stable")]
+                cold.append((p[idx], a + idx * PAGE, r, idx, X[idx]))
+                hp = np.flatnonzero(p >= self.keep)
+                hot.append((p[hp], a + hp * PAGE))
         if y_all:
             X, y = np.concatenate(X_all), np.concatenate(y_all)
             self.model.partial_fit(X, y)
             self.labels += len(y)
             self.refaulted += int(y.sum())
-        self._cand[pid] = cands
+        self._cold[pid] = cold
+        hp = np.concatenate([h[0] for h in hot]) if hot else np.zeros(0)
+        ha = np.concatenate([h[1] for h in hot]) if hot else np.zeros(0, np.int64)
+        self._hot[pid] = ha[np.argsort(-hp, kind="stable")].tolist()
         self.t += 1
         return back_total
 
-    def push(self, pid: int, pidfd: int, pages: int) -> int:
-        """Push up to `pages` of pid's present pages, least likely to come back first."""
+    def push(self, pid: int, pidfd: int, pages: int, forced: bool = True) -> int:
+        """Push up to `pages` of pid's present pages, least likely to come back first. `forced`
+        (the group is at its limit: the kernel would pick otherwise) takes the coldest whatever
+        their P; a proactive push never takes a page with P >= keep."""
         from kernelpilot.memory.live import pageout
-        cands = self._cand.get(pid) or []
-        if pages <= 0 or not cands:
+        cold = self._cold.get(pid) or []
+        if pages <= 0 or not cold:
             return 0
-        p = [self.model.predict_proba(X) for _, _, _, X in cands]
-        allp = np.concatenate(p)
-        order = np.argsort(allp + self.rng.random(len(allp)) * 1e-6, kind="stable")
-        order = order[allp[order] < self.keep][:pages]
+        allp = np.concatenate([c[0] for c in cold])
+        order = np.argsort(allp, kind="stable")
+        if not forced:
+            order = order[allp[order] < self.keep]
+        order = order[:pages]
         if len(order) == 0:
             return 0
-        offs = np.cumsum([0] + [len(x) for x in p])
-        ranges = []
-        for k, (a, r, idx, X) in enumerate(cands):
-            sel = order[(order >= offs[k]) & (order < offs[k + 1])] - offs[k]
+        offs = np.cumsum([0] + [len(c[0]) for c in cold])
+        ranges, left = [], []
+        for k, (p, addr, r, idx, X) in enumerate(cold):
+            sel = np.sort(order[(order >= offs[k]) & (order < offs[k + 1])] - offs[k])
+            keep = np.ones(len(idx), bool)
+            keep[sel] = False
+            left.append((p[keep], addr[keep], r, idx[keep], X[keep]))
             if len(sel) == 0:
                 continue
-            pg = np.sort(idx[sel])
+            pg = idx[sel]
             r.pushed_at[pg] = self.t - 1
+            r.x_push[pg] = X[sel]
             r.prev_swapped[pg] = True  # back by the next scan: a refault, even if never seen out
-            r.x_push[pg] = X[np.searchsorted(idx, pg)]
+            o = np.argsort(pg)
+            pg = pg[o]
             brk = np.flatnonzero(np.diff(pg) != 1) + 1  # contiguous runs: one iovec each
             for s, e in zip(np.r_[0, brk], np.r_[brk, len(pg)]):
-                ranges.append((a + int(pg[s]) * PAGE, int(pg[e - 1] - pg[s] + 1) * PAGE))
-        pageout(pidfd, ranges)
+                ranges.append((addr[sel][o][s], int(pg[e - 1] - pg[s] + 1) * PAGE))
+        self._cold[pid] = left
+        pageout(pidfd, [(int(a), n) for a, n in ranges])
         self.pushed += len(order)
         return len(order)
 
-    def cold_pages(self, pid: int, below: float) -> int:
-        """Present pages of pid predicted back with P < below (after `observe`)."""
-        return int(sum((self.model.predict_proba(X) < below).sum() for _, _, _, X in self._cand.get(pid) or []))
+    def keep_hot(self, pid: int, pages: int) -> int:
+        """Touch (process_vm_readv, one byte a page) the `pages` pages likeliest back: the
+        kernel's reclaim sees them referenced and takes others, and one that is out comes back
+        in the agent's time, not the program's. Returns the pages touched."""
+        hot = sorted((self._hot.get(pid) or [])[:max(pages, 0)])
+        if hot:
+            self.brought_back += touch(pid, hot)
+        return len(hot)
+
+    def history(self) -> dict:
+        """Per region (size, order): each page's quick-return share, this run's where it went
+        out, else the earlier runs'."""
+        out = {}
+        for (pid, n, k), r in self.regions.items():
+            q = quick_return(r.fast, r.outs)
+            out[(n, k)] = np.where(r.outs > 0.5, q, r.hist)
+        return out
+
+    def cold_pages(self, pid: int) -> int:
+        return int(sum(len(c[0]) for c in self._cold.get(pid) or []))
+
+
+class _Iov(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.process_vm_readv.restype = ctypes.c_ssize_t
+
+
+def touch(pid: int, addrs: list[int]) -> int:
+    """Read one byte of each page of pid at addrs (process_vm_readv, 1024 pages a call)."""
+    done = 0
+    buf = ctypes.create_string_buffer(1024)
+    for i in range(0, len(addrs), 1024):
+        part = addrs[i:i + 1024]
+        loc = _Iov(ctypes.cast(buf, ctypes.c_void_p), len(part))
+        rem = (_Iov * len(part))(*[_Iov(a, 1) for a in part])
+        r = _libc.process_vm_readv(pid, ctypes.byref(loc), 1, rem, len(part), 0)
+        if r < 0:
+            raise ProcessLookupError(pid)
+        done += r
+    return done
 
 
 def pidfd_open(pid: int) -> int:

@@ -18,7 +18,10 @@ from kernelpilot.memory import reclaim as R
 from kernelpilot.memory.live import run_measured
 
 CONFIGS = ("kernel", "senpai", "kernelpilot")
-TICK, CONTROL_EVERY, MARGIN = 0.05, 10, 4 << 20  # 50 ms ticks; a control step each 0.5 s
+TICK, SCAN_EVERY, CONTROL_EVERY, MARGIN = 0.01, 5, 50, 4 << 20  # 10 ms ticks, scans each 50 ms,
+# a control step each 0.5 s; the pusher keeps the group MARGIN under its limit and keeps the
+# pages likeliest back (at most HOT_SHARE of the limit) referenced
+HOT_SHARE = 0.5
 
 
 class Driver:
@@ -56,7 +59,7 @@ class Driver:
                 self.limits.append(limit)
                 peak = max(peak, usage)
                 if self.pusher is not None:
-                    self._push(fds, usage, limit)
+                    self._push(fds, usage, limit, scan=k % SCAN_EVERY == 1)
                 if k % CONTROL_EVERY or self.config == "kernel":
                     continue
                 try:
@@ -71,7 +74,7 @@ class Driver:
                 if new != limit:
                     self.steps += 1
                     if self.pusher is not None and new < usage:
-                        self._push(fds, usage, new)  # the coldest anonymous pages first
+                        self._push(fds, usage, new, scan=False, forced=False)  # coldest anonymous first
                     if lab.set_limit(new):
                         limit = max(int(new) // 4096 * 4096, 4096)
                     else:
@@ -85,19 +88,26 @@ class Driver:
             for fd in fds.values():
                 R.close_fd(fd)
 
-    def _push(self, fds, usage, limit):
+    def _push(self, fds, usage, limit, scan: bool, forced: bool = True):
+        """Scan (every SCAN_EVERY ticks), push the coldest pages while over limit - MARGIN, and
+        after a scan bring back what is out but predicted back, as far as there is room."""
         over = usage - (limit - MARGIN)
-        try:
-            pids = R.anon_pids(self.lab.pids())
-        except OSError:
-            return
-        for p in pids:
+        k_hot = int(limit * HOT_SHARE) // R.PAGE if forced else 0
+        if scan or not hasattr(self, "_pids"):
             try:
-                self.pusher.observe(p)
-                if over > 0:
-                    if p not in fds:
-                        fds[p] = R.pidfd_open(p)
-                    over -= self.pusher.push(p, fds[p], over // R.PAGE + 1) * R.PAGE
+                self._pids = R.anon_pids(self.lab.pids())
+            except OSError:
+                return
+        for p in self._pids:
+            try:
+                if p not in fds:
+                    fds[p] = R.pidfd_open(p)
+                if scan:
+                    self.pusher.scan(p)
+                if over > 0 and not forced:  # at the limit the kernel picks: it sees young bits
+                    over -= self.pusher.push(p, fds[p], over // R.PAGE + 1, forced=False) * R.PAGE
+                if k_hot:
+                    self.pusher.keep_hot(p, k_hot)
             except (OSError, ValueError):
                 fds.pop(p, None)
 
@@ -110,18 +120,21 @@ def run_config(lab, wl, config: str, predictor=None) -> dict:
     d = Driver(lab, config, predictor)
     st0, psi0 = lab.stat(), lab.pressure_us()
     r = run_measured(wl.argv, preexec=lab.enter, during=d)
+    if d.pusher is not None:  # each page's quick refaults: the next run's history
+        predictor.history_ = d.pusher.history()
     st1, psi1 = lab.stat(), lab.pressure_us()
     from kernelpilot.memory.swaplab import wait_empty
     wait_empty(lab.cg)
     u = np.asarray(d.usage or [0], float)
     out = {"config": config, "seconds": r["seconds"], "exit_code": r["exit_code"],
            "mean_usage_mb": round(float(u.mean()) / 2**20, 2), "peak_usage_mb": round(float(u.max()) / 2**20, 2),
-           "major_faults": lab.majfaults(st1) - lab.majfaults(st0),
+           "major_faults": lab.majfaults(st1) - lab.majfaults(st0), "program_major_faults": r["major_faults"],
            "refaults": lab.refaults(st1) - lab.refaults(st0),
            "psi_some_ms": round((psi1 - psi0) / 1e3, 1), "limit_steps": d.steps,
            "limit_refused": d.limit_refused, "errors": d.errors}
     if d.pusher is not None:
-        out.update(pushed=d.pusher.pushed, pushed_back=d.pusher.refaulted, labels=d.pusher.labels)
+        out.update(pushed=d.pusher.pushed, pushed_back=d.pusher.refaulted, labels=d.pusher.labels,
+                   brought_back=d.pusher.brought_back)
     lab.set_limit(wl.limit_mb << 20)
     return out
 
@@ -137,7 +150,7 @@ def _median(rows, key):
 
 def summarize(runs: list[dict]) -> dict:
     """Per config: medians and spread (min..max) over repetitions; ratios against the kernel."""
-    by = {c: [r for r in runs if r["config"] == c] for c in CONFIGS}
+    by = {c: [r for r in runs if r["config"] == c and r.get("rep") != "history"] for c in CONFIGS}
     out = {}
     for c, rows in by.items():
         if not rows:
@@ -190,6 +203,10 @@ def experiment(names: list[str], reps: int, quick: bool, zram_mb: int = 1024, pr
                 wl = LIVE_WORKLOADS[name](d, quick)
                 pred = R.RefaultPredictor()
                 runs = []
+                h = run_config(lab, wl, "kernelpilot", pred)  # history run: not scored
+                h["rep"] = "history"
+                runs.append(h)
+                lab.empty()
                 for rep in range(reps):
                     for c in _rotate(CONFIGS, rep):
                         r = run_config(lab, wl, c, pred if c == "kernelpilot" else None)
