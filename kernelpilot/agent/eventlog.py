@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
-import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
