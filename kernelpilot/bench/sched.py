@@ -11,6 +11,10 @@
 3. Live: a 1 kHz wakeup-latency probe beside stress-ng CPU hogs and a make -j build, agent off
    and on, interleaved repetitions in one run: p99 wakeup latency ratio, stress-ng bogo-ops/s ratio
    and build time ratio.
+4. Cross-session (kernelpilot.sched.xbench): cyclictest and the frame workload in one session, a
+   make -j build and stress-ng hogs in others, hackbench / perf bench sched pipe for throughput;
+   default EEVDF, the ananicy-cpp rules daemon, kernelpilot and kernelpilot with the rules as a
+   prior, interleaved; the host load sampled meanwhile is forecast live 100 ms .. 1 s ahead.
 """
 from __future__ import annotations
 
@@ -230,22 +234,55 @@ def live(quick: bool) -> dict:
     util = np.array([u for u, _ in samples])
     psi = np.array([p for _, p in samples])
     if len(util) > 60:
-        from kernelpilot.sched.loadrec import load_fixture
-        fx = load_fixture()
-        fc = M.LoadForecaster.fit(fx["host_util"], 8, 1, exog={"psi": fx["host_psi"]})
-        res["load_forecast_100ms_ahead"] = M.forecast_errors(util, lags=8, horizon=1, exog={"psi": psi}, model=fc)
-        res["load_forecast_100ms_ahead"]["trained_on"] = "committed load series (host), tested on this run"
+        res.update(live_forecast(util, psi))
         pm = M.PowerModel()
         res["power_estimate_w_mean"] = float(pm.watts(util, os.cpu_count()).mean())
         res["power_model"] = "linear idle 2 W .. max 9 W per CPU (no RAPL on this host)"
     return res
 
 
+def live_forecast(util, psi) -> dict:
+    """The host load sampled live (100 ms) forecast 100 ms, 500 ms and 1 s ahead by forecasters
+    fitted and chosen on the committed series only (nothing is chosen on the live series), against
+    the EWMA with the smoothing tuned there; the online mix is scored too, chosen or not."""
+    from kernelpilot.sched.loadrec import load_fixture
+    fx = load_fixture()
+    out = {}
+    for h in (1, 5, 10):
+        ex_fx, ex = {"psi": fx["host_psi"]}, {"psi": psi}
+        fc = M.LoadForecaster.fit(fx["host_util"], 8, h, exog=ex_fx)
+        r = M.forecast_errors(util, lags=8, horizon=h, exog=ex, model=fc)
+        mix = M.LoadForecaster._fit_kind("mix", np.asarray(fx["host_util"], float), ex_fx, 8, h, fc.alpha, 1e-2)
+        r["mix_mae"] = float(np.abs(mix.predict(util, ex) - util[8 - 1 + h:]).mean())
+        r["mix_mae_ratio_vs_ewma"] = r["mix_mae"] / max(r["ewma_mae"], 1e-12)
+        r["trained_on"] = "committed load series (host); tested on this run's live samples"
+        out[f"load_forecast_{h * 100}ms_ahead"] = r
+    return out
+
+
 def run(quick: bool = False) -> dict:
+    from kernelpilot.sched import xbench
     t0 = time.monotonic()
     rec = recorded(quick)
-    out = {"recorded": rec, "synthetic": synthetic(quick), "load_forecast": load_forecast(), "live": live(quick)}
-    rs, lv, lf = rec["summary"], out["live"], out["load_forecast"]
+    samples, stop = [], threading.Event()
+
+    def sampler():
+        s = F.LoadSampler()
+        while not stop.wait(0.1):
+            samples.append(s.sample())
+    th = threading.Thread(target=sampler, daemon=True)
+    th.start()
+    try:
+        xs = xbench.run(quick)
+    finally:
+        stop.set()
+        th.join()
+    out = {"recorded": rec, "synthetic": synthetic(quick), "load_forecast": load_forecast(), "live": live(quick),
+           "cross_session": xs}
+    if len(samples) > 60:
+        out["cross_session"]["live_load_forecast"] = live_forecast(np.array([u for u, _ in samples]),
+                                                                   np.array([p for _, p in samples]))
+    rs, lv, lf, xs = rec["summary"], out["live"], out["load_forecast"], out["cross_session"]
     out["summary"] = {
         "traces": rs["traces"],
         "sim_srpt_pred_vs_srpt_oracle_mean": rs["srpt_pred_vs_srpt_oracle_mean"],
@@ -256,11 +293,15 @@ def run(quick: bool = False) -> dict:
         "burst_mae_ratio_vs_exp_avg_mean": rs["burst_mae_ratio_vs_exp_avg_mean"],
         "burst_log_error_ratio_vs_exp_avg_mean": rs["burst_log_error_ratio_vs_exp_avg_mean"],
         "classifier_accuracy_mean": rs["classifier_accuracy_mean"],
-        "load_forecast_mae_ratio_vs_ewma": {k: v["mae_ratio_vs_ewma"] for k, v in lf.items()}
-        | ({"live_host_100ms": lv["load_forecast_100ms_ahead"]["mae_ratio_vs_ewma"]}
-           if "load_forecast_100ms_ahead" in lv else {}),
+        "load_forecast_mae_ratio_vs_ewma": {k: v["mae_ratio_vs_ewma"] for k, v in lf.items()},
         "load_forecast_mae_ratio_vs_last_value": {k: v["mae_ratio_vs_last_value"] for k, v in lf.items()},
         "load_forecast_chosen": {k: v["chosen"] for k, v in lf.items()},
+        "live_load_forecast_mae_ratio_vs_ewma": {
+            f"{who}_{k.split('_')[2]}": {"chosen": v["chosen"], "model": v["mae_ratio_vs_ewma"],
+                                         "mix": v["mix_mae_ratio_vs_ewma"]}
+            for who, part in (("same_session_run", lv), ("cross_session_run", xs.get("live_load_forecast", {})))
+            for k, v in part.items() if k.startswith("load_forecast_") and k.endswith("_ahead")},
+        **{k: v for k, v in xs.get("summary", {}).items()},
         "live_p99_latency_improvement_x": lv.get("p99_latency_improvement_x"),
         "live_bogo_ops_ratio": lv.get("bogo_ops_ratio"),
         "live_build_throughput_ratio": lv.get("build_throughput_ratio"),

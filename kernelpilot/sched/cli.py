@@ -75,6 +75,7 @@ def run_cmd(enforce: bool = typer.Option(False, "--enforce", help="really change
             actuation: str = typer.Option("auto", "--actuation", help="auto (from what the host allows), autogroup "
                                           "(per-session nice), cgroup (weights; with --idle also cpu.idle) or task"),
             slices: bool = typer.Option(True, "--slices/--no-slices", help="EEVDF slices: short for latency-critical, long for batch"),
+            rules_prior: Path = typer.Option(None, "--rules-prior", help="ananicy-cpp rules as a prior: named interactive programs are latency-critical at once"),
             batch_nice: int = typer.Option(0, "--batch-nice", help="nice value for batch tasks (0..19)"),
             model: Path = typer.Option(None, "--model", help="classifier from `kpilot sched train`"),
             kernel: bool = typer.Option(False, "--kernel", help="classify in the kernel (eBPF at sched_switch) and act on its verdicts"),
@@ -109,6 +110,10 @@ def run_cmd(enforce: bool = typer.Option(False, "--enforce", help="really change
                         batch_nice=batch_nice, actuation=actuation, slices=slices, cgroup_idle=idle)
     if window < 10:
         raise KpError("--window-ms must be at least 10")
+    prior = None
+    if rules_prior:
+        from kernelpilot.sched.rules import load
+        prior = load(rules_prior, lenient=True)
     kc = None
     if kernel:
         from kernelpilot.sched.kernel import KernelClassifier
@@ -117,7 +122,7 @@ def run_cmd(enforce: bool = typer.Option(False, "--enforce", help="really change
     with j, (kc or contextlib.nullcontext()):
         if enforce:
             print(f"enforcing; journal {j.path}", flush=True)
-        agent = SessionAgent(clf, j, pol, pids=pid or None, tree=tree, interval=interval, kernel=kc)
+        agent = SessionAgent(clf, j, pol, pids=pid or None, tree=tree, interval=interval, kernel=kc, prior=prior)
         try:
             agent.run(duration)
         except KeyboardInterrupt:

@@ -178,7 +178,8 @@ def default_classifier() -> M.TaskClassifier:
     from kernelpilot.models import Model
     here = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    for f in sorted([*here.glob("*.py"), *(here / "data" / "traces").glob("*.parquet")]):
+    trained_by = [here / f"{m}.py" for m in ("evaluate", "features", "models", "synth", "sim", "workloads")]
+    for f in sorted([*trained_by, *(here / "data" / "traces").glob("*.parquet")]):
         h.update(f.name.encode() + f.read_bytes())
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kernelpilot"
     path = cache / f"sched-default-classifier-{h.hexdigest()[:16]}.json"
@@ -192,6 +193,9 @@ def default_classifier() -> M.TaskClassifier:
         tmp = path.with_suffix(f".{os.getpid()}.tmp.json")
         clf.model.save(tmp)
         os.replace(tmp, path)
+        for old in cache.glob("sched-default-classifier-*.json"):  # older code's copies
+            if old != path:
+                old.unlink(missing_ok=True)
     except OSError:
         pass  # no cache: trained again next time
     return clf

@@ -221,10 +221,10 @@ class RulesDaemon:
             self.notes.append("sched 'iso' (SCHED_ISO) is not in mainline: those tasks stay normal")
 
     def _scope(self):
-        from kernelpilot.sched.live import descendants
+        from kernelpilot.sched.session import tree_pids
         if self.roots is None:
             return {int(d) for d in os.listdir("/proc") if d.isdigit()}
-        return descendants(self.roots) if self.tree else set(self.roots)
+        return tree_pids(self.roots) if self.tree else set(self.roots)
 
     def _cgroup(self, name: str):
         """Our CPU-quota group for a rules cgroup, made (journaled) on first use."""

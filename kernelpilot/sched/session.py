@@ -66,6 +66,33 @@ def capabilities() -> dict:
             "custom_slices": sl, "slices": sl_why}
 
 
+def tree_pids(roots: set[int]) -> set[int]:
+    """The roots and all their descendants, walked through /proc/PID/task/TID/children (far
+    cheaper than reading every process's stat); falls back to live.descendants without it."""
+    from kernelpilot.sched.live import descendants
+    out, todo = set(), list(roots)
+    while todo:
+        p = todo.pop()
+        if p in out:
+            continue
+        out.add(p)
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tids:
+            try:
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+            except FileNotFoundError:
+                if not os.path.exists(f"/proc/{p}/task/{t}"):
+                    continue
+                return descendants(roots)  # no CONFIG_PROC_CHILDREN
+            except OSError:
+                continue
+    return out
+
+
 @dataclass
 class SessionPolicy(Policy):
     actuation: str = "autogroup"          # autogroup | cgroup | task (choose_actuation() for auto)
@@ -83,8 +110,11 @@ class SessionPolicy(Policy):
 class SessionAgent(Agent):
     """Agent plus per-session autogroup nice and EEVDF slices (see the module docstring)."""
 
-    def __init__(self, classifier, journal, policy: SessionPolicy | None = None, **kw):
+    def __init__(self, classifier, journal, policy: SessionPolicy | None = None, prior=None, **kw):
+        """prior: a rules.RuleSet; a task it names with a negative nice is latency-critical from its
+        first look, one it gives sched idle is true background (SCHED_IDLE); others are classified."""
         policy = policy or SessionPolicy()
+        self.prior, self.prior_done = prior, set()
         if policy.actuation == "cgroup":
             policy.use_cgroup = True
         super().__init__(classifier, journal, policy, **kw)
@@ -99,6 +129,27 @@ class SessionAgent(Agent):
         self.session_done: dict[int, int] = {}  # sid -> autogroup nice we set
         self.base_ns = knobs.base_slice_ns()
 
+    def _scope(self):
+        if self.roots is None or not self.tree:
+            return super()._scope()
+        return tree_pids(self.roots)
+
+    def run(self, duration: float | None) -> None:
+        """As Agent.run, but the interval doubles after `quiet_steps` looks with no new decision
+        (the agent's own CPU), and drops back at the next decision."""
+        import time
+        end = None if duration is None else time.monotonic() + duration
+        base, quiet = self.interval, 0
+        self.step()
+        while end is None or time.monotonic() < end:
+            wait = base * (2 if quiet >= self.quiet_steps else 1)
+            time.sleep(wait if end is None else max(0.0, min(wait, end - time.monotonic())))
+            n = len(self.decisions)
+            self.step()
+            quiet = 0 if len(self.decisions) > n else quiet + 1
+
+    quiet_steps = 6
+
     def _note(self, msg: str):
         self.notes.append(msg)
         log.warning(msg)
@@ -111,6 +162,8 @@ class SessionAgent(Agent):
         return g
 
     def _act(self, s: TaskSample, c: int, x) -> None:
+        if c == BATCH and self.session_done.get(s.session, 0) > 0:
+            return  # its session's autogroup nice already covers it (and every compiler it forks)
         super()._act(s, c, x)
         if not self.policy.slices:
             return
@@ -123,8 +176,25 @@ class SessionAgent(Agent):
     def step(self) -> None:
         prev, prev_t = self.prev, self.prev_t
         super().step()
+        if self.prior is not None:
+            self._from_prior(self.prev)
         if self.policy.actuation == "autogroup" and prev_t:
             self._sessions(prev, self.prev, self.prev_t - prev_t)
+
+    def _from_prior(self, cur: dict):
+        import numpy as np
+        for tid, s in cur.items():
+            if (tid, s.start) in self.prior_done:
+                continue
+            self.prior_done.add((tid, s.start))
+            rule = self.prior.match(s.comm)
+            if rule is None:
+                continue
+            if rule.get("nice", 0) < 0 or rule.get("latency_nice", 0) < 0:
+                self.streak[(tid, s.start)] = (LATENCY, self.confirm)
+                self._act(s, LATENCY, np.zeros(5))
+            elif rule.get("sched") == "idle":
+                self.j.change("policy", {"tid": tid, "start": s.start, "comm": s.comm}, [os.SCHED_IDLE, 0])
 
     def _sessions(self, prev: dict, cur: dict, dt: float):
         """Session CPU over the last interval (tasks born in it count whole) and autogroup nice."""
