@@ -25,8 +25,12 @@ build: deps
 run: build
 	@$(KPILOT) run
 
+# the tests that share no kernel-wide state run on every core, then the `serial` ones alone
+# (tests/conftest.py says which); PYTEST_WORKERS=0 runs everything in one process
+PYTEST_WORKERS ?= 2
 test: test-sysdeps build
-	@$(PY) -m pytest -q tests
+	@$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "not serial" tests
+	@$(PY) -m pytest -q -m serial tests
 
 bench: build
 	@$(KPILOT) bench all --json

@@ -24,3 +24,31 @@ def kpilot():
 def need_root():
     if os.geteuid() != 0:
         pytest.skip("needs root (eBPF)")
+
+
+# Tests that watch or load the whole host (system-wide probes that count benign activity, live
+# latency or fault ratios, zram/swap, fixed ports, the guide's benches) run alone, after the rest:
+# `make test` runs everything else on both cores (pytest-xdist), then these one at a time.
+SERIAL = (
+    "tests/security/test_watch_e2e.py",
+    "tests/security/test_watch_rules.py",
+    "tests/sched/test_sched_live.py",
+    "tests/sched/test_xbench",
+    "tests/memory/test_memory_live.py",
+    "tests/memory/test_swap",
+    "tests/agent/test_agent_run.py",
+    "tests/agent/test_bench",
+    "tests/kernelize/test_bench.py",
+    "tests/aipath/test_bench",
+    "tests/guide/",
+)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "serial: runs alone (make test runs these after the parallel part)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid.startswith(SERIAL) or item.get_closest_marker("serial"):
+            item.add_marker(pytest.mark.serial)
