@@ -61,7 +61,7 @@ class AipathProbe:
         from kernelpilot.probes.libbpf import BpfError
         entry, ret = self.obj.programs.get("ap_uentry"), self.obj.programs.get("ap_uret")
         for i, t in enumerate(self.targets):
-            cookie = U.cookie_of(i, t.symbol)
+            cookie = U.cookie_of(i, t)
             try:
                 entry.attach_uprobe(t.path, t.offset, pid=pid, cookie=cookie)
                 ret.attach_uprobe(t.path, t.offset, pid=pid, retprobe=True, cookie=cookie)

@@ -25,14 +25,15 @@ BYTES_ARG = {
     "hipMalloc": (2, 0), "hipMemcpy": (3, 0), "hipMemcpyAsync": (3, 0),
 }
 
-# Probed when present (libraries not on this host are skipped without a word).
+# Probed when present (libraries not on this host are skipped without a word). libc's malloc/free
+# are not in it: a PyTorch import makes ~1.4 M mallocs, and at this VM's ~50 us per probed call the
+# 5-step demo went from 23 s to 172 s traced; ask for them with --uprobes libc.so.6:malloc,free.
 DEFAULT_SPECS = (
     "libcuda.so:cuLaunchKernel,cuLaunchKernelEx,cuMemAlloc_v2,cuMemFree_v2,cuMemcpy*,"
     "cuStreamSynchronize,cuCtxSynchronize,cuEventSynchronize",
     "libcudart.so:cudaLaunchKernel,cudaMemcpy,cudaMemcpyAsync,cudaMalloc,cudaFree,cudaDeviceSynchronize,cudaStreamSynchronize",
     "libamdhip64.so:hipLaunchKernel,hipMemcpy,hipMemcpyAsync,hipMalloc,hipDeviceSynchronize",
     "libgomp.so:GOMP_parallel,GOMP_barrier",
-    "libc.so.6:malloc,free",
 )
 MAX_PER_PATTERN = 32
 
@@ -43,6 +44,7 @@ class Target:
     path: str       # the file probed
     symbol: str
     offset: int     # file offset of the function's first instruction
+    bytes_arg: tuple = (0, 0)  # argument holding the byte count (from 1), times a second one (calloc)
 
     @property
     def label(self) -> str:
@@ -50,8 +52,9 @@ class Target:
 
 
 def parse_specs(text: str) -> list[tuple[str, list[str]]]:
-    """'libc.so.6:malloc,free;/x/libt.so:f' -> [(lib, [sym, ...]), ...]. A spec starts with LIB:;
-    later comma-separated names without a colon belong to the last library."""
+    """'libc.so.6:malloc,free;/x/libt.so:f/3' -> [(lib, [sym, ...]), ...]. A spec starts with LIB:;
+    later comma-separated names without a colon belong to the last library. SYM/N says argument N
+    is the call's byte count (SYM/NxM: N times M); known functions have theirs (BYTES_ARG)."""
     out: list[tuple[str, list[str]]] = []
     for part in text.replace(";", ",").split(","):
         part = part.strip()
@@ -66,6 +69,9 @@ def parse_specs(text: str) -> list[tuple[str, list[str]]]:
             out[-1][1].append(part)
         else:
             raise KpError(f"--uprobes: '{part}' has no library (write LIB:SYMBOL)")
+    for _, syms in out:
+        for sym in syms:
+            _bytes_spec(sym)
     return out
 
 
@@ -158,6 +164,7 @@ def resolve(specs: list[tuple[str, list[str]]], quiet_missing: bool = False) -> 
                 notes.append(f"uprobes: {e}")
                 continue
             for want in syms:
+                want, nbytes = _bytes_spec(want)
                 names = sorted(n for n in funcs if fnmatch.fnmatchcase(n, want))[:MAX_PER_PATTERN] \
                     if any(c in want for c in "*?[") else ([want] if want in funcs else [])
                 if not names:
@@ -173,7 +180,7 @@ def resolve(specs: list[tuple[str, list[str]]], quiet_missing: bool = False) -> 
                             notes.append(f"uprobes: {os.path.basename(path)}:{n} is an IFUNC (its resolver runs "
                                          f"once at load; the chosen implementation is not named): skipped")
                         continue
-                    targets.append(Target(lib, path, n, off))
+                    targets.append(Target(lib, path, n, off, nbytes or BYTES_ARG.get(n, (0, 0))))
     seen, out = set(), []
     for t in targets:
         if (t.path, t.offset) not in seen:  # aliases (same code, two names) are probed once
@@ -182,10 +189,20 @@ def resolve(specs: list[tuple[str, list[str]]], quiet_missing: bool = False) -> 
     return out, notes
 
 
+def _bytes_spec(sym: str) -> tuple[str, tuple | None]:
+    if "/" not in sym:
+        return sym, None
+    name, _, arg = sym.partition("/")
+    a, _, b = arg.partition("x")
+    if not (a.isdigit() and 1 <= int(a) <= 5 and (not b or b.isdigit() and 1 <= int(b) <= 5)):
+        raise KpError(f"--uprobes: '{sym}': the byte-count argument must be 1-5 (SYM/N or SYM/NxM)")
+    return name, (int(a), int(b or 0))
+
+
 def default_targets() -> tuple[list[Target], list[str]]:
     return resolve(parse_specs(",".join(DEFAULT_SPECS)), quiet_missing=True)
 
 
-def cookie_of(index: int, symbol: str) -> int:
-    a, b = BYTES_ARG.get(symbol, (0, 0))
+def cookie_of(index: int, target: Target) -> int:
+    a, b = target.bytes_arg
     return index | (a << 16) | (b << 24)
