@@ -77,18 +77,21 @@ class LearnedReclaimer:
     the steps still open (newest first) and fold, when a step closes, into the EWMA of its
     bucket: refaults per reclaimed page. The next step is taken where the predicted rate (the
     bucket's, or the deepest seen below it, since deeper memory is no colder) is under `budget`;
-    its size shrinks as the prediction nears the budget."""
+    its size shrinks as the prediction nears the budget. While the program grows (usage up by
+    more than `grow` of the peak in an interval) it holds: that memory is new, not cold."""
     name = "kernelpilot"
 
     def __init__(self, budget: float = 0.02, horizon: int = 4, max_step: float = 0.08,
                  min_step: float = 0.01, buckets: int = 20, target: float = 0.0017,
-                 coeff_backoff: float = 20.0, floor: int = 16 << 20, alpha: float = 0.5):
+                 coeff_backoff: float = 20.0, floor: int = 16 << 20, alpha: float = 0.5,
+                 grow: float = 0.02):
         self.budget, self.horizon, self.max_step, self.min_step = budget, horizon, max_step, min_step
-        self.buckets, self.target, self.coeff_backoff, self.floor, self.alpha = \
-            buckets, target, coeff_backoff, floor, alpha
+        self.buckets, self.target, self.coeff_backoff, self.floor, self.alpha, self.grow = \
+            buckets, target, coeff_backoff, floor, alpha, grow
         self.rate_ = np.full(buckets, np.nan)  # refaults per reclaimed page, per depth bucket
         self.open_: list[list] = []            # [bucket, pages reclaimed, refaults charged, age]
         self.hold_ = 0
+        self.last_usage_ = 0
 
     def _bucket(self, depth: float) -> int:
         return int(np.clip(depth * self.buckets, 0, self.buckets - 1))
@@ -122,10 +125,16 @@ class LearnedReclaimer:
         self._learn(o.refaults)
         base = min(o.limit, max(o.usage, self.floor))
         depth = 1 - base / max(o.peak, 1)
-        if o.pressure > self.target:  # stalls: back off as Senpai does, and hold a while
+        growing = o.usage - self.last_usage_ > self.grow * o.peak
+        self.last_usage_ = o.usage
+        if o.pressure > self.target:  # stalls: back off as Senpai does, remember the depth, hold
             f = min((o.pressure / self.target - 1) / self.coeff_backoff, 1.0)
+            b = self._bucket(depth)
+            self.rate_[b] = max(np.nan_to_num(self.rate_[b]), 2 * self.budget)
             self.hold_ = self.horizon
-            return min(int(base * (1 + f)), o.ceiling)
+            return min(int(o.limit * (1 + f)), o.ceiling)
+        if growing:  # the program is allocating (its phase): reclaiming now only swaps new memory
+            return o.limit
         open_rate = sum(s[2] for s in self.open_) / max(sum(s[1] for s in self.open_), 1)
         if open_rate > self.budget:  # refaults of fresh reclaim: give the last step back
             s = self.open_.pop()

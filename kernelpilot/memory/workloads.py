@@ -152,12 +152,18 @@ rng = np.random.default_rng(3)
 w = 1.0 / np.arange(1, n + 1) ** 0.99
 keys = rng.permutation(n)[rng.choice(n, reqs, p=w / w.sum())]
 t0 = time.perf_counter()
+total = 0
 for i in range(0, reqs - batch + 1, batch):
     a.sendall(struct.pack(f"{batch}q", *keys[i:i + batch].tolist()))
-    a.recv(8)
+    r = a.recv(8)
+    if len(r) != 8:
+        sys.exit("kv server gone")
+    total += struct.unpack("q", r)[0]
 a.close()
-os.waitpid(pid, 0)
-print(round(time.perf_counter() - t0, 3))
+_, st = os.waitpid(pid, 0)
+if st:
+    sys.exit(f"kv server failed: status {st}")
+print(round(time.perf_counter() - t0, 3), total)
 '''
 
 SQLITE_PY = r'''
@@ -204,7 +210,7 @@ def live_hotcold(work: Path, quick: bool) -> LiveWorkload:
     from kernelpilot.memory.live import HELPER_C, build_c
     mb = 96 if quick else 144
     exe = build_c(HELPER_C, work, "kp_hotcold")
-    return LiveWorkload("hotcold", [str(exe), str(mb), "20", "8000" if quick else "20000"], mb * 2 // 3,
+    return LiveWorkload("hotcold", [str(exe), str(mb), "20", "6000" if quick else "20000"], mb * 2 // 3,
                         f"C program, {mb} MB anonymous, 20% hot, 4 random cold reads a round")
 
 
@@ -222,7 +228,7 @@ def live_sqlite(work: Path, quick: bool) -> LiveWorkload:
     size_mb = db.stat().st_size >> 20
     script = work / "sqlite_zipf.py"
     script.write_text(SQLITE_PY)
-    return LiveWorkload("sqlite", [sys.executable, str(script), str(db), str(rows), "40000" if quick else "100000"],
+    return LiveWorkload("sqlite", [sys.executable, str(script), str(db), str(rows), "20000" if quick else "100000"],
                         max(size_mb * 3 // 5, 32), f"Python sqlite3, Zipf 0.9 point lookups on a {size_mb} MB database",
                         files=[db])
 
