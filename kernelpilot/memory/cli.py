@@ -159,3 +159,7 @@ def live_swap(ctx: typer.Context,
     Without CMD, runs the built-in hot/cold working-set program."""
     from kernelpilot.memory import live
     _print(live.swap_experiment(list(ctx.args), limit_mb, zram_mb, enforce), json_out)
+
+
+from kernelpilot.memory import swapcli  # noqa: E402  (swap controllers: `kpilot memory live reclaim`)
+swapcli.register(live_app)

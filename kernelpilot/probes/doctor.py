@@ -71,9 +71,25 @@ def checks() -> dict:
         "cgroup": "v2" if cg2 else ("hybrid (v1 + v2 at /sys/fs/cgroup/unified)" if unified else "v1"),
         "clang": bool(shutil.which("clang")),
         "bpftool": bool(shutil.which("bpftool") or Path("/usr/sbin/bpftool").exists()),
+        "autogroup": _read("/proc/sys/kernel/sched_autogroup_enabled") == "1",
+        "eevdf_custom_slices": _custom_slices() if root else None,
+        "sched_actuation": sched_actuation(),
         "gpu": gpus or None,
         "nvidia_smi": bool(shutil.which("nvidia-smi")),
     }
+
+
+def _custom_slices() -> bool:
+    from kernelpilot.sched.knobs import slices_supported
+    return slices_supported()[0]
+
+
+def sched_actuation() -> str:
+    """How `kpilot sched run` orders tasks across sessions here (autogroup nice, cgroup weights or
+    per-task nice), and why."""
+    from kernelpilot.sched.session import choose_actuation
+    mode, why = choose_actuation()
+    return f"{mode} ({why})"
 
 
 def damon_in_use() -> list[str]:
