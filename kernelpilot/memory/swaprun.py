@@ -174,7 +174,8 @@ def summarize(runs: list[dict]) -> dict:
     return out
 
 
-def experiment(names: list[str], reps: int, quick: bool, zram_mb: int = 1024, progress=None) -> dict:
+def experiment(names: list[str], reps: int, quick: bool, zram_mb: int = 1024, progress=None,
+               configs=CONFIGS, limit_mb: int | None = None) -> dict:
     """Each workload: `reps` rounds of kernel / senpai / kernelpilot, the order rotated each round
     (interleaved, so the shared host's noise falls on all three). The kernelpilot refault
     predictor carries over between its runs of a workload (rep 0 starts from nothing)."""
@@ -192,6 +193,11 @@ def experiment(names: list[str], reps: int, quick: bool, zram_mb: int = 1024, pr
         raise KpError(f"unknown workload '{bad[0]}'; choose from {', '.join(LIVE_WORKLOADS)}")
     if reps <= 0:
         raise KpError("--reps must be > 0")
+    if limit_mb is not None and limit_mb <= 0:
+        raise KpError("--limit-mb must be > 0")
+    bad = [c for c in configs if c not in CONFIGS]
+    if bad or not configs:
+        raise KpError(f"unknown config '{bad[0] if bad else ''}'; choose from {', '.join(CONFIGS)}")
     base = Path("/var/tmp") if Path("/var/tmp").is_dir() else None
     work = Path(tempfile.mkdtemp(prefix="kpilot-swapbench-", dir=base))
     res: dict = {"workloads": {}, "notes": []}
@@ -205,14 +211,17 @@ def experiment(names: list[str], reps: int, quick: bool, zram_mb: int = 1024, pr
                 d = work / name
                 d.mkdir()
                 wl = LIVE_WORKLOADS[name](d, quick)
+                if limit_mb:
+                    wl.limit_mb = limit_mb
                 pred = R.RefaultPredictor()
                 runs = []
-                h = run_config(lab, wl, "kernelpilot", pred)  # history run: not scored
-                h["rep"] = "history"
-                runs.append(h)
-                lab.empty()
+                if "kernelpilot" in configs:
+                    h = run_config(lab, wl, "kernelpilot", pred)  # history run: not scored
+                    h["rep"] = "history"
+                    runs.append(h)
+                    lab.empty()
                 for rep in range(reps):
-                    for c in _rotate(CONFIGS, rep):
+                    for c in _rotate(list(configs), rep):
                         r = run_config(lab, wl, c, pred if c == "kernelpilot" else None)
                         r["rep"] = rep
                         runs.append(r)
