@@ -18,9 +18,26 @@ def _human(n, unit="") -> str:
     return f"{n:,}"
 
 
+def named_calls(result: dict, layer: dict, k: int = 3) -> str:
+    """The busiest named calls of a layer: runtime functions (uprobes) in user space, ioctl names
+    on the device files."""
+    if layer["name"] == "user space":
+        funcs = (result.get("uprobes") or {}).get("functions") or {}
+        top = sorted(((f["symbol"], f["calls"]) for f in funcs.values() if f["calls"]), key=lambda x: -x[1])
+    elif layer["name"] == "devices":
+        agg: dict[str, int] = {}
+        for f in layer["detail"].get("files", {}).values():
+            for n, v in (f.get("ioctls_by_name") or {}).items():
+                agg[n] = agg.get(n, 0) + v["count"]
+        top = sorted(agg.items(), key=lambda x: -x[1])
+    else:
+        return ""
+    return ", ".join(f"{n} {c:,}" for n, c in top[:k])
+
+
 def flow_svg(result: dict) -> str:
     layers, phases = result["layers"], result.get("phases", [])
-    box_w, box_h, gap, left, strip_w = 330, 52, 26, 20, 380
+    box_w, box_h, gap, left, strip_w = 330, 64, 26, 20, 380
     width = left + box_w + 40 + strip_w + 20
     height = 60 + len(layers) * (box_h + gap)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -45,6 +62,10 @@ def flow_svg(result: dict) -> str:
         if layer.get("time_s"):
             out.append(f'<text x="{left + 10}" y="{y + 47}" font-size="11" fill="#444">'
                        f'{layer["time_s"]:.3f} s {escape(layer.get("time_unit", ""))}</text>')
+        named = named_calls(result, layer)
+        if named:
+            out.append(f'<text x="{left + 10}" y="{y + 60}" font-size="10" fill="#1d2f52">'
+                       f'{escape(named[:70])}<title>{escape(named)}</title></text>')
         if i + 1 < len(layers):
             cx = left + box_w / 2
             out.append(f'<line x1="{cx}" y1="{y + box_h}" x2="{cx}" y2="{y + box_h + gap - 4}" stroke="#555" '
