@@ -32,13 +32,14 @@ class AipathProbe:
     """Load, follow `pids`, attach the ioctl probes and the uprobes of `targets`; `poll()` while the
     program runs, `result()` after. Attach problems become one-line `notes`, never an exception."""
 
-    def __init__(self, targets: list[U.Target] = (), copy_majors=None, ioctls: bool = True):
+    def __init__(self, targets: list[U.Target] = (), copy_majors=None, ioctls: bool = True, returns: bool = True):
         from kernelpilot.bpf.build import build_object
         from kernelpilot.probes.libbpf import BpfObject
         progs = ["ap_fork", "ap_marker"] + (["ap_ioctl_enter", "ap_ioctl_exit"] if ioctls else []) \
             + (["ap_uentry", "ap_uret"] if targets else [])
         self.obj = BpfObject(build_object(SRC), autoload=progs)
         self.targets = list(targets)
+        self.returns = returns  # False: entry probes only (calls and bytes, no time inside)
         self.attached: list[U.Target] = []
         self.notes: list[str] = []
         self.parts: list[np.ndarray] = []
@@ -64,7 +65,8 @@ class AipathProbe:
             cookie = U.cookie_of(i, t)
             try:
                 entry.attach_uprobe(t.path, t.offset, pid=pid, cookie=cookie)
-                ret.attach_uprobe(t.path, t.offset, pid=pid, retprobe=True, cookie=cookie)
+                if self.returns:
+                    ret.attach_uprobe(t.path, t.offset, pid=pid, retprobe=True, cookie=cookie)
                 self.attached.append(t)
             except BpfError as e:
                 if getattr(e, "errno", None) == 3:  # ESRCH

@@ -178,3 +178,20 @@ def test_probe_copies_argument_bytes_for_chosen_majors():
     assert len(mine) == 1
     assert bytes(mine[0]["arg"][:8]) == b"ABCDEFGH"
     assert mine[0]["ret"] == -25  # ENOTTY, seen at the return
+
+
+def test_flow_diagram_names_the_calls():
+    from kernelpilot.report import html
+    names = ["user space", "system calls", "memory", "scheduler", "files / page cache", "devices", "hardware"]
+    layers = [{"name": n, "count": 3, "count_unit": "x", "bytes": None, "time_s": 0.1, "detail": {}} for n in names]
+    layers[5]["detail"] = {"files": {"/dev/nvidiactl": {"ioctls_by_name": {"NV_ESC_RM_CONTROL": {"count": 40},
+                                                                         "NV_ESC_RM_ALLOC": {"count": 12}}},
+                                     "/dev/nvidia-uvm": {"ioctls_by_name": {"UVM_INITIALIZE": {"count": 1}}}}}
+    res = {"bench": "aipath", "layers": layers, "phases": [],
+           "uprobes": {"functions": {"libcuda.so:cuLaunchKernel": {"symbol": "cuLaunchKernel", "calls": 900},
+                                     "libcuda.so:cuMemAlloc_v2": {"symbol": "cuMemAlloc_v2", "calls": 0}}}}
+    page = html.render(res)
+    assert "NV_ESC_RM_CONTROL 40, NV_ESC_RM_ALLOC 12, UVM_INITIALIZE 1" in page
+    from kernelpilot.report.flow import flow_svg
+    svg = flow_svg(res)
+    assert "cuLaunchKernel 900" in svg and "cuMemAlloc_v2" not in svg  # functions never called are left out
