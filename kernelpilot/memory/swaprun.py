@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from kernelpilot.errors import KpError
 from kernelpilot.memory import reclaim as R
 from kernelpilot.memory.live import run_measured
 
@@ -36,6 +37,7 @@ class Driver:
         self.limits: list[int] = []
         self.errors: list[str] = []
         self.steps = self.limit_refused = 0
+        self.obs: list[R.Obs] = []
 
     def __call__(self, pid, stop):
         lab = self.lab
@@ -73,6 +75,7 @@ class Driver:
                     return
                 now = time.monotonic()
                 o = R.Obs(usage, limit, peak, (psi - psi0) / 1e6 / max(now - t0, 1e-3), (ref - ref0), ceiling)
+                self.obs.append(o)
                 psi0, ref0, t0 = psi, ref, now
                 new = self.ctrl.step(o)
                 if new != limit:
@@ -126,7 +129,10 @@ def run_config(lab, wl, config: str, predictor=None) -> dict:
     r = run_measured(wl.argv, preexec=lab.enter, during=d)
     if d.pusher is not None:  # each page's quick refaults: the next run's history
         predictor.history_ = d.pusher.history()
-    st1, psi1 = lab.stat(), lab.pressure_us()
+    try:
+        st1, psi1 = lab.stat(), lab.pressure_us()
+    except FileNotFoundError:
+        raise KpError(f"the memory cgroup {lab.cg} vanished mid-run; what is left was restored") from None
     from kernelpilot.memory.swaplab import wait_empty
     wait_empty(lab.cg)
     u = np.asarray(d.usage or [0], float)

@@ -1,0 +1,99 @@
+"""Swap controllers' decisions on PSI/refault sequences recorded on this host (data/swap_obs.json:
+Senpai-style runs of the kv, sqlite and hot/cold workloads), and the refault predictor."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kernelpilot.errors import KpError
+from kernelpilot.memory import reclaim as R
+
+MB = 1 << 20
+REC = json.loads((Path(__file__).parent / "data" / "swap_obs.json").read_text())
+
+
+def _obs(name):
+    return [R.Obs(**o) for o in REC[name]["obs"]]
+
+
+@pytest.mark.parametrize("name", sorted(REC))
+def test_recorded_senpai_and_learned_decisions(name):
+    """Replayed open-loop: each controller's next limit stays in [floor, ceiling]; Senpai shrinks
+    exactly when pressure is under its target and grows when over; the learned reclaimer never
+    shrinks in an interval with pressure over target."""
+    sen, lrn = R.SenpaiController(), R.LearnedReclaimer()
+    for o in _obs(name):
+        s, l_ = sen.step(o), lrn.step(o)
+        for new in (s, l_):
+            assert 16 * MB <= new <= o.ceiling
+        base = min(o.limit, max(o.usage, 16 * MB))
+        if o.pressure > sen.target:
+            assert s >= base
+            assert l_ >= base
+        elif base > 16 * MB:
+            assert s < base and s >= base * (1 - sen.max_probe) - 1
+
+
+def test_learned_steps_while_refault_free_and_gives_back_on_refaults():
+    c = R.LearnedReclaimer(horizon=2, budget=0.02)
+    peak = 200 * MB
+    o = R.Obs(usage=peak, limit=peak, peak=peak, pressure=0.0, refaults=0, ceiling=peak)
+    c.step(o)  # first interval: growth seen from 0
+    limits = []
+    lim = peak
+    for _ in range(3):  # steady, no pressure, no refaults: it goes deeper each step
+        lim = c.step(R.Obs(lim, lim, peak, 0.0, 0, peak))
+        limits.append(lim)
+    assert limits[0] < peak and limits[1] < limits[0] and limits[2] < limits[1]
+    # the pages of the last step come back: it gives that step back, then holds
+    back = c.step(R.Obs(lim, lim, peak, 0.0, 5000, peak))
+    assert back > lim
+    assert c.step(R.Obs(back, back, peak, 0.0, 0, peak)) == back
+    # what it learned at that depth: refaults per reclaimed page over budget there
+    assert np.nanmax(c.rate_) > c.budget
+
+
+def test_learned_holds_while_the_program_grows():
+    c = R.LearnedReclaimer()
+    peak = 100 * MB
+    c.step(R.Obs(50 * MB, peak, 50 * MB, 0.0, 0, peak))
+    assert c.step(R.Obs(80 * MB, peak, 80 * MB, 0.0, 0, peak)) == peak
+
+
+def test_learned_backs_off_on_pressure_like_senpai():
+    c, s = R.LearnedReclaimer(), R.SenpaiController()
+    o = R.Obs(90 * MB, 90 * MB, 100 * MB, 0.05, 0, 100 * MB)
+    assert c.step(o) > 90 * MB and s.step(o) > 90 * MB
+
+
+def test_kernel_only_never_moves():
+    o = _obs(sorted(REC)[0])[0]
+    assert R.KernelOnly().step(o) == o.limit
+
+
+def test_refault_predictor_learns_and_round_trips(tmp_path):
+    rng = np.random.default_rng(0)
+    X = np.column_stack([np.ones(2000), rng.random((2000, len(R.FEATURES) - 1))])
+    y = (X[:, 2] > 0.5).astype(float)  # quick-return share decides
+    m = R.RefaultPredictor()
+    for _ in range(30):
+        m.partial_fit(X, y)
+    acc = ((m.predict_proba(X) > 0.5) == (y == 1)).mean()
+    assert acc > 0.9
+    m.save(tmp_path / "m.json")
+    m2 = R.RefaultPredictor.load(tmp_path / "m.json")
+    assert np.allclose(m2.predict_proba(X), m.predict_proba(X))
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(KpError, match="cannot read refault model"):
+        R.RefaultPredictor.load(tmp_path / "bad.json")
+
+
+def test_quick_return_features():
+    fast, outs = np.array([0.0, 1.0, 3.0, 1.0]), np.array([0.0, 1.0, 3.0, 5.0])
+    q = R.quick_return(fast, outs)
+    assert q[0] == pytest.approx(R.UNKNOWN)  # never out: unknown
+    assert q[2] > q[1] > q[3]                # back quickly each time > once > rarely
+    X = R.features(10, np.array([9, -R.NEVER, 0, 5]), q, np.full(4, R.UNKNOWN), 0.0, block=2)
+    assert X.shape == (4, len(R.FEATURES))
+    assert X[0, 1] > X[3, 1] > X[1, 1]       # recency: refaulted 1 interval ago > 5 > never
