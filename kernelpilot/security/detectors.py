@@ -335,3 +335,6 @@ def make(kind: str, vocab: Vocabulary, **kw) -> Detector:
     if kind not in DETECTORS:
         raise KpError(f"unknown detector '{kind}'; choose from {', '.join(DETECTORS)}")
     return DETECTORS[kind](vocab, **kw)
+
+
+from kernelpilot.security import sequence as _sequence  # noqa: E402,F401  registers mismatch and lm

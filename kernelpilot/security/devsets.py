@@ -1,0 +1,214 @@
+"""The fixed protocol on the real development sets (FHIDS, UNM/MIT), every detector side by side.
+
+FHIDS: one model over every service's training normals (a host-wide profile: a trace is judged
+without knowing its service). UNM: one model per program (the monitor knows the executable).
+Thresholds come from calibration normals only (kernelpilot.security.metrics)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from kernelpilot.errors import KpError
+from kernelpilot.security import datasets as DS
+from kernelpilot.security import detectors as D
+from kernelpilot.security.features import Vocabulary
+from kernelpilot.security.metrics import evaluate_scores, threshold
+from kernelpilot.security.sequence import scored
+
+KINDS = ("mismatch", "lm", "stide", "freq", "tree", "cnn", "ensemble")
+MAX_CALLS = 100_000  # every trace is judged on its first 100,000 calls (train and test alike)
+
+
+def _options(kind: str, quick: bool) -> dict:
+    if kind == "cnn":
+        return {"epochs": 1 if quick else 2}
+    if kind == "lm":
+        return {"epochs": 2 if quick else 3, "max_train_calls": 150_000 if quick else 300_000}
+    return {}
+
+
+def fit(kinds, train_seqs, vocab, quick=False, seed=DS.SEED) -> tuple[dict, dict, dict]:
+    """({kind: detector}, {kind: fit seconds}, {kind: why it could not be fitted})."""
+    dets, fit_s, skipped = {}, {}, {}
+    for k in kinds:
+        t0 = time.perf_counter()
+        try:
+            if k == "ensemble":
+                parts = {p: dets[p] for p in D.Ensemble.PARTS if p in dets}
+                if len(parts) < 2 or len(train_seqs) < 2:
+                    raise KpError("needs two of stide, tree, cnn and two training traces")
+                dets[k] = D.Ensemble(vocab).fit_from(train_seqs, parts, seed, _options("cnn", quick)["epochs"])
+            else:
+                dets[k] = D.make(k, vocab, **_options(k, quick)).fit(train_seqs, seed)
+        except (KpError, ValueError) as e:
+            skipped[k] = str(e)
+            continue
+        fit_s[k] = round(time.perf_counter() - t0, 2)
+    return dets, fit_s, skipped
+
+
+def prefilter_recall(dets, cal_seqs, test_seqs) -> dict:
+    """Of the test windows a stage-2 detector confirms (above its 0.1% calibration-window
+    threshold), the share the in-kernel tree passes up (above its 1% threshold)."""
+    if "tree" not in dets:
+        return {}
+    tree = dets["tree"]
+    t1 = float(np.quantile(np.concatenate([tree.window_scores(s) for s in cal_seqs]), 0.99))
+    s1 = np.concatenate([tree.window_scores(s) for s in test_seqs]) > t1
+    out = {"stage1_window_pass_share": round(float(s1.mean()), 4)}
+    for k in ("stide", "mismatch", "cnn", "lm"):
+        if k not in dets:
+            continue
+        d = dets[k]
+        t2 = float(np.quantile(np.concatenate([d.window_scores(s) for s in cal_seqs]), 0.999))
+        s2 = np.concatenate([d.window_scores(s) for s in test_seqs]) > t2
+        out[f"recall_vs_{k}"] = round(float((s1 & s2).sum() / s2.sum()), 4) if s2.any() else None
+    return out
+
+
+def _encode(vocab, traces):
+    return [vocab.encode(t.calls[:MAX_CALLS]) for t in traces]
+
+
+def judge(kinds, split, quick=False, progress=None) -> dict:
+    """Fit every detector on split['train'], threshold on 'calibration', report on 'test'."""
+    train = [t for t in split["train"] if len(t)]
+    if not train:
+        raise KpError("no normal training traces with calls: the profile is empty")
+    vocab = Vocabulary.from_traces(train)
+    tr, cal = _encode(vocab, train), _encode(vocab, split["calibration"])
+    tn = [t for t in split["test"] if t.label == "normal"]
+    ta = [t for t in split["test"] if t.label == "attack"]
+    tn_s, ta_s = _encode(vocab, tn), _encode(vocab, ta)
+    dets, fit_s, skipped = fit(kinds, tr, vocab, quick)
+    res = {"n_train": len(tr), "n_calibration": len(cal), "vocabulary": len(vocab) - 1,
+           "fit_s": fit_s, "detectors": {}, "skipped": skipped}
+    for k, d in dets.items():
+        t0 = time.perf_counter()
+        sc, sn, sa = scored(d, cal), scored(d, tn_s), scored(d, ta_s)
+        r = evaluate_scores(sc, sn, sa, [t.family for t in ta], [t.attack_start for t in ta])
+        r["score_s"] = round(time.perf_counter() - t0, 2)
+        r["_scored"] = (sc, sn, sa)
+        res["detectors"][k] = r
+        if progress:
+            progress(k)
+    if cal:
+        res["prefilter"] = prefilter_recall(dets, cal, tn_s + ta_s)
+    return res
+
+
+def _strip(res):
+    for r in res["detectors"].values():
+        r.pop("_scored", None)
+    return res
+
+
+def fhids(path=None, kinds=KINDS, quick=False, progress=None) -> dict:
+    traces = DS.load("fhids", path)
+    sp = DS.split("fhids", traces)
+    res = judge(kinds, sp, quick, progress)
+    # attack processes whose calls equal a normal training process exactly: no detector that
+    # reads only the calls can tell them apart; figures over the other attacks show what remains
+    seen = {tuple(t.calls[:MAX_CALLS]) for t in sp["train"]}
+    ta = [t for t in sp["test"] if t.label == "attack"]
+    dup = [tuple(t.calls[:MAX_CALLS]) in seen for t in ta]
+    fams = sorted({t.family for t in ta})
+    res["attacks_identical_to_a_normal_training_trace"] = {
+        f: f"{sum(d for d, t in zip(dup, ta) if t.family == f)}/{sum(t.family == f for t in ta)}" for f in fams}
+    keep = [i for i, d in enumerate(dup) if not d]
+    for r in res["detectors"].values():
+        sc, sn, sa = r["_scored"]
+        sub = evaluate_scores(sc, sn, [sa[i] for i in keep], [ta[i].family for i in keep])
+        r["distinct_attacks"] = {"n_attack": sub["n_attack"], "trace_auc": sub["trace_auc"],
+                                 "offline_dr_1pct": sub["offline"]["1pct"]["detection_rate"],
+                                 "streaming_dr_1pct": sub["streaming"]["1pct"]["detection_rate"],
+                                 "families_offline_dr_1pct": {f: v["offline_dr_1pct"]
+                                                              for f, v in sub["families"].items()}}
+    return {"data": f"FHIDS ({path or DS.default_path('fhids')})", "protocol": DS.protocol("fhids") +
+            f"; one host-wide model; each trace judged on its first {MAX_CALLS} calls",
+            "n_normal": sum(t.label == "normal" for t in traces), "n_attack": len(ta),
+            "n_test_normal": sum(t.label == "normal" for t in sp["test"]), **_strip(res)}
+
+
+def _per_intrusion(sa, ta, thr_of) -> dict:
+    """Intrusion files (one attack run, several processes): flagged if any process alarms."""
+    files: dict[str, bool] = {}
+    for s, t in zip(sa, ta):
+        files[t.meta["file"]] = files.get(t.meta["file"], False) or bool(thr_of(s))
+    return files
+
+
+def unm(path=None, kinds=KINDS, quick=False, progress=None) -> dict:
+    traces = DS.load("unm", path)
+    sp = DS.split("unm", traces)
+    progs = sorted({t.meta["program"] for t in traces})
+    out = {"data": f"UNM/MIT ({path or DS.default_path('unm')})",
+           "protocol": DS.protocol("unm") + f"; one model per program; each trace (one process) judged on "
+           f"its first {MAX_CALLS} calls; an intrusion file is flagged when any of its processes alarms",
+           "programs": {}, "skipped_programs": {}}
+    for p in progs:
+        part = {k: [t for t in v if t.meta["program"] == p] for k, v in sp.items()}
+        if not part["train"] or not part["calibration"]:
+            out["skipped_programs"][p] = (f"{len(part['train'])} normal training and "
+                                          f"{len(part['calibration'])} calibration traces in this copy")
+            continue
+        res = judge(kinds, part, quick)
+        ta = [t for t in part["test"] if t.label == "attack"]
+        for k, r in res["detectors"].items():
+            sc, sn, sa = r.pop("_scored")
+            t_off = threshold([s.score for s in sc], 0.01)
+            t_str = threshold([s.stream.max() for s in sc], 0.01)
+            off = _per_intrusion(sa, ta, lambda s: s.score > t_off)
+            st = _per_intrusion(sa, ta, lambda s: s.stream.max() > t_str)
+            r["intrusion_files"] = {"n": len(off), "offline_flagged_1pct": sum(off.values()),
+                                    "streaming_flagged_1pct": sum(st.values())}
+        out["programs"][p] = res
+    out["summary"] = unm_summary(out)
+    return out
+
+
+def unm_summary(out) -> dict:
+    """Per detector: programs where every intrusion file is flagged and <= 1% of test normal
+    traces are (offline and streaming, 1% calibration threshold)."""
+    s = {}
+    for p, res in out["programs"].items():
+        for k, r in res["detectors"].items():
+            e = s.setdefault(k, {"programs": 0, "offline_ok": [], "streaming_ok": []})
+            e["programs"] += 1
+            f = r["intrusion_files"]
+            for mode, key in (("offline", "offline_flagged_1pct"), ("streaming", "streaming_flagged_1pct")):
+                fpr = r[mode]["1pct"]["test_normal_fpr" if mode == "offline" else "false_alarm_rate"]
+                if f[key] == f["n"] and (fpr is None or fpr <= 0.01):
+                    e[f"{mode}_ok"].append(p)
+    return s
+
+
+def run(name: str, path=None, kinds=KINDS, quick=False, progress=None) -> dict:
+    if name not in DS.NAMES:
+        raise KpError(f"unknown data set '{name}'; choose from {', '.join(DS.NAMES)}")
+    bad = [k for k in kinds if k not in D.DETECTORS]
+    if bad:
+        raise KpError(f"unknown detector {', '.join(bad)}; choose from {', '.join(D.DETECTORS)}")
+    return (fhids if name == "fhids" else unm)(path, kinds, quick, progress)
+
+
+def table(name: str, res: dict) -> list[dict]:
+    """One flat row per detector (and per program for UNM): the figures of the issue's targets."""
+    rows = []
+    groups = res["programs"].items() if name == "unm" else [("all", res)]
+    for g, r0 in groups:
+        for k, r in r0["detectors"].items():
+            row = {"program": g} if name == "unm" else {}
+            row.update(detector=k, trace_auc=r["trace_auc"],
+                       dr_1pct=r["offline"]["1pct"]["detection_rate"], fpr_1pct=r["offline"]["1pct"]["test_normal_fpr"],
+                       dr_5pct=r["offline"]["5pct"]["detection_rate"],
+                       stream_dr_1pct=r["streaming"]["1pct"]["detection_rate"],
+                       stream_far_1pct=r["streaming"]["1pct"]["false_alarm_rate"],
+                       stream_dr_5pct=r["streaming"]["5pct"]["detection_rate"],
+                       cfa_1pct=r["streaming"]["1pct"]["consecutive_false_alarms"],
+                       latency_calls=r["streaming"]["1pct"]["median_latency_calls"])
+            if name == "unm":
+                row["intrusions_flagged"] = f"{r['intrusion_files']['offline_flagged_1pct']}/{r['intrusion_files']['n']}"
+            rows.append(row)
+    return rows

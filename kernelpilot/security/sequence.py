@@ -1,0 +1,231 @@
+"""Sequence models that judge a whole trace and a stream of calls, trained on normal traces only.
+
+- mismatch: the stide mismatch rate (Forrest et al. 1996, Hofmeyr et al. 1998): the share of a
+  trace's n-grams (start-padded, so a 3-call process has grams too) never seen in training; the
+  stream is the locality frame count, mismatches among the last `frame` grams.
+- lm: a next-syscall GRU language model (Kim et al. 2016 used an LSTM): trained with PyTorch, run
+  in numpy; a trace scores its mean negative log-likelihood per call, the stream the mean over the
+  last `swin` calls.
+
+Both are Detectors (window_scores per window for SecurityModel and the live path) with `scored(seq)`
+for kernelpilot.security.metrics."""
+from __future__ import annotations
+
+import numpy as np
+
+from kernelpilot.errors import KpError
+from kernelpilot.security import detectors as D
+from kernelpilot.security.features import ngram_hashes, window_means
+from kernelpilot.security.metrics import Scored
+
+
+def moving_mean(pos: np.ndarray, k: int) -> np.ndarray:
+    """Mean of the last k values at every position (fewer at the start)."""
+    c = np.concatenate([[0.0], np.cumsum(pos, dtype=np.float64)])
+    i = np.arange(1, len(pos) + 1)
+    lo = np.maximum(i - k, 0)
+    return (c[i] - c[lo]) / (i - lo)
+
+
+def _check_fit(seqs, kind):
+    if not seqs or not sum(len(s) for s in seqs):
+        raise KpError(f"the {kind} detector needs normal traces with calls to train on (the profile is empty)")
+
+
+class Mismatch(D.Detector):
+    kind = "mismatch"
+
+    def __init__(self, vocab, n: int = 6, frame: int = 20, **kw):
+        super().__init__(vocab, **kw)
+        self.n, self.frame = n, frame
+        self.table = np.zeros(0, dtype=np.uint64)
+
+    def grams(self, seq):
+        pad = np.concatenate([np.full(self.n - 1, len(self.vocab), np.int64), seq])
+        return ngram_hashes(pad, self.n)[self.n - 1:]
+
+    def fit(self, seqs, seed=0):
+        _check_fit(seqs, self.kind)
+        self.table = np.unique(np.concatenate([self.grams(s) for s in seqs if len(s)]))
+        return self
+
+    def position_scores(self, seq):
+        return (~D._member(self.grams(seq), self.table)).astype(np.float64)
+
+    def window_scores(self, seq):
+        return window_means(self.position_scores(seq), self.window, self.stride)
+
+    def trace_score(self, seq):
+        return float(self.position_scores(seq).mean()) if len(seq) else 0.0
+
+    def scored(self, seq) -> Scored:
+        pos = self.position_scores(seq)
+        lfc = moving_mean(pos, self.frame) * np.minimum(np.arange(1, len(pos) + 1), self.frame) / self.frame
+        return Scored(float(pos.mean()), np.arange(1, len(pos) + 1), lfc)
+
+    def params(self):
+        return {"n": self.n, "frame": self.frame, "table": [int(x) for x in self.table]}
+
+    def load(self, p):
+        self.n, self.frame = int(p["n"]), int(p["frame"])
+        self.table = np.array(p["table"], dtype=np.uint64)
+        return self
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+class LM(D.Detector):
+    """GRU next-call model. Inference cuts traces into segments of SEG calls, each after WARM
+    calls of context run from a zero state, and steps every segment of a batch at once."""
+    kind = "lm"
+    SEG, WARM, TRAIN_LEN = 256, 32, 128
+
+    def __init__(self, vocab, dim: int = 32, hidden: int = 64, epochs: int = 3, swin: int = 32,
+                 max_train_calls: int = 300_000, **kw):
+        super().__init__(vocab, **kw)
+        self.dim, self.hidden, self.epochs, self.swin = dim, hidden, epochs, swin
+        self.max_train_calls = max_train_calls
+        self.w: dict[str, np.ndarray] = {}
+
+    def fit(self, seqs, seed=0):
+        try:
+            import torch
+        except ImportError:
+            raise KpError("training the lm detector needs PyTorch: pip install torch") from None
+        _check_fit(seqs, self.kind)
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        V, bos, L = len(self.vocab), len(self.vocab), self.TRAIN_LEN
+        segs = [(i, s) for i, x in enumerate(seqs) for s in range(0, len(x), L)]
+        keep = rng.permutation(len(segs))[:max(1, self.max_train_calls // L)]
+        X = np.full((len(keep), L), bos, np.int64)
+        Y = np.full((len(keep), L), -100, np.int64)
+        for r, j in enumerate(keep):
+            i, s = segs[j]
+            x = seqs[i]
+            tgt = x[s:s + L]
+            X[r, :len(tgt)] = np.concatenate([[bos] if s == 0 else [x[s - 1]], x[s:s + len(tgt) - 1]])
+            Y[r, :len(tgt)] = tgt
+        net = _TorchGRU(V + 1, V, self.dim, self.hidden)
+        opt = torch.optim.Adam(net.parameters(), lr=5e-3)
+        lossf = torch.nn.CrossEntropyLoss(ignore_index=-100)
+        X, Y = torch.tensor(X), torch.tensor(Y)
+        g = torch.Generator().manual_seed(seed)
+        for _ in range(self.epochs):
+            for idx in torch.randperm(len(X), generator=g).split(64):
+                opt.zero_grad()
+                loss = lossf(net(X[idx]).reshape(-1, V), Y[idx].reshape(-1))
+                loss.backward()
+                opt.step()
+        self.w = {k: v.detach().numpy().astype(np.float32) for k, v in net.state_dict().items()}
+        return self
+
+    def _check(self):
+        if not self.w:
+            raise KpError("the lm detector is not trained")
+        if self.w["out.bias"].shape[0] != len(self.vocab):
+            raise KpError("lm detector does not match the model's vocabulary size")
+
+    def nll_many(self, seqs, batch: int = 2048) -> list[np.ndarray]:
+        """Per-call negative log-likelihood of every sequence (numpy)."""
+        self._check()
+        w, H, bos = self.w, self.hidden, len(self.vocab)
+        gi_table = w["emb.weight"] @ w["gru.weight_ih_l0"].T + w["gru.bias_ih_l0"]   # (V+1, 3H)
+        Whh, bhh = w["gru.weight_hh_l0"].T, w["gru.bias_hh_l0"]
+        Wo, bo = w["out.weight"].T, w["out.bias"]
+        segs = []  # (trace, first kept position, inputs incl. warm-up, targets, n warm)
+        for t, s in enumerate(seqs):
+            x = np.concatenate([[bos], s[:-1]]).astype(np.int64)
+            for a in range(0, len(s), self.SEG):
+                lo = max(0, a - self.WARM)
+                segs.append((t, a, x[lo:a + self.SEG], s[a:a + self.SEG], a - lo))
+        out = [np.zeros(len(s)) for s in seqs]
+        order = sorted(range(len(segs)), key=lambda j: -len(segs[j][2]))
+        for b0 in range(0, len(order), batch):
+            part = [segs[j] for j in order[b0:b0 + batch]]
+            T = len(part[0][2])
+            lens = np.array([len(p[2]) for p in part])
+            X = np.full((len(part), T), bos, np.int64)
+            for r, p in enumerate(part):
+                X[r, :len(p[2])] = p[2]
+            h = np.zeros((len(part), H), np.float32)
+            hs = np.zeros((len(part), T, H), np.float32)
+            for k in range(T):
+                alive = int(np.searchsorted(-lens, -k, side="left"))  # rows with length > k
+                gi, gh = gi_table[X[:alive, k]], h[:alive] @ Whh + bhh
+                r = _sigmoid(gi[:, :H] + gh[:, :H])
+                z = _sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
+                n = np.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
+                h[:alive] = (1 - z) * n + z * h[:alive]
+                hs[:alive, k] = h[:alive]
+            for r, (t, a, _, tgt, warm) in enumerate(part):
+                logits = hs[r, warm:warm + len(tgt)] @ Wo + bo
+                m = logits.max(axis=1)
+                lse = m + np.log(np.exp(logits - m[:, None]).sum(axis=1))
+                out[t][a:a + len(tgt)] = lse - logits[np.arange(len(tgt)), tgt]
+        return out
+
+    def position_scores(self, seq):
+        return self.nll_many([seq])[0]
+
+    def window_scores(self, seq):
+        if len(seq) == 0:
+            return np.zeros(1)
+        return window_means(self.position_scores(seq), self.window, self.stride)
+
+    def trace_score(self, seq):
+        return float(self.position_scores(seq).mean()) if len(seq) else 0.0
+
+    def scored_many(self, seqs) -> list[Scored]:
+        return [Scored(float(p.mean()) if len(p) else 0.0, np.arange(1, len(p) + 1), moving_mean(p, self.swin))
+                for p in self.nll_many(seqs)]
+
+    def scored(self, seq) -> Scored:
+        return self.scored_many([seq])[0]
+
+    def params(self):
+        return {"dim": self.dim, "hidden": self.hidden, "epochs": self.epochs, "swin": self.swin,
+                "weights": {k: {"shape": list(v.shape), "data": [round(float(x), 6) for x in v.ravel()]}
+                            for k, v in self.w.items()}}
+
+    def load(self, p):
+        self.dim, self.hidden, self.epochs = int(p["dim"]), int(p["hidden"]), int(p["epochs"])
+        self.swin = int(p["swin"])
+        self.w = {k: np.array(v["data"], dtype=np.float32).reshape(v["shape"]) for k, v in p["weights"].items()}
+        self._check()
+        return self
+
+
+def _TorchGRU(n_in, n_out, dim, hidden):
+    import torch.nn as nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(n_in, dim)
+            self.gru = nn.GRU(dim, hidden, batch_first=True)
+            self.out = nn.Linear(hidden, n_out)
+
+        def forward(self, x):
+            return self.out(self.gru(self.emb(x))[0])
+    return Net()
+
+
+def scored(det: D.Detector, seqs) -> list[Scored]:
+    """Scored traces for any detector: its own streams where it has them, else its window scores
+    at window ends, offline its trace score."""
+    if hasattr(det, "scored_many"):
+        return det.scored_many(seqs)
+    if hasattr(det, "scored"):
+        return [det.scored(s) for s in seqs]
+    from kernelpilot.security.features import window_bounds
+    out = []
+    for s in seqs:
+        w = det.window_scores(s)
+        out.append(Scored(float(w.max()), window_bounds(len(s), det.window, det.stride), w))
+    return out
+
+
+D.DETECTORS.update({Mismatch.kind: Mismatch, LM.kind: LM})
