@@ -8,6 +8,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from kernelpilot.errors import KpError
 
@@ -17,7 +18,7 @@ err = Console(stderr=True)
 
 # Packages whose cli.py contributes commands (in help order).
 COMMAND_MODULES = ["traces", "probes", "models", "kernelize", "sched", "memory", "security",
-                   "aipath", "agent", "bench", "report"]
+                   "aipath", "agent", "bench", "report", "fleet"]
 
 
 def _register_all() -> None:
@@ -39,7 +40,7 @@ def main() -> None:
     try:
         app()
     except KpError as e:
-        err.print(f"[bold red]kpilot: error:[/] {e}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]kpilot: error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         if e.detail and os.environ.get("KPILOT_DEBUG"):
             err.print(e.detail, highlight=False)
         sys.exit(e.exit_code)
@@ -49,7 +50,7 @@ def main() -> None:
     except Exception as e:  # last resort: still one line, the traceback only on request
         if os.environ.get("KPILOT_DEBUG"):
             raise
-        err.print(f"[bold red]kpilot: internal error:[/] {type(e).__name__}: {e} "
+        err.print(f"[bold red]kpilot: internal error:[/] {type(e).__name__}: {escape(str(e))} "
                   "(set KPILOT_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
         sys.exit(1)
 
