@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kernelpilot.errors import KpError
 from kernelpilot.security.detectors import _member
 from kernelpilot.security.syscalls import UNKNOWN, number_to_name
 
@@ -13,26 +14,46 @@ MULT = np.uint64(1000003)
 
 
 class BatchScorer:
-    def __init__(self, model, stide, ctx: int = 64, window: int = 32):
+    def __init__(self, model, stide=None, ctx: int = 64, window: int = 32):
+        """stide: the host's stide detector (None: hashes only, for the program profiles)."""
         names = number_to_name("x86_64")
         # syscall number (u16 in the record) -> vocabulary id + 1; 0 is "before the first call"
         self.ids = np.array([model.vocab.index.get(names.get(nr, UNKNOWN), 0) + 1 for nr in range(1 << 16)],
                             dtype=np.uint64)
-        self.n, self.table, self.ctx, self.window = stide.n, stide.table, ctx, window
+        progs = model.programs
+        self.n = stide.n if stide is not None else (progs.n if progs is not None else 6)
+        if progs is not None and progs.n != self.n:
+            raise KpError(f"the model's stide uses {self.n}-grams, the program profiles {progs.n}-grams")
+        self.table = stide.table if stide is not None else np.zeros(0, dtype=np.uint64)
+        self.ctx, self.window = ctx, window
+
+    def ids_of(self, calls: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(m, ctx) vocabulary ids + 1, right-aligned (0 before a trace's first call), and the (m,)
+        number of calls each row holds."""
+        m, c = calls.shape
+        n = np.minimum(counts.astype(np.int64), c)
+        ids = self.ids[calls]
+        short = np.flatnonzero(n < c)
+        if len(short):  # a record from a trace start: its n calls move to the end, zeros before
+            col = np.arange(c)[None, :] - (c - n[short])[:, None]
+            ids[short] = np.where(col >= 0, np.take_along_axis(ids[short], np.maximum(col, 0), 1), np.uint64(0))
+        return ids, n
+
+    def grams(self, ids: np.ndarray, first: int = 0) -> np.ndarray:
+        """n-gram hashes of columns first.. (as ngram_hashes: h = h * MULT + the call k back;
+        uint64 arithmetic wraps)."""
+        lo = max(first - (self.n - 1), 0)
+        sub = ids[:, lo:]
+        h = sub.copy()
+        for k in range(1, self.n):
+            h *= MULT
+            h[:, k:] += sub[:, :-k]
+        return h[:, first - lo:]
 
     def hashes(self, calls: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(m, ctx) n-gram hashes, right-aligned, and the (m,) number of calls each row holds."""
-        m, c = calls.shape
-        n = np.minimum(counts.astype(np.int64), c)
-        col = np.arange(c)[None, :] - (c - n)[:, None]          # source column per target position
-        ids = np.where(col >= 0, self.ids[np.take_along_axis(calls, np.maximum(col, 0), 1)], np.uint64(0))
-        h = np.zeros((m, c), dtype=np.uint64)
-        with np.errstate(over="ignore"):
-            for k in range(self.n):
-                sh = np.zeros_like(ids)
-                sh[:, k:] = ids[:, :c - k]
-                h = h * MULT + sh
-        return h, n
+        ids, n = self.ids_of(calls, counts)
+        return self.grams(ids), n
 
     def window_mask(self, n: np.ndarray) -> np.ndarray:
         """(m, window) True where the last-window position holds a call."""
@@ -43,5 +64,8 @@ class BatchScorer:
     def share(novel: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return (novel & mask).sum(1) / np.maximum(mask.sum(1), 1)
 
-    def novel(self, h: np.ndarray, table: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def novel(h: np.ndarray, table: np.ndarray) -> np.ndarray:
+        """h not in the sorted table (a binary search: the tables are small enough for the cache)."""
         return ~_member(h.ravel(), table).reshape(h.shape)
+

@@ -32,8 +32,10 @@ class Incidents:
         self.n = 0
         self.lines = 0
 
-    def add(self, pid: int, exe: str, what: str, ts_ns: int) -> tuple[Incident, bool]:
-        """Fold one hit in; returns the incident and whether this hit gets an alert line."""
+    def add(self, pid: int, exe: str, what: str, ts_ns: int, count: int = 1,
+            last_ns: int | None = None) -> tuple[Incident, bool]:
+        """Fold count hits (the first at ts_ns, the last at last_ns) in; returns the incident and
+        whether the first hit gets an alert line."""
         key = (pid, exe)
         inc = self.open.get(key)
         if inc is not None and ts_ns - inc.last_ns > self.cooldown_ns:
@@ -51,6 +53,10 @@ class Incidents:
             inc.lines += 1
             inc.reported = inc.total
             self.lines += 1
+        if count > 1:  # the rest are folded in
+            inc.hits[what] += count - 1
+            inc.windows += count - 1 if what == "model" else 0
+            inc.last_ns = max(inc.last_ns, last_ns or ts_ns)
         return inc, new_line
 
     def expire(self, now_ns: int | None = None) -> list[Incident]:

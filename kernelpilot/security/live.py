@@ -242,7 +242,7 @@ class Watcher:
         self.procs = ProcTable()
         self.rules = Rules(self.procs, self.profiles)
         self.incidents = Incidents(cooldown_s)
-        self.scorer = BatchScorer(model, self.kdet) if self.kname == "stide" else None
+        self.scorer = BatchScorer(model, self.kdet if self.kname == "stide" else None)
         self.kernel = KernelStage(model, threshold)
         try:
             self.responder = Responder(action) if enforce else None
@@ -254,6 +254,7 @@ class Watcher:
         self.ended: list[dict] = []
         self.windows_up = self.windows_confirmed = self.events_up = 0
         self._pruned = 0
+        self._known_cache: dict[str, bool] = {}
 
     def rfc3339(self, ts_ns: int) -> str:
         t = datetime.fromtimestamp((ts_ns + self.wall_offset_ns) / 1e9, tz=timezone.utc).astimezone()
@@ -285,68 +286,115 @@ class Watcher:
         return out
 
     def _windows(self, recs) -> list[dict]:
-        """Learn or judge each window that came up; confirmed ones fire as the model."""
-        progs, out = self.model.programs, []
-        if self.scorer is not None:
-            h, n = self.scorer.hashes(recs["calls"], recs["count"])
-            hw, mask = h[:, -WIN:], self.scorer.window_mask(n)
-            nov2 = self.scorer.novel(hw, self.scorer.table)
-            s2 = self.scorer.share(nov2, mask)
+        """Learn or judge the windows that came up, grouped by program (vectorized per group);
+        confirmed ones fire as the model."""
+        progs, sc, out = self.model.programs, self.scorer, []
+        ids, n = sc.ids_of(recs["calls"], recs["count"])
+        hw, mask = sc.grams(ids, CTX - WIN), sc.window_mask(n)
+        if self.kname == "stide":
+            nov2 = sc.novel(hw, sc.table)
+            s2 = sc.share(nov2, mask)
         else:  # cnn / freq confirm: one window at a time
-            h = n = hw = mask = nov2 = None
+            nov2 = np.ones(hw.shape, dtype=bool)
             s2 = np.array([float(self.kdet.window_scores(self.model.vocab.encode(self._calls(a)))[-1]) for a in recs])
-        for i, a in enumerate(recs):
-            pid, tid, ts = int(a["tgid"]), int(a["pid"]), int(a["ts"])
-            comm = a["comm"].decode(errors="replace")
-            p = self.procs.get(pid, ts)
-            exe = p.exe or f"[{comm}]"
-            prof = self.profiles.get(exe, ts)
-            known = progs is not None and progs.known(comm)
-            if self.profiles.learning(prof, known, ts):
-                if h is not None:  # positions whose 6-gram is whole (a record from a trace start: all)
-                    full = h[i, -int(n[i]):] if int(a["count"]) <= CTX else h[i, self.scorer.n - 1:]
-                    self.profiles.learn(prof, full)
+        ts = recs["ts"].astype(np.int64)
+        cw = np.ascontiguousarray(recs["comm"]).view(np.uint64).reshape(-1, 2)  # comm as a number
+        ukey, ufirst, cinv = np.unique(cw[:, 0] * np.uint64(0x9E3779B97F4A7C15) ^ cw[:, 1], return_index=True,
+                                       return_inverse=True)
+        comms = [recs["comm"][i].decode(errors="replace") for i in ufirst]
+        # positions whose 6-gram is whole: all of a record from a trace start, else past the first 5
+        first = np.where(recs["count"] <= CTX, CTX - n, sc.n - 1)
+        whole = np.arange(CTX)[None, :] >= first[:, None]
+        for exe, rows in self._by_program(recs, ts, cinv, comms).items():
+            comm = comms[cinv[rows[0]]]
+            prof = self.profiles.get(exe, int(ts[rows].min()))
+            known = progs is not None and self._known(comm)
+            if self.profiles.learning(prof, known, int(ts[rows].max())):
+                self.profiles.learn(prof, sc.grams(ids[rows])[whole[rows]], len(rows))
                 continue
-            if s2[i] <= self.cthr:
+            rows = rows[s2[rows] > self.cthr]
+            if not len(rows):
                 continue
-            prof.judged += 1
-            res = {"score": round(float(s2[i]), 4), "threshold": round(float(self.cthr), 4)}
-            calls = self._calls(a)
-            model, thr = f"tree+{self.kname}", self.cthr
-            nov = nov2[i] if h is not None else None  # this window's positions novel so far
+            prof.judged += len(rows)
+            nov, thr = nov2[rows], np.full(len(rows), self.cthr)
+            s3 = None
             if progs is not None:  # stage 3: novel for the model's profile of this program
-                thr = progs.threshold(comm)
-                if h is not None:
-                    nov = self.scorer.novel(hw[i:i + 1], progs.table(comm))[0]
-                    s3 = float(self.scorer.share(nov[None], mask[i:i + 1])[0])
-                else:
-                    s3 = float(progs.window_scores(self.model.vocab.encode(calls), comm)[-1])
-                if s3 <= thr:
+                for c in np.unique(cinv[rows]):
+                    sel = cinv[rows] == c
+                    nov[sel] = sc.novel(hw[rows[sel]], progs.table(comms[c]))
+                    thr[sel] = progs.threshold(comms[c])
+                s3 = sc.share(nov, mask[rows])
+                keep = s3 > thr
+                rows, nov, thr, s3 = rows[keep], nov[keep], thr[keep], s3[keep]
+            s4, grams = None, prof.grams()
+            if len(rows) and len(grams):  # and for what the program did while learning
+                nov = nov & sc.novel(hw[rows], grams)
+                s4 = sc.share(nov, mask[rows])
+                keep = s4 > thr
+                rows, thr, s4 = rows[keep], thr[keep], s4[keep]
+                s3 = s3[keep] if s3 is not None else None
+            self.windows_confirmed += len(rows)
+            pids = recs["tgid"][rows]
+            for pid in np.unique(pids):  # per process: its first window may open an incident
+                mine = np.flatnonzero(pids == pid)
+                j = mine[np.argmin(ts[rows[mine]])]
+                i = rows[j]
+                inc, line = self.incidents.add(int(pid), exe, "model", int(ts[i]), len(mine), int(ts[rows[mine]].max()))
+                if not line:  # folded into an open incident: counted, no line to build
                     continue
-                res.update(program_score=round(s3, 4), program_threshold=round(thr, 4), program_known=known)
-                model += "+program"
-            if h is not None and len(prof.grams()):  # and for what the program did while learning
-                nov = nov & self.scorer.novel(hw[i:i + 1], prof.grams())[0]
-                s4 = float(self.scorer.share(nov[None], mask[i:i + 1])[0])
-                res.update(live_score=round(s4, 4), live_threshold=round(thr, 4), live_learned=prof.learned)
-                model += "+live"
-                if s4 <= thr:
-                    continue
-            self.windows_confirmed += 1
-            res.update(model=model, window=calls[-WIN:], calls_seen=int(a["count"]),
-                       kernel_score=int(a["score"]), kernel_threshold=self.kernel.threshold)
-            out.append(self._fire(pid, tid, ts, int(a["cgroup"]), comm, "model", res))
+                a = recs[i]
+                calls = self._calls(a)
+                res = {"score": round(float(s2[i]), 4), "threshold": round(float(self.cthr), 4)}
+                model = f"tree+{self.kname}"
+                if s3 is not None:
+                    res.update(program_score=round(float(s3[j]), 4), program_threshold=round(float(thr[j]), 4),
+                               program_known=known)
+                    model += "+program"
+                if s4 is not None:
+                    res.update(live_score=round(float(s4[j]), 4), live_threshold=round(float(thr[j]), 4),
+                               live_learned=prof.learned)
+                    model += "+live"
+                res.update(model=model, window=calls[-WIN:], calls_seen=int(a["count"]),
+                           kernel_score=int(a["score"]), kernel_threshold=self.kernel.threshold)
+                out.append(self._line(inc, int(pid), int(a["pid"]), int(ts[i]), int(a["cgroup"]), comms[cinv[i]],
+                                      "model", res))
         return out
+
+    def _known(self, comm: str) -> bool:
+        k = self._known_cache.get(comm)
+        if k is None:
+            k = self._known_cache[comm] = self.model.programs.known(comm)
+        return k
+
+    def _by_program(self, recs, ts, cinv, comms) -> dict[str, np.ndarray]:
+        """Row indices per program (exe); a pid that exec'd meanwhile is resolved per row."""
+        pids = recs["tgid"]
+        order = np.argsort(pids, kind="stable")
+        cuts = np.flatnonzero(np.diff(pids[order])) + 1
+        groups: dict[str, list] = {}
+        for rows in np.split(order, cuts):
+            pid = int(pids[rows[0]])
+            runs = self.procs.procs.get(pid)
+            if runs is not None and len(runs) > 1:
+                for i in rows:
+                    p = self.procs.get(pid, int(ts[i]))
+                    groups.setdefault(p.exe or f"[{comms[cinv[i]]}]", []).append(np.array([i]))
+                continue
+            p = self.procs.get(pid)
+            groups.setdefault(p.exe or f"[{comms[cinv[rows[0]]]}]", []).append(rows)
+        return {k: np.sort(np.concatenate(v)) for k, v in groups.items()}
 
     def _calls(self, a) -> list[str]:
         return [self.names.get(int(c), UNKNOWN) for c in a["calls"][:min(int(a["count"]), CTX)]]
 
     def _fire(self, pid, tid, ts, cgroup_id, comm, what, extra) -> dict | None:
         p = self.procs.get(pid, ts)
+        inc, line = self.incidents.add(pid, p.exe or f"[{comm}]", what, ts)
+        return self._line(inc, pid, tid, ts, cgroup_id, comm, what, extra) if line else None
+
+    def _line(self, inc, pid, tid, ts, cgroup_id, comm, what, extra) -> dict:
+        p = self.procs.get(pid, ts)
         exe = p.exe or f"[{comm}]"
-        inc, line = self.incidents.add(pid, exe, what, ts)
-        if not line:
-            return None
         uid = p.uid if p.uid >= 0 else extra.pop("uid", -1)
         extra.pop("uid", None)
         alert = {"event": "alert", "time": self.rfc3339(ts), "host": self.host, "incident": inc.id,
@@ -412,6 +460,7 @@ def _watch(model_path, enforce, action, allow, duration, json_out, confirm, out,
     w = Watcher(model, enforce, action, allow, confirm=confirm, learn_s=learn_s, new_s=new_s, cooldown_s=cooldown_s,
                 profiles=profiles if profiles and Path(profiles).exists() else None)
     from rich.console import Console
+    from rich.markup import escape
     err = Console(stderr=True)
     err.print(f"watching (in-kernel tree, threshold {w.kernel.threshold}, {w.kernel.n_grams} normal 3-grams; "
               f"confirm with {w.kname} > {w.cthr:.4g}); learning this host for {learn_s:g} s, programs first seen "
@@ -426,12 +475,13 @@ def _watch(model_path, enforce, action, allow, duration, json_out, confirm, out,
             if json_out:
                 print(line, flush=True)
             elif a["event"] == "alert":
-                err.print(f"[bold red]ALERT[/] {a['time']} #{a['incident']} {a['fired']} pid {a['pid']} {a['comm']} "
-                          f"{a['exe']} [{a['cmdline'][:60]}] score {a['score']} > {a['threshold']} "
-                          f"{a.get('action', '')}", highlight=False)
+                err.print("[bold red]ALERT[/] " + escape(
+                          f"{a['time']} #{a['incident']} {a['fired']} pid {a['pid']} {a['comm']} {a['exe']} "
+                          f"[{a['cmdline'][:60]}] score {a['score']} > {a['threshold']} {a.get('action', '')}"),
+                          highlight=False)
             else:
-                err.print(f"incident #{a['incident']} pid {a['pid']} {a['exe']} ended: {a['hits']} in "
-                          f"{a['seconds']} s", highlight=False)
+                err.print(escape(f"incident #{a['incident']} pid {a['pid']} {a['exe']} ended: {a['hits']} in "
+                                 f"{a['seconds']} s"), highlight=False)
 
     def flush():
         report(w.step())
@@ -452,7 +502,7 @@ def _watch(model_path, enforce, action, allow, duration, json_out, confirm, out,
         w.close()
         if profiles:
             w.profiles.save(profiles)
-    err.print(f"stats: {st}, windows up: {w.windows_up}, confirmed alerts: {len(w.alerts)}", highlight=False)
+    err.print(escape(f"stats: {st}, windows up: {w.windows_up}, confirmed alerts: {len(w.alerts)}"), highlight=False)
 
 
 WORKLOAD = r"""cd {dir}

@@ -59,9 +59,9 @@ class LiveProfiles:
             return False
         return ts_ns < prof.first_ns + int(self.new_s * 1e9)
 
-    def learn(self, prof: Profile, hashes: np.ndarray) -> None:
+    def learn(self, prof: Profile, hashes: np.ndarray, windows: int = 1) -> None:
         prof.parts.append(np.asarray(hashes, dtype=np.uint64))
-        prof.learned += 1
+        prof.learned += windows
 
     def summary(self) -> dict:
         return {"programs": len(self.progs),

@@ -1,0 +1,271 @@
+"""Live false-alarm budget of `kpilot security watch` on this host (issue 10, item 4/5).
+
+Protocol (printed in the result): the host model is trained on the benign scenario suite only
+(security/scenarios, never on the mix below). Watch starts with a host learning period during
+which a first run of a benign mix of ordinary work (seed 1) runs; then a second, different run of
+the mix (seed 2: other sizes, contents, package names) is measured: alert lines and incidents
+per hour from its processes (attributed by cgroup), and host-wide. Then every attack scenario
+runs in its own cgroup: detected or not, seconds from its start to its first alert line, what
+fired. Last, the user-space stage's speed on one core on windows the kernel sent up from a
+stretch of the mix with every window sent, and the in-kernel stage's cost per syscall."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kernelpilot.security.live import STRIDE, V2, WIN, KernelStage, Watcher, default_model, overhead
+from kernelpilot.security.scenarios.run import free_port
+
+MIX = r"""exec >/dev/null 2>&1
+cd @DIR@ && mkdir -p www && RANDOM=@SEED@
+for k in 0 1 2 3; do head -c $((RANDOM % 50000 + 1000)) /dev/urandom > www/f$k.bin; done; echo hi > www/index.html
+@PY@ -m http.server --bind 127.0.0.1 @PORT@ -d www &
+srv=$!
+end=$((SECONDS + @SECS@))
+while [ $SECONDS -lt $end ]; do
+  n=$((RANDOM % 5 + 2))
+  rm -rf repo && git init -q repo && (cd repo && git config user.email mix@kp.local && git config user.name mix
+    for j in $(seq $n); do echo "$RANDOM $j" >> f$((j % 3)).txt; git add -A; git commit -qm "m$j"; done
+    git status --short; git log --oneline | wc -l; git diff HEAD~1 --stat; git branch -a)
+  rm -rf t x && mkdir -p t/src x && for j in $(seq $((n * 4))); do head -c $((RANDOM % 8000 + 100)) /dev/urandom > t/src/b$j; done
+  tar czf t.tgz -C t src && tar xzf t.tgz -C x && tar tzf t.tgz | wc -l
+  printf '#include <stdio.h>\nint main(void){long s=0;for(int k=0;k<%d;k++)s+=k;printf("%%ld\\n",s);return 0;}\n' $RANDOM > p.c
+  cc -O2 -o p p.c && ./p && gcc -c -O1 p.c -o p.o
+  apt-cache search --names-only "^lib$(printf '%x' $((RANDOM % 16)))" | head -5; dpkg -l | wc -l
+  @PY@ -c "
+import json, hashlib, sqlite3, random
+random.seed($RANDOM)
+rows = [(i, random.random(), 'r%d' % i) for i in range($n * 200)]
+db = sqlite3.connect('d.db'); db.execute('drop table if exists t'); db.execute('create table t(a, b, c)')
+db.executemany('insert into t values (?, ?, ?)', rows); db.commit()
+print(db.execute('select count(*), avg(b) from t where a % 3 = 0').fetchone()); db.close()
+open('d.json', 'w').write(json.dumps(rows)); hashlib.sha256(open('d.json', 'rb').read()).hexdigest()
+"
+  for j in $(seq $((n * 2))); do curl -s -o /dev/null http://127.0.0.1:@PORT@/f$((j % 4)).bin; done
+  @PY@ -c "
+import urllib.request as u
+for k in range($n * 2): u.urlopen('http://127.0.0.1:@PORT@/index.html', timeout=5).read()
+"
+done
+kill $srv; wait
+"""
+
+
+class Cgroup:
+    """A fresh cgroup v2 to attribute a run's processes; removed (its processes killed) on close."""
+
+    def __init__(self, name: str):
+        self.path = V2 / f"kp-livebench-{name}-{os.getpid()}"
+        self.path.mkdir()
+        self.id = os.stat(self.path).st_ino
+
+    def popen(self, argv) -> subprocess.Popen:
+        procs = self.path / "cgroup.procs"
+        return subprocess.Popen(argv, preexec_fn=lambda: procs.write_text("0"), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def close(self) -> None:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            pids = (self.path / "cgroup.procs").read_text().split()
+            if not pids:
+                break
+            for p in pids:
+                try:
+                    os.kill(int(p), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.02)
+        self.path.rmdir()
+
+
+def _pump(w: Watcher, lines: list, until) -> None:
+    """Run watch's loop (step every 50 ms) until until() is true."""
+    while not until():
+        lines += w.step()
+        lines += w.ended
+        w.ended = []
+        time.sleep(0.05)
+    lines += w.step()
+
+
+def _run_mix(w: Watcher, lines: list, d: str, seed: int, secs: float, name: str) -> tuple[int, float]:
+    """One run of the mix in its own cgroup; returns (cgroup id, seconds it ran)."""
+    script = (MIX.replace("@DIR@", d).replace("@PY@", sys.executable).replace("@PORT@", str(free_port()))
+              .replace("@SEED@", str(seed)).replace("@SECS@", str(int(secs))))
+    cg = Cgroup(name)
+    t = time.monotonic()
+    try:
+        p = cg.popen(["bash", "-c", script])
+        deadline = t + secs + 60
+        _pump(w, lines, lambda: p.poll() is not None or time.monotonic() > deadline)
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+    finally:
+        cg.close()
+    return cg.id, time.monotonic() - t
+
+
+def _attacks(w: Watcher, lines: list, n: int) -> dict:
+    from kernelpilot.security.scenarios import ATTACKS
+    from kernelpilot.security.scenarios.run import script_for
+    out = {}
+    for sc in ATTACKS:
+        if sc.needs_root and os.geteuid() != 0:
+            out[sc.name] = {"skipped": "needs root"}
+            continue
+        with tempfile.TemporaryDirectory(prefix=f"kp-lb-{sc.name}-") as d:
+            cg = Cgroup(sc.name)
+            try:
+                start = time.monotonic_ns()
+                p = cg.popen(["bash", "-c", script_for(sc, d, n)])
+                deadline = time.monotonic() + 60
+                _pump(w, lines, lambda: p.poll() is not None or time.monotonic() > deadline)
+                if p.poll() is None:
+                    p.kill()
+                p.wait()
+                end = time.monotonic() + 1.0  # windows and events still on their way up
+                _pump(w, lines, lambda: time.monotonic() > end)
+            finally:
+                cg.close()
+        mine = sorted((a for a in lines if a["event"] == "alert" and a["cgroup_id"] == cg.id), key=lambda a: a["ts"])
+        first = mine[0] if mine else None
+        out[sc.name] = {"detected": bool(mine),
+                        "latency_s": round((first["ts"] - start) / 1e9, 3) if first else None,
+                        "first_fired": first["fired"] if first else None,
+                        "fired": sorted({a["fired"] for a in mine}),
+                        "incidents": len({a["incident"] for a in mine}),
+                        "ran_s": round((time.monotonic_ns() - start) / 1e9, 2)}
+    return out
+
+
+def _per_hour(x: int, secs: float) -> float:
+    return round(x * 3600 / secs, 1)
+
+
+def _budget(lines: list, cg_id: int, secs: float, since_ns: int) -> dict:
+    mine = [a for a in lines if a.get("cgroup_id") == cg_id and a["event"] == "alert"]
+    host = [a for a in lines if a["event"] == "alert" and a["ts"] >= since_ns]
+    by = {}
+    for a in mine:
+        by.setdefault(f"{a['fired']}:{Path(a['exe']).name}", set()).add(a["incident"])
+    return {"seconds": round(secs, 1), "alert_lines": len(mine), "incidents": len({a["incident"] for a in mine}),
+            "alert_lines_per_hour": _per_hour(len(mine), secs),
+            "incidents_per_hour": _per_hour(len({a["incident"] for a in mine}), secs),
+            "incidents_by_what_and_program": {k: len(v) for k, v in sorted(by.items())},
+            "examples": [{k: a.get(k) for k in ("time", "fired", "exe", "cmdline", "score", "live_score")}
+                         for a in mine[:5]],
+            "host_wide_alert_lines": len(host), "host_wide_incidents": len({a["incident"] for a in host}),
+            "host_wide_incidents_per_hour": _per_hour(len({a["incident"] for a in host}), secs)}
+
+
+def _time_passes(w: Watcher, recs) -> tuple[float, float]:
+    """(best, median) windows/s of w's user-space stage over recs, pinned to one core. The machine
+    is shared: the fastest pass is the one least disturbed, the median is typical."""
+    try:
+        w.kernel.ring.poll()
+        cpus = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {min(cpus)})
+        try:
+            w._windows(recs[:256])  # warm
+            passes, t = [], time.perf_counter()
+            while time.perf_counter() - t < 3.0 or len(passes) < 3:
+                t1 = time.perf_counter()
+                w._windows(recs)
+                passes.append(time.perf_counter() - t1)
+        finally:
+            os.sched_setaffinity(0, cpus)
+    finally:
+        w.close()
+    return len(recs) / min(passes), len(recs) / float(np.median(passes))
+
+
+def stage_speed(model, d: str, secs: float) -> dict:
+    """Windows of a stretch of the mix, every window sent up (threshold -1), then scored by the
+    user-space stage (confirm, program and live profiles, incidents) pinned to one core."""
+    k = KernelStage(model, threshold=-1)
+    try:
+        script = (MIX.replace("@DIR@", d).replace("@PY@", sys.executable).replace("@PORT@", str(free_port()))
+                  .replace("@SEED@", "3").replace("@SECS@", str(int(secs))))
+        p = subprocess.Popen(["bash", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        parts = []
+        while p.poll() is None:
+            parts.append(k.ring.poll())
+            time.sleep(0.05)
+        parts.append(k.ring.drain())
+        k.events.poll()
+    finally:
+        k.close()
+    recs = np.concatenate(parts)
+    recs["ts"] += np.uint64(time.monotonic_ns() + 1_000_000_000 - int(recs["ts"].min()))  # as if sent now
+    judge = _time_passes(Watcher(model, learn_s=0, new_s=0, cooldown_s=60), recs)  # every window judged
+    learn = _time_passes(Watcher(model, learn_s=600, cooldown_s=60), recs)         # every window learned
+    best, med = judge
+    return {"windows": int(len(recs)), "windows_per_s": round(best),
+            "syscalls_per_s": round(best * STRIDE), "window_calls_per_s": round(best * WIN),
+            "median_windows_per_s": round(med), "median_syscalls_per_s": round(med * STRIDE),
+            "us_per_window": round(1e6 / best, 2), "learning_windows_per_s": round(learn[0]),
+            "learning_syscalls_per_s": round(learn[0] * STRIDE), "one_core": True,
+            "load_avg_1m": round(os.getloadavg()[0], 1),
+            "note": "syscalls_per_s: a window every 8 calls (stride) is what a stream of this many syscalls "
+                    "a second would send if the kernel sent every window up"}
+
+
+def run_live(quick: bool = True, model=None) -> dict:
+    if os.geteuid() != 0:
+        return {"skipped": "needs root (eBPF)"}
+    if not (V2 / "cgroup.procs").exists():
+        return {"skipped": "no cgroup v2 hierarchy to attribute the mix's processes"}
+    learn_s, measure_s, size = (45.0, 75.0, 3) if quick else (600.0, 600.0, 3)
+    t0 = time.perf_counter()
+    if model is None:
+        model = default_model(reps=2 if quick else 3, system_s=0)
+    train_s = time.perf_counter() - t0
+    lines: list = []
+    w = Watcher(model, learn_s=learn_s, cooldown_s=60)
+    try:
+        with tempfile.TemporaryDirectory(prefix="kp-mix-") as d:
+            _, learn_ran = _run_mix(w, lines, d, 1, learn_s - 5, "learn")
+            _pump(w, lines, lambda: not w.profiles.host_learning(time.monotonic_ns()))
+        since = time.monotonic_ns()
+        with tempfile.TemporaryDirectory(prefix="kp-mix-") as d:
+            cg_id, ran = _run_mix(w, lines, d, 2, measure_s, "measure")
+        budget = _budget(lines, cg_id, ran, since)
+        attacks = _attacks(w, lines, size)
+        stats = w.stats()
+    finally:
+        w.close()
+    with tempfile.TemporaryDirectory(prefix="kp-mix-") as d:
+        speed = stage_speed(model, d, 3 if quick else 10)
+    ovh = overhead(model, quick=True)
+    lat = [a["latency_s"] for a in attacks.values() if a.get("detected")]
+    return {
+        "protocol": "model: benign scenario suite only; watch learns the host for learn_s while a first run "
+                    "of the benign mix (seed 1) runs; a second, different run (seed 2) is measured, its "
+                    "processes attributed by cgroup; then each attack scenario in its own cgroup",
+        "mix": "git init/commit/status/log/diff, tar czf/xzf/tzf, cc/gcc, apt-cache search, dpkg -l, "
+               "Python with sqlite3/json/hashlib, python -m http.server on 127.0.0.1 under curl and urllib",
+        "model_train_s": round(train_s, 1), "learn_s": learn_s, "learn_run_s": round(learn_ran, 1),
+        "benign": budget,
+        "attacks": attacks,
+        "families_detected": f"{sum(a.get('detected', False) for a in attacks.values())}/{len(attacks)}",
+        "families_within_1s": f"{sum(1 for a in attacks.values() if a.get('detected') and a['latency_s'] <= 1.0)}"
+                              f"/{len(attacks)}",
+        "max_latency_s": max(lat) if lat else None,
+        "watch_stats": stats,
+        "user_space_stage": speed,
+        "kernel_stage_overhead": {k: ovh[k] for k in ("ns_per_syscall_added", "flood_cost_ratio", "overhead_ratio",
+                                                      "flood_syscalls_per_s_off", "flood_syscalls_per_s_on")},
+        "targets": {"incidents_per_hour_le_2": budget["incidents_per_hour"] <= 2,
+                    "learning_le_600s": learn_s <= 600,
+                    "every_family_within_1s": all(a.get("detected") and a["latency_s"] <= 1.0 for a in attacks.values()),
+                    "user_space_ge_1M_syscalls_per_s": speed["syscalls_per_s"] >= 1_000_000},
+    }

@@ -1,0 +1,201 @@
+"""The watcher for real (eBPF): behaviour rules on harmless triggers in temp dirs, the learning
+period of an unseen program, incidents, alert JSON and `watch --output`."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime
+
+import pytest
+from conftest import KPILOT, kpilot, need_root_ebpf
+
+PY = sys.executable
+
+
+def pump(w, pred, timeout=20.0):
+    """Step the watcher until pred(lines) holds or the deadline passes; all lines seen."""
+    lines, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines += w.step()
+        if pred(lines):
+            return lines
+        time.sleep(0.05)
+    return lines
+
+
+def fired(rule, pid):
+    return lambda lines: any(a["fired"] == rule and a["pid"] == pid for a in lines)
+
+
+@pytest.fixture(scope="module")
+def watcher(model_file):
+    need_root_ebpf()
+    from kernelpilot.security.live import Watcher
+    from kernelpilot.security.model import SecurityModel
+    w = Watcher(SecurityModel.load(model_file), learn_s=0)
+    yield w
+    w.close()
+
+
+def test_shadow_read_by_a_fresh_program(watcher, tmp_path):
+    if not os.path.exists("/etc/shadow"):
+        pytest.skip("no /etc/shadow")
+    cat = tmp_path / "kpfreshcat"
+    shutil.copy("/bin/cat", cat)
+    p = subprocess.run([str(cat), "/etc/shadow"], stdout=subprocess.DEVNULL)
+    lines = pump(watcher, lambda ls: any(a["fired"] == "shadow_read" and a["exe"] == str(cat) for a in ls))
+    hit = [a for a in lines if a["fired"] == "shadow_read" and a["exe"] == str(cat)]
+    assert p.returncode == 0 and len(hit) == 1, lines[:3]
+    a = hit[0]
+    # the alert line: what a person needs, for a process that is gone by now
+    t = datetime.fromisoformat(a["time"])
+    assert t.tzinfo is not None and abs(t.timestamp() - time.time()) < 60
+    assert a["event"] == "alert" and a["host"] == socket.gethostname() and a["uid"] == os.getuid()
+    assert a["cmdline"] == f"{cat} /etc/shadow" and a["detail"]["path"] == "/etc/shadow"
+    assert a["ppid"] == os.getpid() and a["parents"][0]["pid"] == os.getpid() and a["parents"][-1]["pid"] == 1
+    assert a["tid"] == a["pid"] and isinstance(a["cgroup"], str) and a["cgroup_id"] > 0
+    assert a["model"] == "rule:shadow_read" and a["incident"] >= 1 and json.loads(json.dumps(a)) == a
+
+
+def test_shell_spawned_by_a_loopback_server(watcher):
+    code = ("import socket, subprocess\ns = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(1)\n"
+            "subprocess.run(['sh', '-c', 'true'])\n")
+    p = subprocess.Popen([PY, "-c", code])
+    p.wait(30)
+    lines = pump(watcher, lambda ls: any(a["fired"] == "shell_from_server" and a["detail"]["server_pid"] == p.pid
+                                         for a in ls))
+    hit = [a for a in lines if a["fired"] == "shell_from_server" and a["detail"]["server_pid"] == p.pid]
+    assert hit and hit[0]["ppid"] == p.pid and hit[0]["detail"]["shell"] in ("sh", "dash", "bash")
+    # a shell started by a process that never listened: no alert
+    q = subprocess.run(["sh", "-c", "true"])
+    lines = pump(watcher, lambda ls: False, timeout=0.5)
+    assert q.returncode == 0 and not [a for a in lines if a["fired"] == "shell_from_server"]
+
+
+def test_setuid_bit_and_setid_calls(watcher, tmp_path):
+    f = tmp_path / "f"
+    f.write_text("x")
+    p = subprocess.run(["chmod", "u+s", str(f)])
+    q = subprocess.run([PY, "-c", "import os; os.setgid(os.getgid())"])  # a no-op change of ids
+    lines = pump(watcher, lambda ls: any(a["fired"] == "setid_file" and a["detail"]["path"] == str(f) for a in ls)
+                 and any(a["fired"] == "setid_process" and "os.setgid" in a["cmdline"] for a in ls))
+    chmod = [a for a in lines if a["fired"] == "setid_file" and a["detail"]["path"] == str(f)]
+    setid = [a for a in lines if a["fired"] == "setid_process" and "os.setgid" in a["cmdline"]]
+    assert p.returncode == 0 and q.returncode == 0 and (f.stat().st_mode & 0o4000)
+    assert chmod and chmod[0]["detail"]["mode"].startswith("0o4") and chmod[0]["exe"].endswith("chmod")
+    assert setid and setid[0]["detail"]["syscall"] == "setgid"
+    # a plain chmod is no alert
+    subprocess.run(["chmod", "644", str(f)])
+    lines = pump(watcher, lambda ls: False, timeout=0.5)
+    assert not [a for a in lines if a["fired"] == "setid_file" and a["detail"]["path"] == str(f)]
+
+
+def test_rename_storm(watcher, tmp_path):
+    code = (f"import os\nfor i in range(40):\n    p = '{tmp_path}/doc%d.txt' % i\n"
+            "    open(p, 'wb').write(os.urandom(256)); os.rename(p, p + '.enc')\n")
+    few = subprocess.Popen([PY, "-c", code.replace("range(40)", "range(5)").replace("doc", "few")])
+    few.wait(30)
+    p = subprocess.Popen([PY, "-c", code])
+    p.wait(30)
+    lines = pump(watcher, fired("rename_storm", p.pid))
+    hit = [a for a in lines if a["fired"] == "rename_storm" and a["pid"] == p.pid]
+    assert hit and hit[0]["detail"]["renames"] >= 20 and hit[0]["detail"]["writes"] >= 20
+    assert len(hit) == 1  # the 40 renames are one incident
+    assert not [a for a in lines if a["fired"] == "rename_storm" and a["pid"] == few.pid]
+
+
+def test_what_the_host_did_while_learning_does_not_fire(model_file, tmp_path):
+    need_root_ebpf()
+    if not os.path.exists("/etc/shadow"):
+        pytest.skip("no /etc/shadow")
+    from kernelpilot.security.live import Watcher
+    from kernelpilot.security.model import SecurityModel
+    old, new = tmp_path / "kpoldcat", tmp_path / "kpnewcat"
+    shutil.copy("/bin/cat", old)
+    shutil.copy("/bin/cat", new)
+    w = Watcher(SecurityModel.load(model_file), learn_s=2.0)
+    try:
+        subprocess.run([str(old), "/etc/shadow"], stdout=subprocess.DEVNULL)  # during host learning
+        lines = pump(w, lambda ls: not w.profiles.host_learning(time.monotonic_ns()), timeout=30)
+        assert "shadow" in w.profiles.progs[str(old)].flags
+        for c in (old, new):
+            subprocess.run([str(c), "/etc/shadow"], stdout=subprocess.DEVNULL)
+        lines += pump(w, lambda ls: any(a["exe"] == str(new) for a in ls))
+    finally:
+        w.close()
+    shadow = [a["exe"] for a in lines if a["fired"] == "shadow_read"]
+    assert str(new) in shadow and str(old) not in shadow
+
+
+def test_unseen_program_is_learned_then_judged(model_file, tmp_path):
+    """Every window confirmed (threshold 0): a fresh program raises nothing while it is learned,
+    and, judged afterwards, alerts on what it never did while learning, as one incident."""
+    need_root_ebpf()
+    from kernelpilot.security.live import Watcher
+    from kernelpilot.security.model import SecurityModel
+    ls = tmp_path / "kpfreshls"
+    shutil.copy("/bin/ls", ls)
+    w = Watcher(SecurityModel.load(model_file), threshold=-1, confirm_threshold=0.0, learn_s=0, new_s=3.0)
+    try:
+        for _ in range(3):
+            subprocess.run([str(ls), "/"], stdout=subprocess.DEVNULL)
+        lines = pump(w, lambda _: str(ls) in w.profiles.progs and w.profiles.progs[str(ls)].learned > 0)
+        prof = w.profiles.progs[str(ls)]
+        lines += pump(w, lambda _: not w.profiles.learning(prof, False, time.monotonic_ns()), timeout=30)
+        during = [a for a in lines if a["exe"] == str(ls)]
+        p = subprocess.run([str(ls), "-laR", "--color=always", "/usr/share/zoneinfo", "/etc"], stdout=subprocess.DEVNULL)
+        after = pump(w, lambda ls_: any(a["exe"] == str(ls) for a in ls_))
+        after += pump(w, lambda _: False, timeout=0.5)
+        ended = w.finish()
+    finally:
+        w.close()
+    assert prof.learned > 0 and during == [], during[:2]
+    mine = [a for a in after if a["exe"] == str(ls)]
+    assert p.returncode == 0 and mine and all(a["fired"] == "model" for a in mine)
+    a = mine[0]
+    assert len(mine) == 1 and a["model"].endswith("+live") and a["live_score"] > a["live_threshold"]
+    assert a["window"] and a["calls_seen"] > 0 and a["score"] > a["threshold"]
+    # its other windows were folded into the incident: the closing line counts them
+    end = [e for e in ended if e["incident"] == a["incident"]]
+    assert end and end[0]["event"] == "incident_end" and end[0]["windows"] >= 2 and prof.judged >= 2
+
+
+def test_watch_output_file_json_lines(model_file, tmp_path):
+    need_root_ebpf()
+    out = tmp_path / "alerts.jsonl"
+    out.write_text("")
+    w = subprocess.Popen([KPILOT, "security", "watch", "--model", str(model_file), "--learn", "0",
+                          "--duration", "120", "--output", str(out)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    f = tmp_path / "suid"
+    f.write_text("x")
+    try:
+        assert "watching" in w.stderr.readline()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and str(f) not in out.read_text():
+            subprocess.run(["chmod", "u+s", str(f)])
+            time.sleep(0.2)
+    finally:
+        w.send_signal(signal.SIGINT)
+        stdout, err = w.communicate(30)
+    assert w.returncode == 0, err
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert lines and all(a["event"] in ("alert", "incident_end") and "time" in a for a in lines)
+    assert any(a.get("fired") == "setid_file" and a["detail"]["path"] == str(f) for a in lines)
+    assert "ALERT" in err and "setid_file" in err  # the person at the terminal sees them too
+
+
+def test_watch_bad_options(model_file, tmp_path):
+    r = kpilot("security", "watch", "--model", model_file, "--output", tmp_path / "no" / "dir" / "a.jsonl")
+    assert r.returncode != 0 and "cannot write alerts to" in r.stderr and "Traceback" not in r.stderr
+    r = kpilot("security", "watch", "--model", model_file, "--learn", "-1")
+    assert r.returncode != 0 and "--learn" in r.stderr and "Traceback" not in r.stderr
+    bad = tmp_path / "profiles.json"
+    bad.write_text("[1, 2")
+    r = kpilot("security", "watch", "--model", model_file, "--profiles", bad, "--duration", "1")
+    assert r.returncode != 0 and "not a kernelpilot profiles file" in r.stderr and "Traceback" not in r.stderr
+    assert bad.read_text() == "[1, 2"  # not overwritten
