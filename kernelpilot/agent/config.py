@@ -86,4 +86,6 @@ def load(path: Path | None) -> dict:
         raise KpError(f"cannot read config {path}: {e.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise KpError(f"{path}: not valid TOML: {e}") from None
+    except RecursionError:
+        raise KpError(f"{path}: not valid TOML: nested too deeply") from None
     return validate(data, str(path))

@@ -123,7 +123,8 @@ class Model:
                     params = {k: z[k] for k in z.files if k != "__meta__"}
                 return cls._from_dict(head, str(path), params)
             return cls.from_dict(json.loads(path.read_text()), str(path))
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, UnicodeDecodeError) as e:
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, UnicodeDecodeError,
+                NotImplementedError) as e:  # zipfile: unknown compression method or version
             raise KpError(f"{path}: cannot read model file ({type(e).__name__})") from None
         except RecursionError:
             raise KpError(f"{path}: cannot read model file (nested too deeply)") from None

@@ -197,7 +197,10 @@ def read_trace(path) -> tuple[np.ndarray, dict]:
         tab = pf.read()
     except Exception as e:
         raise KpError(f"{path} is a corrupt Parquet file: {str(e).splitlines()[0]}") from None
-    ev = from_arrow(tab)
+    try:
+        ev = from_arrow(tab)
+    except (IndexError, ValueError) as e:  # dictionary indices out of range, values that do not fit
+        raise KpError(f"{path} is a corrupt Parquet file: {type(e).__name__} in its columns") from None
     if len(ev) > 1 and (np.diff(ev["ts"].astype(np.int64)) < 0).any():
         ev = ev[np.argsort(ev["ts"], kind="stable")]  # batched kinds can arrive a little late
     return ev, trace_meta(pf)

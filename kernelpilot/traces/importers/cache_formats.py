@@ -79,7 +79,7 @@ def _int_columns(p, data: bytes, ncols: int, limit: int | None) -> np.ndarray:
     """Whitespace-separated non-negative integer text, `ncols` per line -> (n, ncols) int64."""
     pat = re.compile(rb"^\d+(\s+\d+){%d}$" % (ncols - 1))
     tok = data.split()
-    if len(tok) % ncols:
+    if len(tok) % ncols or (tok and max(map(len, tok)) > 20):  # > 20 digits: not an int64 (and slow)
         raise _bad_line(p, data, pat.match)
     try:
         arr = np.array(tok, dtype=np.bytes_).astype(np.int64) if tok else np.zeros(0, np.int64)

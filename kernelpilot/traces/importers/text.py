@@ -37,9 +37,12 @@ def read_csv(path):
         raise KpError(f"trace file not found: {p}")
     try:
         tab = pacsv.read_csv(p)
+        names = tab.column_names
     except pa.ArrowInvalid as e:
         raise KpError(f"{p}: not a readable CSV trace ({str(e).splitlines()[0]})") from None
-    cols = {c.strip().lower(): c for c in tab.column_names}
+    except UnicodeDecodeError:
+        raise KpError(f"{p}: not a readable CSV trace (not UTF-8 text)") from None
+    cols = {c.strip().lower(): c for c in names}
     idc = next((cols[c] for c in ID_COLS if c in cols), None)
     if idc is None:
         raise KpError(f"{p}: no object id column; name one of {', '.join(ID_COLS)} in the header")
