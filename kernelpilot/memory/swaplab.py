@@ -10,6 +10,8 @@ no per-cgroup pressure (no cgroup-v2 mount) -> the host's /proc/pressure/memory.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import time
 from pathlib import Path
@@ -47,6 +49,25 @@ def pressure_root() -> Path | None:
     return None
 
 
+@contextlib.contextmanager
+def _captured():
+    """The journal's log lines during a step, kept (not printed): the caller reports them."""
+    log = logging.getLogger("kernelpilot.agent")
+    msgs: list[str] = []
+
+    class _Keep(logging.Handler):
+        def emit(self, record):
+            msgs.append(record.getMessage())
+    h, old = _Keep(), log.propagate
+    log.addHandler(h)
+    log.propagate = False
+    try:
+        yield msgs
+    finally:
+        log.removeHandler(h)
+        log.propagate = old
+
+
 def read_pressure(path: Path) -> int:
     """'some' stall total (microseconds) from a memory.pressure file."""
     for line in path.read_text().splitlines():
@@ -69,8 +90,12 @@ class SwapLab:
 
     # --- setup: each step journaled before it is made ---
     def _must(self, knob: str, target: dict, new, what: str):
-        if not self.j.change(knob, target, new):
-            raise KpError(f"cannot set up {what} ({target.get('path', '?')}): see the log; nothing left changed")
+        """A setup step: journaled, made, or a one-line error with the journal's reason."""
+        with _captured() as why:
+            ok = self.j.change(knob, target, new)
+        if not ok:
+            raise KpError(f"cannot set up {what}: {why[-1] if why else target.get('path', '?')}; "
+                          "nothing left changed")
 
     def open(self) -> "SwapLab":
         self.kind, root = memcg_backend()
@@ -134,10 +159,11 @@ class SwapLab:
         """v1: memory.limit_in_bytes (the kernel reclaims down to it, or refuses: False);
         v2: memory.high. Journaled: the old value comes back on exit."""
         nbytes = max(int(nbytes) // 4096 * 4096, 4096)
-        ok = self.j.change("file", {"path": str(self.limit_file())}, str(nbytes))
-        if setup and not ok:
-            raise KpError(f"cannot set {self.limit_file()}: see the log; nothing left changed")
-        return ok
+        if setup:
+            self._must("file", {"path": str(self.limit_file())}, str(nbytes), "the memory limit")
+            return True
+        with _captured():  # refused steps are counted by the caller, not logged line by line
+            return self.j.change("file", {"path": str(self.limit_file())}, str(nbytes))
 
     def reclaim(self, nbytes: int) -> bool:
         """v2 memory.reclaim (a one-shot request, nothing to restore); False where absent."""

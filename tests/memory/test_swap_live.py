@@ -1,0 +1,189 @@
+"""Live swap controllers on this host: a short run of each config, and everything (zram, swap,
+cgroups, limits) restored on every exit path: normal, exception, SIGTERM, SIGKILL (guardian),
+a cgroup that vanishes mid-run; bad input is one line with nothing left changed."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from kernelpilot.agent.journal import Journal
+from kernelpilot.errors import KpError
+from kernelpilot.memory import reclaim as R, swaprun
+from kernelpilot.memory.live import HELPER_C, build_c
+from kernelpilot.memory.swaplab import V1_ROOT, SwapLab, pressure_root
+from kernelpilot.memory.workloads import LiveWorkload
+
+KPILOT = str(Path(sys.executable).with_name("kpilot"))
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="live swap experiments need root")
+
+
+def _need():
+    if not Path("/sys/class/zram-control/hot_add").exists():
+        pytest.skip("zram-control is not available on this kernel")
+    if not (V1_ROOT / "memory.limit_in_bytes").exists():
+        pytest.skip("cgroup-v1 memory controller is not mounted")
+
+
+def _state():
+    swaps = [l.split()[0] for l in Path("/proc/swaps").read_text().splitlines()[1:]]
+    zram = sorted(p.name for p in Path("/sys/block").glob("zram*"))
+    cgs = sorted(p.name for p in V1_ROOT.glob("kpilot-*"))
+    pr = pressure_root()
+    v2 = sorted(p.name for p in pr.glob("kpilot-*")) if pr else []
+    return swaps, zram, cgs, v2
+
+
+def _wait_state(want, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _state() != want:
+        time.sleep(0.1)
+    return _state()
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    exe = build_c(HELPER_C, tmp_path, "kp_hotcold")
+    return LiveWorkload("tiny", [str(exe), "48", "20", "3000"], 32, "48 MB hot/cold, 3000 rounds")
+
+
+def _journal(tmp_path):
+    return Journal("test-swap", enforce=True, directory=tmp_path / "run")
+
+
+def test_short_run_each_config_then_restored(tmp_path, tiny):
+    _need()
+    before = _state()
+    pred = R.RefaultPredictor()
+    with _journal(tmp_path) as j:
+        lab = SwapLab(j, 32, 128).open()
+        assert lab.psi_cg is not None or lab.notes
+        runs = {c: swaprun.run_config(lab, tiny, c, pred if c == "kernelpilot" else None) for c in swaprun.CONFIGS}
+        assert _state() != before  # set up for real
+    assert _state() == before
+    for c, r in runs.items():
+        assert r["exit_code"] == 0, (c, r)
+        assert r["major_faults"] > 0 and r["refaults"] > 0  # the limit really forced swapping
+        assert 0 < r["mean_usage_mb"] <= 32 + 1
+    kp = runs["kernelpilot"]
+    assert kp["labels"] > 0  # it learned from what went out and what came back
+    assert pred.history_ and not np_all_unknown(pred.history_)
+
+
+def np_all_unknown(hist):
+    return all((h == R.UNKNOWN).all() for h in hist.values())
+
+
+def test_exception_restores(tmp_path):
+    _need()
+    before = _state()
+    bad = LiveWorkload("bad", ["/nonexistent-kpilot-cmd"], 32, "")
+    with pytest.raises(KpError, match="cannot run"):
+        with _journal(tmp_path) as j:
+            lab = SwapLab(j, 32, 64).open()
+            swaprun.run_config(lab, bad, "kernelpilot", R.RefaultPredictor())
+    assert _state() == before
+
+
+def test_cgroup_vanishing_mid_run_is_one_error_and_restored(tmp_path):
+    _need()
+    before = _state()
+    wl = LiveWorkload("sleep", [sys.executable, "-c", "import time; time.sleep(1.5)"], 32, "")
+    with _journal(tmp_path) as j:
+        lab = SwapLab(j, 32, 64).open()
+
+        def vanish():  # someone else empties and removes the group while the program runs
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not lab.pids():
+                time.sleep(0.02)
+            for p in lab.pids():
+                (V1_ROOT / "tasks").write_text(f"{p}\n")
+            lab.cg.rmdir()
+        t = threading.Thread(target=vanish)
+        t.start()
+        with pytest.raises(KpError, match="vanished mid-run"):
+            swaprun.run_config(lab, wl, "senpai")
+        t.join()
+    assert _state() == before
+
+
+def _start_cli(tmp_path, before):
+    env = dict(os.environ, KPILOT_RUN_DIR=str(tmp_path / "run"))
+    p = subprocess.Popen([KPILOT, "memory", "live", "reclaim", "--workload", "hotcold", "--config", "kernel",
+                          "--enforce", "--json"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(c.startswith("kpilot-swap") for c in _state()[2]):
+        time.sleep(0.05)
+    assert any(c.startswith("kpilot-swap") for c in _state()[2]), "experiment never set up"
+    assert len(_state()[0]) > len(before[0])  # our zram swap is on
+    return p
+
+
+def test_sigterm_restores(tmp_path):
+    _need()
+    before = _state()
+    p = _start_cli(tmp_path, before)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode != 0
+    assert "Traceback" not in err
+    assert _state() == before
+
+
+def test_sigkill_guardian_restores(tmp_path):
+    _need()
+    before = _state()
+    p = _start_cli(tmp_path, before)
+    cg = next(V1_ROOT / c for c in _state()[2] if c.startswith("kpilot-swap"))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (cg / "cgroup.procs").read_text().split():
+        time.sleep(0.02)  # the workload has started
+    kids = (cg / "cgroup.procs").read_text().split()
+    p.kill()
+    p.wait(10)
+    for k in kids:  # the orphaned workload: ours to end
+        try:
+            os.kill(int(k), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert _wait_state(before) == before  # the guardian replayed the journal
+    assert not list((tmp_path / "run").glob("journal-*.jsonl"))
+
+
+def _cli(*args, env=None):
+    return subprocess.run([KPILOT, "memory", "live", "reclaim", *args], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, **(env or {})))
+
+
+def _one_line(r, text):
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    assert text in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_bad_input_through_cli(tmp_path):
+    _need()
+    before = _state()
+    _one_line(_cli("--workload", "nope", "--enforce"), "unknown workload 'nope'")
+    _one_line(_cli("--config", "nope"), "unknown config 'nope'")
+    _one_line(_cli("--reps", "0", "--enforce"), "--reps must be > 0")
+    # no memory controller: checked before anything is made
+    _one_line(_cli("--enforce", env={"KPILOT_MEMCG_ROOT": str(tmp_path / "none"),
+                                     "KPILOT_RUN_DIR": str(tmp_path / "run")}), "no memory controller")
+    assert _state() == before
+    # no zram module: the swap already on, if any (a stated fallback), else one line
+    if len(Path("/proc/swaps").read_text().splitlines()) == 1:
+        _one_line(_cli("--enforce", env={"KPILOT_ZRAM_CONTROL": str(tmp_path / "none"),
+                                         "KPILOT_RUN_DIR": str(tmp_path / "run")}), "no zram")
+    assert _state() == before
+    # an unwritable limit knob (a memory root whose limit file cannot be written): zram undone
+    fake = tmp_path / "memcg"
+    (fake / "memory.limit_in_bytes").mkdir(parents=True)
+    r = _cli("--enforce", env={"KPILOT_MEMCG_ROOT": str(fake), "KPILOT_RUN_DIR": str(tmp_path / "run")})
+    _one_line(r, "cannot set")
+    assert _state() == before
