@@ -14,6 +14,7 @@ def register(app: typer.Typer) -> None:
     def aipath(cmd: list[str] = typer.Argument(None, help="after --: the AI program to trace (children followed)"),
                demo: bool = typer.Option(False, "--demo", help="trace kernelpilot's small PyTorch training run"),
                steps: int = typer.Option(20, "--steps", help="training steps of --demo"),
+               device: str = typer.Option("cpu", "--device", help="PyTorch device of --demo: cpu, cuda, cuda:1 ..."),
                trace: Path = typer.Option(None, "--from", help="analyse a recorded trace instead of running"),
                keep: Path = typer.Option(None, "--keep", help="also write the raw trace (Parquet) here"),
                output: Path = typer.Option(None, "-o", "--output", help="write the JSON result here (for kpilot report)"),
@@ -33,6 +34,8 @@ def register(app: typer.Typer) -> None:
             raise KpError("give exactly one of: -- CMD, --demo, --from TRACE")
         if steps < 1:
             raise KpError("--steps must be at least 1")
+        if device != "cpu" and not demo:
+            raise KpError("--device applies to --demo only")
         if uprobes is not None:
             from kernelpilot.aipath.uprobes import parse_specs
             parse_specs(uprobes)  # a malformed spec fails before anything runs
@@ -44,12 +47,14 @@ def register(app: typer.Typer) -> None:
             result = analyse_events(ev, meta.get("command"))
             result.update(source=meta.get("source"), dropped=meta.get("dropped", 0))
         else:
-            argv = demo_command(steps) if demo else list(cmd)
+            argv = demo_command(steps, device) if demo else list(cmd)
             if demo:
                 try:
-                    import torch  # noqa: F401
+                    import torch
                 except ImportError:
                     raise KpError("--demo needs PyTorch: .venv/bin/pip install torch") from None
+                if device.startswith("cuda") and not torch.cuda.is_available():
+                    raise KpError(f"--device {device}: this PyTorch sees no CUDA GPU (torch {torch.__version__})")
             from kernelpilot.report.progress import progress
             with progress("tracing " + Path(argv[0]).name, disable=json_out) as bar:
                 result = trace_ai(argv, source=source, keep=str(keep) if keep else None, quiet=json_out,

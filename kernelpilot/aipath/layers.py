@@ -91,12 +91,13 @@ PHASE_COLUMNS = (("syscalls", 1, "count"), ("blocked s", 1, "time_s"), ("faults"
 
 def render(result: dict, console) -> None:
     """The path top to bottom (whole run), then one row per phase."""
+    from rich.markup import escape
     from rich.table import Table
     console.print(f"[bold]AI path of[/] {' '.join(result.get('command') or ['(trace)'])}  "
                   f"[dim]{result['seconds']:.2f} s, {result['events']:,} events, source {result.get('source')}[/]")
     for i, layer in enumerate(result["layers"]):
         console.print(f"[bold cyan]{layer['name']:>18}[/] | {_cell(layer)}")
-        console.print(f"{'':>18} | [dim]{_detail_line(layer)}[/]")
+        console.print(f"{'':>18} | [dim]{escape(_detail_line(layer))}[/]")
         if i + 1 < len(result["layers"]):
             console.print(f"{'':>18} v")
     t = Table(title="per phase")

@@ -31,8 +31,8 @@ def vmstat() -> dict:
     return out
 
 
-def demo_command(steps: int = 20) -> list[str]:
-    return [sys.executable, str(Path(__file__).with_name("workload.py")), str(steps)]
+def demo_command(steps: int = 20, device: str = "cpu") -> list[str]:
+    return [sys.executable, str(Path(__file__).with_name("workload.py")), str(steps), device]
 
 
 def _start_probe(source: str, uprobe_spec: str | None, default_uprobes: bool, notes: list[str]):

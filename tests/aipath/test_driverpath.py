@@ -195,3 +195,17 @@ def test_flow_diagram_names_the_calls():
     from kernelpilot.report.flow import flow_svg
     svg = flow_svg(res)
     assert "cuLaunchKernel 900" in svg and "cuMemAlloc_v2" not in svg  # functions never called are left out
+
+
+@pytest.mark.parametrize("args,msg", [(("--demo", "--device", "cuda"), "this PyTorch sees no CUDA GPU"),
+                                      (("--device", "cuda", "--", "/bin/true"), "--device applies to --demo only")])
+def test_device_option_bad_input(args, msg):
+    from tests.conftest import run_kpilot
+    try:
+        import torch
+        if torch.cuda.is_available() and "--demo" in args:
+            pytest.skip("this host has a CUDA GPU")
+    except ImportError:
+        pytest.skip("PyTorch not installed")
+    p = run_kpilot("aipath", *args)
+    assert p.returncode == 2 and msg in p.stderr and "Traceback" not in p.stderr
