@@ -29,6 +29,7 @@ class Target:
     suffix: str       # the loaders pick formats by suffix
     load: Callable    # path -> object (raises KpError on bad input)
     use: Callable | None = None  # object -> None: what a consumer does with an accepted file
+    lenient: bool = False  # reads what it can by design (a journal torn by a crash): never rejects
 
 
 # --- models --------------------------------------------------------------------------------------
@@ -181,7 +182,7 @@ TARGETS = {t.name: t for t in [
     Target("trace-strace", "text", ".strace", _strace),
     Target("trace-adfa", "text", ".txt", _adfa),
     Target("security-normal", "text", ".log", _security_normal),
-    Target("journal", "jsonl", ".journal", _journal),
+    Target("journal", "jsonl", ".journal", _journal, lenient=True),
     Target("config-toml", "text", ".toml", _config),
     Target("bench-results", "json", ".json", _results, _use_results),
 ]}
