@@ -150,3 +150,16 @@ def test_a_process_gone_before_attach_is_a_note(built):
         assert probe.uprobe_stats() == {}
     finally:
         probe.close()
+
+
+def test_bench_uprobe_cost_counts_every_call():
+    need_root()
+    if not shutil.which("gcc"):
+        pytest.skip("no gcc")
+    from kernelpilot.bench.aipath import uprobe_cost
+    r = uprobe_cost(quick=True)
+    assert r["calls_counted"] == {"entry probe": r["calls_per_run"], "entry + return probes": r["calls_per_run"]}
+    assert r["counts_exact"] is True
+    assert set(r["ns_per_call"]) == {"unprobed", "entry probe", "entry + return probes"}
+    assert all(v > 0 for v in r["probe_cost_ns_per_call"].values())  # a trap costs more than the function
+    assert all(v and v > 0 for v in r["bpf_program_ns_per_call"].values())
