@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 class Incident:
     id: int
     pid: int
-    exe: str
+    program: str
     first_ns: int
     last_ns: int
     windows: int = 0
@@ -32,17 +32,17 @@ class Incidents:
         self.n = 0
         self.lines = 0
 
-    def add(self, pid: int, exe: str, what: str, ts_ns: int, count: int = 1,
+    def add(self, pid: int, program: str, what: str, ts_ns: int, count: int = 1,
             last_ns: int | None = None) -> tuple[Incident, bool]:
         """Fold count hits (the first at ts_ns, the last at last_ns) in; returns the incident and
         whether the first hit gets an alert line."""
-        key = (pid, exe)
+        key = (pid, program)
         inc = self.open.get(key)
         if inc is not None and ts_ns - inc.last_ns > self.cooldown_ns:
             inc = None  # cooled down: expire() has not run yet, but this is a new incident
         if inc is None:
             self.n += 1
-            inc = self.open[key] = Incident(self.n, pid, exe, ts_ns, ts_ns)
+            inc = self.open[key] = Incident(self.n, pid, program, ts_ns, ts_ns)
         inc.last_ns = max(inc.last_ns, ts_ns)
         inc.hits[what] = inc.hits.get(what, 0) + 1
         if what == "model":

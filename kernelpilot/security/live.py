@@ -305,9 +305,9 @@ class Watcher:
         # positions whose 6-gram is whole: all of a record from a trace start, else past the first 5
         first = np.where(recs["count"] <= CTX, CTX - n, sc.n - 1)
         whole = np.arange(CTX)[None, :] >= first[:, None]
-        for exe, rows in self._by_program(recs, ts, cinv, comms).items():
+        for prog, rows in self._by_program(recs, ts, cinv, comms).items():
             comm = comms[cinv[rows[0]]]
-            prof = self.profiles.get(exe, int(ts[rows].min()))
+            prof = self.profiles.get(prog, int(ts[rows].min()))
             known = progs is not None and self._known(comm)
             if self.profiles.learning(prof, known, int(ts[rows].max())):
                 self.profiles.learn(prof, sc.grams(ids[rows])[whole[rows]], len(rows))
@@ -339,7 +339,7 @@ class Watcher:
                 mine = np.flatnonzero(pids == pid)
                 j = mine[np.argmin(ts[rows[mine]])]
                 i = rows[j]
-                inc, line = self.incidents.add(int(pid), exe, "model", int(ts[i]), len(mine), int(ts[rows[mine]].max()))
+                inc, line = self.incidents.add(int(pid), prog, "model", int(ts[i]), len(mine), int(ts[rows[mine]].max()))
                 if not line:  # folded into an open incident: counted, no line to build
                     continue
                 a = recs[i]
@@ -367,7 +367,7 @@ class Watcher:
         return k
 
     def _by_program(self, recs, ts, cinv, comms) -> dict[str, np.ndarray]:
-        """Row indices per program (exe); a pid that exec'd meanwhile is resolved per row."""
+        """Row indices per program (procinfo.Proc.program); a pid that exec'd meanwhile is resolved per row."""
         pids = recs["tgid"]
         order = np.argsort(pids, kind="stable")
         cuts = np.flatnonzero(np.diff(pids[order])) + 1
@@ -377,11 +377,9 @@ class Watcher:
             runs = self.procs.procs.get(pid)
             if runs is not None and len(runs) > 1:
                 for i in rows:
-                    p = self.procs.get(pid, int(ts[i]))
-                    groups.setdefault(p.exe or f"[{comms[cinv[i]]}]", []).append(np.array([i]))
+                    groups.setdefault(self.procs.get(pid, int(ts[i])).program, []).append(np.array([i]))
                 continue
-            p = self.procs.get(pid)
-            groups.setdefault(p.exe or f"[{comms[cinv[rows[0]]]}]", []).append(rows)
+            groups.setdefault(self.procs.get(pid).program, []).append(rows)
         return {k: np.sort(np.concatenate(v)) for k, v in groups.items()}
 
     def _calls(self, a) -> list[str]:
@@ -389,7 +387,7 @@ class Watcher:
 
     def _fire(self, pid, tid, ts, cgroup_id, comm, what, extra) -> dict | None:
         p = self.procs.get(pid, ts)
-        inc, line = self.incidents.add(pid, p.exe or f"[{comm}]", what, ts)
+        inc, line = self.incidents.add(pid, p.program, what, ts)
         return self._line(inc, pid, tid, ts, cgroup_id, comm, what, extra) if line else None
 
     def _line(self, inc, pid, tid, ts, cgroup_id, comm, what, extra) -> dict:
@@ -399,7 +397,7 @@ class Watcher:
         extra.pop("uid", None)
         alert = {"event": "alert", "time": self.rfc3339(ts), "host": self.host, "incident": inc.id,
                  "fired": what, "incident_fired": list(inc.fired), "windows": inc.windows,
-                 "pid": pid, "ppid": p.ppid, "tid": tid, "uid": uid, "comm": comm, "exe": exe,
+                 "pid": pid, "ppid": p.ppid, "tid": tid, "uid": uid, "comm": comm, "exe": exe, "program": p.program,
                  "cmdline": p.cmdline, "parents": self.procs.chain(pid, ts), "cgroup": p.cgroup,
                  "cgroup_id": cgroup_id, "ts": ts}
         if what != "model":  # the agent and older readers expect these on every alert
@@ -413,7 +411,7 @@ class Watcher:
 
     def _end(self, inc) -> dict:
         return {"event": "incident_end", "time": self.rfc3339(inc.last_ns), "host": self.host, "incident": inc.id,
-                "pid": inc.pid, "exe": inc.exe, "fired": inc.fired, "windows": inc.windows, "hits": inc.hits,
+                "pid": inc.pid, "program": inc.program, "fired": inc.fired, "windows": inc.windows, "hits": inc.hits,
                 "seconds": round((inc.last_ns - inc.first_ns) / 1e9, 3)}
 
     def stats(self) -> dict:
@@ -480,7 +478,7 @@ def _watch(model_path, enforce, action, allow, duration, json_out, confirm, out,
                           f"[{a['cmdline'][:60]}] score {a['score']} > {a['threshold']} {a.get('action', '')}"),
                           highlight=False)
             else:
-                err.print(escape(f"incident #{a['incident']} pid {a['pid']} {a['exe']} ended: {a['hits']} in "
+                err.print(escape(f"incident #{a['incident']} pid {a['pid']} {a['program']} ended: {a['hits']} in "
                                  f"{a['seconds']} s"), highlight=False)
 
     def flush():

@@ -5,11 +5,14 @@ longer has. Several execs of one pid are kept, so a window is matched to the pro
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 CHAIN_MAX = 32       # parent chain depth kept in an alert
 KEEP_GONE_S = 300.0  # an exited process's entry is kept this long (late windows, children's chains)
+# an interpreter runs many programs: its program is the interpreter and what it runs
+INTERPRETER = re.compile(r"(python|perl|ruby|php|node|bash|dash|sh|zsh)[0-9.]*$")
 
 
 @dataclass
@@ -24,6 +27,29 @@ class Proc:
     since_ns: int = 0      # monotonic ns of the exec (0: running before we saw it)
     gone_ns: int = 0
     meta: dict = field(default_factory=dict)
+
+    @property
+    def program(self) -> str:
+        """What the profiles and incidents know a program by: its exe; for an interpreter, the exe
+        and its script (`-m module`, `-c` for inline code, or the first argument)."""
+        key = self.meta.get("program")
+        if key is None:
+            key = self.meta["program"] = program_key(self.exe or f"[{self.comm}]", self.cmdline)
+        return key
+
+
+def program_key(exe: str, cmdline: str) -> str:
+    if not INTERPRETER.match(os.path.basename(exe)):
+        return exe
+    argv = cmdline.split()
+    for i, a in enumerate(argv[1:], 1):
+        if a == "-m" and i + 1 < len(argv):
+            return f"{exe} -m {argv[i + 1]}"
+        if a == "-c":
+            return f"{exe} -c"
+        if not a.startswith("-"):
+            return f"{exe} {a}"
+    return exe
 
 
 def _read(path: str) -> bytes | None:

@@ -38,7 +38,7 @@ def argv_of(ev) -> str:
 class Rules:
     def __init__(self, procs: ProcTable, profiles: LiveProfiles):
         self.procs, self.profiles = procs, profiles
-        self.servers: dict[int, str] = {}           # tgid -> exe of processes listening/accepting on inet
+        self.servers: dict[int, str] = {}           # tgid -> program of processes listening/accepting on inet
         self.renames: dict[int, deque] = {}         # tid -> (ts, writes) of its recent renames
         self.counts = {r: 0 for r in RULES}
 
@@ -74,12 +74,12 @@ class Rules:
             self.servers.pop(pid, None)
             return []
         p = self.procs.get(pid, ts)
-        exe = p.exe or _s(ev["comm"])
+        exe = p.program
         if kind == EV_SERVER:
             self.servers[pid] = exe
             return []
         if kind == EV_SHADOW:
-            if self._fires("shadow_read", "shadow", exe, ts, os.path.basename(exe) in SHADOW_READERS):
+            if self._fires("shadow_read", "shadow", exe, ts, os.path.basename(p.exe) in SHADOW_READERS):
                 return [self._hit("shadow_read", ev, {"path": _s(ev["path"])})]
         elif kind == EV_SETID:
             if self._fires("setid_process", "setid", exe, ts):
@@ -104,7 +104,7 @@ class Rules:
             if a in self.servers:
                 if self._fires("shell_from_server", "spawns_shell", self.servers[a], int(ev["ts"])):
                     return [self._hit("shell_from_server", ev, {"shell": name, "server_pid": a,
-                                                                "server_exe": self.servers[a], "levels_up": i})]
+                                                                "server_program": self.servers[a], "levels_up": i})]
                 return []
             if i and os.path.basename(self.procs.get(a).exe) in SHELLS:
                 return []  # below another shell: that one was the spawned shell

@@ -120,3 +120,29 @@ def test_release_bad_pid():
     assert r.returncode != 0 and "no process 999999999" in r.stderr and "Traceback" not in r.stderr
     r = kpilot("security", "release", str(os.getpid()))
     assert r.returncode != 0 and "not frozen" in r.stderr
+
+
+def test_batch_confirm_scores_equal_the_detector(model_file):
+    """Stage 2 scores a ring batch at once (right-aligned hashes, one search): every record's
+    score equals the detector's last-window score on that record's calls."""
+    need_root_ebpf()
+    from kernelpilot.security.confirm import BatchScorer
+    from kernelpilot.security.features import ngram_hashes
+    from kernelpilot.security.model import SecurityModel
+    from kernelpilot.security.syscalls import number_to_name
+    m = SecurityModel.load(model_file)
+    k = KernelStage(m, threshold=-1)
+    try:
+        subprocess.run(["sh", "-c", "for i in 1 2 3; do ls -la /usr >/dev/null; true; done"], check=True)
+        recs = k.ring.drain()
+    finally:
+        k.close()
+    stide, names = m.detectors["stide"], number_to_name("x86_64")
+    sc = BatchScorer(m, stide)
+    h, n = sc.hashes(recs["calls"], recs["count"])
+    s2 = sc.share(sc.novel(h[:, -32:], sc.table), sc.window_mask(n))
+    assert (recs["count"] < CTX).any() and (recs["count"] >= CTX).any()  # both layouts checked
+    for i, a in enumerate(recs):
+        seq = m.vocab.encode([names.get(int(c), "unknown") for c in a["calls"][:int(n[i])]])
+        assert (h[i, CTX - len(seq):] == ngram_hashes(seq, stide.n)).all()
+        assert s2[i] == pytest.approx(float(stide.window_scores(seq)[-1]), abs=1e-12)
