@@ -19,7 +19,6 @@ IOCTL_DTYPE = np.dtype([("ts", "<u8"), ("dur_ns", "<u8"), ("pid", "<u4"), ("tgid
                         ("fd", "<i4"), ("rdev", "<u8"), ("ino", "<u8"), ("ret", "<i8"), ("mode", "<u4"), ("_pad", "<u4"),
                         ("arg", "u1", ARG_BYTES)])
 assert IOCTL_DTYPE.itemsize == 96  # struct ap_ioctl
-USTAT = struct.Struct("<4Q")  # struct ap_ustat: calls, returns, bytes, ns
 ACCEL_NAMES = ("nvidia", "drm", "accel", "kfd", "neuron", "habanalabs")
 
 
@@ -95,7 +94,7 @@ class AipathProbe:
         return int.from_bytes(raw[:8], "little") if raw else 0
 
     def uprobe_stats(self) -> dict[tuple[int, int], tuple[int, int, int, int]]:
-        """{(target index, phase index): (calls, returns, bytes, ns)} summed over CPUs."""
+        """{(target index, phase index): (calls, returns, bytes, ns)} summed over CPUs (struct ap_ustat)."""
         if "ap_ustats" not in self.obj.maps or not self.targets:
             return {}
         m = self.obj.map("ap_ustats")

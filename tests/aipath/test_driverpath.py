@@ -130,6 +130,15 @@ PROG = textwrap.dedent("""
             fcntl.ioctl(l, 0x4C05, bytearray(232))  # LOOP_GET_STATUS64: ENXIO on an unbound loop device
         except OSError:
             pass
+    for node in ("/dev/dri/renderD128", "/dev/dri/card0"):
+        try:
+            d = os.open(node, os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            fcntl.ioctl(d, 0xC0406400, bytearray(64))  # DRM_IOCTL_VERSION
+        except OSError:
+            pass
     mark("done")
 """)
 
@@ -156,6 +165,9 @@ def test_real_ioctls_named_per_device_and_phase(live_run):
     phase = {p["name"]: p for p in r["phases"]}["ioctls"]["layers"][5]["detail"]["files"]
     assert phase["/dev/null"]["ioctls_by_name"]["TIOCGWINSZ"]["count"] == 5
     assert r["ioctl_names"]["named"] == r["ioctl_names"]["decoded"]
+    for node in ("/dev/dri/renderD128", "/dev/dri/card0"):  # only where this host has a DRM device
+        if node in files:
+            assert files[node]["family"] == "drm" and "DRM_IOCTL_VERSION" in files[node]["ioctls_by_name"]
 
 
 def test_probe_copies_argument_bytes_for_chosen_majors():
