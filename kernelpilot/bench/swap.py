@@ -7,7 +7,8 @@
    key-value server) under its memory limit with zram swap: the kernel alone, a Senpai-style
    pressure controller, and kernelpilot (learned reclaimer + cold pusher). Repetitions are
    interleaved (the order rotates each round); kernelpilot has one unscored history run first.
-   Reported per config: median run time, mean cgroup usage, major faults, refaults, PSI, spread.
+   Reported per config: median run time, mean cgroup usage, major faults (the program's own and
+   the cgroup's), refaults, PSI, spread.
 """
 from __future__ import annotations
 
@@ -23,7 +24,12 @@ def _targets(w: dict) -> dict:
     hc = w.get("hotcold", {}).get("summary", {}).get("kernelpilot")
     out = {}
     if hc:
-        out["hotcold_major_faults_le_0.8x"] = {"value": hc["major_fault_ratio"], "met": hc["major_fault_ratio"] <= 0.8}
+        # the program's own major faults (wait4 rusage, as `kpilot memory live swap` reports), and
+        # the cgroup's (memory.stat pgmajfault: with the swap-ins the agent makes ahead of it)
+        pr = hc["program_major_fault_ratio"]
+        out["hotcold_major_faults_le_0.8x"] = {"value": pr, "met": pr <= 0.8,
+                                               "cgroup_value": hc["major_fault_ratio"],
+                                               "cgroup_met": hc["major_fault_ratio"] <= 0.8}
         out["hotcold_speed_ge_1.0x"] = {"value": hc["speed_ratio"], "met": hc["speed_ratio"] >= 1.0}
     rows = {n: v["summary"] for n, v in w.items() if "kernelpilot" in v["summary"]}
     if rows:

@@ -205,14 +205,18 @@ def measure_accuracy(n_pages: int = 4096, intervals: int = 8, frac: float = 0.1,
     """A child touches a known random set of its pages per interval (half read, half written);
     each signal's precision/recall of 'accessed in this interval' against that set. Before each
     interval a random `pageout_frac` of the pages is pushed out (MADV_PAGEOUT) so the refault
-    signal can be scored: a zram swap device is made for the run when no swap is on."""
-    from kernelpilot.memory.live import SYS_pidfd_open, Zram, build_c, libc, pageout
+    signal can be scored: a zram swap device is made for the run (journaled) when no swap is on."""
+    from kernelpilot.agent.journal import Journal
+    from kernelpilot.memory.live import SYS_pidfd_open, build_c, libc, pageout
+    from kernelpilot.memory.swaplab import must_change, zram_swap
     if os.geteuid() != 0:
         raise CapabilityError("the page signal needs root (/proc/kpageflags, clear_refs)")
     rng = np.random.default_rng(seed)
     swap_on = len(Path("/proc/swaps").read_text().splitlines()) > 1
     with tempfile.TemporaryDirectory(prefix="kpilot-signal-") as d, \
-            (contextlib.nullcontext() if swap_on else contextlib.closing(Zram(n_pages * PAGE * 2 >> 20 or 1))):
+            Journal("memory-signal", enforce=not swap_on) as j:
+        if not swap_on:
+            zram_swap(j, max(n_pages * PAGE * 2 >> 20, 1), must_change(j))
         exe = build_c(TOUCHER_C, Path(d), "kp_toucher")
         p = subprocess.Popen([str(exe), str(n_pages)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         sig = None

@@ -41,6 +41,7 @@ class Obs:
     pressure: float
     refaults: int
     ceiling: int = 1 << 62  # the workload's own limit: no controller goes above it
+    anon: int = 0           # anonymous memory (resident + swapped) of the group
 
 
 class KernelOnly:
@@ -77,8 +78,9 @@ class LearnedReclaimer:
     the steps still open (newest first) and fold, when a step closes, into the EWMA of its
     bucket: refaults per reclaimed page. The next step is taken where the predicted rate (the
     bucket's, or the deepest seen below it, since deeper memory is no colder) is under `budget`;
-    its size shrinks as the prediction nears the budget. While the program grows (usage up by
-    more than `grow` of the peak in an interval) it holds: that memory is new, not cold."""
+    its size shrinks as the prediction nears the budget. While the program allocates (anonymous
+    memory up by more than `grow` of the peak in an interval: its phase) it holds: that memory is
+    new, not cold. Page cache growing (files read once) does not hold it."""
     name = "kernelpilot"
 
     def __init__(self, budget: float = 0.02, horizon: int = 4, max_step: float = 0.08,
@@ -91,7 +93,7 @@ class LearnedReclaimer:
         self.rate_ = np.full(buckets, np.nan)  # refaults per reclaimed page, per depth bucket
         self.open_: list[list] = []            # [bucket, pages reclaimed, refaults charged, age]
         self.hold_ = 0
-        self.last_usage_ = 0
+        self.last_anon_ = 0
 
     def _bucket(self, depth: float) -> int:
         return int(np.clip(depth * self.buckets, 0, self.buckets - 1))
@@ -125,8 +127,8 @@ class LearnedReclaimer:
         self._learn(o.refaults)
         base = min(o.limit, max(o.usage, self.floor))
         depth = 1 - base / max(o.peak, 1)
-        growing = o.usage - self.last_usage_ > self.grow * o.peak
-        self.last_usage_ = o.usage
+        growing = o.anon - self.last_anon_ > self.grow * o.peak
+        self.last_anon_ = o.anon
         if o.pressure > self.target:  # stalls: back off as Senpai does, remember the depth, hold
             f = min((o.pressure / self.target - 1) / self.coeff_backoff, 1.0)
             b = self._bucket(depth)
@@ -253,9 +255,9 @@ class ColdPusher:
     BLOCK = 64
 
     def __init__(self, predictor: RefaultPredictor | None = None, horizon: int = 6, keep: float = 0.5,
-                 decay: float = 1.0, seed: int = 0):
+                 back: float = 0.8, decay: float = 1.0, seed: int = 0):
         self.model = predictor or RefaultPredictor()
-        self.horizon, self.keep, self.decay = horizon, keep, decay
+        self.horizon, self.keep, self.back, self.decay = horizon, keep, back, decay
         self.rng = np.random.default_rng(seed)
         self.regions: dict[tuple, _Region] = {}
         self.t = 0
@@ -313,7 +315,7 @@ class ColdPusher:
                 idx = np.flatnonzero(present & (r.pushed_at < 0))
                 idx = idx[np.argsort(p[idx] + self.rng.random(len(idx)) * 1e-6, kind="stable")]
                 cold.append((p[idx], a + idx * PAGE, r, idx, X[idx]))
-                hp = np.flatnonzero(p >= self.keep)
+                hp = np.flatnonzero((present & (p >= self.keep)) | (swapped & (p >= self.back)))
                 hot.append((p[hp], a + hp * PAGE))
         if y_all:
             X, y = np.concatenate(X_all), np.concatenate(y_all)
@@ -323,7 +325,7 @@ class ColdPusher:
         self._cold[pid] = cold
         hp = np.concatenate([h[0] for h in hot]) if hot else np.zeros(0)
         ha = np.concatenate([h[1] for h in hot]) if hot else np.zeros(0, np.int64)
-        self._hot[pid] = ha[np.argsort(-hp, kind="stable")].tolist()
+        self._hot[pid] = ha[np.argsort(-hp, kind="stable")]
         self.t += 1
         return back_total
 
@@ -366,11 +368,12 @@ class ColdPusher:
         return len(order)
 
     def keep_hot(self, pid: int, pages: int) -> int:
-        """Touch (process_vm_readv, one byte a page) the `pages` pages likeliest back: the
-        kernel's reclaim sees them referenced and takes others, and one that is out comes back
-        in the agent's time, not the program's. Returns the pages touched."""
-        hot = sorted((self._hot.get(pid) or [])[:max(pages, 0)])
-        if hot:
+        """Touch (process_vm_readv, one byte a page) the `pages` pages likeliest back: present
+        ones with P >= keep (the kernel's reclaim sees them referenced and takes others) and out
+        ones with P >= back (they come back in the agent's time, not the program's)."""
+        hot = self._hot.get(pid)
+        hot = np.sort(hot[:max(pages, 0)]) if hot is not None else []
+        if len(hot):
             self.brought_back += touch(pid, hot)
         return len(hot)
 
@@ -395,15 +398,16 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.process_vm_readv.restype = ctypes.c_ssize_t
 
 
-def touch(pid: int, addrs: list[int]) -> int:
+def touch(pid: int, addrs) -> int:
     """Read one byte of each page of pid at addrs (process_vm_readv, 1024 pages a call)."""
     done = 0
     buf = ctypes.create_string_buffer(1024)
+    iov = np.ones((len(addrs), 2), np.uint64)  # struct iovec {base, len = 1}
+    iov[:, 0] = np.asarray(addrs, np.uint64)
     for i in range(0, len(addrs), 1024):
-        part = addrs[i:i + 1024]
+        part = iov[i:i + 1024]
         loc = _Iov(ctypes.cast(buf, ctypes.c_void_p), len(part))
-        rem = (_Iov * len(part))(*[_Iov(a, 1) for a in part])
-        r = _libc.process_vm_readv(pid, ctypes.byref(loc), 1, rem, len(part), 0)
+        r = _libc.process_vm_readv(pid, ctypes.byref(loc), 1, part.ctypes.data_as(ctypes.c_void_p), len(part), 0)
         if r < 0:
             raise ProcessLookupError(pid)
         done += r

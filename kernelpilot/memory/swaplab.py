@@ -76,6 +76,32 @@ def read_pressure(path: Path) -> int:
     raise KpError(f"{path}: no 'some' line")
 
 
+def zram_swap(journal, mb: int, must) -> tuple[str | None, str | None]:
+    """A zram swap device, journaled (hot_add, disksize + mkswap, swapon): (device, None); with no
+    zram module, the swap already on: (None, note); with neither, an error."""
+    ctl = zram_control()
+    if (ctl / "hot_add").exists():
+        zid = int((ctl / "hot_add").read_text().strip())
+        dev = f"/dev/zram{zid}"
+        must("zram", {"id": zid, "path": dev}, f"{mb}M", "zram swap")
+        must("swapon", {"dev": dev, "path": dev}, True, "swapon")
+        return dev, None
+    if len(Path("/proc/swaps").read_text().splitlines()) > 1:
+        return None, f"no zram ({ctl}/hot_add missing): using the swap already on"
+    raise CapabilityError(f"no zram ({ctl}/hot_add missing; modprobe zram) and no swap on")
+
+
+def must_change(journal):
+    """A setup step for `journal`: made, or a one-line error with the journal's reason."""
+    def must(knob: str, target: dict, new, what: str):
+        with _captured() as why:
+            ok = journal.change(knob, target, new)
+        if not ok:
+            raise KpError(f"cannot set up {what}: {why[-1] if why else target.get('path', '?')}; "
+                          "nothing left changed")
+    return must
+
+
 class SwapLab:
     """`with SwapLab(journal, limit_mb, zram_mb) as lab:` then run children with
     `preexec=lab.enter`; `lab.set_limit(bytes)`, `lab.usage()`, `lab.stat()`, `lab.pressure_us()`."""
@@ -90,25 +116,13 @@ class SwapLab:
 
     # --- setup: each step journaled before it is made ---
     def _must(self, knob: str, target: dict, new, what: str):
-        """A setup step: journaled, made, or a one-line error with the journal's reason."""
-        with _captured() as why:
-            ok = self.j.change(knob, target, new)
-        if not ok:
-            raise KpError(f"cannot set up {what}: {why[-1] if why else target.get('path', '?')}; "
-                          "nothing left changed")
+        must_change(self.j)(knob, target, new, what)
 
     def open(self) -> "SwapLab":
         self.kind, root = memcg_backend()
-        ctl = zram_control()
-        if (ctl / "hot_add").exists():
-            zid = int((ctl / "hot_add").read_text().strip())
-            self.dev = f"/dev/zram{zid}"
-            self._must("zram", {"id": zid, "path": self.dev}, f"{self.zram_mb}M", "zram swap")
-            self._must("swapon", {"dev": self.dev, "path": self.dev}, True, "swapon")
-        elif len(Path("/proc/swaps").read_text().splitlines()) > 1:
-            self.notes.append(f"no zram ({ctl}/hot_add missing): using the swap already on")
-        else:
-            raise CapabilityError(f"no zram ({ctl}/hot_add missing; modprobe zram) and no swap on")
+        self.dev, note = zram_swap(self.j, self.zram_mb, self._must)
+        if note:
+            self.notes.append(note)
         self.cg = root / self.name
         self._must("mkdir", {"path": str(self.cg)}, True, "memory cgroup")
         self.set_limit(self.limit_mb << 20, setup=True)

@@ -69,12 +69,14 @@ class Driver:
                 if k % CONTROL_EVERY or self.config == "kernel":
                     continue
                 try:
-                    psi, ref = lab.pressure_us(), lab.refaults()
+                    psi, st = lab.pressure_us(), lab.stat()
+                    ref, anon = lab.refaults(st), st.get("rss", st.get("anon", 0)) + st.get("swap", 0)
                 except FileNotFoundError:
                     self.errors.append("the cgroup vanished mid-run: control stopped")
                     return
                 now = time.monotonic()
-                o = R.Obs(usage, limit, peak, (psi - psi0) / 1e6 / max(now - t0, 1e-3), (ref - ref0), ceiling)
+                o = R.Obs(usage, limit, peak, (psi - psi0) / 1e6 / max(now - t0, 1e-3), (ref - ref0), ceiling,
+                          anon)
                 self.obs.append(o)
                 psi0, ref0, t0 = psi, ref, now
                 new = self.ctrl.step(o)
@@ -165,7 +167,8 @@ def summarize(runs: list[dict]) -> dict:
     for c, rows in by.items():
         if not rows:
             continue
-        out[c] = {k: _median(rows, k) for k in ("seconds", "mean_usage_mb", "major_faults", "refaults", "psi_some_ms")}
+        out[c] = {k: _median(rows, k) for k in ("seconds", "mean_usage_mb", "major_faults", "program_major_faults",
+                                                 "refaults", "psi_some_ms")}
         out[c]["spread_seconds"] = [min(r["seconds"] for r in rows), max(r["seconds"] for r in rows)]
         out[c]["spread_mean_usage_mb"] = [min(r["mean_usage_mb"] for r in rows), max(r["mean_usage_mb"] for r in rows)]
     k = out.get("kernel")
@@ -176,6 +179,7 @@ def summarize(runs: list[dict]) -> dict:
                 o["saved_vs_kernel"] = round(1 - o["mean_usage_mb"] / max(k["mean_usage_mb"], 1e-9), 4)
                 o["slowdown"] = round(o["seconds"] / max(k["seconds"], 1e-9) - 1, 4)
                 o["major_fault_ratio"] = round(o["major_faults"] / max(k["major_faults"], 1), 4)
+                o["program_major_fault_ratio"] = round(o["program_major_faults"] / max(k["program_major_faults"], 1), 4)
                 o["speed_ratio"] = round(k["seconds"] / max(o["seconds"], 1e-9), 4)
     return out
 
