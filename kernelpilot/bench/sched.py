@@ -256,6 +256,10 @@ def live_forecast(util, psi) -> dict:
         r["mix_mae"] = float(np.abs(mix.predict(util, ex) - util[8 - 1 + h:]).mean())
         r["mix_mae_ratio_vs_ewma"] = r["mix_mae"] / max(r["ewma_mae"], 1e-12)
         r["trained_on"] = "committed load series (host); tested on this run's live samples"
+        r["series_std"] = float(np.std(util))
+        if r["ewma_mae"] < 1e-4:  # a saturated host: the series is flat, a ratio would be noise
+            r["mae_ratio_vs_ewma"] = r["mix_mae_ratio_vs_ewma"] = None
+            r["note"] = "host load flat (saturated) during the run: nothing to forecast"
         out[f"load_forecast_{h * 100}ms_ahead"] = r
     return out
 

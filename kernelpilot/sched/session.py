@@ -135,20 +135,20 @@ class SessionAgent(Agent):
         return tree_pids(self.roots)
 
     def run(self, duration: float | None) -> None:
-        """As Agent.run, but the interval doubles after `quiet_steps` looks with no new decision
-        (the agent's own CPU), and drops back at the next decision."""
+        """As Agent.run, but the interval doubles after every `quiet_steps` looks with no new
+        decision, up to 4x (the agent's own CPU), and drops back at the next decision."""
         import time
         end = None if duration is None else time.monotonic() + duration
         base, quiet = self.interval, 0
         self.step()
         while end is None or time.monotonic() < end:
-            wait = base * (2 if quiet >= self.quiet_steps else 1)
+            wait = base * min(4, 2 ** (quiet // self.quiet_steps))
             time.sleep(wait if end is None else max(0.0, min(wait, end - time.monotonic())))
             n = len(self.decisions)
             self.step()
             quiet = 0 if len(self.decisions) > n else quiet + 1
 
-    quiet_steps = 6
+    quiet_steps = 4
 
     def _note(self, msg: str):
         self.notes.append(msg)

@@ -1,0 +1,99 @@
+"""The session agent on real processes in sessions of their own: a CPU hog's session gets a higher
+autogroup nice, an interactive task a short EEVDF slice and its session a lower one; all restored
+on exit and after SIGKILL (guardian); the actuation choice and bad input."""
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
+from agent_helpers import ROOT, run_dir, wait_for  # noqa: E402,F401
+
+from kernelpilot.sched import knobs  # noqa: E402
+from kernelpilot.sched.session import choose_actuation, tree_pids  # noqa: E402
+from kernelpilot.sched.live import descendants  # noqa: E402
+
+KPILOT = str(ROOT / ".venv/bin/kpilot")
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to change other tasks' scheduling")
+INTERACTIVE = "import time\nwhile True:\n    time.sleep(0.002); sum(range(300))"
+
+
+def in_session(code):
+    return subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+
+
+def agent(pid, *extra):
+    return subprocess.Popen([KPILOT, "sched", "run", "--enforce", "--actuation", "autogroup", "--pid", str(pid),
+                             "--interval", "0.2", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture
+def hog():
+    p = in_session("while True: pass")
+    yield p
+    p.kill()
+    p.wait()
+
+
+def test_tree_walk_matches_the_full_scan():
+    p = subprocess.Popen(["sh", "-c", "sleep 30 & (sleep 30 & wait) & wait"], start_new_session=True)
+    try:
+        assert wait_for(lambda: len(descendants({p.pid})) == 4, 5)
+        assert tree_pids({p.pid}) == descendants({p.pid})
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+
+
+def test_actuation_choice_follows_the_host():
+    mode, why = choose_actuation()
+    ag = knobs.autogroup_enabled()
+    own = [ln.split(":", 2)[2] for ln in Path("/proc/self/cgroup").read_text().splitlines()
+           if "cpu" in ln.split(":")[1].split(",")]
+    if ag and own and own[0] == "/":
+        assert mode == "autogroup" and "autogroup" in why
+    else:
+        assert mode in ("cgroup", "task")
+
+
+@root_only
+@pytest.mark.parametrize("how", ["duration", "sigkill"])
+def test_hog_session_autogroup_nice_and_restore(hog, run_dir, how):
+    a = agent(hog.pid, *(["--duration", "6"] if how == "duration" else []))
+    assert wait_for(lambda: knobs.autogroup_of(hog.pid)[1] == 10, 30)
+    assert knobs.autogroup_of(os.getpid())[1] == 0  # the agent's own session is never touched
+    if how == "sigkill":
+        a.send_signal(signal.SIGKILL)
+    out, err = a.communicate(timeout=30)
+    assert wait_for(lambda: knobs.autogroup_of(hog.pid)[1] == 0, 10), err
+    assert wait_for(lambda: os.sched_getscheduler(hog.pid) == os.SCHED_OTHER, 5)
+    assert wait_for(lambda: not list(run_dir.glob("*.jsonl")), 5)
+    if how == "duration":
+        assert a.returncode == 0 and "autogroup nice 10" in out and "all changes restored" in out
+
+
+@root_only
+def test_interactive_task_short_slice_and_session_boost(run_dir):
+    ok, why = knobs.slices_supported()
+    p = in_session(INTERACTIVE)
+    try:
+        a = agent(p.pid, "--duration", "8")
+        assert wait_for(lambda: knobs.autogroup_of(p.pid)[1] == -10, 30)
+        if ok:
+            assert wait_for(lambda: knobs.getattr_(p.pid).sched_runtime == 100_000, 5)
+        assert os.getpriority(os.PRIO_PROCESS, p.pid) == -10
+        out, err = a.communicate(timeout=30)
+        assert a.returncode == 0 and "latency-critical" in out, err
+        assert knobs.autogroup_of(p.pid)[1] == 0 and os.getpriority(os.PRIO_PROCESS, p.pid) == 0
+        assert knobs.getattr_(p.pid).sched_runtime == knobs.base_slice_ns()
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_bad_actuation_is_a_one_line_error():
+    r = subprocess.run([KPILOT, "sched", "run", "--actuation", "magic", "--duration", "1"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--actuation must be one of" in r.stderr and "Traceback" not in r.stderr
