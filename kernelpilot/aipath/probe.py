@@ -19,6 +19,7 @@ IOCTL_DTYPE = np.dtype([("ts", "<u8"), ("dur_ns", "<u8"), ("pid", "<u4"), ("tgid
                         ("fd", "<i4"), ("rdev", "<u8"), ("ino", "<u8"), ("ret", "<i8"), ("mode", "<u4"), ("_pad", "<u4"),
                         ("arg", "u1", ARG_BYTES)])
 assert IOCTL_DTYPE.itemsize == 96  # struct ap_ioctl
+MAX_UPROBED = 64  # processes whose uprobes are set (each costs two perf events per function)
 ACCEL_NAMES = ("nvidia", "drm", "accel", "kfd", "neuron", "habanalabs")
 
 
@@ -39,7 +40,8 @@ class AipathProbe:
         self.obj = BpfObject(build_object(SRC), autoload=progs)
         self.targets = list(targets)
         self.returns = returns  # False: entry probes only (calls and bytes, no time inside)
-        self.attached: list[U.Target] = []
+        self.uprobed: set[int] = set()
+        self._capped = False
         self.notes: list[str] = []
         self.parts: list[np.ndarray] = []
         self.reader = None
@@ -58,7 +60,13 @@ class AipathProbe:
     def watch(self, pid: int) -> None:
         """Follow process `pid` (and the children it forks from now on); set its uprobes."""
         self.obj.map("ap_tgids").update(int(pid).to_bytes(4, "little"), b"\1")
+        self._uprobe(int(pid), first=True)
+
+    def _uprobe(self, pid: int, first: bool = False) -> None:
+        """uprobes for one process (a perf event each: they do not pass to its children, so poll()
+        sets them on the children the kernel side has seen fork, up to MAX_UPROBED processes)."""
         from kernelpilot.probes.libbpf import BpfError
+        self.uprobed.add(pid)
         entry, ret = self.obj.programs.get("ap_uentry"), self.obj.programs.get("ap_uret")
         for i, t in enumerate(self.targets):
             cookie = U.cookie_of(i, t)
@@ -66,18 +74,30 @@ class AipathProbe:
                 entry.attach_uprobe(t.path, t.offset, pid=pid, cookie=cookie)
                 if self.returns:
                     ret.attach_uprobe(t.path, t.offset, pid=pid, retprobe=True, cookie=cookie)
-                self.attached.append(t)
             except BpfError as e:
                 if getattr(e, "errno", None) == 3:  # ESRCH
-                    self.notes.append(f"uprobes: process {pid} exited before the uprobes were attached")
+                    if first:
+                        self.notes.append(f"uprobes: process {pid} exited before the uprobes were attached")
                     return
-                self.notes.append(f"uprobes: {t.label}: {e}")
+                if first:
+                    self.notes.append(f"uprobes: {t.label}: {e}")
 
     def poll(self) -> None:
         if self.reader is not None:
             b = self.reader.poll()
             if len(b):
                 self.parts.append(b)
+        if self.targets and self.uprobed:
+            for k in self.obj.map("ap_tgids").keys():
+                pid = int.from_bytes(k, "little")
+                if pid in self.uprobed:
+                    continue
+                if len(self.uprobed) >= MAX_UPROBED:
+                    if not self._capped:
+                        self._capped = True
+                        self.notes.append(f"uprobes: set on the first {MAX_UPROBED} processes only")
+                    break
+                self._uprobe(pid)
 
     def ioctls(self) -> np.ndarray:
         self.poll()

@@ -163,3 +163,15 @@ def test_bench_uprobe_cost_counts_every_call():
     assert set(r["ns_per_call"]) == {"unprobed", "entry probe", "entry + return probes"}
     assert all(v > 0 for v in r["probe_cost_ns_per_call"].values())  # a trap costs more than the function
     assert all(v and v > 0 for v in r["bpf_program_ns_per_call"].values())
+
+
+def test_uprobes_follow_a_child_process(built):
+    """A wrapper forks the program: its uprobes are set once the kernel side saw the fork (the
+    child sleeps first, so none of its calls comes before that)."""
+    need_root()
+    from kernelpilot.aipath.run import trace_ai
+    r = trace_ai(["/bin/bash", "-c", f"(sleep 0.3; exec {built}/main {N}); true"],
+                 uprobes=f"{built}/libkpt.so:kp_work", default_uprobes=False)
+    f = r["uprobes"]["functions"][f"{built}/libkpt.so:kp_work"]
+    assert f["calls"] == N and f["by_phase"]["work"]["calls"] == N
+    assert len(r["tgids"]) >= 2
