@@ -70,8 +70,10 @@ def _detail_line(layer: dict) -> str:
     if n == "files / page cache":
         return f"misses {d['misses']:,} ({_fmt_bytes(d['miss_bytes'])}), file faults {d['file_faults']:,}"
     if n == "devices":
-        return "  ".join(f"{p} [{v.get('kernel_driver') or v['driver']}] ioctl {v['ioctls']}{_top_names(v)} "
-                         f"mmap {v['mmaps']}" for p, v in d["files"].items()) or "no device files used"
+        return "  ".join(f"{p} [{v.get('kernel_driver') or v['driver']}] ioctl {v['ioctls']}{_top_names(v)}"
+                         + (f" {v['ioctl_time_s'] * 1e3:.2f} ms in calls" if v.get("ioctl_time_s") else "")
+                         + f" mmap {v['mmaps']}" + (f" {_fmt_bytes(v['mmap_bytes'])}" if v.get("mmap_bytes") else "")
+                         for p, v in d["files"].items()) or "no device files used"
     if n == "user space":
         return f"{d['processes']} processes"
     if n == "hardware":
@@ -81,7 +83,8 @@ def _detail_line(layer: dict) -> str:
 
 def _top_names(dev: dict, k: int = 3) -> str:
     names = list((dev.get("ioctls_by_name") or {}).items())[:k]
-    return " (" + ", ".join(f"{n} {v['count']}" for n, v in names) + ")" if names else ""
+    cats = ", ".join(f"{c} {v['count']}" for c, v in (dev.get("ioctls_by_category") or {}).items())
+    return (" (" + ", ".join(f"{n} {v['count']}" for n, v in names) + f"; {cats})") if names else ""
 
 
 PHASE_COLUMNS = (("syscalls", 1, "count"), ("blocked s", 1, "time_s"), ("faults", 2, "count"),
