@@ -50,16 +50,17 @@ class AipathPilot(Pilot):
         if not len(tg):
             return []
         keys, inv = np.unique(tg, return_inverse=True)
-        counts = np.zeros((len(keys), len(COLS)), np.int64)
-        np.add.at(counts, (inv, cl), 1)
-        counts[:, C["syscalls"]] = np.bincount(inv, weights=np.isin(cl, [1, 2, 3, 4, 5, 6]), minlength=len(keys))
-        last = np.zeros(len(keys), np.int64)
-        last[inv] = np.arange(len(inv))
-        for t, row, c in zip(keys.tolist(), counts, cm[last].tolist()):
+        k = len(keys)
+        counts = np.bincount(inv * len(COLS) + cl, minlength=k * len(COLS)).reshape(k, len(COLS))
+        counts[:, C["syscalls"]] = counts[:, 1:7].sum(axis=1)
+        named = np.flatnonzero(cm != b"")  # batched kinds carry no comm; switches, execs do
+        last = np.full(k, -1, np.int64)
+        last[inv[named]] = named
+        for t, row, j in zip(keys.tolist(), counts, last.tolist()):
             r = self.rows.get(t)
             self.rows[t] = row if r is None else r + row
-            if c:
-                self.comm[t] = c.decode(errors="replace")
+            if j >= 0:
+                self.comm[t] = cm[j].decode(errors="replace")
         if len(self.rows) > 20000:  # bounded: keep the busiest half
             top = sorted(self.rows, key=lambda t: -self.rows[t].sum())[:10000]
             self.rows = {t: self.rows[t] for t in top}

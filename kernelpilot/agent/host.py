@@ -231,7 +231,7 @@ class AgentHost:
                 self.reload()
             if on_tick:
                 on_tick(self)
-            if now - last_pub >= 0.5:
+            if now - last_pub >= 1.0:
                 self._publish()
                 last_pub = now
             time.sleep(poll if end is None else max(0.0, min(poll, end - time.monotonic())))

@@ -17,8 +17,8 @@ from kernelpilot.traces import schema as S
 
 PAGE = 4096
 HISTORY = 2048
-EVAL_LAST = 512       # faults replayed per evaluation
-EVALS_PER_S = 10.0    # CPU bound on the agent: evaluations are pure Python
+EVAL_LAST = 384       # faults replayed per evaluation
+EVAL_SHARE = 0.02     # evaluations (pure Python) may take this share of one CPU, at most
 
 
 class Stream:
@@ -32,6 +32,13 @@ class Stream:
         self.path: str | None = None
         self.issued: set[int] = set()
         self.n_issued = self.n_used = 0
+
+
+def _comm_of(pid: int) -> str:
+    try:
+        return open(f"/proc/{pid}/comm").read().strip()
+    except OSError:
+        return "?"
 
 
 def file_of(pid: int, dev: int, ino: int) -> str | None:
@@ -61,16 +68,13 @@ class MemoryPilot(Pilot):
         self.fadvised = 0
         self.planned = 0
         self.evaluations = 0
-        self.tokens, self.t_last = EVALS_PER_S, time.monotonic()
+        self.budget_s, self.t_last = 0.05, time.monotonic()  # CPU seconds evaluations may spend now
 
     def _budget(self) -> bool:
         now = time.monotonic()
-        self.tokens = min(EVALS_PER_S, self.tokens + (now - self.t_last) * EVALS_PER_S)
+        self.budget_s = min(0.05, self.budget_s + (now - self.t_last) * EVAL_SHARE)
         self.t_last = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
+        return self.budget_s > 0
 
     def _feed(self, table, keys, pages, comms):
         """Append each stream's new faults (prefetching ones act at once); yields the others."""
@@ -87,7 +91,7 @@ class MemoryPilot(Pilot):
             if s is None:
                 if len(table) > 4096:  # bounded: forget the oldest stream
                     table.pop(next(iter(table)))
-                s = table[k] = Stream(comms[a].decode(errors="replace"))
+                s = table[k] = Stream(comms[a].decode(errors="replace") or _comm_of(int(keys[a][0] if keys.ndim == 2 else keys[a])))
             new = pages[a:b].tolist()
             s.pages.extend(new)
             s.new += len(new)
@@ -100,10 +104,12 @@ class MemoryPilot(Pilot):
     def observe(self, batch: np.ndarray) -> list[Decision]:
         todo = []
         ff = batch[batch["kind"] == S.FILE_FAULT]
+        ff = ff[np.argsort(ff["ts"], kind="stable")]  # a stream's faults in time order
         if len(ff):
             keys = np.column_stack([ff["tgid"].astype(np.int64), ff["a3"].astype(np.int64), ff["a0"].astype(np.int64)])
             todo += [(k, s, True) for k, s in self._feed(self.files, keys, ff["a1"].astype(np.int64), ff["comm"])]
         pf = batch[batch["kind"] == S.PAGE_FAULT]
+        pf = pf[np.argsort(pf["ts"], kind="stable")]
         if len(pf):
             pages = (pf["a0"] >> np.uint64(12)).astype(np.int64)
             todo += [(k, s, False) for k, s in self._feed(self.anon, pf["tgid"].astype(np.int64), pages, pf["comm"])]
@@ -120,7 +126,9 @@ class MemoryPilot(Pilot):
         from kernelpilot.memory.prefetch import DeltaModel, evaluate
         s.new = 0
         depth = self.cfg["depth"]
+        t0 = time.process_time()
         s.score = evaluate(np.fromiter(s.pages, np.int64)[-EVAL_LAST:], lambda: DeltaModel(depth=depth))
+        self.budget_s -= time.process_time() - t0
         self.evaluations += 1
         if not file_backed or s.score["accuracy"] < self.cfg["min_accuracy"]:
             return []

@@ -130,21 +130,22 @@ class SchedPilot(Pilot):
         ev = batch[(batch["kind"] == S.SCHED_SWITCH) | (batch["kind"] == S.SCHED_WAKEUP)]
         if not len(ev):
             return []
+        ev = ev[np.argsort(ev["ts"], kind="stable")]  # CPUs' batches interleave
         self._learn_names(ev)
         out = []
         ts = ev["ts"].astype(np.int64)
         if self.win_start is None:
-            self.win_start = int(ts.min())
+            self.win_start = int(ts[0])
         while len(ev):
             end = self.win_start + self.window_ns
-            cut = int(np.searchsorted(ts, end)) if np.all(ts[:-1] <= ts[1:]) else int((ts < end).sum())
-            part, rest = (ev[:cut], ev[cut:]) if cut < len(ev) else (ev, ev[:0])
-            self._add(part)
+            cut = int(np.searchsorted(ts, end))
             if cut >= len(ev):
+                self._add(ev)
                 break
+            self._add(ev[:cut])
             out += self._close_window(self.window_ns)
             self.win_start = end
-            ev, ts = rest, ts[cut:]
+            ev, ts = ev[cut:], ts[cut:]
         return out
 
     def finish(self) -> list[Decision]:

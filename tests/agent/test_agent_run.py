@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -100,6 +99,14 @@ def test_one_agent_state_socket_reload_and_stop(tmp_path, rdir):
         assert st["pid"] == a.pid and st["mode"] == "dry-run"
         assert set(st["domains"]) == {"sched", "security", "memory", "aipath"}
         assert st["domains"]["security"] == {"state": "disabled in the config"}
+        # kpilot top / serve read the agent's socket instead of loading probes of their own
+        from kernelpilot.report.sampler import Sampler
+        smp = Sampler(events=["sched"], bpf=False)
+        try:
+            assert smp.src is None and any("from the running agent" in n for n in smp.notes)
+            assert wait_for(lambda: smp.sample().events > 0, 20)
+        finally:
+            smp.close()
         # a second agent: one line, non-zero, the first untouched
         r = run_kpilot("agent", "run", "-d", "5", env={"KPILOT_RUN_DIR": str(rdir)})
         one_line_error(r, "another kernelpilot agent is running", f"pid {a.pid}")
@@ -131,7 +138,9 @@ def test_one_agent_state_socket_reload_and_stop(tmp_path, rdir):
 SPIN = "import ctypes\nctypes.CDLL(None).prctl(15, b'kpt-spin')\nwhile True:\n    pass\n"
 
 
-def test_kill9_agent_guardian_restores(tmp_path, rdir):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_enforced_change_undone_on_kill9_and_sigterm(tmp_path, rdir, sig):
+    """SIGTERM: the agent rolls back itself; kill -9: its guardian does."""
     need_root()
     cfg = tmp_path / "a.toml"
     cfg.write_text("[sched]\nonly = [\"kpt-spin\"]\nwindow_s = 0.25\n[security]\nenabled = false\n"
@@ -145,9 +154,10 @@ def test_kill9_agent_guardian_restores(tmp_path, rdir):
         assert wait_for(lambda: os.sched_getscheduler(child.pid) == os.SCHED_BATCH, 60), \
             (tmp_path / "e.jsonl").read_text()[-2000:] if (tmp_path / "e.jsonl").exists() else ""
         assert list(rdir.glob("journal-*.jsonl"))
-        os.kill(a.pid, signal.SIGKILL)
-        a.wait()
-        assert wait_for(lambda: os.sched_getscheduler(child.pid) == os.SCHED_OTHER, 20)  # the guardian
+        os.kill(a.pid, sig)
+        a.wait(60)
+        assert a.returncode == (0 if sig == signal.SIGTERM else -signal.SIGKILL)
+        assert wait_for(lambda: os.sched_getscheduler(child.pid) == os.SCHED_OTHER, 20)
         assert wait_for(lambda: not list(rdir.glob("journal-*.jsonl")), 10)
     finally:
         if a and a.poll() is None:
@@ -172,3 +182,11 @@ def test_failing_domain_leaves_others_running(tmp_path, rdir):
     assert s["aipath"]["processes"] > 0 and s["sched"]["windows"] > 0
     notes = [x for x in lines[:-1] if x["domain"] == "security"]
     assert any("other domains keep running" in x["what"] for x in notes)
+
+
+def test_agent_without_root_says_why(rdir):
+    import shutil
+    if not shutil.which("setpriv"):
+        pytest.skip("setpriv missing")
+    r = run_kpilot("agent", "run", "-d", "1", user="nobody", env={"KPILOT_RUN_DIR": str(rdir)})
+    one_line_error(r, "needs root")
