@@ -5,7 +5,8 @@ burst (EWMA of run time per slice, the kernel's classic estimate), class from th
 model where kernelpilot.sched is installed, an anomaly score (how far the fault and switch rates
 are from the process's own history, in standard deviations), and the agent's last journaled
 action. Per BPF program on the host (like bpftop): events/s and ns per run, with BPF_ENABLE_STATS
-held while sampling. Optionally kernelpilot's own probes run system-wide (`events`)."""
+held while sampling. Optionally kernelpilot's own probes run system-wide (`events`), or, when
+`kpilot agent run` is running, its state socket is read instead (no second set of probes)."""
 from __future__ import annotations
 
 import ctypes as C
@@ -126,12 +127,44 @@ class Sampler:
             except Exception as e:
                 self.notes.append(f"BPF statistics unavailable: {e}")
                 self._stats = None
-        if events:
+        self.agent = self._agent_socket()
+        if events and self.agent is None:
             try:
                 from kernelpilot.traces.sources import open_source
                 self.src = open_source("ebpf", events)
             except Exception as e:
                 self.notes.append(f"kernelpilot probes not started: {e}")
+
+    def _agent_socket(self):
+        """A running `kpilot agent run` answers on its state socket: read its events and classes
+        instead of loading probes of our own."""
+        try:
+            from kernelpilot.agent.host import read_state
+            from kernelpilot.agent.state import default_socket
+        except ImportError:
+            return None
+        path = default_socket()
+        st = read_state(path) if path.exists() else None
+        if st is None:
+            return None
+        self.notes.append(f"from the running agent (pid {st.get('pid')}, {path})")
+        self._agent_prev: dict[str, int] = dict(st.get("events_by_tgid", {}))
+        self._agent_classes: dict[str, str] = {}
+        return path
+
+    def _from_agent(self) -> None:
+        from kernelpilot.agent.host import read_state
+        st = read_state(self.agent)
+        if st is None:
+            return
+        cur = st.get("events_by_tgid", {})
+        for k, v in cur.items():
+            d = v - self._agent_prev.get(k, 0)
+            if d > 0:
+                self.counts[int(k)] = self.counts.get(int(k), 0) + d
+                self.total_events += d
+        self._agent_prev = dict(cur)
+        self._agent_classes = st.get("classes", {})
 
     def _classifier(self, path):
         try:
@@ -175,6 +208,9 @@ class Sampler:
         return {k: v for k, (_, v) in out.items()}
 
     def _events(self) -> None:
+        if self.agent is not None:
+            self._from_agent()
+            return
         if not self.src:
             return
         ev = self.src.poll()
@@ -216,6 +252,9 @@ class Sampler:
             X = self._class_features(f[:, 0], f[:, 1], f[:, 2], f[:, 3], f[:, 4], int(dt * 1e9))
             for pr, k, active in zip(procs, self.clf.predict(X), X[:, 0] >= 0.01):
                 pr.klass = ("latency" if int(k) == 1 else "batch") if active else "idle"
+        if self.agent is not None:  # the agent's own classes (from the events) where it has them
+            for pr in procs:
+                pr.klass = self._agent_classes.get(str(pr.pid), pr.klass)
         self.counts.clear()
         self.prev, self.prev_t = cur, now
         procs.sort(key=lambda p: (-p.cpu, -p.faults_s, p.pid))
