@@ -1,0 +1,416 @@
+"""`kpilot bench agent`: what the one agent costs beside the separate tools run together, measured
+side by side in one run on this host, plus its soak and fault checks.
+
+Setups (each started as a user would, from the CLI; order alternates between repetitions):
+  none      nothing of kernelpilot's
+  record    `kpilot record` system-wide (sched, syscalls, faults, mm, files) to a Parquet file
+  separate  `kpilot record` + `kpilot security watch` + `kpilot sched run --kernel`, together
+  agent     `kpilot agent run` (every domain, one shared sensor)
+For each: ns added per getppid() in a syscall flood (bench/c/syscall_load.c), ns per context
+switch from `stress-ng --switch 1` pinned to one CPU (pipe method), each kernelpilot BPF program's
+ns per run (BPF stats) under that switch flood, and the setup's CPU share (its processes'
+utime+stime over wall time) idle, under the syscall flood and under the switch flood.
+Soak: the agent under a mixed load (syscall bursts of a known count, switch flood, the demo's
+strided reader) for KPILOT_SOAK_S seconds (default 120, quick 30; 1800 for the 30-min soak):
+RSS growth after warm-up, and every known burst's syscalls seen or counted as dropped.
+Faults: kill -9 of an enforcing agent (a harmless child's policy restored by the guardian), bad
+input through the CLI (unknown key, wrong type, unwritable log, second agent: one line, exit != 0,
+the running agent untouched).
+The host is shared (2 CPUs, other users' work): "idle" is this host without a kernelpilot load."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from kernelpilot.bench.common import build_c, median
+from kernelpilot.errors import CapabilityError, KpError
+
+SETUPS = ("none", "record", "separate", "agent")
+KP_PROGS = ("kp_sched_switch", "kp_sched_wakeup", "kp_sys_enter", "kp_page_fault", "sc_sys_enter",
+            "kp_sc_switch", "kp_sc_wakeup")
+CLI = [sys.executable, "-m", "kernelpilot.cli"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(tmp: Path) -> dict:
+    return {**os.environ, "KPILOT_RUN_DIR": str(tmp / "run"), "PYTHONPATH": str(ROOT), "KPILOT_NO_PROGRESS": "1"}
+
+
+def _wait(cond, timeout: float, what: str):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise KpError(f"bench agent: {what} did not happen within {timeout:.0f} s")
+
+
+def _prog_ids(pids) -> set[int]:
+    """BPF programs the processes hold (prog_id in /proc/PID/fdinfo): other users' are not ours."""
+    ids = set()
+    for p in pids:
+        try:
+            fds = os.listdir(f"/proc/{p}/fdinfo")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                m = re.search(r"^prog_id:\s+(\d+)", Path(f"/proc/{p}/fdinfo/{fd}").read_text(), re.M)
+            except OSError:
+                continue
+            if m:
+                ids.add(int(m[1]))
+    return ids
+
+
+def _progs(pids) -> dict:
+    """name -> (run_cnt, run_time_ns), summed over the processes' programs of that name."""
+    from kernelpilot.report.sampler import bpf_programs
+    ids, out = _prog_ids(pids), {}
+    for pid, (name, _t, cnt, ns) in bpf_programs().items():
+        if pid in ids and name in KP_PROGS:
+            c, n = out.get(name, (0, 0))
+            out[name] = (c + cnt, n + ns)
+    return out
+
+
+def _cpu_s(pids) -> float:
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in pids:
+        try:
+            f = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(f[11]) + int(f[12])
+        except (OSError, IndexError):
+            pass
+    return total / tick
+
+
+def _tree(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for t in os.listdir(f"/proc/{p}/task"):
+                todo += [int(c) for c in Path(f"/proc/{p}/task/{t}/children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+class Setup:
+    """The kernelpilot processes of one setup, started from the CLI and ready (probes attached)."""
+
+    def __init__(self, name: str, tmp: Path, model: Path):
+        self.name, self.procs = name, []
+        env = _env(tmp)
+        (tmp / "run").mkdir(exist_ok=True)
+        need = set()
+        if name in ("record", "separate"):
+            self._start(["record", "-e", "sched,syscalls,faults,mm,files", "-d", "3600", "-o", str(tmp / f"{name}.parquet")], env)
+            need |= {"kp_sys_enter", "kp_sched_switch"}
+        if name == "separate":
+            self._start(["security", "watch", "--model", str(model), "--duration", "3600"], env)
+            self._start(["sched", "run", "--kernel", "--duration", "3600"], env)
+            need |= {"sc_sys_enter", "kp_sc_switch"}
+        if name == "agent":
+            cfg = tmp / "agent.toml"
+            cfg.write_text(f"[security]\nmodel = \"{model}\"\n")
+            self._start(["agent", "run", "--config", str(cfg), "--log", str(tmp / "agent.jsonl"), "-d", "3600"], env)
+            need |= {"kp_sys_enter", "kp_sched_switch", "sc_sys_enter"}
+        try:
+            _wait(lambda: need <= set(_progs(self.pids())) or any(p.poll() is not None for p in self.procs), 120,
+                  f"{name}: probes attached")
+            if any(p.poll() is not None for p in self.procs):
+                raise KpError(f"bench agent: a process of setup '{name}' exited: "
+                              + next(p.stderr.read() for p in self.procs if p.poll() is not None)[-300:])
+            time.sleep(1.0)  # past start-up work (model loads, first /proc scans)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, args, env):
+        self.procs.append(subprocess.Popen(CLI + args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                           text=True, cwd=str(ROOT)))
+
+    def pids(self) -> list[int]:
+        return [q for p in self.procs if p.poll() is None for q in _tree(p.pid)]
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def _syscall_flood(binary: Path, n: int) -> float:
+    out = subprocess.run([str(binary), str(n)], capture_output=True, text=True, check=True).stdout.split()
+    return float(out[2])
+
+
+def _switch_flood(seconds: float, cpu: int) -> tuple[float, float]:
+    """(ns per context switch, bogo ops/s) of stress-ng --switch 1 pinned to `cpu`."""
+    r = subprocess.run(["stress-ng", "--switch", "1", "--taskset", str(cpu), "-t", f"{seconds:g}s",
+                        "--metrics-brief"], capture_output=True, text=True)
+    text = r.stdout + r.stderr
+    ns = re.search(r"([\d.]+) nanosecs per context switch", text)
+    ops = re.search(r"switch\s+\d+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+([\d.]+)", text)
+    if not ns:
+        raise KpError(f"bench agent: stress-ng --switch gave no per-switch figure: {text.strip()[-200:]}")
+    return float(ns[1]), float(ops[1]) if ops else 0.0
+
+
+def _events(tmp: Path) -> int | None:
+    from kernelpilot.agent.host import read_state
+    st = read_state(tmp / "run" / "agent.sock")
+    return st.get("events") if st else None
+
+
+def _measure(setup: Setup, binary: Path, sizes: dict, cpu: int, tmp: Path) -> dict:
+    """Each phase with BPF stats on: the setup's CPU share, its programs' runs and ns, and (for
+    the agent) the events it took in."""
+    from kernelpilot.probes.libbpf import enable_stats
+    out = {"bpf": {}}
+    pids = setup.pids()
+    phases = (("idle", lambda: time.sleep(sizes["idle_s"])),
+              ("syscall_flood", lambda: out.__setitem__("ns_per_syscall", _syscall_flood(binary, sizes["syscalls"]))),
+              ("switch_flood", lambda: out.update(zip(("ns_per_switch", "switch_ops_per_s"),
+                                                      _switch_flood(sizes["switch_s"], cpu)))))
+    with enable_stats():
+        for phase, work in phases:
+            p0, c0, e0, t0 = _progs(pids), _cpu_s(pids), _events(tmp), time.monotonic()
+            work()
+            p1, c1, e1, dt = _progs(pids), _cpu_s(pids), _events(tmp), time.monotonic() - t0
+            out[f"cpu_share_{phase}"] = (c1 - c0) / dt
+            if e0 is not None and e1 is not None:
+                out[f"events_per_s_{phase}"] = (e1 - e0) / dt
+            out["bpf"][phase] = {n: (p1[n][0] - p0.get(n, (0, 0))[0], p1[n][1] - p0.get(n, (0, 0))[1]) for n in p1}
+    return out
+
+
+def _ns(bpf: dict, name: str):
+    runs, ns = bpf.get(name, (0, 0))
+    return ns / runs if runs else None
+
+
+def _fit_idle(rows: list[dict]) -> dict | None:
+    """The agent's CPU share against the events/s it took in, over every phase: share = fixed +
+    per_event * rate (least squares). `fixed` is what it would cost on an idle host."""
+    import numpy as np
+    pts = [(r[f"events_per_s_{p}"], r[f"cpu_share_{p}"]) for r in rows for p in ("idle", "syscall_flood", "switch_flood")
+           if f"events_per_s_{p}" in r]
+    if len(pts) < 2:
+        return None
+    x, y = np.array(pts).T
+    slope, fixed = np.polyfit(x, y, 1)
+    return {"fixed_cpu_share": round(float(fixed), 4), "cpu_ns_per_event": round(float(slope) * 1e9, 1),
+            "points": [[round(a), round(b, 4)] for a, b in pts]}
+
+
+def cost(quick: bool, tmp: Path, model: Path) -> dict:
+    binary = build_c("syscall_load")
+    sizes = {"idle_s": 3.0 if quick else 10.0, "syscalls": 2_000_000 if quick else 10_000_000,
+             "switch_s": 3.0 if quick else 8.0}
+    reps = 1 if quick else 3
+    cpu = max(os.sched_getaffinity(0))
+    _syscall_flood(binary, 200_000)  # warm
+    rows = {s: [] for s in SETUPS}
+    for rep in range(reps):
+        for name in (SETUPS if rep % 2 == 0 else SETUPS[::-1]):
+            s = Setup(name, tmp, model)
+            try:
+                rows[name].append(_measure(s, binary, sizes, cpu, tmp))
+            finally:
+                s.stop()
+    scalar = ("ns_per_syscall", "ns_per_switch", "switch_ops_per_s", "cpu_share_idle", "cpu_share_syscall_flood",
+              "cpu_share_switch_flood")
+    med = {n: {k: median([r[k] for r in rs]) for k in scalar} for n, rs in rows.items()}
+    base = med["none"]
+    out = {}
+    for name, rs in rows.items():
+        if name == "none":
+            continue
+        m = med[name]
+        sys_progs = [p for p in ("kp_sys_enter", "sc_sys_enter") if any(p in r["bpf"]["syscall_flood"] for r in rs)]
+        sw_progs = [p for p in ("kp_sched_switch", "kp_sc_switch") if any(p in r["bpf"]["switch_flood"] for r in rs)]
+        per_run = {p: round(median([v for r in rs if (v := _ns(r["bpf"]["switch_flood" if "sched" in p or "_sc_" in p
+                                                                       else "syscall_flood"], p)) is not None]), 1)
+                   for p in {q for r in rs for ph in r["bpf"].values() for q in ph}
+                   if any(_ns(r["bpf"]["switch_flood" if "sched" in p or "_sc_" in p else "syscall_flood"], p) for r in rs)}
+        out[name] = {
+            "kernel_ns_per_syscall": round(sum(per_run.get(p, 0) for p in sys_progs), 1),
+            "kernel_ns_per_switch": round(sum(per_run.get(p, 0) for p in sw_progs), 1),
+            "bpf_ns_per_run": per_run,
+            "wall_ns_added_per_syscall": round(m["ns_per_syscall"] - base["ns_per_syscall"], 1),
+            "wall_ns_added_per_switch": round(m["ns_per_switch"] - base["ns_per_switch"], 1),
+            "switch_ops_ratio": round(m["switch_ops_per_s"] / base["switch_ops_per_s"], 3) if base["switch_ops_per_s"] else None,
+            **{k: round(m[k], 4) for k in scalar if k.startswith("cpu_share")}}
+    fit = _fit_idle(rows["agent"])
+    a, r, sep = out["agent"], out["record"], out["separate"]
+
+    def rel(x, y):
+        return round(x / y, 3) if y else None
+    sched = [a["bpf_ns_per_run"].get(p) for p in ("kp_sched_switch", "kp_sched_wakeup")]
+    targets = {
+        "syscall_vs_record": {"agent_kernel_ns": a["kernel_ns_per_syscall"], "record_kernel_ns": r["kernel_ns_per_syscall"],
+                              "ratio": rel(a["kernel_ns_per_syscall"], r["kernel_ns_per_syscall"]), "target": "<= 1.2",
+                              "met": bool(r["kernel_ns_per_syscall"]) and a["kernel_ns_per_syscall"] <= 1.2 * r["kernel_ns_per_syscall"],
+                              "wall_ratio": rel(a["wall_ns_added_per_syscall"], r["wall_ns_added_per_syscall"])},
+        "sched_probe_ns_per_run": {"kp_sched_switch": sched[0], "kp_sched_wakeup": sched[1], "target": "<= 200",
+                                   "met": all(x is not None and x <= 200 for x in sched)},
+        "idle_cpu_share": {"measured": a["cpu_share_idle"], "host_events_per_s": round(median(
+            [x["events_per_s_idle"] for x in rows["agent"] if "events_per_s_idle" in x] or [0])),
+            "fit_at_zero_events": fit, "target": "<= 0.02",
+            "met": a["cpu_share_idle"] <= 0.02, "met_at_zero_events": bool(fit) and fit["fixed_cpu_share"] <= 0.02},
+    }
+    return {"baseline_none": {k: round(v, 1) for k, v in base.items()}, "setups": out,
+            "agent_vs_separate": {k: rel(a[k], sep[k]) for k in ("kernel_ns_per_syscall", "kernel_ns_per_switch",
+                                                                  "cpu_share_idle", "cpu_share_syscall_flood",
+                                                                  "cpu_share_switch_flood")},
+            "targets": targets, "repetitions": reps, "sizes": sizes, "switch_cpu": cpu,
+            "load_average": os.getloadavg()}
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def soak(seconds: float, tmp: Path, model: Path) -> dict:
+    """The agent under a mixed load; RSS growth after warm-up; known syscall bursts accounted for."""
+    binary = build_c("syscall_load")
+    cfg = tmp / "soak.toml"
+    cfg.write_text(f"[security]\nmodel = \"{model}\"\n[aipath]\ntop = 1000\n")
+    env = _env(tmp)
+    (tmp / "run").mkdir(exist_ok=True)
+    a = subprocess.Popen(CLI + ["agent", "run", "--config", str(cfg), "--log", str(tmp / "soak.jsonl"), "--json",
+                                "-d", f"{seconds + 3600:g}"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, cwd=str(ROOT))
+    from kernelpilot.agent.host import read_state
+    bursts, rss, n_burst = [], [], 100_000
+    sw = None
+    try:
+        _wait(lambda: (read_state(tmp / "run" / "agent.sock") or {}).get("events", 0) > 0 or a.poll() is not None,
+              120, "soak: agent up")
+        t0 = time.monotonic()
+        sw = subprocess.Popen(["stress-ng", "--switch", "1", "-t", f"{seconds:g}s", "--quiet"])
+        while time.monotonic() - t0 < seconds and a.poll() is None:
+            p = subprocess.Popen([str(binary), str(n_burst), "400000"], stdout=subprocess.DEVNULL)
+            bursts.append(p.pid)
+            p.wait()
+            rss.append((round(time.monotonic() - t0, 1), _rss_kb(a.pid)))
+            time.sleep(1.0)
+    finally:
+        if sw and sw.poll() is None:
+            sw.kill()
+        if sw:
+            sw.wait()
+        if a.poll() is None:
+            a.send_signal(signal.SIGTERM)
+        out, err = a.communicate(timeout=120)
+    if a.returncode != 0:
+        raise KpError(f"bench agent: the soak's agent failed: {err.strip()[-300:]}")
+    s = json.loads(out.strip().splitlines()[-1])["summary"]
+    layers = s["aipath"]["layers"]
+    seen = {int(k.rsplit("[", 1)[1].rstrip("]")): v.get("syscalls", 0) for k, v in layers.items()}
+    short = [p for p in bursts if seen.get(p, 0) < n_burst]
+    missing = sum(n_burst - seen.get(p, 0) for p in short)
+    dropped = s["agent"]["sensor"]["dropped"]
+    warm = [r for t, r in rss if t >= min(30.0, seconds / 3)] or [r for _, r in rss]
+    growth = (warm[-1] - warm[0]) / warm[0] if warm and warm[0] else None
+    return {"seconds": seconds, "bursts": len(bursts), "syscalls_per_burst": n_burst,
+            "bursts_fully_seen": len(bursts) - len(short), "bursts_short": len(short),
+            "events": s["agent"]["events"], "dropped_counted": dropped,
+            "syscalls_missing": missing, "no_loss_uncounted": missing <= dropped,
+            "rss_kb_first_last": [warm[0], warm[-1]] if warm else None,
+            "rss_growth_after_warmup": round(growth, 4) if growth is not None else None,
+            "rss_target": "<= 0.10", "rss_met": growth is not None and growth <= 0.10}
+
+
+SPIN = "import ctypes\nctypes.CDLL(None).prctl(15, b'kpb-spin')\nwhile True:\n    pass\n"
+
+
+def faults(tmp: Path) -> dict:
+    env = _env(tmp)
+    (tmp / "run").mkdir(exist_ok=True)
+    out = {}
+    # kill -9 of an enforcing agent: the guardian restores the child's policy
+    cfg = tmp / "kill.toml"
+    cfg.write_text("[sched]\nonly = [\"kpb-spin\"]\nwindow_s = 0.25\n[security]\nenabled = false\n"
+                   "[memory]\nenabled = false\n[aipath]\nenabled = false\n")
+    child = subprocess.Popen([sys.executable, "-c", SPIN])
+    a = None
+    try:
+        _wait(lambda: Path(f"/proc/{child.pid}/comm").read_text().strip() == "kpb-spin", 10, "spinner named")
+        a = subprocess.Popen(CLI + ["agent", "run", "--config", str(cfg), "--enforce", "--log", str(tmp / "k.jsonl")],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(ROOT))
+        _wait(lambda: os.sched_getscheduler(child.pid) == os.SCHED_BATCH, 90, "the agent's change")
+        os.kill(a.pid, signal.SIGKILL)
+        a.wait()
+        t = time.monotonic()
+        _wait(lambda: os.sched_getscheduler(child.pid) == os.SCHED_OTHER, 30, "the guardian's rollback")
+        out["kill9_restored"] = {"restored": True, "seconds": round(time.monotonic() - t, 2),
+                                 "journals_left": len(list((tmp / "run").glob("journal-*.jsonl")))}
+    finally:
+        if a and a.poll() is None:
+            a.kill()
+            a.wait()
+        child.kill()
+        child.wait()
+    # bad input through the CLI, with an agent running
+    run = subprocess.Popen(CLI + ["agent", "run", "--config", str(cfg), "--log", str(tmp / "r.jsonl")], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(ROOT))
+    try:
+        _wait(lambda: (tmp / "run" / "agent.sock").exists(), 60, "agent up")
+        (tmp / "a-file").write_text("")
+        cases = {"unknown_key": "[sched]\nwindwo_s = 1\n", "wrong_type": "[sched]\nwindow_s = \"x\"\n"}
+        for name, text in cases.items():
+            (tmp / f"{name}.toml").write_text(text)
+        argv = {"unknown_key": ["--config", str(tmp / "unknown_key.toml")],
+                "wrong_type": ["--config", str(tmp / "wrong_type.toml")],
+                "unwritable_log": ["--log", str(tmp / "a-file" / "x.jsonl")], "second_agent": []}
+        other = {**env, "KPILOT_RUN_DIR": str(tmp / "run2")}  # past the lock: the bad input itself is refused
+        for name, args in argv.items():
+            r = subprocess.run(CLI + ["agent", "run", "-d", "2", *args], env=env if name == "second_agent" else other,
+                               capture_output=True, text=True, cwd=str(ROOT), timeout=120)
+            lines = [x for x in r.stderr.splitlines() if x.strip()]
+            out[name] = {"exit": r.returncode, "one_line": len(lines) == 1 and "Traceback" not in r.stderr,
+                         "message": lines[-1][:160] if lines else "", "running_agent_untouched": run.poll() is None}
+    finally:
+        run.send_signal(signal.SIGTERM)
+        run.wait(60)
+    return out
+
+
+def run(quick: bool = False) -> dict:
+    if os.geteuid() != 0:
+        raise CapabilityError("bench agent needs root (it runs the agent and the tools live)")
+    from kernelpilot.agent.security_pilot import ensure_host_model
+    model = ensure_host_model()
+    soak_s = float(os.environ.get("KPILOT_SOAK_S", 30 if quick else 120))
+    with tempfile.TemporaryDirectory(prefix="kpilot-bench-agent-") as d:
+        tmp = Path(d)
+        res = {"protocol": __doc__.split("\n\n")[0].replace("\n", " "), "host": os.uname().release,
+               "cpus": os.cpu_count(), "quick": quick}
+        for part, fn in (("cost", lambda: cost(quick, tmp, model)), ("soak", lambda: soak(soak_s, tmp, model)),
+                         ("faults", lambda: faults(tmp))):
+            try:
+                res[part] = fn()
+            except KpError as e:  # one part failing still reports the others, with why
+                res[part] = {"error": str(e)}
+    return res
