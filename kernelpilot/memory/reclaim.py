@@ -80,7 +80,9 @@ class LearnedReclaimer:
     bucket's, or the deepest seen below it, since deeper memory is no colder) is under `budget`;
     its size shrinks as the prediction nears the budget. While the program allocates (anonymous
     memory up by more than `grow` of the peak in an interval: its phase) it holds: that memory is
-    new, not cold. Page cache growing (files read once) does not hold it."""
+    new, not cold. Page cache growing (files read once) does not hold it. Refaults and pressure
+    are counted beyond the program's own (their EWMA while none of its reclaim is open): a
+    program already at its limit is not a reason to stop."""
     name = "kernelpilot"
 
     def __init__(self, budget: float = 0.02, horizon: int = 4, max_step: float = 0.08,
@@ -94,6 +96,7 @@ class LearnedReclaimer:
         self.open_: list[list] = []            # [bucket, pages reclaimed, refaults charged, age]
         self.hold_ = 0
         self.last_anon_ = 0
+        self.base_ref_ = self.base_psi_ = None
 
     def _bucket(self, depth: float) -> int:
         return int(np.clip(depth * self.buckets, 0, self.buckets - 1))
@@ -124,13 +127,17 @@ class LearnedReclaimer:
         self.open_ = still
 
     def step(self, o: Obs) -> int:
-        self._learn(o.refaults)
+        if not self.open_:  # nothing of ours out: what the program refaults and stalls on by itself
+            a = 1.0 if self.base_ref_ is None else 0.3
+            self.base_ref_ = (1 - a) * (self.base_ref_ or 0) + a * o.refaults
+            self.base_psi_ = (1 - a) * (self.base_psi_ or 0) + a * o.pressure
+        self._learn(max(0, o.refaults - int(self.base_ref_)))  # charged to us: above that
         base = min(o.limit, max(o.usage, self.floor))
         depth = 1 - base / max(o.peak, 1)
         growing = o.anon - self.last_anon_ > self.grow * o.peak
         self.last_anon_ = o.anon
-        if o.pressure > self.target:  # stalls: back off as Senpai does, remember the depth, hold
-            f = min((o.pressure / self.target - 1) / self.coeff_backoff, 1.0)
+        if o.pressure > self.target + 1.5 * self.base_psi_:  # stalls beyond the program's own: back off
+            f = min((o.pressure / (self.target + 1.5 * self.base_psi_) - 1) / self.coeff_backoff, 1.0)
             b = self._bucket(depth)
             self.rate_[b] = max(np.nan_to_num(self.rate_[b]), 2 * self.budget)
             self.hold_ = self.horizon
