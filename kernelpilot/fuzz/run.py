@@ -35,33 +35,51 @@ def deadline(seconds: float):
         signal.signal(signal.SIGALRM, old)
 
 
-def run_one(target: Target, data: bytes, workdir: Path | None = None,
-            seconds: float = DEADLINE_S) -> tuple[str, str]:
+_WORKDIR: Path | None = None
+
+
+def workdir() -> Path:
+    """One scratch folder per process (tmpfs when there is one: a folder per input costs ms)."""
+    global _WORKDIR
+    if _WORKDIR is None or not _WORKDIR.is_dir():
+        shm = Path("/dev/shm")
+        base = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+        _WORKDIR = Path(tempfile.mkdtemp(prefix="kp-fuzz-", dir=base))
+        import atexit
+        import shutil
+        atexit.register(shutil.rmtree, _WORKDIR, True)
+    return _WORKDIR
+
+
+def run_one(target: Target, data: bytes, seconds: float = DEADLINE_S) -> tuple[str, str]:
     """-> (outcome, detail). outcome: accepted | rejected, or a failure kind: internal, multiline,
     hang, modified_input, left_files. detail: the exception or message."""
-    with tempfile.TemporaryDirectory(prefix="kp-fuzz-", dir=workdir) as d:
-        path = Path(d) / f"input{target.suffix}"
-        path.write_bytes(data)
-        try:
-            with deadline(seconds):
-                obj = target.load(path)
-                if target.use is not None:
-                    target.use(obj)
-            outcome, detail = OK, ""
-        except KpError as e:
-            msg = str(e)
-            outcome, detail = (REJECTED, msg) if msg.strip() and "\n" not in msg else ("multiline", msg[:300])
-        except Hang:
-            outcome, detail = "hang", f"over {seconds:.0f} s"
-        except RecursionError:
-            outcome, detail = "internal", "RecursionError"
-        except Exception as e:  # noqa: BLE001 - this is what the fuzzer looks for
-            outcome, detail = "internal", f"{type(e).__name__}: {str(e)[:200]}"
-        if outcome in (OK, REJECTED):
-            if not path.is_file() or path.read_bytes() != data:
-                outcome, detail = "modified_input", "the loader changed or removed its input"
-            elif sorted(os.listdir(d)) != [path.name]:
-                outcome, detail = "left_files", ", ".join(sorted(set(os.listdir(d)) - {path.name}))
+    d = workdir()
+    for old in os.listdir(d):  # what an earlier input left (already counted)
+        (d / old).unlink()
+    path = d / f"input{target.suffix}"
+    path.write_bytes(data)
+    try:
+        with deadline(seconds):
+            obj = target.load(path)
+            if target.use is not None:
+                target.use(obj)
+        outcome, detail = OK, ""
+    except KpError as e:
+        msg = str(e)
+        outcome, detail = (REJECTED, msg) if msg.strip() and "\n" not in msg else ("multiline", msg[:300])
+    except Hang:
+        outcome, detail = "hang", f"over {seconds:.0f} s"
+    except RecursionError:
+        outcome, detail = "internal", "RecursionError"
+    except Exception as e:  # noqa: BLE001 - this is what the fuzzer looks for
+        outcome, detail = "internal", f"{type(e).__name__}: {str(e)[:200]}"
+    if outcome in (OK, REJECTED):
+        if not path.is_file() or path.read_bytes() != data:
+            outcome, detail = "modified_input", "the loader changed or removed its input"
+        elif os.listdir(d) != [path.name]:
+            outcome, detail = "left_files", ", ".join(sorted(set(os.listdir(d)) - {path.name}))
+    path.unlink(missing_ok=True)
     return outcome, detail
 
 

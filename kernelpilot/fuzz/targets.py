@@ -210,25 +210,25 @@ def real_seeds(name: str, max_bytes: int = 64 << 10) -> list[tuple[str, bytes]]:
             out.append((sample.name, sample.read_bytes()))
     elif name == "trace-lirs":
         for f in sorted((ds / "cache" / "lirs").glob("*.trace.gz"))[:3]:
-            out.append((f.name, gzip.compress(head_lines(f, gzip.open, 2000), 1)))
+            out.append((f.name, gzip.compress(head_lines(f, gzip.open, 500), 1)))
     elif name == "trace-ucsd":
         for f in sorted((ds / "cache" / "address").glob("*.trace.gz"))[:2]:
-            out.append((f.name, gzip.compress(head_lines(f, gzip.open, 2000), 1)))
+            out.append((f.name, gzip.compress(head_lines(f, gzip.open, 500), 1)))
     elif name == "trace-adaptsize":
         f = ds / "cache" / "adapt_size" / "request.trace.xz"
         if f.is_file():
-            out.append((f.name, lzma.compress(head_lines(f, lzma.open, 2000), preset=0)))
+            out.append((f.name, lzma.compress(head_lines(f, lzma.open, 500), preset=0)))
     elif name == "trace-cache2k":
         f = ds / "cache" / "cache2k" / "web07.trace.xz"
         if f.is_file():
             with lzma.open(f) as z:
-                out.append((f.name, lzma.compress(z.read(8000), preset=0)))
+                out.append((f.name, lzma.compress(z.read(2000), preset=0)))
     elif name == "trace-arc":
         f = ds / "cache" / "arc" / "P3.lis.zst"
         if f.is_file():
             import pyarrow as pa
             with pa.CompressedInputStream(pa.OSFile(str(f)), "zstd") as z:
-                raw = z.read(48_000)
+                raw = z.read(12_000)
             sink = pa.BufferOutputStream()
             with pa.CompressedOutputStream(sink, "zstd") as w:
                 w.write(raw[: raw.rfind(b"\n") + 1])

@@ -109,6 +109,7 @@ class Model:
 
     @classmethod
     def load(cls, path) -> "Model":
+        import tokenize
         import zipfile
         import zlib
         path = Path(path)
@@ -124,7 +125,7 @@ class Model:
                 return cls._from_dict(head, str(path), params)
             return cls.from_dict(json.loads(path.read_text()), str(path))
         except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, UnicodeDecodeError,
-                NotImplementedError) as e:  # zipfile: unknown compression method or version
+                NotImplementedError, SyntaxError, tokenize.TokenError) as e:  # zip method, npy header
             raise KpError(f"{path}: cannot read model file ({type(e).__name__})") from None
         except RecursionError:
             raise KpError(f"{path}: cannot read model file (nested too deeply)") from None
