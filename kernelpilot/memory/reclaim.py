@@ -262,9 +262,9 @@ class ColdPusher:
     BLOCK = 64
 
     def __init__(self, predictor: RefaultPredictor | None = None, horizon: int = 6, keep: float = 0.5,
-                 back: float = 0.8, decay: float = 1.0, seed: int = 0):
+                 back: float = 0.8, cold: float = 0.3, decay: float = 1.0, seed: int = 0):
         self.model = predictor or RefaultPredictor()
-        self.horizon, self.keep, self.back, self.decay = horizon, keep, back, decay
+        self.horizon, self.keep, self.back, self.cold, self.decay = horizon, keep, back, cold, decay
         self.rng = np.random.default_rng(seed)
         self.regions: dict[tuple, _Region] = {}
         self.t = 0
@@ -339,7 +339,8 @@ class ColdPusher:
     def push(self, pid: int, pidfd: int, pages: int, forced: bool = True) -> int:
         """Push up to `pages` of pid's present pages, least likely to come back first. `forced`
         (the group is at its limit: the kernel would pick otherwise) takes the coldest whatever
-        their P; a proactive push never takes a page with P >= keep."""
+        their P; a proactive push takes only pages with P < cold (a page never seen out is at
+        0.27: any sign of coming back quickly keeps it), never one predicted back."""
         from kernelpilot.memory.live import pageout
         cold = self._cold.get(pid) or []
         if pages <= 0 or not cold:
@@ -347,7 +348,7 @@ class ColdPusher:
         allp = np.concatenate([c[0] for c in cold])
         order = np.argsort(allp, kind="stable")
         if not forced:
-            order = order[allp[order] < self.keep]
+            order = order[allp[order] < self.cold]
         order = order[:pages]
         if len(order) == 0:
             return 0
