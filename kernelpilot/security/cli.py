@@ -57,11 +57,25 @@ def register(app: typer.Typer) -> None:
               f"trained {', '.join(kinds)} on {m.info['n_traces']} traces ({m.info['n_calls']} syscalls) -> {output}")
 
     @sec.command("eval")
-    def evaluate(model: Path = typer.Option(..., "--model", help="model JSON from `security train`"),
-                 data: Path = typer.Option(..., "--data", help="ADFA-LD root or recorded scenario suite"),
+    def evaluate(model: Path = typer.Option(None, "--model", help="model JSON from `security train`"),
+                 data: Path = typer.Option(None, "--data", help="ADFA-LD root or recorded scenario suite"),
+                 dataset: str = typer.Option(None, "--dataset", help="instead of --model/--data: run the fixed "
+                                             "train/calibrate/test protocol on a real set (fhids or unm)"),
+                 path: Path = typer.Option(None, "--path", help="with --dataset: its tarball (default: "
+                                           "../shared/datasets/security/, or $KPILOT_DATASETS)"),
+                 detectors: str = typer.Option(",".join(("mismatch", "lm", "stide", "freq", "tree", "cnn", "ensemble")),
+                                               help="with --dataset: comma-separated detectors"),
+                 quick: bool = typer.Option(False, "--quick", help="with --dataset: fewer training epochs"),
                  abi: str = typer.Option("i386", help="ABI of number-only trace files"),
                  json_out: bool = typer.Option(False, "--json", help="print JSON")):
         """AUC, detection rate at 1% and 0.1% FPR, latency, per family, every detector side by side."""
+        if dataset is not None:
+            from kernelpilot.security.devsets import cli_eval
+            if model is not None or data is not None:
+                raise KpError("give either --dataset NAME or --model MODEL --data ROOT")
+            return cli_eval(dataset, path, _kinds(detectors), quick, json_out)
+        if model is None or data is None:
+            raise KpError("give --model MODEL and --data ROOT (or --dataset fhids|unm)")
         from kernelpilot.security.data import load_eval
         from kernelpilot.security.evaluate import evaluate as run_eval
         from kernelpilot.security.evaluate import summary
@@ -134,6 +148,8 @@ def register(app: typer.Typer) -> None:
               learn_new: float = typer.Option(None, "--learn-new", help="seconds a program the model does not "
                                               "know is learned when first seen later (default: --learn)"),
               cooldown: float = typer.Option(60, help="seconds of quiet that close an incident"),
+              min_windows: int = typer.Option(2, "--min-windows", help="confirmed windows of one process and "
+                                              "program within 10 s that open a model incident"),
               profiles: Path = typer.Option(None, "--profiles", help="learned program profiles: read at start "
                                             "if the file exists, written at exit")):
         """Two-stage live detection: an in-kernel tree scores each thread's window in sys_enter and
@@ -146,9 +162,11 @@ def register(app: typer.Typer) -> None:
             raise KpError("--duration must be >= 0")
         if learn < 0 or (learn_new is not None and learn_new < 0) or cooldown < 0:
             raise KpError("--learn, --learn-new and --cooldown must be >= 0")
+        if min_windows < 1:
+            raise KpError("--min-windows must be at least 1")
         run_watch(model, enforce=enforce, action=action, allow=[a for a in allow.split(",") if a],
                   duration=duration or None, json_out=json_out, output=output, learn_s=learn, new_s=learn_new,
-                  cooldown_s=cooldown, profiles=profiles)
+                  cooldown_s=cooldown, profiles=profiles, min_windows=min_windows)
 
     @sec.command("release")
     def release(pid: int = typer.Argument(..., help="process frozen by watch --enforce")):

@@ -59,6 +59,10 @@ class Incidents:
             inc.last_ns = max(inc.last_ns, last_ns or ts_ns)
         return inc, new_line
 
+    def is_open(self, pid: int, program: str, ts_ns: int) -> bool:
+        inc = self.open.get((pid, program))
+        return inc is not None and ts_ns - inc.last_ns <= self.cooldown_ns
+
     def expire(self, now_ns: int | None = None) -> list[Incident]:
         """Close incidents quiet for the cooldown (all, if now_ns is None); those with hits folded
         in since their last line are returned for a closing line."""

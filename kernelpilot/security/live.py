@@ -221,7 +221,8 @@ class Watcher:
 
     def __init__(self, model: SecurityModel, enforce=False, action="freeze", allow=(), threshold=None,
                  confirm: str = "fpr_0.1pct", learn_s: float = 600.0, new_s: float | None = None,
-                 cooldown_s: float = 60.0, confirm_threshold: float | None = None, profiles=None):
+                 cooldown_s: float = 60.0, confirm_threshold: float | None = None, profiles=None,
+                 min_windows: int = 2, frame_s: float = 10.0):
         from kernelpilot.security.confirm import BatchScorer
         from kernelpilot.security.incidents import Incidents
         from kernelpilot.security.procinfo import ProcTable
@@ -234,6 +235,12 @@ class Watcher:
             raise KpError("the model has no calibrated thresholds (train with kpilot security train)")
         if cooldown_s < 0:
             raise KpError("--cooldown must be >= 0 seconds")
+        if min_windows < 1:
+            raise KpError("--min-windows must be at least 1")
+        # a model incident opens at the min_windows-th confirmed window of a process and program
+        # within frame_s (pH's locality frame): one odd window of a long-lived server is not one
+        self.min_windows, self.frame_ns = min_windows, int(frame_s * 1e9)
+        self.pending: dict[tuple[int, str], tuple[int, int]] = {}  # (pid, program) -> (windows, first ts)
         self.host = socket.gethostname()
         self.wall_offset_ns = time.time_ns() - time.monotonic_ns()  # bpf_ktime_get_ns is CLOCK_MONOTONIC
         self.profiles = LiveProfiles(learn_s, learn_s if new_s is None else new_s, time.monotonic_ns())
@@ -274,6 +281,7 @@ class Watcher:
         if now - self._pruned > 10e9:
             self.procs.prune(now)
             self.rules.prune(now)
+            self.pending = {k: v for k, v in self.pending.items() if now - v[1] <= self.frame_ns}
             self._pruned = now
         out = [a for a in out if a]
         self.alerts += out
@@ -337,9 +345,21 @@ class Watcher:
             pids = recs["tgid"][rows]
             for pid in np.unique(pids):  # per process: its first window may open an incident
                 mine = np.flatnonzero(pids == pid)
-                j = mine[np.argmin(ts[rows[mine]])]
+                mine = mine[np.argsort(ts[rows[mine]], kind="stable")]
+                t_last = int(ts[rows[mine[-1]]])
+                if not self.incidents.is_open(int(pid), prog, int(ts[rows[mine[0]]])):
+                    seen, since = self.pending.get((int(pid), prog), (0, int(ts[rows[mine[0]]])))
+                    if t_last - since > self.frame_ns:
+                        seen, since = 0, int(ts[rows[mine[0]]])
+                    need = self.min_windows - seen
+                    if len(mine) < need:
+                        self.pending[(int(pid), prog)] = (seen + len(mine), since)
+                        continue
+                    self.pending.pop((int(pid), prog), None)
+                    mine = mine[max(need, 1) - 1:]  # the window that completes the frame opens it
+                j = mine[0]
                 i = rows[j]
-                inc, line = self.incidents.add(int(pid), prog, "model", int(ts[i]), len(mine), int(ts[rows[mine]].max()))
+                inc, line = self.incidents.add(int(pid), prog, "model", int(ts[i]), len(mine), t_last)
                 if not line:  # folded into an open incident: counted, no line to build
                     continue
                 a = recs[i]
@@ -437,7 +457,8 @@ def default_model(reps: int = 3, system_s: float = 5.0) -> SecurityModel:
 
 
 def watch(model_path, enforce=False, action="freeze", allow=(), duration=None, json_out=False,
-          confirm="fpr_0.1pct", output=None, learn_s=600.0, new_s=None, cooldown_s=60.0, profiles=None) -> None:
+          confirm="fpr_0.1pct", output=None, learn_s=600.0, new_s=None, cooldown_s=60.0, profiles=None,
+          min_windows=2) -> None:
     out = None
     if output is not None:
         try:
@@ -446,16 +467,17 @@ def watch(model_path, enforce=False, action="freeze", allow=(), duration=None, j
             raise KpError(f"cannot write alerts to {output}: {e.strerror}") from None
     try:
         _watch(model_path, enforce, action, allow, duration, json_out, confirm, out, learn_s, new_s, cooldown_s,
-               profiles)
+               profiles, min_windows)
     finally:
         if out:
             out.close()
 
 
 def _watch(model_path, enforce, action, allow, duration, json_out, confirm, out, learn_s, new_s, cooldown_s,
-           profiles) -> None:
+           profiles, min_windows) -> None:
     model = SecurityModel.load(model_path) if model_path else default_model()
     w = Watcher(model, enforce, action, allow, confirm=confirm, learn_s=learn_s, new_s=new_s, cooldown_s=cooldown_s,
+                min_windows=min_windows,
                 profiles=profiles if profiles and Path(profiles).exists() else None)
     from rich.console import Console
     from rich.markup import escape
