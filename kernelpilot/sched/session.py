@@ -101,8 +101,8 @@ class SessionPolicy(Policy):
     batch_slice_ns: int = 20_000_000
     batch_session_nice: int = 10          # autogroup weight 110 against 1024
     latency_session_nice: int = -10
-    batch_session_util: float = 0.5       # CPUs a session burns, with no latency task, to count as batch
-    latency_session_other_util: float = 0.3  # most CPU the rest of a latency task's session may burn
+    batch_session_util: float = 0.5       # CPUs a session wants (run + runqueue wait), with no latency task, to count as batch
+    latency_session_other_util: float = 0.3  # most CPU the rest of a latency task's session may want
     slices: bool = True
     cgroup_idle: bool = False             # cgroup actuation: cpu.idle=1 on the batch group (true background)
 
@@ -197,7 +197,7 @@ class SessionAgent(Agent):
                 self.j.change("policy", {"tid": tid, "start": s.start, "comm": s.comm}, [os.SCHED_IDLE, 0])
 
     def _sessions(self, prev: dict, cur: dict, dt: float):
-        """Session CPU over the last interval (tasks born in it count whole) and autogroup nice."""
+        """Session CPU demand over the last interval (tasks born in it count whole) and autogroup nice."""
         if dt <= 0:
             return
         use: dict[int, float] = {}
@@ -205,7 +205,9 @@ class SessionAgent(Agent):
         member: dict[int, TaskSample] = {}
         for tid, s in cur.items():
             p = prev.get(tid)
-            ran = s.counters[0] - (p.counters[0] if p is not None and p.start == s.start else 0)
+            old = p.counters if p is not None and p.start == s.start else (0, 0)
+            # CPU demand: time run plus time waiting to run (a hog on a busy host still counts)
+            ran = s.counters[0] + s.counters[1] - old[0] - old[1]
             use[s.session] = use.get(s.session, 0.0) + ran / (dt * 1e9)
             member.setdefault(s.session, s)
             v = self.verdicts.get(tid)
@@ -233,7 +235,7 @@ class SessionAgent(Agent):
             except ProcessLookupError:
                 continue
             kind = "latency" if sid in lat_use else "batch"
-            msg = f"session {sid} ({ag}, {s.comm}[{s.tid}]) {kind}: {u:.2f} CPUs -> autogroup nice {want}"
+            msg = f"session {sid} ({ag}, {s.comm}[{s.tid}]) {kind}: wants {u:.2f} CPUs -> autogroup nice {want}"
             self.decisions.append(msg)
             log.info(msg)
             self.session_done[sid] = want
