@@ -148,6 +148,11 @@ def _config(p):
     return load(p)
 
 
+def _sched_rules(p):
+    from kernelpilot.sched.rules import load
+    return load(p)
+
+
 def _results(p):
     from kernelpilot.report.html import load
     return load(p)
@@ -184,6 +189,7 @@ TARGETS = {t.name: t for t in [
     Target("security-normal", "text", ".log", _security_normal),
     Target("journal", "jsonl", ".journal", _journal, lenient=True),
     Target("config-toml", "text", ".toml", _config),
+    Target("sched-rules", "jsonl", ".rules", _sched_rules),
     Target("bench-results", "json", ".json", _results, _use_results),
 ]}
 
@@ -331,6 +337,8 @@ def _text_seeds() -> dict[str, list[tuple[str, bytes]]]:
     toml = (b"[agent]\npoll_s = 0.2\nring_mb = 8\n\n[sched]\nenabled = true\nwindow_s = 1.0\nbatch_nice = 5\n\n"
             b"[security]\nenabled = false\naction = \"freeze\"\nallow = [\"sshd\", \"cron\"]\n\n"
             b"[memory]\nmin_faults = 128\ndepth = 6\n\n[aipath]\ntop = 5\n")
+    rules = (b'{"name": "Xorg", "nice": -5, "sched": "normal", "ioclass": "best-effort", "ionice": 2}\n# comment\n'
+             b'{"name": "make", "nice": 10, "sched": "batch"}\n{"name": "cc1", "nice": 19, "oom_score_adj": 100}\n')
     results = json.dumps({"name": "demo", "rows": [{"policy": "lru", "size": 10, "miss": 0.5},
                                                    {"policy": "mix", "size": 10, "miss": 0.4}],
                           "summary": {"ratio": 0.8}}).encode()
@@ -344,7 +352,7 @@ def _text_seeds() -> dict[str, list[tuple[str, bytes]]]:
             "trace-csv": [("zipf.csv", csv)], "trace-msr": [("hm.msr", msr)], "trace-blkparse": [("cat.blktrace", blk)],
             "trace-strace": [("ls.strace", strace)], "trace-adfa": [("UAD-0001.txt", adfa)],
             "security-normal": [("ls.log", strace)], "journal": [("agent.journal", journal)],
-            "config-toml": [("agent.toml", toml)], "bench-results": [("bench.json", results)],
+            "config-toml": [("agent.toml", toml)], "sched-rules": [("desktop.rules", rules)], "bench-results": [("bench.json", results)],
             "trace-lirs": [("zipf.trace.gz", lirs)], "trace-arc": [("zipf.lis.zst", _zst(arc))],
             "trace-cache2k": [("zipf.trace.xz", cache2k)], "trace-ucsd": [("addr.trace.gz", ucsd)],
             "trace-adaptsize": [("req.trace.xz", adaptsize)]}
