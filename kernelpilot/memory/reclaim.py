@@ -82,7 +82,8 @@ class LearnedReclaimer:
     memory up by more than `grow` of the peak in an interval: its phase) it holds: that memory is
     new, not cold. Page cache growing (files read once) does not hold it. Refaults and pressure
     are counted beyond the program's own (their EWMA while none of its reclaim is open): a
-    program already at its limit is not a reason to stop."""
+    program already at its limit is not a reason to stop, unless its own pages already refault
+    at the budget rate per interval (then none is cold)."""
     name = "kernelpilot"
 
     def __init__(self, budget: float = 0.02, horizon: int = 4, max_step: float = 0.08,
@@ -153,6 +154,8 @@ class LearnedReclaimer:
         if self.hold_ > 0:
             self.hold_ -= 1
             return base
+        if self.base_ref_ / max(o.usage / PAGE, 1) > self.budget:  # its own pages refault at the
+            return base                                              # budget rate: none is cold
         step = self.max_step
         nxt = depth + step
         p = self.predict(nxt)
@@ -193,6 +196,9 @@ class RefaultPredictor:
         self.n_seen_ = 0
         self.history_: dict = {}  # region key -> per-page fast refaults of earlier runs
 
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        return X @ self.coef_
+
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return 1 / (1 + np.exp(-np.clip(X @ self.coef_, -30, 30)))
 
@@ -203,6 +209,13 @@ class RefaultPredictor:
             g = X.T @ (self.predict_proba(X) - y) / len(y) + self.l2 * self.coef_
             self.coef_ -= self.lr * g
         self.n_seen_ += len(y)
+        return self
+
+    def snapshot(self) -> tuple:
+        return self.coef_.copy(), self.n_seen_, {k: v.copy() for k, v in self.history_.items()}
+
+    def restore(self, snap: tuple) -> "RefaultPredictor":
+        self.coef_, self.n_seen_, self.history_ = snap[0].copy(), snap[1], {k: v.copy() for k, v in snap[2].items()}
         return self
 
     def save(self, path: Path):
@@ -250,6 +263,7 @@ class _Region:
         self.pushed_at = np.full(n, -1, np.int64)
         self.x_push = np.zeros((n, len(FEATURES)), np.float32)
         self.x_last = None                         # features at the last scan
+        self.seen = np.zeros(n, bool)              # present at some scan: a fault on it is a refault
 
 
 class ColdPusher:
@@ -262,7 +276,7 @@ class ColdPusher:
     BLOCK = 64
 
     def __init__(self, predictor: RefaultPredictor | None = None, horizon: int = 6, keep: float = 0.5,
-                 back: float = 0.8, cold: float = 0.3, decay: float = 1.0, seed: int = 0):
+                 back: float = 1.01, cold: float = 0.3, decay: float = 1.0, seed: int = 0):
         self.model = predictor or RefaultPredictor()
         self.horizon, self.keep, self.back, self.cold, self.decay = horizon, keep, back, cold, decay
         self.rng = np.random.default_rng(seed)
@@ -271,6 +285,41 @@ class ColdPusher:
         self.pushed = self.refaulted = self.labels = self.brought_back = 0
         self._cold: dict[int, list] = {}  # pid -> [addresses of present pages, coldest first, cursor]
         self._hot: dict[int, list] = {}   # pid -> addresses out but predicted back
+        self._layout: dict[int, list] = {}  # pid -> [(start, end, region)] at the last scan
+        self.fault_refaults = 0
+
+    def faults(self, pid: int, addrs: np.ndarray):
+        """Page faults of pid (the page-fault tracepoint, between scans): a fault on a page seen
+        present before is a refault, seen the moment it happens, where a scan every 50 ms
+        misses a hot page that goes out and comes back between two scans."""
+        t = self.t
+        X_all, y_all = [], []
+        for a, b, r in self._layout.get(pid, []):
+            sel = addrs[(addrs >= a) & (addrs < b)]
+            if len(sel) == 0:
+                continue
+            idx = np.unique((sel - a) // PAGE).astype(np.int64)
+            idx = idx[r.seen[idx]]
+            if len(idx) == 0:
+                continue
+            self.fault_refaults += len(idx)
+            unseen = r.out_at[idx] < 0  # out and back between two scans: quick, by definition
+            r.outs[idx[unseen]] += 1
+            quick = unseen | (t - r.out_at[idx] <= self.horizon)
+            r.fast[idx[quick]] += 1
+            pushed = idx[r.pushed_at[idx] >= 0]
+            if len(pushed):
+                X_all.append(r.x_push[pushed])
+                y_all.append((t - r.pushed_at[pushed] <= self.horizon).astype(float))
+                r.pushed_at[pushed] = -1
+            r.last_ref[idx] = t
+            r.out_at[idx] = -1
+            r.prev_swapped[idx] = False  # counted here, not again by the next scan
+        if y_all:
+            X, y = np.concatenate(X_all), np.concatenate(y_all)
+            self.model.partial_fit(X, y)
+            self.labels += len(y)
+            self.refaulted += int(y.sum())
 
     def scan(self, pid: int) -> int:
         """Returns the pages that came back since the last scan. OSError when pid is gone."""
@@ -278,7 +327,7 @@ class ColdPusher:
         t = self.t
         back_total = 0
         seen: dict[int, int] = {}
-        X_all, y_all, cold, hot = [], [], [], []
+        X_all, y_all, cold, hot, layout = [], [], [], [], []
         with open(f"/proc/{pid}/pagemap", "rb", buffering=0) as pm:
             for a, b in anon_regions(pid):
                 n = (b - a) // PAGE
@@ -292,6 +341,8 @@ class ColdPusher:
                 if len(ent) != n:
                     continue
                 present, swapped = _bit(ent, PM_PRESENT), _bit(ent, PM_SWAPPED)
+                layout.append((a, b, r))
+                r.seen |= present
                 back = r.prev_swapped & present
                 newly_out = swapped & (r.out_at < 0)
                 r.out_at[newly_out] = t
@@ -317,19 +368,21 @@ class ColdPusher:
                 r.fast *= self.decay
                 r.fast[quick | yes] += 1
                 X = features(t, r.last_ref, quick_return(r.fast, r.outs), r.hist, float(back.mean()), self.BLOCK)
-                p = self.model.predict_proba(X)
+                z = self.model.decision_function(X)  # ranks by the logit: P saturates near 0 and 1
+                p = 1 / (1 + np.exp(-z))
                 r.x_last = X.astype(np.float32)
                 idx = np.flatnonzero(present & (r.pushed_at < 0))
-                idx = idx[np.argsort(p[idx] + self.rng.random(len(idx)) * 1e-6, kind="stable")]
-                cold.append((p[idx], a + idx * PAGE, r, idx, X[idx]))
+                idx = idx[np.argsort(z[idx] + self.rng.random(len(idx)) * 1e-6, kind="stable")]
+                cold.append((z[idx], a + idx * PAGE, r, idx, X[idx], p[idx]))
                 hp = np.flatnonzero((present & (p >= self.keep)) | (swapped & (p >= self.back)))
-                hot.append((p[hp], a + hp * PAGE))
+                hot.append((z[hp], a + hp * PAGE))
         if y_all:
             X, y = np.concatenate(X_all), np.concatenate(y_all)
             self.model.partial_fit(X, y)
             self.labels += len(y)
             self.refaulted += int(y.sum())
         self._cold[pid] = cold
+        self._layout[pid] = layout
         hp = np.concatenate([h[0] for h in hot]) if hot else np.zeros(0)
         ha = np.concatenate([h[1] for h in hot]) if hot else np.zeros(0, np.int64)
         self._hot[pid] = ha[np.argsort(-hp, kind="stable")]
@@ -345,8 +398,9 @@ class ColdPusher:
         cold = self._cold.get(pid) or []
         if pages <= 0 or not cold:
             return 0
-        allp = np.concatenate([c[0] for c in cold])
-        order = np.argsort(allp, kind="stable")
+        allz = np.concatenate([c[0] for c in cold])
+        allp = np.concatenate([c[5] for c in cold])
+        order = np.argsort(allz, kind="stable")
         if not forced:
             order = order[allp[order] < self.cold]
         order = order[:pages]
@@ -354,11 +408,11 @@ class ColdPusher:
             return 0
         offs = np.cumsum([0] + [len(c[0]) for c in cold])
         ranges, left = [], []
-        for k, (p, addr, r, idx, X) in enumerate(cold):
+        for k, (z, addr, r, idx, X, p) in enumerate(cold):
             sel = np.sort(order[(order >= offs[k]) & (order < offs[k + 1])] - offs[k])
             keep = np.ones(len(idx), bool)
             keep[sel] = False
-            left.append((p[keep], addr[keep], r, idx[keep], X[keep]))
+            left.append((z[keep], addr[keep], r, idx[keep], X[keep], p[keep]))
             if len(sel) == 0:
                 continue
             pg = idx[sel]
@@ -378,7 +432,8 @@ class ColdPusher:
     def keep_hot(self, pid: int, pages: int) -> int:
         """Touch (process_vm_readv, one byte a page) the `pages` pages likeliest back: present
         ones with P >= keep (the kernel's reclaim sees them referenced and takes others) and out
-        ones with P >= back (they come back in the agent's time, not the program's)."""
+        ones with P >= back (they come back in the agent's time, not the program's; off by
+        default: on the hot/cold program such swap-ins cost as many faults as they saved)."""
         hot = self._hot.get(pid)
         hot = np.sort(hot[:max(pages, 0)]) if hot is not None else []
         if len(hot):
@@ -395,7 +450,7 @@ class ColdPusher:
         return out
 
     def cold_pages(self, pid: int) -> int:
-        return int(sum(len(c[0]) for c in self._cold.get(pid) or []))
+        return int(sum((c[5] < self.cold).sum() for c in self._cold.get(pid) or []))
 
 
 class _Iov(ctypes.Structure):

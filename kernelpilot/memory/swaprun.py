@@ -49,6 +49,7 @@ class Driver:
             return
         peak, k, t0, next_scan = 0, 0, time.monotonic(), 1
         fds: dict[int, int] = {}
+        src = self._fault_source(pid) if self.pusher is not None else None
         try:
             while not stop.wait(self.tick):
                 k += 1
@@ -60,6 +61,8 @@ class Driver:
                 self.usage.append(usage)
                 self.limits.append(limit)
                 peak = max(peak, usage)
+                if src is not None:
+                    self._feed_faults(src)
                 if self.pusher is not None:
                     scan = k >= next_scan
                     t_scan = time.monotonic()
@@ -96,6 +99,27 @@ class Driver:
         finally:
             for fd in fds.values():
                 R.close_fd(fd)
+            if src is not None:
+                src.stop()
+
+    def _fault_source(self, pid):
+        """The foundation tracer's page-fault events of the workload (its cgroup-v2 group, else
+        its pid); None, with a note, where eBPF cannot run."""
+        from kernelpilot.traces.sources import EbpfSource
+        try:
+            if self.lab.psi_cg is not None and self.lab.psi_cg != self.lab.cg:
+                return EbpfSource(["faults"], cgroup=str(self.lab.psi_cg), ring_mb=8).start()
+            return EbpfSource(["faults"], pids=[pid], ring_mb=8).start()
+        except (KpError, OSError) as e:
+            self.errors.append(f"no page-fault events ({str(e).splitlines()[0]}): scans only")
+            return None
+
+    def _feed_faults(self, src):
+        from kernelpilot.traces import schema as S
+        ev = src.poll()
+        ev = ev[ev["kind"] == S.KIND["page_fault"]]
+        for tgid in np.unique(ev["tgid"]).tolist():
+            self.pusher.faults(int(tgid), (ev["a0"][ev["tgid"] == tgid] & ~np.uint64(4095)).astype(np.int64))
 
     def _push(self, fds, usage, limit, scan: bool, forced: bool = True):
         """Scan (every SCAN_EVERY ticks), push the coldest pages while over limit - MARGIN, and
@@ -146,7 +170,7 @@ def run_config(lab, wl, config: str, predictor=None) -> dict:
            "limit_refused": d.limit_refused, "errors": d.errors}
     if d.pusher is not None:
         out.update(pushed=d.pusher.pushed, pushed_back=d.pusher.refaulted, labels=d.pusher.labels,
-                   brought_back=d.pusher.brought_back)
+                   brought_back=d.pusher.brought_back, fault_refaults=d.pusher.fault_refaults)
     lab.set_limit(wl.limit_mb << 20)
     return out
 
@@ -187,8 +211,9 @@ def summarize(runs: list[dict]) -> dict:
 def experiment(names: list[str], reps: int, quick: bool, zram_mb: int = 1024, progress=None,
                configs=CONFIGS, limit_mb: int | None = None) -> dict:
     """Each workload: `reps` rounds of kernel / senpai / kernelpilot, the order rotated each round
-    (interleaved, so the shared host's noise falls on all three). The kernelpilot refault
-    predictor carries over between its runs of a workload (rep 0 starts from nothing)."""
+    (interleaved, so the shared host's noise falls on all three). kernelpilot first has one
+    unscored history run; each of its scored runs starts from the predictor (weights and page
+    history) that run left, and learns online from there."""
     import shutil
     import tempfile
     from pathlib import Path
@@ -230,8 +255,11 @@ def experiment(names: list[str], reps: int, quick: bool, zram_mb: int = 1024, pr
                     h["rep"] = "history"
                     runs.append(h)
                     lab.empty()
+                learned = pred.snapshot()
                 for rep in range(reps):
                     for c in _rotate(list(configs), rep):
+                        if c == "kernelpilot":  # each round starts from what the history run taught
+                            pred.restore(learned)
                         r = run_config(lab, wl, c, pred if c == "kernelpilot" else None)
                         r["rep"] = rep
                         runs.append(r)
