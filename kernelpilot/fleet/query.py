@@ -81,9 +81,11 @@ def connect(files: list[Path]):
             raise KpError(f"cannot read {', '.join(map(str, paths))} as {kind}: {_first_line(e)}") from None
     if "trace" in by_kind:
         from kernelpilot.security.syscalls import tables
-        rows = sorted(tables()["x86_64"].items())
-        con.execute("CREATE TABLE syscall_names (nr BIGINT, name VARCHAR)")
-        con.executemany("INSERT INTO syscall_names VALUES (?, ?)", rows)
+        import pyarrow as pa
+        nr, name = zip(*sorted(tables()["x86_64"].items()))
+        con.register("syscall_names_arrow", pa.table({"nr": pa.array(nr, pa.int64()), "name": list(name)}))
+        con.execute("CREATE TABLE syscall_names AS SELECT * FROM syscall_names_arrow")
+        con.unregister("syscall_names_arrow")
     return con, sorted(by_kind)
 
 
