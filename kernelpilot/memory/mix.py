@@ -1,16 +1,21 @@
-"""`mix`: an online expert mixture (in the spirit of LeCaR/CACHEUS, with whole-policy experts).
+"""`mix`: an online expert follower aiming at half a point of regret against its best expert (in
+the spirit of LeCaR/CACHEUS, with whole-policy experts).
 
-Every expert (LIRS for loops and scans, Perfect LFU for skewed popularity, and the learned LRB
-predictor: the ones that led for long on the bench's traces; S3-FIFO led only where Perfect LFU
-now does better, ARC, SIEVE and LFU only briefly on tiny traces, and each costs time) runs as a shadow
-cache of the full size over the same requests, logging what it evicts. An online learner tracks
+Every expert (S3-FIFO and ARC, which lead on most real traces, LIRS for loops, LRU, Perfect LFU
+for skewed popularity, and the learned LRB predictor) runs as a shadow cache of the full size over
+the same requests, logging what it evicts. The learner tracks
 each expert's misses, exponentially decayed (half-life `HALF` cache sizes of requests), and
-follows the expert with the fewest, switching only when another is ahead by `MARGIN` cache sizes
-of misses (about what a switch costs while the real cache converges; so it does not flap). The real cache follows its leader's contents: on a miss it evicts an
-object the leader has already dropped (the longest dropped first) and it does not admit what
-the leader did not admit. With a stable leader the real cache holds exactly the leader's
-contents, so it cannot do much worse than the best expert, and it does better where phases
-favour different experts. Everything is online: each decision uses requests up to now only.
+follows the one with the fewest. A switch costs misses while the real cache converges (up to what
+it holds that the challenger does not), so it switches when the challenger's lead, counted for as
+long as the current leader has led (a lead that lasts is worth more), exceeds `MARGIN` cache sizes
+plus `COST` times that difference. Per eviction the real cache takes the leader's choice: it evicts
+the object the leader evicted when it holds it, else the resident object the leader dropped longest
+ago (the leader's state is a set; the real cache converges toward it), and it does not admit what
+the leader did not admit. With a stable leader the real cache holds exactly the leader's contents.
+There is no hard bound: a burst of hits on objects the followed expert had dropped (ARC's P2/P3:
+a re-read that only LRU-like experts kept) is lost to any follower that did not hold them. The
+learned expert may lead only after its training prefix (its hits there are in-sample).
+Everything is online: each decision uses requests up to now only.
 """
 from __future__ import annotations
 
@@ -22,31 +27,38 @@ from numba import njit
 from kernelpilot.memory import policies
 from kernelpilot.memory.policies import _lists, _push, _unlink
 
-EXPERTS = ("lirs", "plfu")
+EXPERTS = ("s3fifo", "arc", "lirs", "lru", "plfu")
 LEARNED = "lrb"  # the learned expert (its model is what `models.train("mix", ...)` fits)
-HALF, MARGIN = 64.0, 0.5  # window half-life and switching margin, in cache sizes (chosen on the bench traces:
-# 256 and 1 switched too late on traces of a few hundred cache sizes; 32-128 and 0.25-0.5 did alike)
+# window half-life and switching margin, in cache sizes, and the share of what the real cache holds
+# and the challenger does not that a switch must win back; chosen on the dev traces (200 k request
+# prefixes x 1/5/10/20%): 4, 0.05, 0.25 had the lowest mean regret (0.12 points) and the fewest
+# cells over half a point (4 of 80); half-lives of 2-16 and charges of 0.5-1 did worse, no charge
+# flapped on loops, 64 (tuned on program traces) reacted too late
+HALF, MARGIN, COST = 4.0, 0.05, 0.25
 
 
-def expert_logs(d, sz, cap: int, n_obj: int, learned=None, experts=EXPERTS):
-    """Run the experts; returns (names, hits (k x n uint8), eviction logs (k x (m, 2)))."""
+def expert_logs(d, sz, cap: int, n_obj: int, learned=None, experts=EXPERTS, threads: int | None = None):
+    """Run the experts; returns (names, hits (k x n uint8), eviction logs (k x (m, 2))).
+    threads: how many at once (default: one per core; their kernels release the GIL)."""
     from concurrent.futures import ThreadPoolExecutor
     runs = [(e, lambda evl, e=e: policies.CLASSIC[e](d, sz, cap, n_obj, evl)) for e in experts]
     if learned is not None:
         runs.append((LEARNED, learned))
     logs = [np.zeros((len(d) + 2, 2), np.int64) for _ in runs]
-    # the experts are independent and their kernels release the GIL: one thread each
-    with ThreadPoolExecutor(max_workers=min(len(runs), os.cpu_count() or 1)) as pool:
+    workers = threads or min(len(runs), os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         hits = list(pool.map(lambda fn, evl: fn(evl), [fn for _, fn in runs], logs))
     return [name for name, _ in runs], np.stack(hits), logs
 
 
-def run(d, sz, cap: int, n_obj: int, learned=None, half: float = HALF, margin: float = MARGIN,
-        experts=EXPERTS):
-    """Hit flags of the mixture and requests led per expert; `learned(evl)` runs the learned
-    expert with an eviction log. The first expert leads until another is ahead."""
-    names, hits, logs = expert_logs(d, sz, cap, n_obj, learned, experts)
+def follow(names, hits, logs, d, sz, cap: int, n_obj: int, half: float = HALF, margin: float = MARGIN,
+           cost: float = COST, learned_from: int = 0):
+    """The follower over the experts' hits and logs (from expert_logs) -> (hit flags, requests
+    led per expert, switches). The learned expert may lead from request `learned_from` on (where
+    its training data ends: before, its hits are in-sample and would flatter it); it starts there
+    level with the leader."""
     k = len(names)
+    since = np.array([learned_from if nm == LEARNED else 0 for nm in names], np.int64)
     m = max(int(lg[0, 0]) for lg in logs)
     lt = np.full((k, m + 1), -1, np.int64)
     lv = np.zeros((k, m + 1), np.int64)
@@ -56,19 +68,33 @@ def run(d, sz, cap: int, n_obj: int, learned=None, half: float = HALF, margin: f
         lv[e, :c] = lg[1:c + 1, 1]
     mean_sz = max(1.0, float(sz.mean()))
     window = max(64.0, half * cap / mean_sz)
-    hit, leaders = _follow(d, sz, cap, n_obj, hits, lt, lv, 2.0 ** (-1.0 / window), margin * cap / mean_sz)
-    return hit, dict(zip(names, np.bincount(leaders, minlength=k).tolist()))
+    hit, leaders, switches = _follow(d, sz, cap, n_obj, hits, lt, lv, 2.0 ** (-1.0 / window),
+                                     margin * cap / mean_sz, cost / mean_sz, since)
+    return hit, dict(zip(names, np.bincount(leaders, minlength=k).tolist())), int(switches)
 
 
-@njit(cache=True)
-def _follow(ids, sz, cap, n_obj, hits, lt, lv, decay, margin):
+def run(d, sz, cap: int, n_obj: int, learned=None, half: float = HALF, margin: float = MARGIN,
+        experts=EXPERTS, threads: int | None = None, cost: float = COST, learned_from: int = 0):
+    """Hit flags of the mixture and requests led per expert; `learned(evl)` runs the learned
+    expert with an eviction log. The first expert leads until another is ahead."""
+    names, hits, logs = expert_logs(d, sz, cap, n_obj, learned, experts, threads)
+    hit, led, _ = follow(names, hits, logs, d, sz, cap, n_obj, half, margin, cost, learned_from)
+    return hit, led
+
+
+@njit(cache=True, nogil=True)
+def _follow(ids, sz, cap, n_obj, hits, lt, lv, decay, margin, cost, since):
     k, n = hits.shape
     mem = np.zeros((k, n_obj), np.bool_)  # experts' contents, replayed from their logs
     eocc = np.zeros(k, np.int64)  # and how much each holds
+    diff = np.zeros(k, np.int64)  # what the real cache holds that each expert does not
     lsz = np.zeros(n_obj, np.int64)  # each object's size at its last request
     ptr = np.zeros(k, np.int64)
     miss = np.zeros(k, np.float64)  # decayed misses
     lead = 0
+    switches = 0
+    t_led = 0
+    window = 1.0 / (1.0 - decay)  # requests the decayed counts span
     rp, rn, RH, RT = _lists(n_obj, 1)  # the real cache, LRU order (fallback victims)
     dp, dn, DH, DT = _lists(n_obj, 1)  # cached objects the leader has dropped, oldest at tail
     in_r = np.zeros(n_obj, np.bool_)
@@ -85,6 +111,8 @@ def _follow(ids, sz, cap, n_obj, hits, lt, lv, decay, margin):
             if hits[e, t] == 0 and not mem[e, x]:
                 mem[e, x] = True
                 eocc[e] += s
+                if in_r[x]:
+                    diff[e] -= osz[x]
                 if e == lead and in_d[x]:
                     _unlink(dp, dn, DH, DT, 0, x)
                     in_d[x] = False
@@ -96,6 +124,8 @@ def _follow(ids, sz, cap, n_obj, hits, lt, lv, decay, margin):
                     if not mem[e, v]:
                         mem[e, v] = True
                         eocc[e] += lsz[v]
+                        if in_r[v]:
+                            diff[e] -= osz[v]
                     if e == lead and in_d[v]:
                         _unlink(dp, dn, DH, DT, 0, v)
                         in_d[v] = False
@@ -103,16 +133,25 @@ def _follow(ids, sz, cap, n_obj, hits, lt, lv, decay, margin):
                 if mem[e, v]:
                     mem[e, v] = False
                     eocc[e] -= lsz[v]
+                    if in_r[v]:
+                        diff[e] += osz[v]
                 if e == lead and in_r[v] and not in_d[v]:
                     _push(dp, dn, DH, DT, 0, v)
                     in_d[v] = True
             miss[e] = miss[e] * decay + (1.0 - hits[e, t])
         best = lead
         for e in range(k):
-            if miss[e] < miss[best]:
+            if since[e] == t:
+                miss[e] = miss[lead]
+            if since[e] <= t and miss[e] < miss[best]:
                 best = e
-        if best != lead and miss[best] + margin < miss[lead]:
+        # the lead per request, over the window, is worth as much again for as long as the current
+        # leader has led (at least a window): switch when that pays for the switch
+        adv = miss[lead] - miss[best]
+        if best != lead and adv > margin and adv * max(1.0, (t - t_led) / window) > margin + cost * diff[best]:
             lead = best  # the dropped list is now relative to the new leader
+            switches += 1
+            t_led = t
             while DH[0] >= 0:
                 v = DH[0]
                 _unlink(dp, dn, DH, DT, 0, v)
@@ -142,8 +181,14 @@ def _follow(ids, sz, cap, n_obj, hits, lt, lv, decay, margin):
             _unlink(rp, rn, RH, RT, 0, v)
             in_r[v] = False
             occ -= osz[v]
+            for e in range(k):
+                if not mem[e, v]:
+                    diff[e] -= osz[v]
         _push(rp, rn, RH, RT, 0, x)
         in_r[x] = True
         osz[x] = s
         occ += s
-    return hit, leaders
+        for e in range(k):
+            if not mem[e, x]:
+                diff[e] += s
+    return hit, leaders, switches

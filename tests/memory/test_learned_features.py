@@ -45,3 +45,20 @@ def test_reuse_policy_beats_lru_on_held_out_zipf_and_reproduces():
     assert a.miss_ratio == b.miss_ratio  # a fixed sample stream: the same result every run
     assert a.miss_ratio < sim.simulate(tr, "lru", 150, eval_from=30_000).miss_ratio
     assert a.miss_ratio > sim.simulate(tr, "belady", 150, eval_from=30_000).miss_ratio
+
+
+def test_learned_policy_never_trains_on_the_scored_half():
+    """run_sim (and the bench) train on requests [0, start) only: a model fitted there is the same
+    whatever the scored half holds, and equals one fitted on the prefix alone."""
+    from kernelpilot.memory.cli import run_sim
+    tr = T.mixed(20_000, 600, 1)
+    other = T.Trace(np.concatenate([tr.ids[:10_000], tr.ids[10_000:][::-1] + 7]), 1)
+    a, b = models.train("lrb", tr, 60, True, 10_000), models.train("lrb", other, 60, True, 10_000)
+    prefix = models.train("lrb", T.Trace(tr.ids[:10_000], 1), 60, True)
+    for k in a.params:
+        assert np.array_equal(a.params[k], b.params[k]) and np.array_equal(a.params[k], prefix.params[k]), k
+    assert a.meta["train_requests"] == 10_000
+    out = run_sim(tr, ["lrb"], [60], train_frac=0.5)
+    assert out["eval_from"] == 10_000
+    ref = sim.simulate(tr, "lrb", 60, model=prefix, eval_from=10_000).miss_ratio
+    assert out["results"][0]["miss_ratio"] == ref
