@@ -80,6 +80,8 @@ def _objects(name: str, text: str, skipped: list | None = None):
                 raise KpError(f"{name}:{n}: not a JSON object")
         except json.JSONDecodeError as e:
             err = KpError(f"{name}:{n}: not a JSON object (column {e.colno}: {e.msg})")
+        except RecursionError:
+            err = KpError(f"{name}:{n}: not a JSON object (nested too deeply)")
         except KpError as e:
             err = e
         else:
