@@ -75,6 +75,7 @@ def run_cmd(enforce: bool = typer.Option(False, "--enforce", help="really change
             actuation: str = typer.Option("auto", "--actuation", help="auto (from what the host allows), autogroup "
                                           "(per-session nice), cgroup (weights; with --idle also cpu.idle) or task"),
             slices: bool = typer.Option(True, "--slices/--no-slices", help="EEVDF slices: short for latency-critical, long for batch"),
+            batch_session_nice: int = typer.Option(0, "--batch-session-nice", help="autogroup nice for sessions that want CPU with no latency-critical task (0: leave them; 1..19)"),
             rules_prior: Path = typer.Option(None, "--rules-prior", help="ananicy-cpp rules as a prior: named interactive programs are latency-critical at once"),
             batch_nice: int = typer.Option(0, "--batch-nice", help="nice value for batch tasks (0..19)"),
             model: Path = typer.Option(None, "--model", help="classifier from `kpilot sched train`"),
@@ -99,6 +100,8 @@ def run_cmd(enforce: bool = typer.Option(False, "--enforce", help="really change
     clf = E.load_classifier(model) if model else E.default_classifier()
     if not 0 <= batch_nice <= 19:
         raise KpError("--batch-nice must be between 0 and 19")
+    if not 0 <= batch_session_nice <= 19:
+        raise KpError("--batch-session-nice must be between 0 and 19")
     if actuation not in ACTUATIONS:
         raise KpError(f"--actuation must be one of {', '.join(ACTUATIONS)}")
     if cgroup:
@@ -107,7 +110,8 @@ def run_cmd(enforce: bool = typer.Option(False, "--enforce", help="really change
         actuation, why = choose_actuation()
         logging.getLogger("kernelpilot.sched").info("actuation %s: %s", actuation, why)
     pol = SessionPolicy(batch_policy=os.SCHED_IDLE if idle else os.SCHED_BATCH, use_cgroup=actuation == "cgroup",
-                        batch_nice=batch_nice, actuation=actuation, slices=slices, cgroup_idle=idle)
+                        batch_nice=batch_nice, actuation=actuation, slices=slices, cgroup_idle=idle,
+                        batch_session_nice=batch_session_nice)
     if window < 10:
         raise KpError("--window-ms must be at least 10")
     prior = None

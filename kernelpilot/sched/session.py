@@ -2,9 +2,10 @@
 each session is one scheduling entity, so nice and SCHED_BATCH order tasks only inside their own
 session. The session agent adds, on top of the per-task knobs:
 
-- per-session autogroup nice: a session that burns CPU with no latency-critical task in it (a
-  build started from another terminal) gets autogroup nice +10; a session whose latency-critical
-  tasks are most of its CPU gets -10; the agent's own session is never touched;
+- per-session autogroup nice: a session whose latency-critical tasks are most of its CPU gets -10,
+  so it is served before every other session; with batch_session_nice, a session that wants CPU
+  with no latency-critical task in it (a build started from another terminal) gets +N (off by
+  default: it would also lose to unrelated sessions); the agent's own session is never touched;
 - EEVDF slices (sched_setattr): short (0.1 ms) for latency-critical tasks, so a wakeup preempts
   the running task at once (PREEMPT_SHORT), long (20 ms) for CPU-bound batch tasks;
 - where autogroup does not apply (disabled, or the tasks sit in non-root cpu cgroups: systemd
@@ -26,6 +27,7 @@ from kernelpilot.sched.synth import BATCH, LATENCY
 
 log = logging.getLogger("kernelpilot.sched")
 ACTUATIONS = ("auto", "autogroup", "cgroup", "task")
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 def _cpu_cgroup_path(pid: int) -> str | None:
@@ -99,10 +101,12 @@ class SessionPolicy(Policy):
     latency_nice: int = -10
     latency_slice_ns: int = 100_000       # the shortest slice the kernel takes
     batch_slice_ns: int = 20_000_000
-    batch_session_nice: int = 10          # autogroup weight 110 against 1024
+    batch_session_nice: int = 0           # 0: batch sessions keep their weight against every other
+                                          # session (a build must not lose to unrelated work); 10: weight 110
     latency_session_nice: int = -10
     batch_session_util: float = 0.5       # CPUs a session wants (run + runqueue wait), with no latency task, to count as batch
     latency_session_other_util: float = 0.3  # most CPU the rest of a latency task's session may want
+    batch_min_age_s: float = 2.0          # batch knobs only for tasks running this long
     slices: bool = True
     cgroup_idle: bool = False             # cgroup actuation: cpu.idle=1 on the batch group (true background)
 
@@ -164,7 +168,15 @@ class SessionAgent(Agent):
     def _act(self, s: TaskSample, c: int, x) -> None:
         if c == BATCH and self.session_done.get(s.session, 0) > 0:
             return  # its session's autogroup nice already covers it (and every compiler it forks)
+        if c == BATCH and self._age_s(s) < self.policy.batch_min_age_s:
+            self.streak[(s.tid, s.start)] = (c, self.confirm - 1)  # look again next time
+            return  # a short job (one compiler of a build) ends before a change would matter
         super()._act(s, c, x)
+
+    @staticmethod
+    def _age_s(s: TaskSample) -> float:
+        import time
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - s.start / TICK
         if not self.policy.slices:
             return
         target = {"tid": s.tid, "start": s.start, "comm": s.comm}
@@ -200,27 +212,31 @@ class SessionAgent(Agent):
         """Session CPU demand over the last interval (tasks born in it count whole) and autogroup nice."""
         if dt <= 0:
             return
-        use: dict[int, float] = {}
+        use: dict[int, float] = {}     # CPU run
+        demand: dict[int, float] = {}  # run plus time waiting to run (a hog on a busy host still counts)
         lat_use: dict[int, float] = {}
         member: dict[int, TaskSample] = {}
         for tid, s in cur.items():
             p = prev.get(tid)
             old = p.counters if p is not None and p.start == s.start else (0, 0)
-            # CPU demand: time run plus time waiting to run (a hog on a busy host still counts)
-            ran = s.counters[0] + s.counters[1] - old[0] - old[1]
-            use[s.session] = use.get(s.session, 0.0) + ran / (dt * 1e9)
+            ran, waited = (s.counters[0] - old[0]) / (dt * 1e9), (s.counters[1] - old[1]) / (dt * 1e9)
+            use[s.session] = use.get(s.session, 0.0) + ran
+            demand[s.session] = demand.get(s.session, 0.0) + ran + waited
             member.setdefault(s.session, s)
             v = self.verdicts.get(tid)
             if v and v[1] == s.start and v[0] == "latency-critical":
-                lat_use[s.session] = lat_use.get(s.session, 0.0) + ran / (dt * 1e9)
+                lat_use[s.session] = lat_use.get(s.session, 0.0) + ran
         for sid, u in use.items():
             if sid in (0, self.own_session) or sid in self.session_done:
                 continue
             if sid in lat_use:
                 want = (self.policy.latency_session_nice
                         if u - lat_use[sid] <= self.policy.latency_session_other_util else None)
-            else:
+            elif self.policy.batch_session_nice:
+                u = demand[sid]
                 want = self.policy.batch_session_nice if u >= self.policy.batch_session_util else None
+            else:
+                want = None
             n = self.session_streak.get(sid, 0) + 1 if want is not None else 0
             self.session_streak[sid] = n
             if want is None or n < self.confirm:
@@ -235,7 +251,7 @@ class SessionAgent(Agent):
             except ProcessLookupError:
                 continue
             kind = "latency" if sid in lat_use else "batch"
-            msg = f"session {sid} ({ag}, {s.comm}[{s.tid}]) {kind}: wants {u:.2f} CPUs -> autogroup nice {want}"
+            msg = f"session {sid} ({ag}, {s.comm}[{s.tid}]) {kind}: {u:.2f} CPUs -> autogroup nice {want}"
             self.decisions.append(msg)
             log.info(msg)
             self.session_done[sid] = want

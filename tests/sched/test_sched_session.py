@@ -62,7 +62,7 @@ def test_actuation_choice_follows_the_host():
 @root_only
 @pytest.mark.parametrize("how", ["duration", "sigkill"])
 def test_hog_session_autogroup_nice_and_restore(hog, run_dir, how):
-    a = agent(hog.pid, *(["--duration", "6"] if how == "duration" else []))
+    a = agent(hog.pid, "--batch-session-nice", "10", *(["--duration", "6"] if how == "duration" else []))
     assert wait_for(lambda: knobs.autogroup_of(hog.pid)[1] == 10, 30)
     assert knobs.autogroup_of(os.getpid())[1] == 0  # the agent's own session is never touched
     if how == "sigkill":
@@ -94,6 +94,17 @@ def test_interactive_task_short_slice_and_session_boost(run_dir):
         p.wait()
 
 
-def test_bad_actuation_is_a_one_line_error():
-    r = subprocess.run([KPILOT, "sched", "run", "--actuation", "magic", "--duration", "1"], capture_output=True, text=True)
-    assert r.returncode == 2 and "--actuation must be one of" in r.stderr and "Traceback" not in r.stderr
+@root_only
+def test_hog_session_left_alone_by_default(hog, run_dir):
+    """A build's session keeps its weight against unrelated sessions unless asked."""
+    r = subprocess.run([KPILOT, "sched", "run", "--enforce", "--pid", str(hog.pid), "--interval", "0.2",
+                        "--duration", "3"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "batch" in r.stdout and "autogroup nice" not in r.stdout, r.stderr
+    assert knobs.autogroup_of(hog.pid)[1] == 0
+
+
+@pytest.mark.parametrize("args,msg", [(["--actuation", "magic"], "--actuation must be one of"),
+                                      (["--batch-session-nice", "25"], "--batch-session-nice must be between")])
+def test_bad_session_options_are_one_line_errors(args, msg):
+    r = subprocess.run([KPILOT, "sched", "run", *args, "--duration", "1"], capture_output=True, text=True)
+    assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr
