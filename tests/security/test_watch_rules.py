@@ -80,14 +80,15 @@ def test_setuid_bit_and_setid_calls(watcher, tmp_path):
     f = tmp_path / "f"
     f.write_text("x")
     p = subprocess.run(["chmod", "u+s", str(f)])
-    q = subprocess.run([PY, "-c", "import os; os.setgid(os.getgid())"])  # a no-op change of ids
+    # a throwaway process gives itself another gid; setting the id it has is no alert
+    q = subprocess.run([PY, "-c", "import os; os.setgid(os.getgid()); os.setgid(65534)"])
     lines = pump(watcher, lambda ls: any(a["fired"] == "setid_file" and a["detail"]["path"] == str(f) for a in ls)
                  and any(a["fired"] == "setid_process" and "os.setgid" in a["cmdline"] for a in ls))
     chmod = [a for a in lines if a["fired"] == "setid_file" and a["detail"]["path"] == str(f)]
     setid = [a for a in lines if a["fired"] == "setid_process" and "os.setgid" in a["cmdline"]]
     assert p.returncode == 0 and q.returncode == 0 and (f.stat().st_mode & 0o4000)
     assert chmod and chmod[0]["detail"]["mode"].startswith("0o4") and chmod[0]["exe"].endswith("chmod")
-    assert setid and setid[0]["detail"]["syscall"] == "setgid"
+    assert len(setid) == 1 and setid[0]["detail"] == {"syscall": "setgid", "arg": 65534}
     # a plain chmod is no alert
     subprocess.run(["chmod", "644", str(f)])
     lines = pump(watcher, lambda ls: False, timeout=0.5)

@@ -12,7 +12,8 @@
  *
  * Behaviour events for the rules (kernelpilot/security/rules.py) go up a second ring, sc_events:
  * exec (sched_process_exec: file, interpreter, argv), fork of a process, leader exit, an open of /etc/shadow or
- * /etc/gshadow, listen/accept on an inet socket (once per thread), setuid-family and capset calls,
+ * /etc/gshadow, listen/accept on an inet socket (once per thread), setuid-family calls asking for
+ * an id other than the real one, capset,
  * chmod with S_ISUID/S_ISGID, setxattr of security.capability, and renames (with the thread's
  * write count). Only these syscalls read their arguments. */
 #include "vmlinux.h"
@@ -213,8 +214,25 @@ static __always_inline void behaviour(struct bpf_raw_tracepoint_args *ctx, struc
 		}
 		return;
 	}
-	case 105: case 106: case 113: case 114: case 117: case 119: case 122: case 123: case 126: {
-		struct sc_event *e = event(SC_EV_SETID, nr, reg(r, 0));  /* setuid..setfsgid, capset */
+	case 105: case 106: case 113: case 114: case 117: case 119: case 122: case 123: {
+		/* setuid..setfsgid: only a call that asks for an id other than the real one (make and
+		 * many daemons set the ids they already have) */
+		__u64 ug = bpf_get_current_uid_gid();
+		int gid = nr == 106 || nr == 114 || nr == 119 || nr == 123;
+		__u32 cur = gid ? ug >> 32 : (__u32)ug, n = nr == 113 || nr == 114 ? 2 : nr == 117 || nr == 119 ? 3 : 1;
+		for (int i = 0; i < 3; i++) {
+			__u32 v = (__u32)reg(r, i);
+			if (i < n && v != 0xffffffffu && v != cur) {
+				struct sc_event *e = event(SC_EV_SETID, nr, v);
+				if (e)
+					commit(e);
+				return;
+			}
+		}
+		return;
+	}
+	case 126: {  /* capset */
+		struct sc_event *e = event(SC_EV_SETID, nr, 0);
 		if (e)
 			commit(e);
 		return;
