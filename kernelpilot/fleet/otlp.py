@@ -264,7 +264,10 @@ class OtlpExport:
             description="events seen by kernelpilot's probes (or the running agent's)")
 
     def emit(self, rec: dict) -> None:
-        self.logger.emit(**log_fields(rec))
+        from opentelemetry._logs import SeverityNumber
+        f = log_fields(rec)
+        f["severity_number"] = SeverityNumber(f["severity_number"])
+        self.logger.emit(**f)
         self.events.add(1, {"kpilot.domain": str(rec["domain"]), "kpilot.kind": str(rec["kind"])})
 
     def sample(self) -> None:
@@ -311,6 +314,8 @@ def run(endpoint: str, from_log: Path | None = None, follow: Path | None = None,
     if duration is not None and duration < 0:
         raise KpError("--duration must be >= 0")
     parse_endpoint(endpoint)
+    if from_log is None and follow is None and not metrics:
+        raise KpError("nothing to export: give --from-log FILE or --follow FILE, or leave the metrics on")
     _otel()
     records = read_log(from_log) if from_log is not None else None
     tail = LogFollower(follow) if follow is not None else None

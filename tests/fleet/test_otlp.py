@@ -1,0 +1,274 @@
+"""`kpilot export otlp` against a real OTLP/HTTP receiver on loopback (this process), decoded with
+opentelemetry-proto's classes: records, resource attributes, metrics, rotation, bad input."""
+import gzip
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+pytest.importorskip("opentelemetry.sdk", reason="pip install 'kernelpilot[scale]'")
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (ExportLogsServiceRequest,  # noqa: E402
+                                                                    ExportLogsServiceResponse)
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (  # noqa: E402
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse)
+
+import kernelpilot  # noqa: E402
+from kernelpilot.agent.eventlog import EventLog  # noqa: E402
+from kernelpilot.agent.pilot import Decision  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def anyvalue(v):
+    k = v.WhichOneof("value")
+    if k == "array_value":
+        return [anyvalue(x) for x in v.array_value.values]
+    return getattr(v, k) if k else None
+
+
+def attrs(kvs) -> dict:
+    return {kv.key: anyvalue(kv.value) for kv in kvs}
+
+
+class Receiver:
+    """OTLP/HTTP on 127.0.0.1: keeps every decoded request; `status` answers other than 200 on demand."""
+
+    def __init__(self):
+        self.logs, self.metrics, self.lock, self.status = [], [], threading.Lock(), 200
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                if outer.status != 200:
+                    self.send_response(outer.status)
+                    self.end_headers()
+                    return
+                if self.path == "/v1/logs":
+                    req, resp = ExportLogsServiceRequest(), ExportLogsServiceResponse()
+                    req.ParseFromString(body)
+                    with outer.lock:
+                        outer.logs.append(req)
+                elif self.path == "/v1/metrics":
+                    req, resp = ExportMetricsServiceRequest(), ExportMetricsServiceResponse()
+                    req.ParseFromString(body)
+                    with outer.lock:
+                        outer.metrics.append(req)
+                else:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                out = resp.SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def log_records(self):
+        """(resource attributes, record) for every log record received."""
+        with self.lock:
+            return [(attrs(rl.resource.attributes), r) for req in self.logs for rl in req.resource_logs
+                    for sl in rl.scope_logs for r in sl.log_records]
+
+    def metric_points(self, name):
+        with self.lock:
+            out = []
+            for req in self.metrics:
+                for rm in req.resource_metrics:
+                    for sm in rm.scope_metrics:
+                        for m in sm.metrics:
+                            if m.name == name:
+                                data = getattr(m, m.WhichOneof("data"))
+                                out += [(attrs(rm.resource.attributes), attrs(p.attributes), p)
+                                        for p in data.data_points]
+            return out
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def write_log(path, decisions):
+    log = EventLog(path)
+    recs = [log.write(d) for d in decisions]
+    log.close()
+    return recs
+
+
+DECISIONS = [
+    Decision("security", "alert", "nc[4242] suspicious system calls: score 0.93", pid=4242, comm="nc",
+             detail={"score": 0.93, "windows": 3, "rules": ["reverse-shell"]}),
+    Decision("sched", "action", "nice 0 -> 5: make[77]", pid=77, comm="make", detail={"knobs": {"nice": 5}}),
+    Decision("memory", "decision", "cc1[9] faults on /usr/lib/x.so are predictable", pid=9, comm="cc1"),
+    Decision("agent", "note", "started"),
+]
+
+
+def cli(*args, timeout=60, env=None):
+    return subprocess.run([sys.executable, "-m", "kernelpilot.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT, env={**os.environ, "COLUMNS": "200", **(env or {})})
+
+
+def one_line_error(p, *words):
+    assert p.returncode != 0, p.stdout
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def test_from_log_records_and_resource(tmp_path, receiver):
+    log = tmp_path / "agent.jsonl"
+    recs = write_log(log, DECISIONS)
+    p = cli("export", "otlp", "--endpoint", receiver.url, "--from-log", log, "--json")
+    assert p.returncode == 0, p.stderr
+    counts = json.loads(p.stdout)
+    assert counts["logs_sent"] == 4 and counts["logs_dropped"] == 0 and counts["metric_exports"] >= 1
+    got = receiver.log_records()
+    assert len(got) == 4
+    res = got[0][0]
+    assert res["host.name"] == socket.gethostname()
+    assert res["service.name"] == "kernelpilot-agent"
+    assert res["service.version"] in (kernelpilot.__version__,) or res["service.version"].startswith("0.")
+    by_body = {r.body.string_value: r for _, r in got}
+    assert set(by_body) == {d.what for d in DECISIONS}
+    alert = by_body[DECISIONS[0].what]
+    a = attrs(alert.attributes)
+    assert a["kpilot.domain"] == "security" and a["kpilot.kind"] == "alert"
+    assert a["process.pid"] == 4242 and a["process.executable.name"] == "nc"
+    assert a["kpilot.detail.score"] == pytest.approx(0.93) and a["kpilot.detail.rules"] == ["reverse-shell"]
+    assert alert.severity_text == "WARN" and alert.severity_number == 13
+    assert alert.event_name == "kpilot.security.alert"
+    assert attrs(by_body[DECISIONS[1].what].attributes)["kpilot.detail.knobs.nice"] == 5
+    # the record's own time (the event log's ts), not the export's
+    from datetime import datetime
+    ts = datetime.fromisoformat(recs[0]["ts"].replace("Z", "+00:00")).timestamp()
+    assert abs(alert.time_unix_nano / 1e9 - ts) < 0.002
+    pts = receiver.metric_points("kpilot.agent.events")
+    by_kind = {(a["kpilot.domain"], a["kpilot.kind"]): p.as_int for _, a, p in pts}
+    assert by_kind[("security", "alert")] == 1 and by_kind[("sched", "action")] == 1 and len(by_kind) == 4
+    assert pts[0][0]["host.name"] == socket.gethostname()
+
+
+def test_follow_rotation_metrics_and_sigterm(tmp_path, receiver):
+    log = tmp_path / "agent.jsonl"
+    write_log(log, DECISIONS[:1])
+    p = subprocess.Popen([sys.executable, "-m", "kernelpilot.cli", "export", "otlp", "--endpoint", receiver.url,
+                          "--follow", str(log), "--interval", "0.5", "--duration", "60", "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        def wait_for(cond, what, limit=30):
+            end = time.monotonic() + limit
+            while time.monotonic() < end:
+                if cond():
+                    return
+                assert p.poll() is None, p.communicate()
+                time.sleep(0.1)
+            raise AssertionError(f"timed out waiting for {what}")
+
+        wait_for(lambda: len(receiver.log_records()) == 1, "the record already in the log")
+        with open(log, "a") as f:  # a line written in two parts arrives once, whole
+            line = json.dumps({"ts": "2026-01-02T03:04:05.678Z", "domain": "sched", "kind": "decision",
+                               "pid": 1, "comm": "x", "what": "torn", "detail": {}})
+            f.write(line[:20])
+            f.flush()
+            time.sleep(0.3)
+            f.write(line[20:] + "\nnot json\n")
+        wait_for(lambda: len(receiver.log_records()) == 2, "the appended record")
+        log.rename(tmp_path / "agent.jsonl.1")  # what RotatingFileHandler does
+        write_log(log, DECISIONS[1:3])
+        wait_for(lambda: len(receiver.log_records()) == 4, "the records after rotation")
+        wait_for(lambda: receiver.metric_points("kpilot.process.cpu_ratio"), "process metrics")
+        wait_for(lambda: receiver.metric_points("kpilot.events_observed"), "events_observed")
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err
+    assert "skipped" in err and "not json" not in err.split("skipped", 1)[0]
+    counts = json.loads(out)
+    assert counts["logs_sent"] == 4 and counts["lines_skipped"] == 1
+    bodies = [r.body.string_value for _, r in receiver.log_records()]
+    assert bodies == [DECISIONS[0].what, "torn", DECISIONS[1].what, DECISIONS[2].what]
+    res, a, pt = receiver.metric_points("kpilot.process.cpu_ratio")[0]
+    assert res["host.name"] == socket.gethostname() and "service.version" in res
+    assert isinstance(a["process.pid"], int) and a["process.executable.name"]
+
+
+def test_refused_batches_are_counted_one_line(tmp_path, receiver):
+    log = tmp_path / "agent.jsonl"
+    write_log(log, DECISIONS)
+    receiver.status = 400
+    p = cli("export", "otlp", "--endpoint", receiver.url, "--from-log", log, "--timeout", "2")
+    assert p.returncode != 0
+    assert "Traceback" not in p.stderr
+    assert "dropped 4 log records" in p.stderr
+    assert p.stderr.strip().splitlines()[-1].startswith("kpilot: error: 4 log records")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_bad_input_one_line(tmp_path):
+    log = tmp_path / "agent.jsonl"
+    write_log(log, DECISIONS[:1])
+    one_line_error(cli("export", "otlp", "--endpoint", f"http://127.0.0.1:{free_port()}", "--from-log", log),
+                   "cannot reach the OTLP endpoint", "refused")
+    one_line_error(cli("export", "otlp", "--endpoint", "127.0.0.1:4318", "--from-log", log), "bad --endpoint")
+    one_line_error(cli("export", "otlp", "--endpoint", "http://127.0.0.1:99999", "--from-log", log), "bad --endpoint")
+    one_line_error(cli("export", "otlp", "--endpoint", "http://127.0.0.1:4318", "--from-log", tmp_path / "none"),
+                   "event log not found")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(log.read_text() + "{\"ts\": 1}\n")
+    one_line_error(cli("export", "otlp", "--endpoint", "http://127.0.0.1:4318", "--from-log", bad),
+                   f"{bad}:2", "not an event-log record")
+    bad.write_text("hello\n")
+    one_line_error(cli("export", "otlp", "--endpoint", "http://127.0.0.1:4318", "--from-log", bad),
+                   f"{bad}:1", "not a JSON line")
+    one_line_error(cli("export", "otlp", "--endpoint", "http://127.0.0.1:4318", "--from-log", log,
+                       "--follow", log), "not both")
+    one_line_error(cli("export", "otlp", "--endpoint", "http://127.0.0.1:4318", "--no-metrics"),
+                   "nothing to export")
+
+
+def test_missing_opentelemetry_says_how(tmp_path):
+    block = tmp_path / "block" / "opentelemetry"
+    block.mkdir(parents=True)
+    (block / "__init__.py").write_text("raise ImportError('blocked for the test')\n")
+    log = tmp_path / "agent.jsonl"
+    write_log(log, DECISIONS[:1])
+    p = cli("export", "otlp", "--endpoint", "http://127.0.0.1:4318", "--from-log", log,
+            env={"PYTHONPATH": f"{block.parent}:{ROOT}"})
+    one_line_error(p, "pip install 'kernelpilot[scale]'")
