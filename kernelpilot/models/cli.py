@@ -44,4 +44,6 @@ def demo(kind: str = typer.Argument(..., help="tree | forest | gbm | mlp"),
 
 
 def register(app: typer.Typer) -> None:
+    from kernelpilot.fleet.models_cli import register_store  # push, pull, watch
+    register_store(models_app)
     app.add_typer(models_app, name="models")
