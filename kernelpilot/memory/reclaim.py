@@ -276,7 +276,7 @@ class ColdPusher:
     BLOCK = 64
 
     def __init__(self, predictor: RefaultPredictor | None = None, horizon: int = 6, keep: float = 0.5,
-                 back: float = 1.01, cold: float = 0.3, decay: float = 1.0, seed: int = 0):
+                 back: float = 1.01, cold: float = 0.15, decay: float = 1.0, seed: int = 0):
         self.model = predictor or RefaultPredictor()
         self.horizon, self.keep, self.back, self.cold, self.decay = horizon, keep, back, cold, decay
         self.rng = np.random.default_rng(seed)
@@ -392,8 +392,9 @@ class ColdPusher:
     def push(self, pid: int, pidfd: int, pages: int, forced: bool = True) -> int:
         """Push up to `pages` of pid's present pages, least likely to come back first. `forced`
         (the group is at its limit: the kernel would pick otherwise) takes the coldest whatever
-        their P; a proactive push takes only pages with P < cold (a page never seen out is at
-        0.27: any sign of coming back quickly keeps it), never one predicted back."""
+        their P; a proactive push takes only pages with P < cold, below the 0.27 of a page never
+        seen out: only pages seen out before and slow to come back. Without that evidence the
+        limit does it, and the kernel's LRU, which sees young bits, picks better than a guess."""
         from kernelpilot.memory.live import pageout
         cold = self._cold.get(pid) or []
         if pages <= 0 or not cold:
