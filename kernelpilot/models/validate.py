@@ -120,10 +120,10 @@ def _index(a, i: int) -> str:
 
 def _int(where, field, v, lo, hi) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(v) or v != int(v):
+            or (isinstance(v, (float, np.floating)) and (not math.isfinite(v) or v != int(v))):
         fail(where, field, f"{_short(v)} is not an integer")
     if not lo <= int(v) <= hi:
-        fail(where, field, f"{int(v)} is outside {lo}..{hi}")
+        fail(where, field, f"{_short(int(v))} is outside {lo}..{hi}")
     return int(v)
 
 
@@ -284,9 +284,9 @@ def _trees(m, where) -> None:
         _in_range(where, "params.q_value", leafq, 0, k - 1)
         return
     _int(where, "meta.quant.value_shift", q.get("value_shift"), 0, MAX_SHIFT)
-    bias = _int(where, "meta.quant.bias_q", q.get("bias_q", 0), I32_MIN, I32_MAX)
+    bias = _int(where, "meta.quant.bias_q", q.get("bias_q"), I32_MIN, I32_MAX)
     if out == "binary":
-        _int(where, "meta.quant.threshold_q", q.get("threshold_q", 0), I32_MIN, I32_MAX)
+        _int(where, "meta.quant.threshold_q", q.get("threshold_q"), I32_MIN, I32_MAX)
     # the sum of one leaf per tree plus the bias must stay inside int32 (the kernel adds in 32 bits)
     leaves = np.where(inner, 0, np.abs(qv.astype(np.int64)))
     worst = abs(bias) + int(np.maximum.reduceat(leaves, ends[:-1]).sum())
