@@ -15,7 +15,8 @@ import logging
 import os
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import numpy as np
 
@@ -101,9 +102,16 @@ def run(quick: bool = False) -> dict:
     keep = KERNEL_MODELS[quick]
     t0 = time.perf_counter()
     workers = max(1, min(2, os.cpu_count() or 1))
+    done = []
     with ProcessPoolExecutor(workers) as pool:
-        done = list(pool.map(fuzz_target, names, [n] * len(names),
-                             [keep if x in MODEL_TARGETS else 0 for x in names]))
+        jobs = [pool.submit(fuzz_target, x, n, keep if x in MODEL_TARGETS else 0) for x in names]
+        for job in as_completed(jobs):  # one line per loader on stderr: a long run shows where it is
+            r = job.result()
+            done.append(r)
+            t = r["tally"]
+            print(f"fuzz: {r['name']}: {t['inputs']} inputs, {sum(t['failures'].values())} failures, "
+                  f"{t['seconds']} s ({len(done)}/{len(names)})", file=sys.stderr, flush=True)
+    done.sort(key=lambda r: r["name"])
     loaders = {r["name"]: r["tally"] for r in done}
     failures = {k: sum(t["failures"][k] for t in loaders.values()) for k in R.FAILURES}
     kept = [(r["name"], fam, data) for r in done for fam, data in r["kept"]]
