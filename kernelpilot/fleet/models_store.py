@@ -36,7 +36,8 @@ def open_store(uri: str):
 
 def _why(e: Exception) -> str:
     s = getattr(e, "strerror", None) or str(e).splitlines()[0]
-    return s.split(". Detail:")[0]
+    head, _, detail = s.partition(". Detail: ")  # Arrow's "... Detail: [errno 13] Permission denied"
+    return f"{head} ({detail.split('] ', 1)[-1]})" if detail else head
 
 
 def _check_name(name: str) -> None:
@@ -48,7 +49,10 @@ def push(files: list[Path], dest: str) -> list[dict]:
     from kernelpilot.models.format import Model
     for f in files:  # every file checked before anything is written
         _check_name(Path(f).name)
-        Model.load(f)
+        try:
+            Model.load(f)
+        except OSError as e:  # e.g. a folder on the way this user may not enter
+            raise KpError(f"cannot read {f}: {e.strerror}") from None
     fs, base = open_store(dest)
     local = fs.type_name in ("local", "subtree")
     out = []
