@@ -172,11 +172,6 @@ class SessionAgent(Agent):
             self.streak[(s.tid, s.start)] = (c, self.confirm - 1)  # look again next time
             return  # a short job (one compiler of a build) ends before a change would matter
         super()._act(s, c, x)
-
-    @staticmethod
-    def _age_s(s: TaskSample) -> float:
-        import time
-        return time.clock_gettime(time.CLOCK_BOOTTIME) - s.start / TICK
         if not self.policy.slices:
             return
         target = {"tid": s.tid, "start": s.start, "comm": s.comm}
@@ -184,6 +179,11 @@ class SessionAgent(Agent):
             self.j.change("slice", target, self.policy.latency_slice_ns)
         elif c == BATCH and self.policy.wanted(c, x):  # CPU-bound batch only
             self.j.change("slice", target, self.policy.batch_slice_ns)
+
+    @staticmethod
+    def _age_s(s: TaskSample) -> float:
+        import time
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - s.start / TICK
 
     def step(self) -> None:
         prev, prev_t = self.prev, self.prev_t
