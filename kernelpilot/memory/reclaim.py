@@ -290,7 +290,7 @@ class ColdPusher:
 
     def faults(self, pid: int, addrs: np.ndarray):
         """Page faults of pid (the page-fault tracepoint, between scans): a fault on a page seen
-        present before is a refault, seen the moment it happens, where a scan every 50 ms
+        present before is a refault, seen the moment it happens, where a scan every 100 ms
         misses a hot page that goes out and comes back between two scans."""
         t = self.t
         X_all, y_all = [], []
