@@ -16,6 +16,7 @@ command -v curl >/dev/null || need+=(curl)
 if [ "${1:-}" = test ]; then  # what only the test suite needs
   command -v chromium >/dev/null || need+=(chromium)
   command -v tmux >/dev/null || need+=(tmux)
+  command -v prometheus >/dev/null || need+=(prometheus)  # scrapes `kpilot serve` in tests/fleet
 fi
 command -v gcc >/dev/null || need+=(gcc)
 [ ${#need[@]} -eq 0 ] && exit 0
