@@ -37,12 +37,12 @@ def simulate_cmd(trace: Path = typer.Option(None, "--trace", help="recorded trac
     from kernelpilot.sched import evaluate as E
     from kernelpilot.sched import features as F
     from kernelpilot.sched.synth import synthetic_trace
-    bp, _ = E.synthetic_training()
-    if trace:
+    if trace:  # read (and reject a bad file) before training
         f, lat = F.extract(_read_events(trace)), None
     else:
         ev, wl = synthetic_trace(seed, horizon_s=3)
         f, lat = F.extract(ev), set(wl.pids[wl.label == 1].tolist())
+    bp, _ = E.synthetic_training()
     _print(E.compare_policies(f, bp, ncpu=ncpu, latency_pids=lat), json_out)
 
 

@@ -101,7 +101,7 @@ def test_bad_model_and_trace_files(tmp_path):
 
 def test_train_and_use_saved_model(tmp_path, hog, run_dir):
     m = tmp_path / "model.json"
-    r = subprocess.run([KPILOT, "sched", "train", "-o", str(m)], capture_output=True, text=True)
+    r = subprocess.run([KPILOT, "sched", "train", "--synthetic", "-o", str(m)], capture_output=True, text=True)
     assert r.returncode == 0 and m.exists() and b"pickle" not in m.read_bytes()
     r = subprocess.run([KPILOT, "sched", "run", "--model", str(m), "--pid", str(hog.pid), "--duration", "1.2",
                         "--interval", "0.2"], capture_output=True, text=True)
