@@ -1,10 +1,11 @@
 """The agent's configuration: TOML (stdlib tomllib), every key checked, one-line errors.
 
-    [agent]    log, log_max_mb, log_backups, socket, poll_s, ring_mb
+    [agent]    log, log_max_mb, log_backups, socket, poll_s, ring_mb, comm
     [sched]    enabled, window_s, confirm, min_util, min_wakeups, batch_nice, idle, max_actions, only
-    [security] enabled, model, action, allow
+    [security] enabled, model, action, allow, learn_s
     [memory]   enabled, min_faults, min_accuracy, depth, swap
     [aipath]   enabled, top
+    [export]   otlp_endpoint (records and event counts to an OpenTelemetry collector; the scale extra)
 """
 from __future__ import annotations
 
@@ -18,20 +19,22 @@ NUM = (int, float)
 # section -> key -> (types, default)
 SCHEMA: dict[str, dict[str, tuple]] = {
     "agent": {"log": (str, ""), "log_max_mb": (NUM, 10), "log_backups": (int, 3), "socket": (str, ""),
-              "poll_s": (NUM, 0.1), "ring_mb": (int, 16)},
+              "poll_s": (NUM, 0.1), "ring_mb": (int, 16), "comm": (str, "")},
     "sched": {"enabled": (bool, True), "window_s": (NUM, 0.5), "confirm": (int, 2), "min_util": (NUM, 0.02),
               "min_wakeups": (NUM, 20.0), "batch_nice": (int, 0), "idle": (bool, False),
               "max_actions": (NUM, 20.0), "only": (list, [])},
-    "security": {"enabled": (bool, True), "model": (str, ""), "action": (str, "freeze"), "allow": (list, [])},
+    "security": {"enabled": (bool, True), "model": (str, ""), "action": (str, "freeze"), "allow": (list, []),
+                 "learn_s": (NUM, 600.0)},
     "memory": {"enabled": (bool, True), "min_faults": (int, 64), "min_accuracy": (NUM, 0.5), "depth": (int, 8),
                "swap": (bool, False)},
     "aipath": {"enabled": (bool, True), "top": (int, 10)},
+    "export": {"otlp_endpoint": (str, "")},
 }
 TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list", NUM: "a number"}
 RANGES = {("agent", "log_max_mb"): (0.01, 1e6), ("agent", "log_backups"): (0, 100), ("agent", "poll_s"): (0.01, 10),
           ("agent", "ring_mb"): (1, 1024), ("sched", "window_s"): (0.05, 60), ("sched", "confirm"): (1, 100),
           ("sched", "batch_nice"): (0, 19), ("sched", "max_actions"): (0.1, 1e4),
-          ("memory", "min_faults"): (8, 1 << 30), ("memory", "min_accuracy"): (0, 1), ("memory", "depth"): (1, 64),
+          ("memory", "min_faults"): (8, 1 << 30), ("security", "learn_s"): (0, 86400), ("memory", "min_accuracy"): (0, 1), ("memory", "depth"): (1, 64),
           ("aipath", "top"): (1, 1000)}
 DOMAINS = ("sched", "security", "memory", "aipath")
 
@@ -69,6 +72,9 @@ def validate(data: dict, where: str = "config") -> dict:
         raise KpError(f"{where}: sched.only must be a list of command names (strings)")
     if not all(isinstance(a, str) for a in cfg["security"]["allow"]):
         raise KpError(f"{where}: security.allow must be a list of command names (strings)")
+    if cfg["export"]["otlp_endpoint"]:
+        from kernelpilot.fleet.otlp import parse_endpoint
+        parse_endpoint(cfg["export"]["otlp_endpoint"], f"{where}: export.otlp_endpoint")
     if cfg["memory"]["swap"]:
         raise KpError(f"{where}: memory.swap = true is not run by the agent; use `kpilot memory swap --enforce`")
     return cfg

@@ -99,6 +99,7 @@ class AgentHost:
         self.pilots: dict = {}
         self.failed: dict[str, str] = {}
         self.lock = self.journal = self.observer = self.server = self.elog = None
+        self.otlp = None  # [export] otlp_endpoint (kernelpilot.fleet.otlp)
         self.stop_reason = None
         self.reload_wanted = False
         self.t0 = time.monotonic()
@@ -116,6 +117,9 @@ class AgentHost:
                 self.lock = PidLock().acquire()
             a = self.cfg["agent"]
             self.elog = EventLog(self.log_path, int(a["log_max_mb"] * (1 << 20)), a["log_backups"], self.json_out)
+            if self.cfg["export"]["otlp_endpoint"]:
+                from kernelpilot.fleet.otlp import for_agent
+                self.otlp = for_agent(self.cfg["export"]["otlp_endpoint"])
             self.journal = Journal("agent", enforce=self.enforce and self.live,
                                    max_actions_per_s=self.cfg["sched"]["max_actions"]).open()
             self._install_signals()
@@ -125,6 +129,7 @@ class AgentHost:
             self.observer = self._observer()
             if self.live:
                 self.server = StateServer(self.socket_path)
+            self._reassert_signals()  # a pilot's journal (the watch's responder) took them
         except BaseException:
             self._teardown()
             raise
@@ -138,7 +143,7 @@ class AgentHost:
         from kernelpilot.agent.observer import LiveObserver, ReplayObserver
         if not self.live:
             return ReplayObserver(self.replay_path) if self.replay_path else ReplayObserver()
-        return LiveObserver(ring_mb=self.cfg["agent"]["ring_mb"])
+        return LiveObserver(ring_mb=self.cfg["agent"]["ring_mb"], comm=self.cfg["agent"]["comm"])
 
     def _start_pilot(self, name: str):
         from kernelpilot.agent.aipath_pilot import AipathPilot
@@ -179,7 +184,9 @@ class AgentHost:
 
     def emit(self, d: Decision):
         if self.elog:
-            self.elog.write(d)
+            rec = self.elog.write(d)
+            if self.otlp:
+                self.otlp.emit(rec)
 
     # --- the loop ---
     def step(self, final: bool = False) -> int:
@@ -330,6 +337,9 @@ class AgentHost:
             restored = {**counts, **self.journal.close()}
             self.note("agent", f"stopped ({self.stop_reason}); journal: {restored}")
             self.journal = None
+        if self.otlp:
+            self.otlp.close()
+            self.otlp = None
         if self.elog:
             self.elog.close()
         if self.lock:

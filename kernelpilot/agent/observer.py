@@ -14,10 +14,10 @@ SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample.parquet"
 class LiveObserver:
     live = True
 
-    def __init__(self, ring_mb: int = 16):
+    def __init__(self, ring_mb: int = 16, comm: str = ""):
         from kernelpilot.traces.sources import EbpfSource
-        self.src = EbpfSource(GROUPS, exclude_self=True, ring_mb=ring_mb).start()
-        self.name = "ebpf (kp_trace, system-wide)"
+        self.src = EbpfSource(GROUPS, exclude_self=True, ring_mb=ring_mb, comm=comm or None).start()
+        self.name = "ebpf (kp_trace, " + (f"tasks named {comm}*)" if comm else "system-wide)")
         self.events = 0
 
     def poll(self) -> np.ndarray:

@@ -50,14 +50,11 @@ def switch_counters(ev: np.ndarray, carry: dict):
     ts = np.concatenate([sw["ts"], sw["ts"], wk["ts"]]).astype(np.int64)
     tid = np.concatenate([sw["pid"], sw["a0"].astype(np.uint32), wk["pid"]]).astype(np.int64)
     st = np.concatenate([out_state, np.full(len(sw), IN), np.full(len(wk), WAKE)])
-    if carry:
-        ct = np.fromiter(carry.keys(), np.int64, len(carry))
-        cv = np.array(list(carry.values()), np.int64).reshape(-1, 2)
-        keep = np.isin(ct, tid)
-        ts, tid, st = np.r_[cv[keep, 0], ts], np.r_[ct[keep], tid], np.r_[cv[keep, 1], st]
-        n_carry = int(keep.sum())
-    else:
-        n_carry = 0
+    prior = [(t, *carry[t]) for t in np.unique(tid).tolist() if t in carry]
+    n_carry = len(prior)
+    if n_carry:
+        cv = np.array(prior, np.int64)
+        ts, tid, st = np.r_[cv[:, 1], ts], np.r_[cv[:, 0], tid], np.r_[cv[:, 2], st]
     real = np.r_[np.zeros(n_carry, bool), np.ones(len(ts) - n_carry, bool)]
     m = tid > 0
     if not m.any():
@@ -112,12 +109,12 @@ class SchedPilot(Pilot):
         self.exclude = {me, os.getppid()}
 
     def _learn_names(self, ev):
-        sw = ev[ev["kind"] == S.SCHED_SWITCH]
-        for t, g, c in zip(sw["pid"].tolist(), sw["tgid"].tolist(), sw["comm"].tolist()):
-            self.who[t] = (g, c.decode(errors="replace"))
-        wk = ev[ev["kind"] == S.SCHED_WAKEUP]
-        for t, g, c in zip(wk["pid"].tolist(), wk["tgid"].tolist(), wk["comm"].tolist()):
-            self.who[t] = (g, c.decode(errors="replace"))
+        """tid -> (tgid, comm), from each thread's latest event here (switched-out or woken task)."""
+        pid = ev["pid"][::-1]
+        tids, first = np.unique(pid, return_index=True)  # first in reverse = latest
+        g, c = ev["tgid"][::-1][first], ev["comm"][::-1][first]
+        for t, gg, cc in zip(tids.tolist(), g.tolist(), c.tolist()):
+            self.who[t] = (gg, cc.decode(errors="replace"))
 
     def _add(self, ev):
         tids, *cols = switch_counters(ev, self.carry)

@@ -80,7 +80,9 @@ class SecurityPilot(Pilot):
         from kernelpilot.security.model import SecurityModel
         try:
             model = SecurityModel.load(self.model_path)
-            self.watcher = Watcher(model, enforce=self.enforce, action=self.cfg["action"], allow=self.cfg["allow"])
+            import inspect
+            kw = {"learn_s": float(self.cfg["learn_s"])} if "learn_s" in inspect.signature(Watcher).parameters else {}
+            self.watcher = Watcher(model, enforce=self.enforce, action=self.cfg["action"], allow=self.cfg["allow"], **kw)
         except Exception as e:  # a domain that cannot load leaves the others running
             self.fail(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             return
@@ -108,11 +110,13 @@ class SecurityPilot(Pilot):
         if self.watcher is None:
             return out
         for a in self.watcher.step():
+            if a.get("event", "alert") != "alert":
+                continue
             self.alerts.append(a)
             out.append(Decision("security", "alert", f"{a['comm']}[{a['pid']}] suspicious system calls: score "
                                 f"{a['score']} > {a['threshold']} ({a['model']})", pid=a["pid"], comm=a["comm"],
-                                detail={k: a[k] for k in ("score", "threshold", "kernel_score", "model", "cmdline",
-                                                          "window", "action") if k in a}))
+                                detail={k: a[k] for k in ("score", "threshold", "kernel_score", "model", "fired",
+                                                          "incident", "exe", "cmdline", "window", "action") if k in a}))
         return out
 
     def act(self, d: Decision, journal) -> Decision | None:
@@ -132,7 +136,8 @@ class SecurityPilot(Pilot):
         if self.error:
             out["error"] = self.error
         if self.watcher is not None:
-            out["kernel_stage"] = {k: int(v) for k, v in self.watcher.kernel.stats().items()}
+            st = self.watcher.stats() if hasattr(self.watcher, "stats") else self.watcher.kernel.stats()
+            out["watch"] = {k: v for k, v in st.items() if isinstance(v, (int, float, str))}
             out["windows_up"] = self.watcher.windows_up
         return out
 

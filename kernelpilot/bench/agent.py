@@ -220,6 +220,28 @@ def _fit_idle(rows: list[dict]) -> dict | None:
             "points": [[round(a), round(b, 4)] for a, b in pts]}
 
 
+def _quiet_share(tmp: Path, model: Path, seconds: float) -> dict:
+    """The agent's own fixed cost: every domain on, the sensor's comm filter matching no task (the
+    host's events stay in the kernel), as on an idle host. The security watch still sees every
+    system call in the kernel; only its rare suspicious windows come up."""
+    cfg = tmp / "quiet.toml"
+    cfg.write_text(f"[agent]\ncomm = \"kpb-no-such\"\n[security]\nmodel = \"{model}\"\n")
+    env = _env(tmp)
+    p = subprocess.Popen(CLI + ["agent", "run", "--config", str(cfg), "--log", str(tmp / "quiet.jsonl"), "-d", "3600"],
+                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=str(ROOT))
+    try:
+        _wait(lambda: _events(tmp) is not None or p.poll() is not None, 120, "quiet agent up")
+        time.sleep(2.0)
+        pids = _tree(p.pid)
+        c0, e0, t0 = _cpu_s(pids), _events(tmp), time.monotonic()
+        time.sleep(seconds)
+        c1, e1, dt = _cpu_s(pids), _events(tmp), time.monotonic() - t0
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(60)
+    return {"cpu_share": round((c1 - c0) / dt, 4), "events_per_s": round((e1 - e0) / dt, 1), "seconds": round(dt, 1)}
+
+
 def cost(quick: bool, tmp: Path, model: Path) -> dict:
     binary = build_c("syscall_load")
     sizes = {"idle_s": 3.0 if quick else 10.0, "syscalls": 2_000_000 if quick else 10_000_000,
@@ -259,6 +281,7 @@ def cost(quick: bool, tmp: Path, model: Path) -> dict:
             "switch_ops_ratio": round(m["switch_ops_per_s"] / base["switch_ops_per_s"], 3) if base["switch_ops_per_s"] else None,
             **{k: round(m[k], 4) for k in scalar if k.startswith("cpu_share")}}
     fit = _fit_idle(rows["agent"])
+    quiet = _quiet_share(tmp, model, sizes["idle_s"] * reps)
     a, r, sep = out["agent"], out["record"], out["separate"]
 
     def rel(x, y):
@@ -273,8 +296,8 @@ def cost(quick: bool, tmp: Path, model: Path) -> dict:
                                    "met": all(x is not None and x <= 200 for x in sched)},
         "idle_cpu_share": {"measured": a["cpu_share_idle"], "host_events_per_s": round(median(
             [x["events_per_s_idle"] for x in rows["agent"] if "events_per_s_idle" in x] or [0])),
-            "fit_at_zero_events": fit, "target": "<= 0.02",
-            "met": a["cpu_share_idle"] <= 0.02, "met_at_zero_events": bool(fit) and fit["fixed_cpu_share"] <= 0.02},
+            "fit_at_zero_events": fit, "sensor_filtered_to_no_task": quiet, "target": "<= 0.02",
+            "met": a["cpu_share_idle"] <= 0.02, "met_without_host_events": quiet["cpu_share"] <= 0.02},
     }
     return {"baseline_none": {k: round(v, 1) for k, v in base.items()}, "setups": out,
             "agent_vs_separate": {k: rel(a[k], sep[k]) for k in ("kernel_ns_per_syscall", "kernel_ns_per_switch",
