@@ -31,7 +31,7 @@ def _otel():
         raise KpError(INSTALL) from None
 
 
-def parse_endpoint(url: str) -> tuple[str, str, int]:
+def parse_endpoint(url: str, what: str = "--endpoint") -> tuple[str, str, int]:
     """'http://HOST:PORT' (the collector's OTLP/HTTP base; /v1/logs and /v1/metrics are added)."""
     u = urlsplit(url)
     try:
@@ -39,7 +39,7 @@ def parse_endpoint(url: str) -> tuple[str, str, int]:
     except ValueError:
         port = -1
     if u.scheme not in ("http", "https") or not u.hostname or port == -1:
-        raise KpError(f"bad --endpoint '{url}': give the OTLP/HTTP base URL, e.g. http://127.0.0.1:4318")
+        raise KpError(f"bad {what} '{url}': give the OTLP/HTTP base URL, e.g. http://127.0.0.1:4318")
     return url.rstrip("/"), u.hostname, port or (443 if u.scheme == "https" else 80)
 
 
@@ -171,7 +171,8 @@ class _Errors(logging.Handler):
 class OtlpExport:
     """Log records and metrics to one OTLP/HTTP endpoint; counts what was sent and dropped."""
 
-    def __init__(self, endpoint: str, timeout: float = 5.0, sampler=None, attributes: dict | None = None):
+    def __init__(self, endpoint: str, timeout: float = 5.0, sampler=None, attributes: dict | None = None,
+                 metrics_interval: float | None = None):
         _otel()
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -211,7 +212,8 @@ class OtlpExport:
             Logs(endpoint=f"{base}/v1/logs", timeout=timeout), export_timeout_millis=int(timeout * 1000)))
         self.logger = self.logs.get_logger("kernelpilot.agent")
         self.reader = PeriodicExportingMetricReader(Metrics(endpoint=f"{base}/v1/metrics", timeout=timeout),
-                                                    export_interval_millis=float("inf"))
+                                                    export_interval_millis=metrics_interval * 1000
+                                                    if metrics_interval else float("inf"))
         self.meters = MeterProvider(resource=self.resource, metric_readers=[self.reader])
         meter = self.meters.get_meter("kernelpilot")
         self.events = meter.create_counter("kpilot.agent.events", unit="{event}",
@@ -264,7 +266,10 @@ class OtlpExport:
             description="events seen by kernelpilot's probes (or the running agent's)")
 
     def emit(self, rec: dict) -> None:
+        """One event-log record (as EventLog.write returns it, or parse_record read it)."""
         from opentelemetry._logs import SeverityNumber
+        if "_ns" not in rec:
+            rec = parse_record(json.dumps(rec, default=str), "event")
         f = log_fields(rec)
         f["severity_number"] = SeverityNumber(f["severity_number"])
         self.logger.emit(**f)
@@ -289,6 +294,12 @@ class OtlpExport:
             if self.sampler is not None:
                 self.sampler.close()
         return dict(self.counts)
+
+
+def for_agent(endpoint: str) -> OtlpExport:
+    """The agent's own exporter ([export] otlp_endpoint): its records as they are written, its event
+    counts every 10 s; a collector that is down costs counted drops, not the agent."""
+    return OtlpExport(endpoint, timeout=2.0, metrics_interval=10.0)
 
 
 def _emit_lines(exp: OtlpExport, lines) -> None:

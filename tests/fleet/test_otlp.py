@@ -272,3 +272,33 @@ def test_missing_opentelemetry_says_how(tmp_path):
     p = cli("export", "otlp", "--endpoint", "http://127.0.0.1:4318", "--from-log", log,
             env={"PYTHONPATH": f"{block.parent}:{ROOT}"})
     one_line_error(p, "pip install 'kernelpilot[scale]'")
+
+
+def test_agent_exports_its_records(tmp_path, receiver, monkeypatch):
+    """[export] otlp_endpoint: the agent's own records reach the collector as it writes them."""
+    from kernelpilot.agent import config as C
+    from kernelpilot.agent.host import AgentHost
+    monkeypatch.setenv("KPILOT_RUN_DIR", str(tmp_path / "run"))
+    cfg = C.validate({"export": {"otlp_endpoint": receiver.url}, "sched": {"enabled": False},
+                      "security": {"enabled": False}, "memory": {"enabled": False}, "aipath": {"enabled": False}})
+    log = tmp_path / "e.jsonl"
+    h = AgentHost(cfg, live=False, lock=False, log_path=log)
+    h.start()
+    try:
+        h.run(None)
+    finally:
+        h.stop()
+    written = [json.loads(s)["what"] for s in log.read_text().splitlines()]
+    got = receiver.log_records()
+    assert [r.body.string_value for _, r in got] == written and len(written) >= 2
+    assert got[0][0]["host.name"] == socket.gethostname()
+    assert {a["kpilot.kind"]: p.as_int for _, a, p in receiver.metric_points("kpilot.agent.events")} == {"note": len(written)}
+
+
+def test_agent_config_checks_the_endpoint(tmp_path):
+    bad = tmp_path / "agent.toml"
+    bad.write_text('[export]\notlp_endpoint = "localhost:4318"\n')
+    one_line_error(cli("agent", "run", "--config", bad, "--duration", "1"), f"{bad}: export.otlp_endpoint",
+                   "http://127.0.0.1:4318")
+    bad.write_text('[export]\notlp = "http://127.0.0.1:4318"\n')
+    one_line_error(cli("agent", "run", "--config", bad, "--duration", "1"), "unknown key 'otlp'")
