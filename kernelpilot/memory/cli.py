@@ -38,18 +38,28 @@ def _print(obj, as_json: bool):
     Console().print(tab)
 
 
+def load_model(path):
+    """A saved replacement model: a known policy, the memory features in order, a depth that
+    models.complete can lay out (2^depth nodes per tree)."""
+    from kernelpilot.kernelize.limits import MAP_MAX_DEPTH
+    from kernelpilot.memory import features, models
+    from kernelpilot.models import validate
+    from kernelpilot.models.format import Model
+    saved = Model.load(path)
+    if saved.meta.get("policy") not in models.MODES or saved.kind not in ("tree", "forest"):
+        raise KpError(f"{path}: not a memory replacement model (no known 'policy' in its meta)")
+    validate.check_features(saved, features.NAMES, str(path), "the memory simulator")
+    validate.check_depth(saved, MAP_MAX_DEPTH, str(path), "the memory simulator")
+    return saved
+
+
 def run_sim(tr, names, sizes, unit=True, train_frac=0.5, model_path=None, progress=None) -> dict:
     """Miss ratios of each policy at each size, counted after the training prefix."""
     from kernelpilot.memory import mix, models, sim
     if not 0.0 <= train_frac < 1.0:
         raise KpError(f"--train-frac must be in [0, 1) (got {train_frac})")
     start = int(len(tr) * train_frac) if any(n in sim.LEARNED for n in names) else 0
-    saved = None
-    if model_path:
-        from kernelpilot.models.format import Model
-        saved = Model.load(model_path)
-        if saved.meta.get("policy") not in models.MODES:
-            raise KpError(f"{model_path}: not a memory replacement model (no known 'policy' in its meta)")
+    saved = load_model(model_path) if model_path else None
     out, trained = [], {}
     for size in sizes:
         sim.check_size(tr, size, unit)

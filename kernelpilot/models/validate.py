@@ -424,3 +424,9 @@ def check_features(m, names, where: str = "model", consumer: str = "this command
         want = names[i] if i < len(names) else "(none)"
         fail(where, f"feature_names[{i}]", f"{_short(got)}, but {consumer} gives {_short(want)} "
              f"({m.n_features} names, {len(names)} expected)")
+
+
+def check_depth(m, max_depth: int, where: str = "model", consumer: str = "this command") -> None:
+    """Consumers that lay trees out as complete binary trees (2^depth nodes each) bound the depth."""
+    if m.kind in ("tree", "forest") and int(m.meta["depth"]) > max_depth:
+        fail(where, "meta.depth", f"{m.meta['depth']}; {consumer} takes trees of depth <= {max_depth}")

@@ -211,4 +211,7 @@ def load_classifier(path) -> M.TaskClassifier:
             raise KpError(f"{path} is not a task classifier")
     else:
         m = M.load_model(path, "task classifier")
+    from kernelpilot.models.validate import check_features
+    from kernelpilot.sched.features import CLASS_FEATURES
+    check_features(m, CLASS_FEATURES, str(path), "the task classifier")
     return M.TaskClassifier(m)
