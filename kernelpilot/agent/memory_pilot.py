@@ -113,7 +113,8 @@ class MemoryPilot(Pilot):
         if len(pf):
             pages = (pf["a0"] >> np.uint64(12)).astype(np.int64)
             todo += [(k, s, False) for k, s in self._feed(self.anon, pf["tgid"].astype(np.int64), pages, pf["comm"])]
-        todo.sort(key=lambda t: -t[1].new)  # the busiest streams first: evaluations are rationed
+        # evaluations are rationed: file streams first (they can be prefetched), busiest first
+        todo.sort(key=lambda t: (not t[2], -t[1].new))
         out = []
         for k, s, file_backed in todo:
             out += self._evaluate(k, s, file_backed)
