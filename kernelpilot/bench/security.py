@@ -1,54 +1,37 @@
 """`kpilot bench security`: every detector side by side on the same split.
 
-1. ADFA-LD layout (synthetic corpus; the real data set is not available offline): train on the
-   training folder, score validation normals vs attacks: AUC, DR at 1% / 0.1% FPR per trace and per
-   window, latency, per family.
+1. Real development sets (kernelpilot.security.devsets): FHIDS and UNM/MIT read from
+   ../shared/datasets/security/, one fixed split each (printed as `protocol`): train on normal only,
+   thresholds on calibration normals, test on held-out normals plus every attack: trace AUC,
+   offline and streaming detection at 1% / 5% calibration trace FPR, false alarms, latency, per
+   family (FHIDS) and per program (UNM).
 2. The scenario suite recorded live on this host: train on benign runs, calibrate thresholds on one
    held-out benign repetition, measure FPR on another, and check each attack family is flagged
    within 1 s, per detector and for the live two-stage rule.
 3. Live overhead of the in-kernel stage on a compile workload and a syscall flood (interleaved
-   runs), with the stage's drop counter."""
+   runs), with the stage's drop counter.
+Each part is one top-level key; a part that cannot run says why under "skipped"."""
 from __future__ import annotations
 
 import os
 import tempfile
-import time
 
 import numpy as np
 
-from kernelpilot.security.evaluate import evaluate, summary
 from kernelpilot.security.features import STRIDE, WINDOW, window_bounds
-from kernelpilot.security.evaluate import _auc
-from kernelpilot.security.model import DEFAULT_KINDS, SecurityModel
+from kernelpilot.security.model import SecurityModel
 
 
-def adfa_part(quick: bool, tmp: str) -> dict:
-    from kernelpilot.security.synth import make_corpus
-    from kernelpilot.traces.importers.adfa import load_adfa
-    n_valid, per_fam, epochs = (1500, 60, 3) if quick else (4372, 125, 6)
-    info = make_corpus(tmp, 833, n_valid, per_fam, folders_per_family=10, seed=7)
-    d = load_adfa(tmp)
-    for t in d["attack"]:
-        t.attack_start = info["attack_start"][t.name]
-    t0 = time.perf_counter()
-    m = SecurityModel.train(d["train"], DEFAULT_KINDS + ("ensemble",), calibrate=0, cnn_epochs=epochs)
-    fit_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    res = evaluate(m, d["valid"], d["attack"])
-    calls = sum(len(t) for t in d["valid"] + d["attack"])
-    score_s = time.perf_counter() - t0
-    # The corpus makes ~1 in 12 attack traces a benign-looking child (no payload): AUC over the
-    # traces that carry a payload shows how much of the gap to 1.0 those children are.
-    payload = [t for t in d["attack"] if t.attack_start > 0]
-    vs, ps = m.encode(d["valid"]), m.encode(payload)
-    pay_auc = {k: _auc(np.array([det.trace_score(x) for x in ps]), np.array([det.trace_score(x) for x in vs]))
-               for k, det in m.detectors.items()}
-    return {"data": "synthetic ADFA-LD layout (real ADFA-LD not available offline)",
-            "n_train": len(d["train"]), "n_valid": len(d["valid"]), "n_attack": len(d["attack"]),
-            "train_s": round(fit_s, 2), "score_calls_per_s": round(calls * len(m.detectors) / score_s),
-            "benign_looking_attack_children": len(d["attack"]) - len(payload), "trace_auc_payload_only": pay_auc,
-            "fit_s": {k: m.info[f"{k}_fit_s"] for k in m.detectors},
-            "summary": summary(res), "detectors": res}
+def devset_part(name: str, quick: bool) -> dict:
+    from kernelpilot.security import datasets, devsets
+    path = datasets.default_path(name)
+    if not path.is_file():
+        return {"skipped": f"{path} absent (set KPILOT_DATASETS)"}
+    kinds = devsets.QUICK_KINDS if quick else devsets.KINDS
+    res = devsets.run(name, path, kinds, quick=quick)
+    res["detectors_run"] = list(kinds)
+    res["table"] = devsets.table(name, res)
+    return res
 
 
 def _first_alarm_s(traces, alarms) -> float | None:
@@ -142,30 +125,42 @@ def scenario_part(quick: bool, tmp: str) -> dict:
 
 def run(quick: bool = False) -> dict:
     res = {"quick": quick}
+    for name in ("fhids", "unm"):
+        res[name] = devset_part(name, quick)
     with tempfile.TemporaryDirectory(prefix="kp-bench-sec-") as tmp:
-        res["adfa"] = adfa_part(quick, os.path.join(tmp, "adfa"))
         model = None
         try:
             res["scenarios"], model = scenario_part(quick, os.path.join(tmp, "suite"))
         except Exception as e:  # the tracer needs root + eBPF; report why the part is missing
             res["scenarios"] = {"skipped": f"{type(e).__name__}: {e}"}
-    try:  # live false-alarm budget, attack families, stage speed and overhead (security/livebench.py)
-        from kernelpilot.security.livebench import run_live
-        res["live"] = run_live(quick, model)
+    try:
+        from kernelpilot.security.live import overhead
+        res["live"] = overhead(model, quick) if model else {"skipped": "no scenario model (see scenarios)"}
     except Exception as e:
         res["live"] = {"skipped": f"{type(e).__name__}: {e}"}
-    s = res["adfa"]["summary"]
-    best = max(s, key=lambda k: s[k]["trace_auc"] or 0)
-    res["headline"] = {"best_detector": best, "best_trace_auc": s[best]["trace_auc"],
-                       "best_trace_dr_1pct": s[best]["trace_dr_1pct"],
-                       "tree_trace_auc": s.get("tree", {}).get("trace_auc"),
-                       "auc_ratio_best_vs_stide": round(s[best]["trace_auc"] / s["stide"]["trace_auc"], 4),
-                       "ensemble_trace_auc": s.get("ensemble", {}).get("trace_auc"),
-                       "ensemble_trace_dr_1pct": s.get("ensemble", {}).get("trace_dr_1pct")}
-    det = res["scenarios"].get("detectors", {})
+    res["headline"] = headline(res)
+    return res
+
+
+def headline(res: dict) -> dict:
+    out = {}
+    fh = res.get("fhids", {})
+    if "detectors" in fh:
+        d = fh["detectors"]
+        best = max(d, key=lambda k: d[k]["trace_auc"] or 0)
+        out["fhids"] = {"best_detector": best, "trace_auc": d[best]["trace_auc"],
+                        "dr_1pct": d[best]["offline"]["1pct"]["detection_rate"],
+                        "families_dr_1pct": {f: v["offline_dr_1pct"] for f, v in d[best]["families"].items()},
+                        "auc_ratio_best_vs_stide": round(d[best]["trace_auc"] / d["stide"]["trace_auc"], 4)
+                        if d.get("stide", {}).get("trace_auc") else None,
+                        "prefilter": fh.get("prefilter")}
+    if "summary" in res.get("unm", {}):
+        out["unm_programs_all_intrusions_flagged_fpr_le_1pct"] = {
+            k: f"{len(v['offline_ok'])}/{v['programs']}" for k, v in res["unm"]["summary"].items()}
+    det = res.get("scenarios", {}).get("detectors", {})
     for k, v in det.items():
         if k.startswith(("two_stage", "live_")):
-            res["headline"][k] = {"benign_runs_flagged": v["held_out_benign_runs_flagged"],
-                                  "families_within_1s": v["families_detected_within_1s"],
-                                  "test_window_fpr": v["test_window_fpr"]}
-    return res
+            out[k] = {"benign_runs_flagged": v["held_out_benign_runs_flagged"],
+                      "families_within_1s": v["families_detected_within_1s"],
+                      "test_window_fpr": v["test_window_fpr"]}
+    return out

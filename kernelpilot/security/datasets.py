@@ -59,7 +59,8 @@ def _members(path: Path):
                     raise KpError(f"{path}: member {m.name} is {m.size >> 20} MiB, over the limit")
                 out.append((m.name, tar.extractfile(m).read()))
     except (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error, OSError) as e:
-        raise KpError(f"{path} is not a readable tarball (corrupt or truncated: {e})") from None
+        why = (str(e).splitlines() or [type(e).__name__])[0].rstrip(":")
+        raise KpError(f"{path} is not a readable tarball (corrupt or truncated: {why})") from None
     if not out:
         raise KpError(f"{path} holds no files")
     return out

@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 FPRS = (0.01, 0.05)
 
@@ -39,6 +38,7 @@ def auc(normal, attack) -> float | None:
     normal, attack = np.asarray(normal, dtype=np.float64), np.asarray(attack, dtype=np.float64)
     if not len(normal) or not len(attack):
         return None
+    from sklearn.metrics import roc_auc_score
     y = np.r_[np.zeros(len(normal)), np.ones(len(attack))]
     return round(float(roc_auc_score(y, np.r_[normal, attack])), 4)
 

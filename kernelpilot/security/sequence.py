@@ -82,10 +82,10 @@ class LM(D.Detector):
     kind = "lm"
     SEG, WARM, TRAIN_LEN = 256, 32, 128
 
-    def __init__(self, vocab, dim: int = 32, hidden: int = 64, epochs: int = 3, swin: int = 32,
-                 max_train_calls: int = 300_000, **kw):
+    def __init__(self, vocab, dim: int = 32, hidden: int = 64, steps: int = 1000, swin: int = 32,
+                 max_train_calls: int = 1_000_000, batch: int = 32, **kw):
         super().__init__(vocab, **kw)
-        self.dim, self.hidden, self.epochs, self.swin = dim, hidden, epochs, swin
+        self.dim, self.hidden, self.steps, self.swin, self.batch = dim, hidden, steps, swin, batch
         self.max_train_calls = max_train_calls
         self.w: dict[str, np.ndarray] = {}
 
@@ -96,6 +96,14 @@ class LM(D.Detector):
             raise KpError("training the lm detector needs PyTorch: pip install torch") from None
         _check_fit(seqs, self.kind)
         torch.manual_seed(seed)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # small batches: more threads only contend (2-core hosts)
+        try:
+            return self._fit(torch, seqs, seed)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _fit(self, torch, seqs, seed):
         rng = np.random.default_rng(seed)
         V, bos, L = len(self.vocab), len(self.vocab), self.TRAIN_LEN
         segs = [(i, s) for i, x in enumerate(seqs) for s in range(0, len(x), L)]
@@ -113,12 +121,14 @@ class LM(D.Detector):
         lossf = torch.nn.CrossEntropyLoss(ignore_index=-100)
         X, Y = torch.tensor(X), torch.tensor(Y)
         g = torch.Generator().manual_seed(seed)
-        for _ in range(self.epochs):
-            for idx in torch.randperm(len(X), generator=g).split(64):
-                opt.zero_grad()
-                loss = lossf(net(X[idx]).reshape(-1, V), Y[idx].reshape(-1))
-                loss.backward()
-                opt.step()
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, self.steps)
+        for _ in range(self.steps):
+            idx = torch.randint(len(X), (self.batch,), generator=g)
+            opt.zero_grad()
+            loss = lossf(net(X[idx]).reshape(-1, V), Y[idx].reshape(-1))
+            loss.backward()
+            opt.step()
+            sched.step()
         self.w = {k: v.detach().numpy().astype(np.float32) for k, v in net.state_dict().items()}
         return self
 
@@ -186,12 +196,12 @@ class LM(D.Detector):
         return self.scored_many([seq])[0]
 
     def params(self):
-        return {"dim": self.dim, "hidden": self.hidden, "epochs": self.epochs, "swin": self.swin,
+        return {"dim": self.dim, "hidden": self.hidden, "steps": self.steps, "swin": self.swin,
                 "weights": {k: {"shape": list(v.shape), "data": [round(float(x), 6) for x in v.ravel()]}
                             for k, v in self.w.items()}}
 
     def load(self, p):
-        self.dim, self.hidden, self.epochs = int(p["dim"]), int(p["hidden"]), int(p["epochs"])
+        self.dim, self.hidden, self.steps = int(p["dim"]), int(p["hidden"]), int(p["steps"])
         self.swin = int(p["swin"])
         self.w = {k: np.array(v["data"], dtype=np.float32).reshape(v["shape"]) for k, v in p["weights"].items()}
         self._check()
