@@ -19,6 +19,7 @@ from kernelpilot.agent.eventlog import FIELDS
 from kernelpilot.errors import KpError
 
 INSTALL = "OpenTelemetry export needs opentelemetry-sdk: pip install 'kernelpilot[scale]'"
+FLUSH_EVERY = 1024  # log records between synchronous flushes
 SEVERITY = {"alert": ("WARN", 13), "action": ("INFO", 9), "plan": ("INFO", 9), "decision": ("INFO", 9),
             "note": ("DEBUG", 5)}
 
@@ -209,7 +210,9 @@ class OtlpExport:
         self.resource = Resource.create({**resource_attributes(), **(attributes or {})})
         self.logs = LoggerProvider(resource=self.resource)
         self.logs.add_log_record_processor(BatchLogRecordProcessor(
-            Logs(endpoint=f"{base}/v1/logs", timeout=timeout), export_timeout_millis=int(timeout * 1000)))
+            Logs(endpoint=f"{base}/v1/logs", timeout=timeout), export_timeout_millis=int(timeout * 1000),
+            max_queue_size=4 * FLUSH_EVERY, max_export_batch_size=FLUSH_EVERY // 2))
+        self._pending = 0
         self.logger = self.logs.get_logger("kernelpilot.agent")
         self.reader = PeriodicExportingMetricReader(Metrics(endpoint=f"{base}/v1/metrics", timeout=timeout),
                                                     export_interval_millis=metrics_interval * 1000
@@ -273,6 +276,10 @@ class OtlpExport:
         f = log_fields(rec)
         f["severity_number"] = SeverityNumber(f["severity_number"])
         self.logger.emit(**f)
+        self._pending += 1
+        if self._pending >= FLUSH_EVERY:  # the SDK's queue drops what does not fit: never let it fill
+            self.logs.force_flush()
+            self._pending = 0
         self.events.add(1, {"kpilot.domain": str(rec["domain"]), "kpilot.kind": str(rec["kind"])})
 
     def sample(self) -> None:

@@ -175,6 +175,17 @@ def test_from_log_records_and_resource(tmp_path, receiver):
     assert pts[0][0]["host.name"] == socket.gethostname()
 
 
+def test_from_log_sends_every_record_of_a_long_log(tmp_path, receiver):
+    """More records than the SDK's batch queue holds: none may be dropped silently."""
+    log = tmp_path / "agent.jsonl"
+    write_log(log, DECISIONS * 1000)
+    p = cli("export", "otlp", "--endpoint", receiver.url, "--from-log", log, "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["logs_sent"] == 4000 and len(receiver.log_records()) == 4000
+    pts = receiver.metric_points("kpilot.agent.events")
+    assert sum(p.as_int for _, _, p in pts) == 4000
+
+
 def test_follow_rotation_metrics_and_sigterm(tmp_path, receiver):
     log = tmp_path / "agent.jsonl"
     write_log(log, DECISIONS[:1])
