@@ -61,6 +61,7 @@ class Demo:
         self.procs: dict[str, subprocess.Popen] = {}
         self.log: list[str] = []
         self.attack_started = None
+        self.attack_pids: set[int] = set()
         self.exe = {n: build_c(src, workdir, n) for n, src in
                     (("kp_demo_batch", BATCH_C), ("kp_demo_latency", LATENCY_C), ("kp_demo_reader", READER_C))}
         self.file = workdir / "demo-index.dat"
@@ -83,6 +84,9 @@ class Demo:
             self.log.append(f"batch loop and latency-sensitive sleeper on CPU {cpu}")
             self._spawn("reader", [str(self.exe["kp_demo_reader"]), str(self.file), "37", "2048"])
             self.log.append(f"strided mmap reader of {self.file.name} (32 MB, page i*37), cache dropped each pass")
+        a = self.procs.get("attack")
+        if a is not None and a.poll() is None:
+            self.attack_pids |= _tree(a.pid)
         sec = host.pilots.get("security")
         late = now - self.t0 >= max(self.duration - 6.0, self.duration * 0.5)
         if self.attack_started is None and (late or (sec is not None and sec.ready)):
@@ -100,6 +104,11 @@ class Demo:
         sp, mp = host.pilots.get("sched"), host.pilots.get("memory")
         out = {"classes": {n: sp.classes.get(p.pid, "not classified") for n, p in self.procs.items()
                            if n in ("batch", "latency")} if sp else {}}
+        sec = host.pilots.get("security")
+        if sec is not None:
+            hit = [a for a in sec.alerts if a.get("pid") in self.attack_pids]
+            out["attack_alerted"] = sorted({str(a.get("fired") or a.get("model")) for a in hit})
+            out["alerts_on_other_processes"] = len(sec.alerts) - len(hit)
         if mp:
             r = self.procs.get("reader")
             out["reader_prefetch"] = [{"faults": s.faults, "pages_issued": s.n_issued, "issued_then_faulted": s.n_used}
@@ -116,6 +125,20 @@ class Demo:
             p.wait()
         return {"pieces": self.log,
                 "pids": {n: p.pid for n, p in self.procs.items()}}
+
+
+def _tree(pid: int) -> set[int]:
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        out.add(p)
+        try:
+            for t in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return out
 
 
 def main_job(duration: float = 30.0, log: Path | None = None, json_out: bool = False) -> dict:

@@ -32,6 +32,7 @@ def test_run_live_as_root(kpilot, tmp_path):
     assert s["sched"]["windows"] >= 8 and s["sched"]["tasks_seen"] > 0
     assert s["demo"]["classes"]["batch"] in ("batch", "not classified")
     assert s["security"]["state"].startswith("watching") and s["security"]["syscalls_seen"] > 0
+    assert s["demo"]["attack_alerted"], s["security"]  # the ransomware-like scenario is named
     # memory: the strided reader's file faults are found predictable and prefetched (planned)
     pre = s["demo"]["reader_prefetch"]
     assert pre and pre[0]["pages_issued"] > 0 and pre[0]["issued_then_faulted"] > 0
