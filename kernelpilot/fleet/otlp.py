@@ -173,7 +173,7 @@ class OtlpExport:
     """Log records and metrics to one OTLP/HTTP endpoint; counts what was sent and dropped."""
 
     def __init__(self, endpoint: str, timeout: float = 5.0, sampler=None, attributes: dict | None = None,
-                 metrics_interval: float | None = None):
+                 metrics_interval: float | None = None, metrics: bool = True):
         _otel()
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -217,7 +217,7 @@ class OtlpExport:
         self.reader = PeriodicExportingMetricReader(Metrics(endpoint=f"{base}/v1/metrics", timeout=timeout),
                                                     export_interval_millis=metrics_interval * 1000
                                                     if metrics_interval else float("inf"))
-        self.meters = MeterProvider(resource=self.resource, metric_readers=[self.reader])
+        self.meters = MeterProvider(resource=self.resource, metric_readers=[self.reader] if metrics else [])
         meter = self.meters.get_meter("kernelpilot")
         self.events = meter.create_counter("kpilot.agent.events", unit="{event}",
                                            description="event-log records by domain and kind")
@@ -342,7 +342,7 @@ def run(endpoint: str, from_log: Path | None = None, follow: Path | None = None,
     if metrics and from_log is None:
         from kernelpilot.report.sampler import Sampler
         sampler = Sampler(bpf=True)
-    exp = OtlpExport(endpoint, timeout, sampler)
+    exp = OtlpExport(endpoint, timeout, sampler, metrics=metrics)
     try:
         if records is not None:
             for r in records:

@@ -102,8 +102,10 @@ class Receiver:
             return out
 
     def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        if self.httpd is not None:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None
 
 
 @pytest.fixture
@@ -322,3 +324,38 @@ def test_agent_config_checks_the_endpoint(tmp_path):
                    "http://127.0.0.1:4318")
     bad.write_text('[export]\notlp = "http://127.0.0.1:4318"\n')
     one_line_error(cli("agent", "run", "--config", bad, "--duration", "1"), "unknown key 'otlp'")
+
+
+def test_collector_going_away_is_counted_not_raised(tmp_path, receiver):
+    log = tmp_path / "agent.jsonl"
+    write_log(log, DECISIONS[:1])
+    p = subprocess.Popen([sys.executable, "-m", "kernelpilot.cli", "export", "otlp", "--endpoint", receiver.url,
+                          "--follow", str(log), "--no-metrics", "--timeout", "1"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    err = []
+    t = threading.Thread(target=lambda: err.extend(p.stderr), daemon=True)
+    t.start()
+    try:
+        end = time.monotonic() + 30
+        while len(receiver.log_records()) < 1 and time.monotonic() < end:
+            assert p.poll() is None, err
+            time.sleep(0.1)
+        assert len(receiver.log_records()) == 1
+        receiver.close()  # the collector goes away
+        write_log(log, DECISIONS[1:2])
+        end = time.monotonic() + 30
+        while not any("dropped 1 log records" in s for s in err) and time.monotonic() < end:
+            assert p.poll() is None, err
+            time.sleep(0.1)
+        assert p.poll() is None  # still running
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=30)
+        t.join(timeout=10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    text = "".join(err)
+    assert p.returncode != 0 and "Traceback" not in text
+    assert any(s.startswith("kpilot export: dropped 1 log records") for s in err), text
+    assert err[-1].startswith("kpilot: error: 1 log records and 0 metric exports dropped"), text
