@@ -430,3 +430,19 @@ def check_depth(m, max_depth: int, where: str = "model", consumer: str = "this c
     """Consumers that lay trees out as complete binary trees (2^depth nodes each) bound the depth."""
     if m.kind in ("tree", "forest") and int(m.meta["depth"]) > max_depth:
         fail(where, "meta.depth", f"{m.meta['depth']}; {consumer} takes trees of depth <= {max_depth}")
+
+
+def check_document(doc, where: str, ints: dict[str, tuple[int, int]] | None = None) -> None:
+    """A JSON model document of another layout (the security model): every number finite, and the
+    named top-level integers inside their ranges."""
+    stack = [(doc, "")]
+    while stack:
+        v, path = stack.pop()
+        if isinstance(v, float) and not math.isfinite(v):
+            fail(where, path.lstrip(".") or "(document)", f"{v} is not finite")
+        elif isinstance(v, dict):
+            stack.extend(reversed([(x, f"{path}.{k}") for k, x in v.items()]))  # document order
+        elif isinstance(v, list):
+            stack.extend(reversed([(x, f"{path}[{i}]") for i, x in enumerate(v)]))
+    for k, (lo, hi) in (ints or {}).items():
+        _int(where, k, doc.get(k), lo, hi)

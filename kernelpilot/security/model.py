@@ -99,6 +99,8 @@ class SecurityModel:
             raise KpError(f"{path} is not a kernelpilot security model")
         if doc.get("version") != VERSION:
             raise KpError(f"model {path} has version {doc.get('version')}; this kernelpilot reads {VERSION}")
+        from kernelpilot.models.validate import check_document
+        check_document(doc, str(path), {"window": (1, 4096), "stride": (1, 4096)})
         try:
             m = cls(Vocabulary.from_json(doc["vocabulary"]), int(doc["window"]), int(doc["stride"]))
             for name, p in doc["detectors"].items():
