@@ -32,6 +32,8 @@ def need_root():
 SERIAL = (
     "tests/security/test_watch_e2e.py",
     "tests/security/test_watch_rules.py",
+    "tests/security/test_live.py",
+    "tests/foundation/test_main_job.py",
     "tests/sched/test_sched_live.py",
     "tests/sched/test_xbench",
     "tests/memory/test_memory_live.py",
