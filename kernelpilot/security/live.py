@@ -1,7 +1,9 @@
-"""Two-stage live detection. Stage 1 (bpf/sc_watch.bpf.c) keeps the tree's features per process
+"""Two-stage live detection. Stage 1 (bpf/sc_watch.bpf.c) keeps the tree's features per thread
 over a sliding 32-call window in sys_enter and scores it every 8 calls with the kernelize map
 interpreter; only windows over the calibrated threshold come up the ring buffer. Stage 2 here
-re-scores the window (with its context) with the user-space model and confirms.
+re-scores the window (with its context) with the user-space model and confirms, against the
+program's own profiles too (profiles.py); behaviour rules (rules.py) run on a second ring of
+kernel events; what fires is grouped into incidents (incidents.py) and printed as JSON lines.
 Responses: alert (default); with enforce, freeze (cgroup v2 freezer, else SIGSTOP) or kill,
 never pid 1, kernelpilot itself or an allow-listed command. Freezes are journalled and undone."""
 from __future__ import annotations

@@ -270,7 +270,7 @@ def run_live(quick: bool = True, model=None) -> dict:
         w.close()
     with tempfile.TemporaryDirectory(prefix="kp-mix-") as d:
         speed = stage_speed(model, d, 3 if quick else 10)
-    ovh = overhead(model, quick)
+    ovh = overhead(model, quick=True)  # the full sizes take half an hour on a loaded 2-core host; per-syscall cost: kernel_stage_in_kernel
     lat = [a["latency_s"] for a in attacks.values() if a.get("detected")]
     return {
         "protocol": "model: benign scenario suite only; watch learns the host for learn_s while a first run "
