@@ -3,6 +3,7 @@ learned policy, against the best classic policy of each cell), prefetchers vs Le
 simulator speed with libcachesim's measured in the same run when installed."""
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -24,6 +25,27 @@ def _real_traces(quick: bool) -> tuple[list, dict]:
         out.append(tr)
         info[name] = {"requests": len(tr), "objects": tr.footprint()}
     return out, info
+
+
+# the dev set: public traces in ../shared/datasets/cache (README there), develop and report on them
+DEV_TRACES = ("lirs/2_pools.trace.gz", "lirs/cpp.trace.gz", "lirs/cs.trace.gz", "lirs/gli.trace.gz",
+              "lirs/multi1.trace.gz", "lirs/multi2.trace.gz", "lirs/multi3.trace.gz", "lirs/ps.trace.gz",
+              "lirs/sprite.trace.gz", "arc/OLTP.lis.zst", "arc/P2.lis.zst", "arc/P3.lis.zst",
+              "cache2k/web07.trace.xz", "cache2k/web12.trace.xz", "cache2k/orm-busy.trace.xz",
+              "scarab/scarab-recs.trace.xz", "address/gcc.trace.gz", "address/swim.trace.gz",
+              "address/twolf.trace.gz", "adapt_size/request.trace.xz")
+FRACS = (0.01, 0.05, 0.1, 0.2)  # cache sizes: fractions of the footprint (unit-size objects)
+PREFIX = {False: 500_000, True: 100_000}  # requests read of each trace (full, quick)
+LCS_BUDGET = {False: 100_000, True: 35_000}  # libCacheSim learned caches (slow): traces up to this long
+PROTOCOL = ("each dev trace read to its first {prefix} requests, unit-size objects (UCSD address traces: "
+            "64-byte lines; AdaptSize: ids, sizes ignored), cache sizes 1/5/10/20% of the footprint of what was "
+            "read; learned parts (lrb's model, mix's learned expert) train on the first half only, every "
+            "policy is scored on the second half; mix and its experts run online over the whole prefix")
+
+
+def dataset_dir():
+    from pathlib import Path
+    return Path(__file__).resolve().parents[3] / "shared" / "datasets" / "cache"
 
 
 # the classic policies the memory issue lists; Perfect LFU (`plfu`) is reported beside them
@@ -58,45 +80,112 @@ def _closed(base: float, x: float, opt: float) -> float:
     return round((base - x) / (base - opt), 4) if base > opt else 0.0
 
 
-def score_cell(row: dict, real: bool) -> dict:
-    """One trace x size cell (policy -> miss ratio) plus the learned target: `mix` (the headline
-    learned policy, fixed in advance) against the best listed classic, then against those or
-    Perfect LFU (not listed by the issue; one of mix's experts)."""
-    classic = {k: v for k, v in row.items() if k in LISTED}
+def score_cell(row: dict) -> dict:
+    """One trace x size cell (policy -> miss ratio): the best classic (the listed ones or Perfect
+    LFU), mix's regret against the best of its own experts, and the share of the gap from the best
+    classic to Belady that mix and the learned policy (lrb) close."""
+    from kernelpilot.memory import mix
+    classic = {k: row[k] for k in LISTED + ("plfu",)}
     best = min(classic, key=classic.get)
-    best2 = best if classic[best] <= row["plfu"] else "plfu"
-    opt, learned = row["belady"], row["mix"]
-    row.update(best_classic=best, real=real, room_to_belady=round(row[best] - opt, 5),
-               learned_below_best=learned < row[best], gap_closed=_closed(row[best], learned, opt),
-               best_classic_or_plfu=best2, learned_below_best_or_plfu=learned < row[best2],
-               gap_closed_vs_best_or_plfu=_closed(row[best2], learned, opt))
+    experts = {k: row[k] for k in mix.EXPERTS + (mix.LEARNED,)}
+    bexp = min(experts, key=experts.get)
+    opt = row["belady"]
+    row.update(best_classic=best, room_to_belady=round(row[best] - opt, 5), best_expert=bexp,
+               mix_regret=round(row["mix"] - row[bexp], 5),
+               mix_below_best=row["mix"] < row[best], learned_below_best=row["lrb"] < row[best],
+               gap_closed=_closed(row[best], row["mix"], opt),
+               learned_gap_closed=_closed(row[best], row["lrb"], opt))
     if "popularity_oracle" in row:
-        row["popularity_oracle_gap_closed_vs_best_or_plfu"] = _closed(row[best2], row["popularity_oracle"], opt)
-    if "irm_optimal" in row:
-        row["irm_optimal_gap_closed"] = _closed(row[best], row["irm_optimal"], opt)
+        row["popularity_oracle_gap_closed"] = _closed(row[best], row["popularity_oracle"], opt)
+    return row
+
+
+def _lcs_learned(tr, sizes: list, start: int) -> dict:
+    """libCacheSim's learned caches (PyPI wheel) per size: miss ratio over requests [start, end),
+    from a run over the whole trace less one over its first `start` requests; an error per cache."""
+    import tempfile
+
+    from kernelpilot.traces.importers.oracle_general import write_oracle_general
+    try:
+        import libcachesim as lcs
+    except ImportError:
+        return {s: {n: "not installed (pip install .[test])" for n in LCS_LEARNED} for s in sizes}
+    out = {s: {} for s in sizes}
+    with tempfile.TemporaryDirectory() as d:
+        path = f"{d}/t.oracleGeneral"
+        write_oracle_general(path, tr)
+        for size in sizes:
+            for name, cls in LCS_LEARNED.items():
+                try:
+                    def mr(max_req):
+                        reader = lcs.TraceReader(path, lcs.TraceType.ORACLE_GENERAL_TRACE)
+                        return getattr(lcs, cls)(size).process_trace(reader, max_req=max_req)[0]
+                    n = len(tr)
+                    out[size][name] = round((mr(-1) * n - mr(start) * start) / (n - start), 5)
+                except Exception as e:  # report it per cell, as the issue asks
+                    out[size][name] = f"failed: {type(e).__name__}: {str(e)[:80]}"
+    return out
+
+
+LCS_LEARNED = {"lcs_lrb": "LRB", "lcs_glcache": "GLCache", "lcs_3lcache": "ThreeLCache"}
+
+
+def _cell(tr, size: int, start: int) -> dict:
+    """Miss ratios over requests [start, end) of the classics, Belady, lrb and mix (its experts
+    are the classics' own runs, with eviction logs) at one size."""
+    from kernelpilot.memory import mix, models, policies
+    d, n_obj, nxt = tr.dense()
+    sz = np.ones(len(d), np.int64)
+    model = models.train("lrb", tr, size, True, start)
+    learned = lambda evl: models.run("lrb", tr, sz, size, model, evl)  # noqa: E731
+    names, hits, logs = mix.expert_logs(d, sz, size, n_obj, learned, threads=1)
+    h, led, switches = mix.follow(names, hits, logs, d, sz, size, n_obj, learned_from=start)
+    row = {name: 1.0 - float(hits[e, start:].mean()) for e, name in enumerate(names)}
+    for p in LISTED:
+        if p not in row:
+            row[p] = 1.0 - float(policies.CLASSIC[p](d, sz, size, n_obj)[start:].mean())
+    row["belady"] = 1.0 - float(policies.belady(d, sz, size, n_obj, nxt)[start:].mean())
+    row["mix"] = 1.0 - float(h[start:].mean())
+    row = {k: round(v, 5) for k, v in row.items()}
+    row["popularity_oracle"] = round(popularity_oracle(tr, size, start), 5)
+    row["mix_switches"] = switches
+    row["mix_led"] = {k: v for k, v in led.items() if v}
     return row
 
 
 def _policies(quick: bool) -> dict:
-    from kernelpilot.memory import sim, trace as T
-    from kernelpilot.memory.cli import run_sim
-    n = 100_000 if quick else 400_000
-    real, info = _real_traces(quick)
-    traces = [T.mixed(n, n // 80, 2), T.zipf(n, n // 20, 0.9, 1), T.loop(n, n // 130, 3)] + real
-    fracs = (0.02, 0.1) if quick else (0.01, 0.05, 0.2)
-    out = {"real_traces": info}
-    for tr in traces:
-        sizes = sorted({max(10, int(f * tr.footprint())) for f in fracs})
-        run = run_sim(tr, [p for p in sim.ALL if p != "imitate"], sizes)  # imitate: superseded
-        per = {}
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kernelpilot.errors import KpError
+    from kernelpilot.memory import trace as T
+    root = dataset_dir()
+    out = {"protocol": PROTOCOL.format(prefix=PREFIX[quick]), "dataset_dir": str(root), "traces": {}}
+    traces = []
+    for rel in DEV_TRACES:
+        try:
+            traces.append(T.load(str(root / rel), limit=PREFIX[quick]))
+        except KpError as e:
+            out["traces"][rel] = f"not read: {e}"
+    real, info = _real_traces(quick) if not quick else ([], {"skipped": "quick run"})
+    out["recorded_programs"] = info
+    traces += real
+
+    def one(tr):
+        start = len(tr) // 2
+        sizes = sorted({max(2, int(f * tr.footprint())) for f in FRACS})
+        lcs = _lcs_learned(tr, sizes, start) if len(tr) <= LCS_BUDGET[quick] else \
+            {s: {n: f"not run: {len(tr)} requests, over this run's budget ({LCS_BUDGET[quick]})"
+                 for n in LCS_LEARNED} for s in sizes}
+        cells = {}
         for size in sizes:
-            row = {r["policy"]: round(r["miss_ratio"], 5) for r in run["results"] if r["cache_size"] == size}
-            row["popularity_oracle"] = round(popularity_oracle(tr, size, run["eval_from"]), 5)
-            a0 = irm_optimal(tr, size, run["eval_from"])
-            if a0 is not None:
-                row["irm_optimal"] = round(a0, 5)
-            per[str(size)] = score_cell(row, tr.name.endswith(":files") or tr.name.endswith(":faults"))
-        out[tr.name] = per
+            row = _cell(tr, size, start)
+            row.update(lcs[size])
+            cells[str(size)] = score_cell(row)
+        return tr, cells
+    # two traces at a time: the kernels release the GIL
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for tr, cells in pool.map(one, traces):
+            out["traces"][tr.name] = {"requests": len(tr), "objects": tr.footprint(), "cells": cells}
     return out
 
 
@@ -114,28 +203,40 @@ def _prefetch(quick: bool) -> dict:
 
 
 def _speed(quick: bool) -> dict:
-    from kernelpilot.memory import models, sim, trace as T
-    n = 1_000_000 if quick else 4_000_000
-    tr = T.zipf(n, n // 20, 1.0, 7)
-    size = tr.footprint() // 20
-    tr.dense()
-    sim.simulate(T.zipf(1000, 100, 1.0, 0), "lru", 10)  # compile outside the timing
+    """Requests per second on a real dev trace (a prefix of orm-busy, cache 10% of its footprint),
+    all in this run: LRU and S3-FIFO, the learned policy, mix with its experts in threads (one
+    per core) and on one core."""
+    from kernelpilot.errors import KpError
+    from kernelpilot.memory import mix, models, sim, trace as T
+    n = 500_000 if quick else 2_000_000
+    try:
+        tr = T.load(str(dataset_dir() / "cache2k/orm-busy.trace.xz"), limit=n)
+    except KpError as e:
+        return {"skipped": str(e)}
+    d, n_obj, _ = tr.dense()
+    size = tr.footprint() // 10
+    m = models.train("lrb", tr, size, True, len(tr) // 2)
+    small = T.Trace(tr.ids[:2000], 1)
+    for p in ("lru", "s3fifo", "lrb", "mix"):  # compile outside the timing
+        sim.simulate(small, p, 50, model=m)
     best = {}
-    for p in ("lru", "s3fifo"):
-        best[p] = min(sim.simulate(tr, p, size).seconds for _ in range(2))
-    m = models.train("mix", T.zipf(100_000, 5000, 1.0, 8))  # mix's learned expert
-    for p in (m.meta["policy"], "mix"):
-        sim.simulate(T.zipf(1000, 100, 1.0, 0), p, 10, model=m)
-        best[p] = sim.simulate(tr, p, size, model=m).seconds
-    out = {f"{p}_mreq_per_s": round(n / s / 1e6, 2) for p, s in best.items()}
+    for p in ("lru", "s3fifo", "lrb", "mix"):
+        best[p] = min(sim.simulate(tr, p, size, model=m).seconds for _ in range(2))
+    sz = np.ones(len(d), np.int64)
+    t0 = time.perf_counter()
+    mix.run(d, sz, size, n_obj, lambda evl: models.run("lrb", tr, sz, size, m, evl), threads=1)
+    best["mix_one_core"] = time.perf_counter() - t0
+    out = {f"{p}_mreq_per_s": round(len(tr) / s / 1e6, 2) for p, s in best.items()}
+    out.update(trace=f"orm-busy (first {len(tr)} requests)", cache_size=size, cores=os.cpu_count(),
+               mix_threads=min(len(mix.EXPERTS) + 1, os.cpu_count() or 1))
     try:
         import tempfile
 
         import libcachesim as lcs
 
         from kernelpilot.traces.importers.oracle_general import write_oracle_general
-        with tempfile.TemporaryDirectory() as d:
-            path = f"{d}/t.oracleGeneral"
+        with tempfile.TemporaryDirectory() as dd:
+            path = f"{dd}/t.oracleGeneral"
             write_oracle_general(path, tr)
             reader = lcs.TraceReader(path, lcs.TraceType.ORACLE_GENERAL_TRACE)
             secs = []
@@ -143,12 +244,10 @@ def _speed(quick: bool) -> dict:
                 t0 = time.perf_counter()
                 mr = lcs.LRU(size).process_trace(reader)[0]
                 secs.append(time.perf_counter() - t0)
-        out["libcachesim_lru_mreq_per_s"] = round(n / min(secs) / 1e6, 2)
-        out["lru_speed_ratio_vs_libcachesim"] = round(min(secs) / best["lru"], 3)
+        out["libcachesim_lru_mreq_per_s"] = round(len(tr) / min(secs) / 1e6, 2)
         out["lru_miss_ratio_equal"] = abs(mr - sim.simulate(tr, "lru", size).miss_ratio) < 1e-12
     except ImportError:
         out["libcachesim"] = "not installed (pip install .[test])"
-    out["requests"] = n
     return out
 
 
@@ -183,36 +282,49 @@ def _live(quick: bool) -> dict:
 ROOM = 0.01  # one point of miss ratio between the best classic policy and Belady
 
 
-def _summary(pol: dict) -> dict:
+TARGETS = {"mix_worst_regret": 0.005, "below_best_share_with_room": 0.6, "median_gap_closed": 0.15,
+           "mreq_per_s": 2.0}
+
+
+def _summary(pol: dict, speed: dict | None = None) -> dict:
     from kernelpilot.memory import mix
-    out = {"mix_experts": list(mix.EXPERTS) + [mix.LEARNED], "room_threshold": ROOM,
-           "room_to_belady": {k: [row["room_to_belady"] for row in per.values()]
-                              for k, per in pol.items() if k != "real_traces"}}
+    cells = [dict(row, trace=name, size=size) for name, tr in pol["traces"].items() if isinstance(tr, dict)
+             for size, row in tr["cells"].items()]
+    out = {"mix_experts": list(mix.EXPERTS) + [mix.LEARNED], "room_threshold": ROOM, "targets": TARGETS}
     # a cell where the best classic policy is within ROOM of Belady leaves nothing to learn: every
-    # policy ties there, so the target is also reported over the cells with room
-    for label, keep in (("all", lambda r: True), ("real", lambda r: r["real"]),
-                        ("synthetic", lambda r: not r["real"]),
-                        ("all_with_room", lambda r: r["room_to_belady"] >= ROOM),
-                        ("real_with_room", lambda r: r["real"] and r["room_to_belady"] >= ROOM)):
-        cells = [row for k, per in pol.items() if k != "real_traces" for row in per.values() if keep(row)]
-        if cells:
-            out[label] = {"learned_below_best_classic": f"{sum(r['learned_below_best'] for r in cells)}/{len(cells)}",
-                          "median_gap_closed": float(np.median([r["gap_closed"] for r in cells])),
-                          "learned_below_best_classic_or_plfu":
-                              f"{sum(r['learned_below_best_or_plfu'] for r in cells)}/{len(cells)}",
-                          "median_gap_closed_vs_best_or_plfu":
-                              float(np.median([r["gap_closed_vs_best_or_plfu"] for r in cells]))}
-    # generated Zipf cells: the gap closed by mix beside the most any online policy can expect to close
-    out["irm_bound"] = {f"{k}@{size}": {"mix": row["gap_closed"], "irm_optimal": row["irm_optimal_gap_closed"]}
-                        for k, per in pol.items() if k != "real_traces"
-                        for size, row in per.items() if "irm_optimal_gap_closed" in row}
+    # policy ties there, so the targets are also reported over the cells with room
+    for label, keep in (("all", lambda r: True), ("with_room", lambda r: r["room_to_belady"] >= ROOM)):
+        sel = [r for r in cells if keep(r)]
+        if not sel:
+            continue
+        worst = max(sel, key=lambda r: r["mix_regret"])
+        either = sum(r["mix_below_best"] or r["learned_below_best"] for r in sel)
+        out[label] = {"cells": len(sel),
+                      "mix_worst_regret": worst["mix_regret"], "mix_worst_regret_cell": f"{worst['trace']}@{worst['size']}",
+                      "mix_mean_regret": round(float(np.mean([r["mix_regret"] for r in sel])), 5),
+                      "mix_cells_regret_over_0.5pt": sum(r["mix_regret"] > 0.005 for r in sel),
+                      "mix_below_best_classic": f"{sum(r['mix_below_best'] for r in sel)}/{len(sel)}",
+                      "learned_below_best_classic": f"{sum(r['learned_below_best'] for r in sel)}/{len(sel)}",
+                      "mix_or_learned_below_best_classic": f"{either}/{len(sel)}",
+                      "mix_or_learned_below_best_share": round(either / len(sel), 3),
+                      "median_gap_closed_mix": float(np.median([r["gap_closed"] for r in sel])),
+                      "median_gap_closed_learned": float(np.median([r["learned_gap_closed"] for r in sel]))}
+    room = out.get("with_room", {})
+    if room:
+        met = {"mix_worst_regret": out["all"]["mix_worst_regret"] <= TARGETS["mix_worst_regret"],
+               "below_best_share_with_room": room["mix_or_learned_below_best_share"] >= TARGETS["below_best_share_with_room"],
+               "median_gap_closed": max(room["median_gap_closed_mix"], room["median_gap_closed_learned"]) >= TARGETS["median_gap_closed"]}
+        if speed and "mix_mreq_per_s" in speed:
+            met["mreq_per_s"] = min(speed["mix_one_core_mreq_per_s"], speed["lrb_mreq_per_s"]) >= TARGETS["mreq_per_s"]
+        out["targets_met"] = met
     return out
 
 
 def run(quick: bool = False) -> dict:
     t0 = time.perf_counter()
     pol = _policies(quick)
-    res = {"policies": pol, "learned_summary": _summary(pol),
-           "prefetch": _prefetch(quick), "speed": _speed(quick), "live": _live(quick)}
+    speed = _speed(quick)
+    res = {"policies": pol, "learned_summary": _summary(pol, speed),
+           "prefetch": _prefetch(quick), "speed": speed, "live": _live(quick)}
     res["seconds"] = round(time.perf_counter() - t0, 1)
     return res

@@ -146,9 +146,11 @@ def _follow(ids, sz, cap, n_obj, hits, lt, lv, decay, margin, cost, since):
             if since[e] <= t and miss[e] < miss[best]:
                 best = e
         # the lead per request, over the window, is worth as much again for as long as the current
-        # leader has led (at least a window): switch when that pays for the switch
+        # leader has led (at least a window; at most since the challenger could lead): switch when
+        # that pays for the switch
         adv = miss[lead] - miss[best]
-        if best != lead and adv > margin and adv * max(1.0, (t - t_led) / window) > margin + cost * diff[best]:
+        if best != lead and adv > margin and \
+                adv * max(1.0, (t - max(t_led, since[best])) / window) > margin + cost * diff[best]:
             lead = best  # the dropped list is now relative to the new leader
             switches += 1
             t_led = t

@@ -1,42 +1,46 @@
-"""The memory bench's learned-target arithmetic: best listed classic, gap to Belady closed, and
-the same against Perfect LFU; the summary over cells with room."""
+"""The memory bench's arithmetic: best classic (listed or Perfect LFU), mix's regret against its
+own experts, gap to Belady closed; the summary over all cells and over cells with room."""
 import pytest
 
 from kernelpilot.bench.memory import ROOM, _summary, score_cell
 
 BASE = {"fifo": 0.9, "lru": 0.8, "clock": 0.8, "lfu": 0.85, "arc": 0.7, "2q": 0.75, "lirs": 0.6,
         "s3fifo": 0.65, "sieve": 0.7, "belady": 0.4}
+BASE.update(plfu=0.62, lrb=0.9)
 
 
-def cell(mix, plfu, **over):
-    return dict(BASE, mix=mix, plfu=plfu, lrb=0.9, reuse=0.9, **over)
+def cell(mix, **over):
+    return dict(BASE, mix=mix, **over)
 
 
-def test_gap_closed_against_listed_and_plfu():
-    r = score_cell(cell(mix=0.5, plfu=0.45), real=True)
+def test_gap_closed_and_regret():
+    r = score_cell(cell(mix=0.5))
     assert r["best_classic"] == "lirs" and r["room_to_belady"] == pytest.approx(0.2)
-    assert r["learned_below_best"] and r["gap_closed"] == pytest.approx(0.5)
-    # Perfect LFU is better still: against it the learned policy is behind
-    assert r["best_classic_or_plfu"] == "plfu" and not r["learned_below_best_or_plfu"]
-    assert r["gap_closed_vs_best_or_plfu"] == pytest.approx((0.45 - 0.5) / 0.05)
+    assert r["mix_below_best"] and r["gap_closed"] == pytest.approx(0.5)
+    assert not r["learned_below_best"] and r["learned_gap_closed"] == pytest.approx(-1.5)
+    # mix's experts: s3fifo, arc, lirs, lru, plfu and lrb; the best of them is lirs
+    assert r["best_expert"] == "lirs" and r["mix_regret"] == pytest.approx(-0.1)
+    r = score_cell(cell(mix=0.7, plfu=0.55))
+    assert r["best_classic"] == "plfu" and r["mix_regret"] == pytest.approx(0.15)
 
 
 def test_no_room_means_nothing_closed():
-    r = score_cell(cell(mix=0.4, plfu=0.9, lirs=0.4), real=False)
-    assert r["room_to_belady"] == 0 and r["gap_closed"] == 0.0 and not r["learned_below_best"]
-    assert r["best_classic_or_plfu"] == "lirs"
+    r = score_cell(cell(mix=0.4, lirs=0.4))
+    assert r["room_to_belady"] == 0 and r["gap_closed"] == 0.0 and not r["mix_below_best"]
 
 
 def test_summary_counts_cells_with_room_separately():
-    pol = {"real_traces": {},
-           "a:files": {"10": score_cell(cell(mix=0.5, plfu=0.7), True),
-                       "20": score_cell(cell(mix=0.6, plfu=0.7, lirs=0.4 + ROOM / 2), True)},
-           "zipf": {"10": score_cell(cell(mix=0.65, plfu=0.7), False)}}
+    pol = {"traces": {"a": {"cells": {"10": score_cell(cell(mix=0.5)),
+                                      "20": score_cell(cell(mix=0.45, lirs=0.4 + ROOM / 2))}},
+                      "b": {"cells": {"10": score_cell(cell(mix=0.7, lrb=0.55))}},
+                      "c": "not read: missing"}}
     s = _summary(pol)
-    assert s["real"]["learned_below_best_classic"] == "1/2"
-    assert s["real_with_room"]["learned_below_best_classic"] == "1/1"
-    assert s["all_with_room"]["learned_below_best_classic"] == "1/2"
-    assert s["all"]["learned_below_best_classic_or_plfu"] == "1/3"
+    assert s["all"]["cells"] == 3 and s["with_room"]["cells"] == 2
+    assert s["all"]["mix_or_learned_below_best_classic"] == "2/3"
+    assert s["with_room"]["mix_or_learned_below_best_classic"] == "2/2"
+    assert s["all"]["mix_worst_regret"] == pytest.approx(0.15) and s["all"]["mix_worst_regret_cell"] == "b@10"
+    assert s["targets_met"] == {"mix_worst_regret": False, "below_best_share_with_room": True,
+                                "median_gap_closed": False}
 
 
 def test_popularity_oracle_holds_the_most_requested():
@@ -46,8 +50,8 @@ def test_popularity_oracle_holds_the_most_requested():
     tr = Trace([1, 2, 5, 5, 6, 5, 7, 6, 5, 8], 1)
     assert popularity_oracle(tr, 2, 2) == pytest.approx(1 - 6 / 8)
     assert popularity_oracle(tr, 10, 2) == 0.0
-    r = score_cell(cell(mix=0.5, plfu=0.45, popularity_oracle=0.42), real=True)
-    assert r["popularity_oracle_gap_closed_vs_best_or_plfu"] == pytest.approx(0.03 / 0.05)
+    r = score_cell(cell(mix=0.5, popularity_oracle=0.5))
+    assert r["popularity_oracle_gap_closed"] == pytest.approx(0.1 / 0.2)
 
 
 def test_irm_optimal_is_the_best_online_policy_on_a_zipf_trace():
@@ -68,7 +72,3 @@ def test_irm_optimal_is_the_best_online_policy_on_a_zipf_trace():
     opt = 1 - policies.belady(d, sz, cap, n_obj, nxt)[start:].mean()
     assert opt < a0 <= mr["plfu"] < a0 + 0.01 < mr["lru"] - 0.05, (opt, a0, mr)
     assert irm_optimal(T.loop(1000, 50), 10, 0) is None
-    r = score_cell(cell(mix=0.55, plfu=0.5, irm_optimal=0.5), real=False)
-    assert r["irm_optimal_gap_closed"] == pytest.approx(0.1 / 0.2)
-    s = _summary({"real_traces": {}, "zipf": {"10": r}})
-    assert s["irm_bound"] == {"zipf@10": {"mix": r["gap_closed"], "irm_optimal": 0.5}}
