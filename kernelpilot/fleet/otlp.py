@@ -336,8 +336,10 @@ def run(endpoint: str, from_log: Path | None = None, follow: Path | None = None,
         raise KpError("nothing to export: give --from-log FILE or --follow FILE, or leave the metrics on")
     _otel()
     records = read_log(from_log) if from_log is not None else None
-    tail = LogFollower(follow) if follow is not None else None
+    if follow is not None:
+        LogFollower(follow).close()  # readable: a one-line error before anything starts
     check_reachable(endpoint, timeout)
+    tail = LogFollower(follow) if follow is not None else None
     sampler = None
     if metrics and from_log is None:
         from kernelpilot.report.sampler import Sampler

@@ -277,10 +277,11 @@ def test_bad_input_one_line(tmp_path):
         ("export", "otlp", "--endpoint", ep, "--from-log", bad),
         ("export", "otlp", "--endpoint", ep, "--from-log", bad1),
         ("export", "otlp", "--endpoint", ep, "--from-log", log, "--follow", log),
-        ("export", "otlp", "--endpoint", ep, "--no-metrics"))
+        ("export", "otlp", "--endpoint", ep, "--no-metrics"),
+        ("export", "otlp", "--endpoint", ep, "--follow", tmp_path / "none"))
     want = [("cannot reach the OTLP endpoint", "refused"), ("bad --endpoint",), ("bad --endpoint",),
             ("event log not found",), (f"{bad}:2", "not an event-log record"), (f"{bad1}:1", "not a JSON line"),
-            ("not both",), ("nothing to export",)]
+            ("not both",), ("nothing to export",), ("cannot follow the event log", "No such file")]
     for p, words in zip(runs, want):
         one_line_error(p, *words)
 
