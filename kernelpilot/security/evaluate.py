@@ -35,8 +35,9 @@ def _pct(x):
 def evaluate_detector(det, normal_seqs, attack_seqs, attacks: list[Trace]) -> dict:
     nw = [det.window_scores(s) for s in normal_seqs]
     aw = [det.window_scores(s) for s in attack_seqs]
-    n_trace = np.array([w.max() for w in nw])
-    a_trace = np.array([w.max() for w in aw])
+    # a trace's score: its worst window, or the detector's own whole-trace score (mismatch, lm)
+    n_trace = np.array([det.trace_score(s) if hasattr(det, "scored") else w.max() for s, w in zip(normal_seqs, nw)])
+    a_trace = np.array([det.trace_score(s) if hasattr(det, "scored") else w.max() for s, w in zip(attack_seqs, aw)])
     n_win = np.concatenate(nw)
     a_win, lat_calls, lat_s = [], [], []
     thr_w = _thr(n_win, 0.01)

@@ -60,7 +60,8 @@ def test_mismatch_whole_trace_and_frame():
 
 def test_lm_and_mismatch_save_load_and_other_vocabulary(tmp_path):
     traces, _ = fixture()
-    m = SecurityModel.train(traces, ("mismatch", "lm"), calibrate=0.25)
+    m = SecurityModel.train(traces, ("mismatch",), calibrate=0.25)
+    m.detectors["lm"] = LM(m.vocab, dim=8, hidden=16, steps=20).fit([m.vocab.encode(t.calls) for t in traces])
     seq = m.vocab.encode(CYCLE * 10 + ["read"] * 9)
     m.save(tmp_path / "m.json")
     back = SecurityModel.load(tmp_path / "m.json")
@@ -71,3 +72,16 @@ def test_lm_and_mismatch_save_load_and_other_vocabulary(tmp_path):
         other.load(m.detectors["lm"].params())
     with pytest.raises(KpError, match="profile is empty"):
         Mismatch(m.vocab).fit([np.zeros(0, np.int32)])
+
+
+def test_adfa_layout_commands_take_the_new_detectors(corpus, tmp_path):
+    import json
+
+    from conftest import kpilot
+    out = tmp_path / "m.json"
+    r = kpilot("security", "train", "--normal", corpus[0], "-o", out, "--detectors", "mismatch,stide")
+    assert r.returncode == 0, r.stderr
+    r = kpilot("security", "eval", "--model", out, "--data", corpus[0], "--json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)["summary"]
+    assert set(s) == {"mismatch", "stide"} and s["mismatch"]["trace_auc"] > 0.5
