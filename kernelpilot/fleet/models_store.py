@@ -1,8 +1,8 @@
 """Model files in a shared store (a directory, file:// or s3:// through pyarrow.fs), and a watch
 that hot-swaps a deployed in-kernel model when its file changes.
 
-    push: each file is validated (Model.load) before it goes; a directory gets a temporary name then a
-          rename, an object store gets one PUT (the object appears whole or not at all)
+    push: each file is validated (Model.load, or the security model's loader) before it goes; a
+          directory gets a temporary name then a rename, an object store gets one PUT (the object appears whole or not at all)
     pull: the bytes are written to a temporary file beside -o, validated, then renamed over -o
     watch: deploy_map(model), then every --interval the file's (mtime, size, inode); a change that
            validates is swapped in (atomic slot flip) and checked for parity in the kernel; one that
@@ -45,12 +45,28 @@ def _check_name(name: str) -> None:
         raise KpError(f"bad model name '{name}': a file name ending in .json or .npz (no folders)")
 
 
-def push(files: list[Path], dest: str) -> list[dict]:
+def load_any(path: Path) -> str:
+    """Validate a model file with its own loader (kernelpilot.models, or the security model's);
+    returns its kind."""
     from kernelpilot.models.format import Model
+    path = Path(path)
+    if path.suffix == ".json" and path.is_file():
+        try:
+            fmt = json.loads(path.read_bytes()).get("format")
+        except (ValueError, AttributeError, RecursionError, UnicodeDecodeError):
+            fmt = None  # Model.load says what is wrong
+        from kernelpilot.security.model import FORMAT, SecurityModel
+        if fmt == FORMAT:
+            SecurityModel.load(path)
+            return "security"
+    return Model.load(path).kind
+
+
+def push(files: list[Path], dest: str) -> list[dict]:
     for f in files:  # every file checked before anything is written
         _check_name(Path(f).name)
         try:
-            Model.load(f)
+            load_any(f)
         except OSError as e:  # e.g. a folder on the way this user may not enter
             raise KpError(f"cannot read {f}: {e.strerror}") from None
     fs, base = open_store(dest)
@@ -92,7 +108,6 @@ def names(fs, base: str) -> list[str]:
 
 
 def pull(name: str, src: str, output: Path) -> dict:
-    from kernelpilot.models.format import Model
     _check_name(name)
     output = Path(output)
     if output.suffix != Path(name).suffix:
@@ -115,7 +130,7 @@ def pull(name: str, src: str, output: Path) -> dict:
     try:
         tmp.write_bytes(data)
         try:
-            m = Model.load(tmp)
+            kind = load_any(tmp)
         except KpError as e:
             raise KpError(str(e).replace(str(tmp), where)) from None
         os.replace(tmp, output)
@@ -123,7 +138,7 @@ def pull(name: str, src: str, output: Path) -> dict:
         raise KpError(f"cannot write {output}: {e.strerror}") from None
     finally:
         tmp.unlink(missing_ok=True)
-    return {"name": name, "kind": m.kind, "bytes": len(data), "output": str(output)}
+    return {"name": name, "kind": kind, "bytes": len(data), "output": str(output)}
 
 
 # --- watch: hot swap in the kernel -----------------------------------------------------------------

@@ -226,3 +226,25 @@ def test_watch_cli(tmp_path, trees, bpf_ok):
             p.wait()
     one_line_error(cli("models", "watch", path), "give --kernel")
     one_line_error(cli("models", "watch", tmp_path / "none.json", "--kernel"), "no such model file")
+
+
+def test_security_models_go_through_their_own_loader(tmp_path):
+    """The agent's security model has its own format: pushed and pulled after its loader checks it."""
+    from kernelpilot.security.features import Vocabulary
+    from kernelpilot.security.model import SecurityModel
+    good = tmp_path / "sec.json"
+    SecurityModel(Vocabulary(["read", "write", "execve"]), 8, 4).save(good)
+    bad = tmp_path / "bad.json"
+    d = json.loads(good.read_text())
+    d["window"] = 0
+    bad.write_text(json.dumps(d))
+    store = tmp_path / "store"
+    p = cli("models", "push", good, "--to", store)
+    assert p.returncode == 0, p.stderr
+    p = cli("models", "pull", "sec.json", "--from", store, "-o", tmp_path / "got.json", "--json")
+    assert p.returncode == 0 and json.loads(p.stdout)["kind"] == "security", p.stderr
+    one_line_error(cli("models", "push", bad, "--to", store), str(bad), "window")
+    (store / "bad.json").write_text(bad.read_text())
+    one_line_error(cli("models", "pull", "bad.json", "--from", store, "-o", tmp_path / "b.json"),
+                   f"{store}/bad.json", "window")
+    assert not (tmp_path / "b.json").exists()
