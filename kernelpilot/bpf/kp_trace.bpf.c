@@ -264,16 +264,27 @@ out:
 	return 0;
 }
 
+/* Wakeups are batched; a new task's first wakeup goes up at once (rare, and it names the task
+ * before its first batched system calls arrive). */
 static __always_inline int kp_wakeup(struct task_struct *p, __u32 is_new)
 {
-	struct kp_batch *b;
-	struct kp_event *e = kp_batch_slot_of(KP_BATCH_SCHED, &b);
-	if (!e)
-		return 0;
+	struct kp_batch *b = 0;
+	struct kp_event *e;
 	__u32 pid = p->pid, tgid = p->tgid;
-	kp_comm_copy(e->comm, p->comm);
-	if (!kp_want(pid, tgid, e->comm))
-		return 0;
+	if (is_new) {
+		char comm[KP_COMM_LEN];
+		kp_comm_copy(comm, p->comm);
+		if (!kp_want(pid, tgid, comm) || !(e = kp_reserve(KP_SCHED_WAKEUP)))
+			return 0;
+		__builtin_memcpy(e->comm, comm, sizeof(comm));
+	} else {
+		e = kp_batch_slot_of(KP_BATCH_SCHED, &b);
+		if (!e)
+			return 0;
+		kp_comm_copy(e->comm, p->comm);
+		if (!kp_want(pid, tgid, e->comm))
+			return 0;
+	}
 	__u64 waker = bpf_get_current_pid_tgid();
 	e->ts = bpf_ktime_get_ns();
 	e->kind = KP_SCHED_WAKEUP;
@@ -285,7 +296,10 @@ static __always_inline int kp_wakeup(struct task_struct *p, __u32 is_new)
 	e->a2 = waker >> 32;
 	e->a3 = p->prio;
 	e->aux = is_new;
-	kp_batch_commit(b, e->ts);
+	if (b)
+		kp_batch_commit(b, e->ts);
+	else
+		kp_submit(e);
 	return 0;
 }
 
