@@ -89,31 +89,64 @@ def set_pid_bit(bits_map, pid: int, on: bool = True) -> None:
 
 class CommResolver:
     """Fills the comm of events the kernel sent without one (syscalls, page faults) with the
-    task's comm at that moment: the latest earlier event of the same thread that carried one
-    (switches and execs do), else what an earlier batch or /proc said."""
+    task's comm at that moment: the latest earlier event (by time) of the same thread that
+    carried one (switches and execs do), from this batch or the names kept from earlier ones
+    (batched kinds arrive late, so a thread's exec may come a batch before its older switches),
+    else what /proc says."""
+
+    HISTORY = 4  # names kept per thread, with the time each was seen
 
     def __init__(self):
         self.known: dict[int, bytes] = {}
+        self.history: dict[int, list[tuple[int, bytes]]] = {}
 
     def __call__(self, ev: np.ndarray) -> None:
         n = len(ev)
         if not n:
             return
         has = ev["comm"] != b""
-        order = np.lexsort((np.arange(n), ev["pid"]))  # by thread, then arrival
-        pid_s, has_s = ev["pid"][order], has[order]
-        last = np.maximum.accumulate(np.where(has_s, np.arange(n), -1))
+        hp, hts, hc = [], [], []
+        for p in np.unique(ev["pid"][~has]).tolist() if self.history else ():
+            for t, c in self.history.get(p, ()):
+                hp.append(p)
+                hts.append(t)
+                hc.append(c)
+        m = len(hp)  # earlier batches' names go first, as carriers at their own times
+        pid = np.r_[np.array(hp, dtype=ev["pid"].dtype), ev["pid"]]
+        ts = np.r_[np.array(hts, dtype=ev["ts"].dtype), ev["ts"]]
+        comm = np.r_[np.array(hc, dtype="S16"), ev["comm"]]
+        has_all = np.r_[np.ones(m, bool), has]
+        k = m + n
+        order = np.lexsort((np.arange(k), ts, pid))  # by thread, then time, then arrival
+        pid_s, has_s = pid[order], has_all[order]
+        last = np.maximum.accumulate(np.where(has_s, np.arange(k), -1))
         start = np.r_[0, np.flatnonzero(pid_s[1:] != pid_s[:-1]) + 1]
-        group_start = np.repeat(start, np.diff(np.r_[start, n]))
+        group_start = np.repeat(start, np.diff(np.r_[start, k]))
         fill = ~has_s & (last >= group_start)
-        comm = ev["comm"]
         comm[order[fill]] = comm[order[last[fill]]]
         rest = ~has_s & ~fill
         if rest.any():
             pids, inv = np.unique(pid_s[rest], return_inverse=True)
             comm[order[rest]] = np.array([self._lookup(int(p)) for p in pids], dtype="S16")[inv]
-        ends = np.r_[start[1:], n] - 1  # each thread's latest comm, for later batches
+        ev["comm"] = comm[m:]
+        ends = np.r_[start[1:], k] - 1  # each thread's latest comm, for later batches
         self.known.update(zip(pid_s[ends].tolist(), comm[order[ends]].tolist()))
+        self._remember(ev[has])
+
+    def _remember(self, carriers: np.ndarray) -> None:
+        """Keep each thread's names as they changed (time of the first event under each)."""
+        if not len(carriers):
+            return
+        o = np.lexsort((carriers["ts"], carriers["pid"]))
+        p, t, c = carriers["pid"][o], carriers["ts"][o], carriers["comm"][o]
+        change = np.r_[True, (p[1:] != p[:-1]) | (c[1:] != c[:-1])]
+        for pid, ts, name in zip(p[change].tolist(), t[change].tolist(), c[change].tolist()):
+            h = self.history.setdefault(pid, [])
+            if not h or h[-1][1] != name or ts < h[-1][0]:
+                h.append((ts, name))
+                if len(h) > self.HISTORY:
+                    h.sort()
+                    del h[: len(h) - self.HISTORY]
 
     def _lookup(self, pid: int) -> bytes:
         name = self.known.get(pid)
