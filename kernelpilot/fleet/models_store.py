@@ -2,11 +2,11 @@
 that hot-swaps a deployed in-kernel model when its file changes.
 
     push: each file is validated (Model.load, or the security model's loader) before it goes; a
-          directory gets a temporary name then a rename, an object store gets one PUT (the object appears whole or not at all)
+          directory gets a temporary name then a rename, an object store one PUT (whole or nothing)
     pull: the bytes are written to a temporary file beside -o, validated, then renamed over -o
-    watch: deploy_map(model), then every --interval the file's (mtime, size, inode); a change that
-           validates is swapped in (atomic slot flip) and checked for parity in the kernel; one that
-           does not keeps the old model, with a one-line message
+    watch: deploy (a scheduling classifier live in sched.kernel, else deploy_map), then poll the
+           file's (mtime, size, inode); a change that validates is swapped in (atomic slot flip) and
+           checked for parity in the kernel; one that does not keeps the old model, in one line
 S3 credentials come from the usual AWS_* variables; ?endpoint_override=HOST:PORT&scheme=http for a
 local S3-compatible server."""
 from __future__ import annotations
@@ -151,16 +151,33 @@ def _stamp(path: Path):
 
 
 class ModelWatch:
-    """A model deployed in the kernel's map interpreter, swapped when its file changes."""
+    """A model deployed in the kernel, swapped when its file changes: a scheduling classifier (over
+    the sched features) runs live in kernelpilot.sched.kernel's classifier on sched_switch/wakeup;
+    any other tree or forest in kernelize's map interpreter."""
 
-    def __init__(self, path: Path, check_rows: int = 256):
+    def __init__(self, path: Path, check_rows: int = 256, window_ms: float = 250.0):
         from kernelpilot.kernelize.kernel import deploy_map
         from kernelpilot.models.format import Model
+        from kernelpilot.sched.features import CLASS_FEATURES
         self.path, self.check_rows = Path(path), check_rows
         m = Model.load(self.path)
         self.stamp = _stamp(self.path)
-        self.dep = deploy_map(m)
+        self.sched = list(m.feature_names) == CLASS_FEATURES
+        if self.sched:
+            from kernelpilot.sched.kernel import KernelClassifier
+            self.dep = KernelClassifier(m, window_ms=window_ms)
+            self.where = "the in-kernel scheduling classifier (live on sched_switch)"
+        else:
+            self.dep = deploy_map(m)
+            self.where = "the kernel's map interpreter"
         self.swaps = self.kept = 0
+
+    def _fits(self, m) -> None:
+        from kernelpilot.sched.features import CLASS_FEATURES
+        if self.sched and (list(m.feature_names) != CLASS_FEATURES
+                           or any(s != 0 for s in m.meta["quant"]["feature_shift"])):
+            raise KpError(f"{self.path}: the live scheduling classifier takes a tree over "
+                          f"{', '.join(CLASS_FEATURES)} with integer features")
 
     def poll(self) -> dict | None:
         """None when the file is unchanged; else what happened (swapped or kept)."""
@@ -175,6 +192,7 @@ class ModelWatch:
             if st is None:
                 raise KpError(f"{self.path}: no such model file")
             m = Model.load(self.path)
+            self._fits(m)
             slot = encode_slot(m)  # the map interpreter's limits (trees and forests)
         except KpError as e:
             self.kept += 1
@@ -199,7 +217,7 @@ def watch(path: Path, interval: float, duration: float | None, json_out: bool, s
         raise KpError("--interval must be positive")
     w = ModelWatch(path)
     say = (lambda d: print(json.dumps(d), flush=True)) if json_out else _say
-    say({"event": "deployed", "path": str(path), "kind": w.dep.model.kind, "slot": w.dep.active})
+    say({"event": "deployed", "path": str(path), "kind": w.dep.model.kind, "slot": w.dep.active, "in": w.where})
     end = None if duration is None else time.monotonic() + duration
     try:
         while (end is None or time.monotonic() < end) and not (stop and stop()):
@@ -219,4 +237,4 @@ def _say(d: dict) -> None:
         print(f"swapped in {d['path']} (slot {d['slot']}, in-kernel parity {d['parity']:.3f} on "
               f"{d['checked_rows']} rows)", flush=True)
     else:
-        print(f"deployed {d['path']} ({d['kind']}) in the kernel's map interpreter; watching for changes", flush=True)
+        print(f"deployed {d['path']} ({d['kind']}) in {d['in']}; watching for changes", flush=True)

@@ -248,3 +248,50 @@ def test_security_models_go_through_their_own_loader(tmp_path):
     one_line_error(cli("models", "pull", "bad.json", "--from", store, "-o", tmp_path / "b.json"),
                    f"{store}/bad.json", "window")
     assert not (tmp_path / "b.json").exists()
+
+
+def test_watch_swaps_the_live_scheduling_classifier(tmp_path, bpf_ok):
+    """A scheduling classifier runs on sched_switch; after the swap, a CPU hog's next verdicts come
+    from the new tree (here one that calls every task latency-critical)."""
+    from kernelpilot.fleet.models_store import ModelWatch
+    from kernelpilot.sched import evaluate as E
+    clf = E.fit_models(E.synthetic_items((0,), 2.0), bursts=False)[1]
+    path = tmp_path / "sched.json"
+    clf.model.save(path)
+    d = json.loads(path.read_text())
+    leaf = np.array(d["params"]["feature"]["data"]) < 0
+    for key in ("value", "q_value"):
+        v = np.array(d["params"][key]["data"])
+        v[leaf] = 1
+        d["params"][key]["data"] = v.tolist()
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    w = ModelWatch(path, window_ms=100)
+    try:
+        assert w.sched
+
+        def verdict_after(seq, deadline=15):
+            end = time.monotonic() + deadline
+            while time.monotonic() < end:
+                v = w.dep.verdicts().get(hog.pid)
+                if v is not None and v.seq > seq:
+                    return v
+                time.sleep(0.05)
+            raise AssertionError("no new verdict for the hog")
+
+        v = verdict_after(-1)
+        v = verdict_after(v.seq)
+        assert v.cls == 0  # a hog that never sleeps: batch
+        replace(json.dumps(d), path)
+        assert w.poll()["event"] == "swapped"
+        v = verdict_after(verdict_after(v.seq).seq)  # a window wholly after the swap
+        assert v.cls == 1
+        replace("{not json", path)
+        assert w.poll()["event"] == "kept"
+        demo.train("tree", n=1500, depth=3)[0].save(path)  # a valid tree, over other features
+        ev = w.poll()
+        assert ev["event"] == "kept" and "takes a tree over" in ev["why"]
+        assert verdict_after(v.seq).cls == 1  # the swapped-in tree still answers
+    finally:
+        w.close()
+        hog.kill()
+        hog.wait()
