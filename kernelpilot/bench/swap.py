@@ -22,8 +22,9 @@ PROTOCOL = ("per workload: one unscored kernelpilot history run, then {reps} rou
 
 def _targets(w: dict) -> dict:
     hc = w.get("hotcold", {}).get("summary", {}).get("kernelpilot")
-    out = {}
-    if hc:
+    out = {"failed_runs": {f"{n}/{c}": s["failed_runs"] for n, v in w.items()
+                           for c, s in v["summary"].items() if s.get("failed_runs")}}
+    if hc and "program_major_fault_ratio" in hc:
         # the program's own major faults (wait4 rusage, as `kpilot memory live swap` reports), and
         # the cgroup's (memory.stat pgmajfault: with the swap-ins the agent makes ahead of it)
         pr = hc["program_major_fault_ratio"]
@@ -31,7 +32,8 @@ def _targets(w: dict) -> dict:
                                                "cgroup_value": hc["major_fault_ratio"],
                                                "cgroup_met": hc["major_fault_ratio"] <= 0.8}
         out["hotcold_speed_ge_1.0x"] = {"value": hc["speed_ratio"], "met": hc["speed_ratio"] >= 1.0}
-    rows = {n: v["summary"] for n, v in w.items() if "kernelpilot" in v["summary"]}
+    rows = {n: v["summary"] for n, v in w.items()
+            if all("saved_vs_kernel" in v["summary"].get(c, {}) for c in ("senpai", "kernelpilot"))}
     if rows:
         within = {n: s for n, s in rows.items() if s["kernelpilot"]["slowdown"] <= 0.05}
         out["workloads_within_5pct_slowdown"] = sorted(within)

@@ -151,6 +151,9 @@ def test_sigkill_guardian_restores(tmp_path):
         except ProcessLookupError:
             pass
     assert _wait_state(before) == before  # the guardian replayed the journal
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and list((tmp_path / "run").glob("journal-*.jsonl")):
+        time.sleep(0.05)  # and retires it once replayed
     assert not list((tmp_path / "run").glob("journal-*.jsonl"))
 
 
