@@ -16,7 +16,9 @@ swap      A program with a hot and a cold working set runs in a memory cgroup (v
           reads). Run 3: the agent predicts cold pages from that history plus the live signals
           and keeps the cgroup under its limit with process_madvise(MADV_PAGEOUT), coldest first.
           Reported: major faults, swap-ins, refaults, run time of runs 1 and 3.
-          (This kernel has no idle page tracking; DAMON is paddr-only, region-granular.)
+          (This kernel has no idle page tracking; DAMON is paddr-only, region-granular; and no
+          CONFIG_MEM_SOFT_DIRTY, so the write signal is empty here: memory/pagesignal.py measures
+          each signal. The swap controllers and the tracer-fed pusher: memory/swaprun.py.)
 """
 from __future__ import annotations
 
