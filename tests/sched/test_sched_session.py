@@ -108,3 +108,21 @@ def test_hog_session_left_alone_by_default(hog, run_dir):
 def test_bad_session_options_are_one_line_errors(args, msg):
     r = subprocess.run([KPILOT, "sched", "run", *args, "--duration", "1"], capture_output=True, text=True)
     assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr
+
+
+@root_only
+def test_cgroup_actuation_with_cpu_idle_for_true_background(hog, run_dir):
+    from kernelpilot.sched.policies import cpu_cgroup
+    found = cpu_cgroup()
+    if not found:
+        pytest.skip("no cgroup cpu controller")
+    group = Path(found[1]) / "kernelpilot.batch"
+    if group.exists():
+        pytest.skip(f"{group} exists (another agent running)")
+    a = agent(hog.pid, "--actuation", "cgroup", "--idle", "--duration", "6")
+    assert wait_for(lambda: (group / "cpu.idle").exists() and (group / "cpu.idle").read_text().strip() == "1", 30)
+    assert wait_for(lambda: "kernelpilot.batch" in Path(f"/proc/{hog.pid}/cgroup").read_text(), 10)
+    assert os.sched_getscheduler(hog.pid) == os.SCHED_IDLE
+    out, err = a.communicate(timeout=30)
+    assert a.returncode == 0 and "all changes restored" in out, err
+    assert not group.exists() and os.sched_getscheduler(hog.pid) == os.SCHED_OTHER
