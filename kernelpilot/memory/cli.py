@@ -46,7 +46,8 @@ def load_model(path):
     from kernelpilot.models import validate
     from kernelpilot.models.format import Model
     saved = Model.load(path)
-    if saved.meta.get("policy") not in models.MODES or saved.kind not in ("tree", "forest"):
+    policy = saved.meta.get("policy")
+    if not isinstance(policy, str) or policy not in models.MODES or saved.kind not in ("tree", "forest"):
         raise KpError(f"{path}: not a memory replacement model (no known 'policy' in its meta)")
     validate.check_features(saved, features.NAMES, str(path), "the memory simulator")
     validate.check_depth(saved, MAP_MAX_DEPTH, str(path), "the memory simulator")
