@@ -17,7 +17,7 @@ from kernelpilot.security.metrics import evaluate_scores, threshold
 from kernelpilot.security.sequence import scored
 
 KINDS = ("mismatch", "lm", "stide", "freq", "tree", "cnn", "ensemble")
-QUICK_KINDS = ("mismatch", "lm", "stide", "freq", "tree")  # bench --quick: no cnn, no ensemble
+QUICK_KINDS = ("mismatch", "stide", "freq", "tree")  # bench --quick: no lm, cnn or ensemble (time)
 MAX_CALLS = 100_000  # every trace is judged on its first 100,000 calls (train and test alike)
 FIT_TRACES = 1500    # cnn and ensemble fit on a fixed random subset of this many training traces
 

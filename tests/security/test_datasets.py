@@ -133,3 +133,11 @@ def test_empty_profile_is_an_error():
     split = {"train": [Trace("a", [])], "calibration": [], "test": []}
     with pytest.raises(KpError, match="profile is empty"):
         devsets.judge(["mismatch"], split)
+
+
+def test_bench_parts_say_why_without_data(monkeypatch, tmp_path):
+    from kernelpilot.bench import security as bench
+    monkeypatch.setenv("KPILOT_DATASETS", str(tmp_path))
+    part = bench.devset_part("fhids", quick=True)
+    assert "absent" in part["skipped"]
+    assert bench.headline({"fhids": part, "unm": part, "scenarios": {"skipped": "x"}}) == {}
