@@ -278,6 +278,9 @@ def _trees(m, where) -> None:
     qv = _arr(where, p, "q_value", "i", 1, n)
     _in_range(where, "params.q_threshold", qt, I32_MIN, I32_MAX)
     _in_range(where, "params.q_value", qv, I32_MIN, I32_MAX)
+    for k in ("bias_q", "threshold_q"):  # the map slot's header carries both, whatever the output
+        if k in q:
+            _int(where, f"meta.quant.{k}", q[k], I32_MIN, I32_MAX)
     if out == "label":
         k = len(meta["classes"])
         leafq = np.where(inner, 0, qv.astype(np.int64))
