@@ -80,11 +80,12 @@ def test_interactive_task_short_slice_and_session_boost(run_dir):
     ok, why = knobs.slices_supported()
     p = in_session(INTERACTIVE)
     try:
-        a = agent(p.pid, "--duration", "8")
+        a = agent(p.pid)
         assert wait_for(lambda: knobs.autogroup_of(p.pid)[1] == -10, 30)
         if ok:
             assert wait_for(lambda: knobs.getattr_(p.pid).sched_runtime == 100_000, 5)
         assert os.getpriority(os.PRIO_PROCESS, p.pid) == -10
+        a.terminate()  # SIGTERM: restores and reports, as at the end of --duration
         out, err = a.communicate(timeout=30)
         assert a.returncode == 0 and "latency-critical" in out, err
         assert knobs.autogroup_of(p.pid)[1] == 0 and os.getpriority(os.PRIO_PROCESS, p.pid) == 0
@@ -119,10 +120,11 @@ def test_cgroup_actuation_with_cpu_idle_for_true_background(hog, run_dir):
     group = Path(found[1]) / "kernelpilot.batch"
     if group.exists():
         pytest.skip(f"{group} exists (another agent running)")
-    a = agent(hog.pid, "--actuation", "cgroup", "--idle", "--duration", "6")
+    a = agent(hog.pid, "--actuation", "cgroup", "--idle")
     assert wait_for(lambda: (group / "cpu.idle").exists() and (group / "cpu.idle").read_text().strip() == "1", 30)
     assert wait_for(lambda: "kernelpilot.batch" in Path(f"/proc/{hog.pid}/cgroup").read_text(), 10)
     assert os.sched_getscheduler(hog.pid) == os.SCHED_IDLE
+    a.terminate()
     out, err = a.communicate(timeout=30)
     assert a.returncode == 0 and "all changes restored" in out, err
     assert not group.exists() and os.sched_getscheduler(hog.pid) == os.SCHED_OTHER
