@@ -58,16 +58,6 @@ def choose_actuation() -> tuple[str, str]:
     return "task", "autogroup on but no usable cpu cgroup controller: nice orders tasks only inside a session"
 
 
-def capabilities() -> dict:
-    mode, why = choose_actuation()
-    sl, sl_why = knobs.slices_supported() if os.geteuid() == 0 else (False, "needs root to probe")
-    cg = cpu_cgroup()
-    idle = bool(cg) and os.path.exists(os.path.join(str(cg[1]), "cpu.idle")) if cg and cg[0] != "v2" else bool(cg)
-    return {"actuation": mode, "why": why, "autogroup_enabled": knobs.autogroup_enabled(),
-            "cpu_cgroup": f"{cg[0]} at {cg[1]}" if cg else None, "cpu_idle": idle,
-            "custom_slices": sl, "slices": sl_why}
-
-
 def tree_pids(roots: set[int]) -> set[int]:
     """The roots and all their descendants, walked through /proc/PID/task/TID/children (far
     cheaper than reading every process's stat); falls back to live.descendants without it."""
