@@ -222,6 +222,7 @@ def table(name: str, res: dict) -> list[dict]:
                        cfa_1pct=r["streaming"]["1pct"]["consecutive_false_alarms"],
                        latency_calls=r["streaming"]["1pct"]["median_latency_calls"])
             if name == "unm":
+                row["n_test_normal"] = r["n_test_normal"]
                 row["intrusions_flagged"] = f"{r['intrusion_files']['offline_flagged_1pct']}/{r['intrusion_files']['n']}"
             rows.append(row)
     return rows
