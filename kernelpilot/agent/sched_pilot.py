@@ -33,7 +33,7 @@ def load_classifier(path: str = ""):
     clf = E.default_classifier()
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.json")
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp.json")  # agents starting together: no torn file
         clf.model.save(tmp)
         os.replace(tmp, cache)
     except OSError:

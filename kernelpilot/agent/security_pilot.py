@@ -16,7 +16,7 @@ from kernelpilot.agent.pilot import Decision, Pilot
 from kernelpilot.traces import schema as S
 
 TRAIN = ("import sys, os\nfrom kernelpilot.security.live import default_model\n"
-         "m = default_model(reps=2, system_s=2.0)\ntmp = sys.argv[1] + '.tmp'\nm.save(tmp)\nos.replace(tmp, sys.argv[1])\n")
+         "m = default_model(reps=2, system_s=2.0)\ntmp = f'{sys.argv[1]}.{os.getpid()}.tmp'\nm.save(tmp)\nos.replace(tmp, sys.argv[1])\n")
 
 
 def host_model_path() -> Path:
