@@ -38,6 +38,14 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
                                for p, row in d["layers"].items()]
             for line in _lines(d):
                 con.print(line, highlight=False, soft_wrap=True)
+    demo = summary.get("demo")
+    if demo:
+        con.print("[bold]Demo[/] (what the pilots made of it)", highlight=False)
+        for piece in demo.get("pieces", []):
+            con.print(f"  - {piece}", highlight=False, soft_wrap=True)
+        for k in ("classes", "reader_prefetch", "attack_alerted", "alerts_on_other_processes"):
+            if k in demo:
+                con.print(f"  {k}: {demo[k]}", highlight=False, soft_wrap=True)
     a = summary.get("agent", {})
     if a:
         s = a.get("sensor", {})
