@@ -304,7 +304,10 @@ def run(quick: bool = False) -> dict:
             f"{who}_{k.split('_')[2]}": {"chosen": v["chosen"], "model": v["mae_ratio_vs_ewma"],
                                          "mix": v["mix_mae_ratio_vs_ewma"]}
             for who, part in (("same_session_run", lv), ("cross_session_run", xs.get("live_load_forecast", {})))
-            for k, v in part.items() if k.startswith("load_forecast_") and k.endswith("_ahead")},
+            for k, v in part.items() if k.startswith("load_forecast_") and k.endswith("_ahead")}
+        | {f"benchmark_group_{k}": {"chosen": v["chosen"], "model": v["mae_ratio_vs_ewma"],
+                                    "mix": v["mix_mae_ratio_vs_ewma"]}
+           for k, v in xs.get("benchmark_load_forecast", {}).items() if isinstance(v, dict)},
         **{k: v for k, v in xs.get("summary", {}).items()},
         "live_p99_latency_improvement_x": lv.get("p99_latency_improvement_x"),
         "live_bogo_ops_ratio": lv.get("bogo_ops_ratio"),

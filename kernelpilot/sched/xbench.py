@@ -48,8 +48,85 @@ def _cpu_s(pid: int) -> float | None:
         return None
 
 
+_GROUP: list = [None]  # the accounting-only cgroup v2 group the sessions run in (their load, forecast live)
+
+
+def _join():
+    if _GROUP[0] is not None:
+        try:
+            (_GROUP[0] / "cgroup.procs").write_text(str(os.getpid()))
+        except OSError:
+            pass
+
+
 def _session(cmd: str, out=subprocess.DEVNULL) -> subprocess.Popen:
-    return subprocess.Popen(["sh", "-c", cmd], stdout=out, stderr=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(["sh", "-c", cmd], stdout=out, stderr=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=_join)
+
+
+def _load_group() -> Path | None:
+    """A group in the cgroup v2 hierarchy with no controllers enabled: it only accounts CPU and
+    pressure (scheduling and autogroup are unchanged), as loadrec's recordings did."""
+    for root in (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup")):
+        if (root / "cgroup.procs").exists() and (root / "cpu.pressure").exists():
+            if "cpu" in (root / "cgroup.subtree_control").read_text().split():
+                return None  # a group here would be scheduled as one entity
+            g = root / f"kernelpilot.xbench.{os.getpid()}"
+            try:
+                g.mkdir()
+            except OSError:
+                return None
+            return g
+    return None
+
+
+def _rm_group(g: Path):
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            g.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.1)  # killed sessions still leaving
+
+
+def _group_sampler(g: Path, stop, rows: list):
+    from kernelpilot.sched.loadrec import GroupSampler, _avg10, _group_runq
+    gs = GroupSampler(g)
+    while not stop.wait(0.1):
+        try:
+            u, p = gs.sample()
+            some, full = _avg10(g / "cpu.pressure")
+            rows.append((u, _group_runq(g), p, some, full))
+        except OSError:
+            continue
+
+
+def group_forecast(rows: list) -> dict:
+    """The benchmark's own load (its sessions' group), sampled live every 100 ms, forecast 100 ms,
+    500 ms and 1 s ahead by forecasters fitted and chosen on the committed series' group columns
+    only, against the EWMA tuned there; the online mix too."""
+    from kernelpilot.sched import models as M
+    from kernelpilot.sched.loadrec import load_fixture
+    a = np.array(rows, float)
+    if len(a) < 80:
+        return {"skipped": f"only {len(a)} samples"}
+    fx = load_fixture()
+    names = ("group_runq", "group_psi", "group_some_avg10", "group_full_avg10")
+    live_ex = dict(zip(names, a[:, 1:].T))
+    out = {"samples": int(len(a)), "series_std": float(a[:, 0].std()),
+           "note": "live run queue read once per 100 ms (the recording averaged 10 ms reads)"}
+    for h in (1, 5, 10):
+        ex_fx = {k: fx[k] for k in names}
+        fc = M.LoadForecaster.fit(fx["group_util"], 8, h, exog=ex_fx)
+        r = M.forecast_errors(a[:, 0], lags=8, horizon=h, exog=live_ex, model=fc)
+        mix = M.LoadForecaster._fit_kind("mix", np.asarray(fx["group_util"], float), ex_fx, 8, h, fc.alpha, 1e-2)
+        r["mix_mae"] = float(np.abs(mix.predict(a[:, 0], live_ex) - a[8 - 1 + h:, 0]).mean())
+        r["mix_mae_ratio_vs_ewma"] = r["mix_mae"] / max(r["ewma_mae"], 1e-12)
+        out[f"{h * 100}ms"] = r
+    return out
 
 
 def _stop(p: subprocess.Popen | None):
@@ -206,7 +283,13 @@ def run(quick: bool, modes=("default", "rules", "kernelpilot", "kernelpilot_rule
     if rules is None:
         modes = tuple(m for m in modes if "rules" not in m)
     seconds, warm, reps, work_us = (6, 2.5, 2, 3000) if quick else (10, 2.5, 3, 3000)
+    import threading
     d = tempfile.mkdtemp(prefix="kp-xsess-")
+    _GROUP[0] = _load_group()
+    rows, stop = [], threading.Event()
+    th = threading.Thread(target=_group_sampler, args=(_GROUP[0], stop, rows), daemon=True) if _GROUP[0] else None
+    if th:
+        th.start()
     out: dict = {"protocol": (
         f"{reps} repetitions x {len(modes)} modes, interleaved, order alternating per repetition; "
         f"{seconds} s measured after {warm} s warm-up per phase. Session A: cyclictest -t 1 -i 1000 "
@@ -228,6 +311,13 @@ def run(quick: bool, modes=("default", "rules", "kernelpilot", "kernelpilot_rule
             thr[m].append(phase(m, env, 4 if quick else 6, 1.5, work_us, rules, throughput=True))
     finally:
         shutil.rmtree(d, ignore_errors=True)
+        stop.set()
+        if th:
+            th.join()
+        if _GROUP[0] is not None:
+            _rm_group(_GROUP[0])
+            _GROUP[0] = None
+    out["benchmark_load_forecast"] = group_forecast(rows) if th else {"skipped": "no cgroup v2 hierarchy with PSI"}
     res: dict = {}
     for m in modes:
         rs = per[m]
