@@ -203,9 +203,9 @@ def _feature_shifts(m, where, q) -> list[int]:
 
 
 def _quant(m, where) -> dict | None:
-    q = m.meta.get("quant")
-    if q is None:
+    if "quant" not in m.meta:  # Model.quantized is this test: a null quant is quantized and bad
         return None
+    q = m.meta["quant"]
     if not isinstance(q, dict):
         fail(where, "meta.quant", f"expected an object, got {type(q).__name__}")
     return q
