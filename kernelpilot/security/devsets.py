@@ -120,8 +120,8 @@ def fhids(path=None, kinds=KINDS, quick=False, progress=None) -> dict:
     traces = DS.load("fhids", path)
     sp = DS.split("fhids", traces)
     res = judge(kinds, sp, quick, progress)
-    # attack processes whose calls equal a normal training process exactly: no detector that
-    # reads only the calls can tell them apart; figures over the other attacks show what remains
+    # attack processes whose calls equal a normal training process exactly get a normal score
+    # from every n-gram detector; figures over the other attacks show what remains
     seen = {tuple(t.calls[:MAX_CALLS]) for t in sp["train"]}
     ta = [t for t in sp["test"] if t.label == "attack"]
     dup = [tuple(t.calls[:MAX_CALLS]) in seen for t in ta]
