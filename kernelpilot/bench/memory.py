@@ -105,6 +105,7 @@ def _lcs_learned(tr, sizes: list, start: int) -> dict:
     from a run over the whole trace less one over its first `start` requests; an error per cache."""
     import tempfile
 
+    from kernelpilot.memory.trace import Trace
     from kernelpilot.traces.importers.oracle_general import write_oracle_general
     try:
         import libcachesim as lcs
@@ -113,7 +114,7 @@ def _lcs_learned(tr, sizes: list, start: int) -> dict:
     out = {s: {} for s in sizes}
     with tempfile.TemporaryDirectory() as d:
         path = f"{d}/t.oracleGeneral"
-        write_oracle_general(path, tr)
+        write_oracle_general(path, Trace(tr.ids, 1, name=tr.name))  # unit size, as ours
         for size in sizes:
             for name, cls in LCS_LEARNED.items():
                 try:
