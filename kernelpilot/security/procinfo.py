@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,8 +38,17 @@ class Proc:
             key = self.meta["program"] = program_key(self.exe or f"[{self.comm}]", self.cmdline)
         return key
 
+    @property
+    def rule_program(self) -> str:
+        """As program, but inline code (`-c CODE`) is told apart by its text: what the rules learn
+        of one inline script (say, that it renames many files) must not cover every other one."""
+        key = self.meta.get("rule_program")
+        if key is None:
+            key = self.meta["rule_program"] = program_key(self.exe or f"[{self.comm}]", self.cmdline, code=True)
+        return key
 
-def program_key(exe: str, cmdline: str) -> str:
+
+def program_key(exe: str, cmdline: str, code: bool = False) -> str:
     if not INTERPRETER.match(os.path.basename(exe)):
         return exe
     argv = cmdline.split()
@@ -46,6 +56,8 @@ def program_key(exe: str, cmdline: str) -> str:
         if a == "-m" and i + 1 < len(argv):
             return f"{exe} -m {argv[i + 1]}"
         if a == "-c":
+            if code:
+                return f"{exe} -c #{zlib.crc32(' '.join(argv[i + 1:]).encode()):08x}"
             return f"{exe} -c"
         if not a.startswith("-"):
             return f"{exe} {a}"

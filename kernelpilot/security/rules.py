@@ -74,7 +74,7 @@ class Rules:
             self.servers.pop(pid, None)
             return []
         p = self.procs.get(pid, ts)
-        exe = p.program
+        exe = p.rule_program
         if kind == EV_SERVER:
             self.servers[pid] = exe
             return []
