@@ -13,6 +13,7 @@ after `limit` requests when given one (a prefix of a big trace)."""
 from __future__ import annotations
 
 import gzip
+import io
 import lzma
 import re
 from pathlib import Path
@@ -41,10 +42,10 @@ def _decompress(p: Path, head_only: bool = False) -> bytes:
     want = 1 << 16 if head_only else -1
     try:
         if codec == "gzip":
-            with gzip.GzipFile(fileobj=__import__("io").BytesIO(raw)) as f:
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
                 return f.read(want)
         if codec == "xz":
-            with lzma.LZMAFile(__import__("io").BytesIO(raw)) as f:
+            with lzma.LZMAFile(io.BytesIO(raw)) as f:
                 return f.read(want)
         if codec == "zstd":
             import pyarrow as pa
