@@ -44,8 +44,8 @@ PROTOCOL = ("each dev trace read to its first {prefix} requests, unit-size objec
 
 
 def dataset_dir():
-    from pathlib import Path
-    return Path(__file__).resolve().parents[3] / "shared" / "datasets" / "cache"
+    from kernelpilot.datasets import datasets_dir
+    return datasets_dir() / "cache"
 
 
 # the classic policies the memory issue lists; Perfect LFU (`plfu`) is reported beside them

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kernelpilot.datasets import datasets_dir
+
 FRAME_SRC = Path(__file__).resolve().parent / "data" / "kp_frame.c"
 # a name the community rules list as a Game (nice -5): the rules daemon sees the frame workload as
 # the game it stands for; cyclictest, make, the compilers and stress-ng are in no rule (nothing)
@@ -30,9 +32,6 @@ FRAME_COMM = "portal2_linux"
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def datasets_dir() -> Path:
-    env = os.environ.get("KPILOT_DATASETS")
-    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 
 
 def rules_path() -> Path | None:

@@ -12,11 +12,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from kernelpilot.datasets import datasets_dir
+
 from kernelpilot.memory import trace as T
 from kernelpilot.traces.importers import cache_formats as C
 
 KPILOT = str(Path(sys.executable).with_name("kpilot"))
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "cache"
+DATA = datasets_dir() / "cache"
 
 
 def zst(data: bytes) -> bytes:

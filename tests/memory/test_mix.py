@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from kernelpilot.datasets import datasets_dir
 from numba import njit
 
 from kernelpilot.memory import mix, models, policies, sim, trace as T
@@ -109,7 +111,7 @@ def test_regret_on_phase_changes_is_the_known_miss():
     assert regret(tr, 0.1) <= 0.005
 
 
-DEV = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "cache"
+DEV = datasets_dir() / "cache"
 
 
 @pytest.mark.skipif(not DEV.is_dir(), reason=f"no shared cache traces at {DEV}")

@@ -13,7 +13,7 @@ from agent_helpers import ROOT, nice_of, run_dir, wait_for  # noqa: E402,F401
 
 from kernelpilot.sched import knobs  # noqa: E402
 from kernelpilot.sched.rules import load  # noqa: E402
-from kernelpilot.sched.xbench import datasets_dir  # noqa: E402
+from kernelpilot.datasets import datasets_dir  # noqa: E402
 
 KPILOT = str(ROOT / ".venv/bin/kpilot")
 TARBALL = datasets_dir() / "sched" / "ananicy-rules.tar.xz"
