@@ -29,6 +29,9 @@ LIVE = {
     ("agent run", "config"): "config-toml (agent.config.load), a live agent",
     ("agent state", "sock"): "the running agent's socket (not a file that is read)",
     ("security eval", "path"): "a held data set's tarball (fhids/unm), a full protocol run",
+    ("export otlp", "from_log"): "agent event-log lines sent to a collector (tests/fleet/test_otlp.py: bad, torn, missing)",
+    ("export otlp", "follow"): "an event log followed live (tests/fleet/test_otlp.py: rotation, torn and bad lines)",
+    ("models watch", "path"): "model files through Model.load (model-* loaders), a live kernel swap loop",
 }
 
 
@@ -43,7 +46,7 @@ def file_params():
             return
         for p in cmd.params:
             ann = p.type_descriptor.annotation
-            if p.name in OUTPUTS or not (ann is Path or (ann is str and p.name == "trace")):
+            if p.name in OUTPUTS or not (ann in (Path, list[Path]) or (ann is str and p.name == "trace")):
                 continue
             out.append((" ".join(words), p.name, None if p.param_type_name == "argument" else p.opts[0]))
     walk(get_command(app), [])
@@ -100,6 +103,9 @@ CASES = {
                                                                "--json"]),
     ("sched rules", "rules"): ("sched-rules", lambda f, o, d: ["sched", "rules", "--rules", f, "--json"]),
     ("agent rollback", "journal"): ("journal", lambda f, o, d: ["agent", "rollback", f, "--force"]),
+    ("models push", "files"): ("model-tree", lambda f, o, d: ["models", "push", f, "--to", d / "store"]),
+    ("query", "files"): ("trace-parquet", lambda f, o, d: ["query", "SELECT kind, count(*) FROM trace GROUP BY kind",
+                                                          f, "--json"]),
 }
 SUFFIX = {("kernelize", "model"): ".c"}
 # Commands whose work after a good load takes seconds (training, simulating): a mutated file that
