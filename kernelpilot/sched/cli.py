@@ -135,9 +135,13 @@ def run_cmd(enforce: bool = typer.Option(False, "--enforce", help="really change
         plan = list(j.planned)
     for n in agent.notes if not verbose else ():
         print(n)
-    if not verbose:
-        for d in agent.decisions:
-            print(d)
+    _print_outcome(agent.decisions if not verbose else [], plan, counts, enforce)
+
+
+def _print_outcome(decisions, plan, counts, enforce: bool) -> None:
+    """What an agent decided, what a dry run would change, and the journal's counts."""
+    for d in decisions:
+        print(d)
     if not enforce:
         print("dry run: would change" if plan else "dry run: nothing to change")
         for line in plan:
@@ -192,13 +196,7 @@ def rules_cmd(rules: Path = typer.Option(..., "--rules", help="ananicy-cpp rules
             pass
         counts, plan = dict(j.counts), list(j.planned)
     if not json_out:
-        for line in d.decisions:
-            print(line)
-        if not enforce:
-            print("dry run: would change" if plan else "dry run: nothing to change")
-            for line in plan:
-                print("  " + line)
-        print("summary: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + ("; all changes restored" if enforce else ""))
+        _print_outcome(d.decisions, plan, counts, enforce)
 
 
 def register(app: typer.Typer) -> None:

@@ -105,6 +105,15 @@ def scan(pids: set[int] | None, exclude: set[int]) -> dict[int, TaskSample]:
     return out
 
 
+def run_every(step, interval: float, duration: float | None) -> None:
+    """step() now and every `interval` seconds, for `duration` seconds (None: until interrupted)."""
+    end = None if duration is None else time.monotonic() + duration
+    step()
+    while end is None or time.monotonic() < end:
+        time.sleep(interval if end is None else max(0.0, min(interval, end - time.monotonic())))
+        step()
+
+
 class Agent:
     """Classify tasks every `interval` seconds; act on a class seen `confirm` times in a row."""
 
@@ -215,8 +224,4 @@ class Agent:
                                          "mount": mount}, path)
 
     def run(self, duration: float | None) -> None:
-        end = None if duration is None else time.monotonic() + duration
-        self.step()
-        while end is None or time.monotonic() < end:
-            time.sleep(self.interval if end is None else max(0.0, min(self.interval, end - time.monotonic())))
-            self.step()
+        run_every(self.step, self.interval, duration)

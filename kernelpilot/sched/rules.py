@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import tarfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -284,8 +283,5 @@ class RulesDaemon:
                     self.j.change("cgroup", {"tid": pid, "start": st, "comm": comm, "hier": g[0], "mount": g[1]}, g[2])
 
     def run(self, duration: float | None) -> None:
-        end = None if duration is None else time.monotonic() + duration
-        self.step()
-        while end is None or time.monotonic() < end:
-            time.sleep(self.interval if end is None else max(0.0, min(self.interval, end - time.monotonic())))
-            self.step()
+        from kernelpilot.sched.live import run_every
+        run_every(self.step, self.interval, duration)
