@@ -100,6 +100,7 @@ def test_bad_input_through_the_cli(tmp_path):
         (["-t", put("tr.lis.zst", zst(b"1 2 0 0\n" * 100)[:-6]), "--format", "arc"], "truncated"),
         (["-t", put("n.trace.gz", gzip.compress(b"1\n2\nab\n")), "--format", "lirs"], "line 3"),
         (["-t", put("n.lis.zst", zst(b"1 2 0 0\n3 x 0 1\n")), "--format", "arc"], "line 2"),
+        (["-t", put("big.lis.zst", zst(b"1 2 0 0\n3 100000000 0 1\n")), "--format", "arc"], "line 2: block count"),
         (["-t", put("n2.trace.gz", gzip.compress(b"l 0x10 1\nl 0xZZ 1\n")), "--format", "ucsd"], "line 2"),
         (["-t", put("n.trace.xz", lzma.compress(b"1 2 3\n1 q 3\n")), "--format", "adaptsize"], "line 2"),
         (["-t", put("z.trace.xz", lzma.compress(b"1 2 0\n")), "--format", "adaptsize"], "size 0"),

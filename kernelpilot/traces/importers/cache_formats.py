@@ -24,6 +24,7 @@ from kernelpilot.errors import KpError
 
 FORMATS = ("lirs", "arc", "cache2k", "scarab", "ucsd", "ucsd-page", "adaptsize")
 MAX_BLOCKS = 1 << 28  # ARC records expanded to blocks (2 GiB of int64 ids)
+MAX_RECORD_BLOCKS = 1 << 12  # blocks one ARC request may span (the published traces: at most 128)
 _MAGIC = {b"\x1f\x8b": "gzip", b"\xfd7zXZ": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
 
 
@@ -107,6 +108,10 @@ def read_arc(p: Path, limit=None):
     if (cnt <= 0).any():
         i = int(np.argmax(cnt <= 0))
         raise KpError(f"{p}: line {i + 1}: block count {int(cnt[i])}; must be > 0")
+    if (cnt > MAX_RECORD_BLOCKS).any():
+        i = int(np.argmax(cnt > MAX_RECORD_BLOCKS))
+        raise KpError(f"{p}: line {i + 1}: block count {int(cnt[i])}; one request spans at most "
+                      f"{MAX_RECORD_BLOCKS} blocks (the published ARC traces: 128)")
     if limit is not None:
         keep = int(np.searchsorted(np.cumsum(cnt), limit)) + 1
         start, cnt = start[:keep], cnt[:keep]
