@@ -62,11 +62,17 @@ def test_swap_sigterm_tears_down():
     before = _state()
     p = subprocess.Popen([KPILOT, "memory", "live", "swap", "--enforce", "--limit-mb", "48",
                           "--zram-mb", "128", "--", "sleep", "60"], stderr=subprocess.PIPE, text=True)
+    # ready: a memory group of its own (one another run left behind does not count) and its zram swap on
+    def ready():
+        s = _state()
+        return any(c.startswith("kpilot-swap") for c in set(s[2]) - set(before[2])) and len(s[0]) > len(before[0])
     deadline = time.time() + 60
-    while time.time() < deadline and not any(c.startswith("kpilot-swap") for c in _state()[2]):
+    while time.time() < deadline and not ready() and p.poll() is None:
         time.sleep(0.1)
-    assert any(c.startswith("kpilot-swap") for c in _state()[2]), "experiment never set up"
-    assert len(_state()[0]) > len(before[0])  # our zram swap is on
+    if not ready():
+        p.kill()  # never leave a half-started experiment to the next test
+        _, err = p.communicate(timeout=60)
+        pytest.fail(f"experiment never set up (exit {p.returncode}): {err[-500:]}")
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=60)
     assert p.returncode != 0

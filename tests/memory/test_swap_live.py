@@ -115,11 +115,17 @@ def _start_cli(tmp_path, before):
     env = dict(os.environ, KPILOT_RUN_DIR=str(tmp_path / "run"))
     p = subprocess.Popen([KPILOT, "memory", "live", "reclaim", "--workload", "hotcold", "--config", "kernel",
                           "--enforce", "--json"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    # ready: a memory group of its own (one another run left behind does not count) and its zram swap on
+    def ready():
+        s = _state()
+        return any(c.startswith("kpilot-swap") for c in set(s[2]) - set(before[2])) and len(s[0]) > len(before[0])
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not any(c.startswith("kpilot-swap") for c in _state()[2]):
+    while time.monotonic() < deadline and not ready() and p.poll() is None:
         time.sleep(0.05)
-    assert any(c.startswith("kpilot-swap") for c in _state()[2]), "experiment never set up"
-    assert len(_state()[0]) > len(before[0])  # our zram swap is on
+    if not ready():
+        p.kill()  # never leave a half-started experiment to the next test
+        _, err = p.communicate(timeout=60)
+        pytest.fail(f"experiment never set up (exit {p.returncode}): {err[-500:]}")
     return p
 
 
