@@ -120,14 +120,20 @@ def slices_supported() -> tuple[bool, str]:
 
 # --- autogroup nice ----------------------------------------------------------------------------
 
+ROOT_AUTOGROUP = "root"  # init's session: its tasks sit in the root task group, whose nice cannot be set
+
+
 def autogroup_of(tid: int) -> tuple[str, int]:
-    """('autogroup-N', nice) of a task; ProcessLookupError if it is gone."""
+    """('autogroup-N', nice) of a task, or (ROOT_AUTOGROUP, 0) for a task of init's session (the
+    kernel prints nothing for those); ProcessLookupError if it is gone."""
     try:
         with open(f"/proc/{tid}/autogroup") as f:
-            name, _, nice = f.read().split()
+            fields = f.read().split()
     except (FileNotFoundError, ProcessLookupError):
         raise ProcessLookupError(f"task {tid} exited") from None
-    return name.lstrip("/"), int(nice)
+    if not fields:
+        return ROOT_AUTOGROUP, 0
+    return fields[0].lstrip("/"), int(fields[2])
 
 
 def _member(t) -> int:
@@ -161,6 +167,8 @@ def _autogroup_read(t) -> int:
 def _autogroup_write(t, v) -> None:
     if not -20 <= int(v) <= 19:
         raise OSError(errno.EINVAL, f"autogroup nice {v} out of -20..19")
+    if t["autogroup"] == ROOT_AUTOGROUP:
+        raise OSError(errno.EINVAL, "the task is in init's session (the root task group): no autogroup nice to set")
     tid = _member(t)
     with open(f"/proc/{tid}/autogroup", "w") as f:
         f.write(str(int(v)))

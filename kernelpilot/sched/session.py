@@ -240,6 +240,10 @@ class SessionAgent(Agent):
                 ag = knobs.autogroup_of(s.tid)[0]
             except ProcessLookupError:
                 continue
+            if ag == knobs.ROOT_AUTOGROUP:
+                self.session_done[sid] = 0
+                self._note(f"session {sid} is init's (root task group): no autogroup nice to set; left alone")
+                continue
             kind = "latency" if sid in lat_use else "batch"
             msg = f"session {sid} ({ag}, {s.comm}[{s.tid}]) {kind}: {u:.2f} CPUs -> autogroup nice {want}"
             self.decisions.append(msg)

@@ -172,3 +172,12 @@ def test_rollback_finds_the_session_after_the_target_exits(run_dir):
     finally:
         os.killpg(leader.pid, signal.SIGKILL)  # the session's other sleep too
         leader.wait()
+
+
+def test_init_session_reads_as_root_autogroup_and_is_never_written():
+    """Tasks of init's session (CI runners that never call setsid) print an empty autogroup file."""
+    if open("/proc/1/autogroup").read().strip():
+        pytest.skip("PID 1 here sits in an autogroup of its own")
+    assert knobs.autogroup_of(1) == (knobs.ROOT_AUTOGROUP, 0)
+    with pytest.raises(OSError, match="init's session"):
+        knobs.KNOBS["autogroup"][1]({"tid": 1, "start": start_time(1), "autogroup": knobs.ROOT_AUTOGROUP}, 5)
