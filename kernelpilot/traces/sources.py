@@ -186,8 +186,14 @@ class EbpfSource(LiveSource):
         self.readers = []
         self.delivered = 0
 
-    def start(self):
+    extra_programs: tuple = ()  # a subclass's object: loaded too, attached by whoever uses them
+
+    def object_path(self):
+        """The BPF object to load (a subclass may build kp_trace with more in it)."""
         from kernelpilot.bpf.build import builtin_object
+        return builtin_object()
+
+    def start(self):
         from kernelpilot.probes.libbpf import BpfObject
         from kernelpilot.probes.ringbuf import RingReader
         from kernelpilot.bpf.build import BTF_PATH
@@ -196,7 +202,7 @@ class EbpfSource(LiveSource):
         if not BTF_PATH.exists():
             raise CapabilityError(f"this kernel has no BTF ({BTF_PATH} missing), so CO-RE probes cannot load")
         progs = [p for g in self.groups + ["proc"] for p in PROGRAMS[g]]
-        self.obj = BpfObject(builtin_object(), autoload=progs,
+        self.obj = BpfObject(self.object_path(), autoload=progs + list(self.extra_programs),
                              map_sizes={"kp_ring": self.ring_bytes, "kp_bring": self.ring_bytes,
                                         "kp_pidbits": pid_max() // 64 + 1})
         self.comms = CommResolver()
