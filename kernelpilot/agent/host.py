@@ -127,6 +127,8 @@ class AgentHost:
                 if self.cfg[name]["enabled"]:
                     self._start_pilot(name)
             self.observer = self._observer()
+            for name in list(self.pilots):
+                self._hand_sensor(name)
             if self.live:
                 self.server = StateServer(self.socket_path)
             self._reassert_signals()  # a pilot's journal (the watch's responder) took them
@@ -156,6 +158,8 @@ class AgentHost:
         try:
             self.pilots[name] = make()
             self.failed.pop(name, None)
+            if self.observer is not None:  # started by a reload: the sensor runs already
+                self._hand_sensor(name)
         except KpError as e:
             if name == "security" and "security.model not found" in str(e):
                 raise
@@ -164,6 +168,12 @@ class AgentHost:
             self.failed[name] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         if name in self.failed:
             self.note(name, f"{name} disabled: {self.failed[name]}; other domains keep running")
+
+    def _hand_sensor(self, name: str):
+        """A pilot whose kernel stage lives in the shared sensor (security) gets it now."""
+        p = self.pilots.get(name)
+        if p is not None and hasattr(p, "use_sensor"):
+            p.use_sensor(self.observer)
 
     def _install_signals(self):
         def stop(signum, frame):

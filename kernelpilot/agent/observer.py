@@ -1,6 +1,6 @@
 """The agent's one observer sensor: kp_trace's programs system-wide (sched, syscalls, faults, file
-cache, mm), read in bulk and shared by every pilot; or the shipped trace replayed, where eBPF is
-not allowed."""
+cache, mm), built with the security watch's window stage in its sys_enter program (sensor.py),
+read in bulk and shared by every pilot; or the shipped trace replayed, where eBPF is not allowed."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,10 +15,15 @@ class LiveObserver:
     live = True
 
     def __init__(self, ring_mb: int = 16, comm: str = ""):
-        from kernelpilot.traces.sources import EbpfSource
-        self.src = EbpfSource(GROUPS, exclude_self=True, ring_mb=ring_mb, comm=comm or None).start()
-        self.name = "ebpf (kp_trace, " + (f"tasks named {comm}*)" if comm else "system-wide)")
+        from kernelpilot.agent.sensor import AgentSource
+        self.src = AgentSource(GROUPS, exclude_self=True, ring_mb=ring_mb, comm=comm or None).start()
+        self.name = "ebpf (kp_trace + security stage, " + (f"tasks named {comm}*)" if comm else "system-wide)")
         self.events = 0
+
+    @property
+    def security_sensor(self):
+        """The loaded object whose sys_enter program holds the security stage (KernelStage(sensor=))."""
+        return self.src.obj
 
     def poll(self) -> np.ndarray:
         """Both rings as they come: each CPU's events in order, CPUs interleaved (pilots that

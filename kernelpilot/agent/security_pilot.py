@@ -1,8 +1,10 @@
-"""Security pilot: the security watch's two stages as they are today (sc_watch.bpf.c's own
-sys_enter program scores windows in the kernel; the user-space model confirms). Without a model
-it learns this host's normal behaviour in a child process first (the benign scenarios, about
-20 s) and caches the model in the state dir. Alerts and (with --enforce) freezes come back as
-decisions. Not merged with kp_trace's sys_enter program: two programs run on sys_enter."""
+"""Security pilot: the security watch's two stages. Stage 1 runs inside the agent's one sys_enter
+program (the sensor's kp_trace build with sc_watch.h, agent/sensor.py): the same program batches
+the trace event and updates the thread's window, scored in the kernel by the tree; the user-space
+model confirms. Where the sensor has no such stage (a replay, an older sensor), the watch loads
+sc_watch.bpf.c on its own. Without a model it learns this host's normal behaviour in a child
+process first (the benign scenarios, about 20 s) and caches the model in the state dir. Alerts
+and (with --enforce) freezes come back as decisions."""
 from __future__ import annotations
 
 import os
@@ -46,6 +48,8 @@ class SecurityPilot(Pilot):
         super().__init__(live)
         self.cfg, self.enforce = cfg, enforce
         self.watcher = None
+        self.sensor = None  # the agent's sensor object, once the host hands it over (use_sensor)
+        self.waiting = False
         self.trainer = None
         self.state = "starting"
         self.error = None
@@ -62,9 +66,17 @@ class SecurityPilot(Pilot):
             raise KpError(f"security.model not found: {path}")
         self.model_path = path
         if path.is_file():
-            self._start_watch()
+            self.waiting = True  # the watch starts on the sensor (use_sensor)
+            self.state = "waiting for the sensor"
         else:
             self._start_training()
+
+    def use_sensor(self, observer) -> None:
+        """The host's sensor is up: the watch's stage 1 runs in its sys_enter program."""
+        self.sensor = getattr(observer, "security_sensor", None)
+        if self.waiting:
+            self.waiting = False
+            self._start_watch()
 
     def _start_training(self):
         self.model_path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,12 +94,15 @@ class SecurityPilot(Pilot):
             model = SecurityModel.load(self.model_path)
             import inspect
             kw = {"learn_s": float(self.cfg["learn_s"])} if "learn_s" in inspect.signature(Watcher).parameters else {}
-            self.watcher = Watcher(model, enforce=self.enforce, action=self.cfg["action"], allow=self.cfg["allow"], **kw)
+            self.watcher = Watcher(model, enforce=self.enforce, action=self.cfg["action"], allow=self.cfg["allow"],
+                                   sensor=self.sensor, **kw)
         except Exception as e:  # a domain that cannot load leaves the others running
             self.fail(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             return
         k = self.watcher.kernel
-        self.state = f"watching (in-kernel tree, threshold {k.threshold}; confirm with {self.watcher.kname})"
+        where = "in the sensor's sys_enter program" if not k.owned else "its own sys_enter program"
+        self.state = (f"watching (in-kernel tree, threshold {k.threshold}, {where}; "
+                      f"confirm with {self.watcher.kname})")
         self.pending.append(Decision("security", "note", self.state, detail={"model": str(self.model_path)}))
 
     def fail(self, why: str):

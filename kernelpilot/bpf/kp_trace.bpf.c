@@ -9,6 +9,20 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+#ifdef KP_WITH_SECURITY
+/* The agent's build: the security watch's window stage runs inside kp_sys_enter (one program on
+ * sys_enter feeds both the trace batches and the security windows); its maps and exec/fork/exit
+ * programs join this object. */
+#include "sc_watch.h"
+
+/* Here the stage's context is the call's first four arguments, copied to the stack (variable
+ * offsets into the tracepoint's ctx are refused by the verifier). */
+static __always_inline __u64 sc_arg(void *ctx, int i)
+{
+	return ((__u64 *)ctx)[i & 3];
+}
+#endif
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 24);
@@ -359,6 +373,10 @@ int kp_proc_exec(struct trace_event_raw_sched_process_exec *ctx)
 SEC("tp/raw_syscalls/sys_enter")
 int kp_sys_enter(struct trace_event_raw_sys_enter *ctx)
 {
+#ifdef KP_WITH_SECURITY
+	__u64 args[4] = {ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3]};
+	sc_on_syscall(args, ctx->id, bpf_get_current_pid_tgid());
+#endif
 	struct kp_batch *b;
 	struct kp_event *e = kp_batch_event(KP_SYSCALL, &b);
 	if (!e)

@@ -48,9 +48,13 @@ def kernel_tables(tree, vocab) -> tuple[np.ndarray, np.ndarray]:
 
 
 class KernelStage:
-    """The loaded, attached in-kernel stage for one model's tree (kernelize map interpreter)."""
+    """The loaded, attached in-kernel stage for one model's tree (kernelize map interpreter).
 
-    def __init__(self, model: SecurityModel, threshold: int | None = None):
+    sensor: an already loaded object that holds the stage in its own sys_enter program (the agent's
+    kp_trace build, agent/sensor.py); the stage fills its maps and enables it there, and leaves it
+    loaded at close. Without one, sc_watch.bpf.c is loaded and attached on its own."""
+
+    def __init__(self, model: SecurityModel, threshold: int | None = None, sensor=None):
         from kernelpilot.bpf.build import build_object
         from kernelpilot.kernelize.kernel import BPF_SRC
         from kernelpilot.probes.libbpf import BpfObject
@@ -68,16 +72,18 @@ class KernelStage:
         if os.geteuid() != 0:
             raise CapabilityError("the in-kernel stage needs root (eBPF)")
         self.threshold = int(np.floor(threshold))
-        self.obj = BpfObject(build_object(SRC, includes=(BPF_SRC,)))
+        self.owned = sensor is None
+        self.obj = BpfObject(build_object(SRC, includes=(BPF_SRC,))) if self.owned else sensor
+        self.links, self.ring, self.events = [], None, None
         try:
             self._fill(tree, model.vocab)
-            self.prog = self.obj.program("sc_sys_enter").attach()
+            self.prog = self.obj.program("sc_sys_enter").attach() if self.owned else self.obj.program("kp_sys_enter")
             from kernelpilot.security.rules import EVENT_DTYPE
             self.links = [self.obj.program(p).attach() for p in ("sc_exec", "sc_fork", "sc_exit")]
             self.ring = RingReader(self.obj.map("sc_alerts"), ALERT_DTYPE)
             self.events = RingReader(self.obj.map("sc_events"), EVENT_DTYPE)
         except BaseException:
-            self.obj.close()
+            self.close()
             raise
 
     def _fill(self, tree, vocab) -> None:
@@ -101,9 +107,15 @@ class KernelStage:
                 for k, name in enumerate(("syscalls", "windows", "sent", "dropped", "events", "events_dropped"))}
 
     def close(self) -> None:
-        self.ring.close()
-        self.events.close()
-        self.obj.close()
+        for r in (self.ring, self.events):
+            if r is not None:
+                r.close()
+        if self.owned:
+            self.obj.close()
+            return
+        self.obj.map("sc_cfg").update(0, bytes(16))  # disabled: the sensor's sys_enter skips the stage
+        for p in self.links:
+            p.detach()
 
 
 def _cmdline(pid: int) -> str:
@@ -224,8 +236,9 @@ class Watcher:
     def __init__(self, model: SecurityModel, enforce=False, action="freeze", allow=(), threshold=None,
                  confirm: str = "fpr_0.1pct", learn_s: float = 600.0, new_s: float | None = None,
                  cooldown_s: float = 60.0, confirm_threshold: float | None = None, profiles=None,
-                 min_windows: int = 2, frame_s: float = 10.0):
+                 min_windows: int = 2, frame_s: float = 10.0, sensor=None):
         from kernelpilot.security.confirm import BatchScorer
+        from kernelpilot.security.cpuburn import CpuBurn
         from kernelpilot.security.incidents import Incidents
         from kernelpilot.security.procinfo import ProcTable
         from kernelpilot.security.profiles import LiveProfiles
@@ -250,9 +263,10 @@ class Watcher:
             self.profiles.load(profiles)
         self.procs = ProcTable()
         self.rules = Rules(self.procs, self.profiles)
+        self.cpu = CpuBurn(self.procs, self.profiles, self.rules)
         self.incidents = Incidents(cooldown_s)
         self.scorer = BatchScorer(model, self.kdet if self.kname == "stide" else None)
-        self.kernel = KernelStage(model, threshold)
+        self.kernel = KernelStage(model, threshold, sensor=sensor)
         try:
             self.responder = Responder(action) if enforce else None
         except BaseException:
@@ -272,8 +286,9 @@ class Watcher:
     def step(self) -> list[dict]:
         evs = self.kernel.events.poll()  # first: the execs of the programs whose windows follow
         self.events_up += len(evs)
+        hits = self.rules.on_events(evs) + self.cpu.sample(time.monotonic_ns())
         out = [self._fire(h["pid"], h["tid"], h["ts"], h["cgroup_id"], h["comm"], h["rule"],
-                          {"detail": h["detail"], "uid": h["uid"]}) for h in self.rules.on_events(evs)]
+                          {"detail": h["detail"], "uid": h["uid"]}) for h in hits]
         recs = self.kernel.ring.poll()
         self.windows_up += len(recs)
         if len(recs):
@@ -283,6 +298,7 @@ class Watcher:
         if now - self._pruned > 10e9:
             self.procs.prune(now)
             self.rules.prune(now)
+            self.cpu.prune()
             self.pending = {k: v for k, v in self.pending.items() if now - v[1] <= self.frame_ns}
             self._pruned = now
         out = [a for a in out if a]

@@ -1,0 +1,27 @@
+"""The agent's one sensor object: kp_trace.bpf.c built with KP_WITH_SECURITY, so that its one
+sys_enter program both batches the trace event and updates the security watch's windows
+(security/bpf/sc_watch.h). The watch's maps, rings and exec/fork/exit programs are in the same
+object; the security pilot fills and enables them (security.live.KernelStage(sensor=...))."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from kernelpilot.traces.sources import EbpfSource
+
+SECURITY_PROGRAMS = ("sc_exec", "sc_fork", "sc_exit")
+
+
+def agent_object() -> Path:
+    from kernelpilot.bpf.build import BPF_DIR, build_object
+    from kernelpilot.kernelize.kernel import BPF_SRC
+    from kernelpilot.security.live import SRC
+    return build_object(BPF_DIR / "kp_trace.bpf.c", includes=(SRC.parent, BPF_SRC),
+                        defines={"KP_WITH_SECURITY": 1}, name="kp_agent")
+
+
+class AgentSource(EbpfSource):
+    """EbpfSource on the merged object (the security stage stays off until a pilot enables it)."""
+    extra_programs = SECURITY_PROGRAMS
+
+    def object_path(self):
+        return agent_object()
