@@ -26,6 +26,16 @@ def need_root():
         pytest.skip("needs root (eBPF)")
 
 
+@pytest.fixture
+def bpf_ok():
+    """Root and BPF_PROG_TEST_RUN (XDP programs), for running a program on given input."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to load eBPF")
+    from kernelpilot.probes.libbpf import probe_prog_type
+    if not probe_prog_type("xdp"):
+        pytest.skip("kernel lacks XDP programs (needed for BPF_PROG_TEST_RUN)")
+
+
 # Tests that watch or load the whole host (system-wide probes that count benign activity, live
 # latency or fault ratios, zram/swap, fixed ports, the guide's benches) run alone, after the rest:
 # `make test` runs everything else on both cores (pytest-xdist), then these one at a time.

@@ -18,6 +18,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -194,23 +195,14 @@ def live(quick: bool) -> dict:
     modes = {"off": None, "on": agent}
     if not quick:
         modes["on_kernel"] = agent + ["--kernel"]
-    samples, stop = [], threading.Event()
-
-    def sampler():
-        s = F.LoadSampler()
-        while not stop.wait(0.1):
-            samples.append(s.sample())
-    th = threading.Thread(target=sampler, daemon=True)
-    th.start()
     runs: dict[str, list] = {m: [] for m in modes}
     try:
-        for r in range(reps):
-            order = list(modes) if r % 2 == 0 else list(modes)[::-1]  # interleaved, order alternates
-            for m in order:
-                runs[m].append(_phase(seconds, warm, d, modes[m]))
+        with host_load_samples() as samples:
+            for r in range(reps):
+                order = list(modes) if r % 2 == 0 else list(modes)[::-1]  # interleaved, order alternates
+                for m in order:
+                    runs[m].append(_phase(seconds, warm, d, modes[m]))
     finally:
-        stop.set()
-        th.join()
         shutil.rmtree(d, ignore_errors=True)
     res = {"probe": "1 kHz sleep-wakeup probe; agent scope: this benchmark's process tree",
            "batch": "stress-ng --cpu 2 (bogo-ops/s from --metrics-brief) and make -j2 of a 13-file C project",
@@ -241,6 +233,24 @@ def live(quick: bool) -> dict:
     return res
 
 
+@contextlib.contextmanager
+def host_load_samples(period_s: float = 0.1):
+    """(CPU utilisation, PSI) of the host every period_s, in a list filled while the block runs."""
+    samples, stop = [], threading.Event()
+
+    def sampler():
+        s = F.LoadSampler()
+        while not stop.wait(period_s):
+            samples.append(s.sample())
+    th = threading.Thread(target=sampler, daemon=True)
+    th.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        th.join()
+
+
 def live_forecast(util, psi) -> dict:
     """The host load sampled live (100 ms) forecast 100 ms, 500 ms and 1 s ahead by forecasters
     fitted and chosen on the committed series only (nothing is chosen on the live series), against
@@ -268,19 +278,8 @@ def run(quick: bool = False) -> dict:
     from kernelpilot.sched import xbench
     t0 = time.monotonic()
     rec = recorded(quick)
-    samples, stop = [], threading.Event()
-
-    def sampler():
-        s = F.LoadSampler()
-        while not stop.wait(0.1):
-            samples.append(s.sample())
-    th = threading.Thread(target=sampler, daemon=True)
-    th.start()
-    try:
+    with host_load_samples() as samples:
         xs = xbench.run(quick)
-    finally:
-        stop.set()
-        th.join()
     out = {"recorded": rec, "synthetic": synthetic(quick), "load_forecast": load_forecast(), "live": live(quick),
            "cross_session": xs}
     if len(samples) > 60:

@@ -65,6 +65,16 @@ def train_cmd(out: Path = typer.Option(..., "--out", "-o", help="classifier mode
           f"depth {bp.model.meta['depth']}); kernelize the classifier with: kpilot kernelize {out} --check")
 
 
+def _check_live_args(interval: float, pid, verbose: bool) -> None:
+    """The checks `sched run` and `sched rules` share, and their log level."""
+    if interval <= 0.05:
+        raise KpError("--interval must be above 0.05 s")
+    for p in pid or []:
+        if not os.path.exists(f"/proc/{p}"):
+            raise KpError(f"no such process: {p}")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+
+
 @sched_app.command("run")
 def run_cmd(enforce: bool = typer.Option(False, "--enforce", help="really change tasks (default: dry run)"),
             duration: float = typer.Option(None, "--duration", help="seconds to run (default: until Ctrl-C)"),
@@ -91,12 +101,7 @@ def run_cmd(enforce: bool = typer.Option(False, "--enforce", help="really change
     from kernelpilot.sched.session import ACTUATIONS, SessionAgent, SessionPolicy, choose_actuation
     if duration is not None and duration <= 0:
         raise KpError("--duration must be positive")
-    if interval <= 0.05:
-        raise KpError("--interval must be above 0.05 s")
-    for p in pid or []:
-        if not os.path.exists(f"/proc/{p}"):
-            raise KpError(f"no such process: {p}")
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    _check_live_args(interval, pid, verbose)
     clf = E.load_classifier(model) if model else E.default_classifier()
     if not 0 <= batch_nice <= 19:
         raise KpError("--batch-nice must be between 0 and 19")
@@ -165,12 +170,7 @@ def rules_cmd(rules: Path = typer.Option(..., "--rules", help="ananicy-cpp rules
     from kernelpilot.sched.rules import RulesDaemon, load, summary
     if duration is not None and duration < 0:
         raise KpError("--duration must be positive (0: until Ctrl-C)")
-    if interval <= 0.05:
-        raise KpError("--interval must be above 0.05 s")
-    for p in pid or []:
-        if not os.path.exists(f"/proc/{p}"):
-            raise KpError(f"no such process: {p}")
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    _check_live_args(interval, pid, verbose)
     rs = load(rules, lenient=lenient)
     info = summary(rs)
     if json_out:

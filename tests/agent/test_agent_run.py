@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from cli_checks import one_line_error  # noqa: E402
+
 from conftest import need_root, run_kpilot
 from kernelpilot.agent.eventlog import FIELDS, EventLog
 from kernelpilot.agent.pilot import Decision
@@ -35,15 +37,6 @@ def agent(args, rdir, **kw):
 def state(rdir):
     from kernelpilot.agent.host import read_state
     return read_state(rdir / "agent.sock")
-
-
-def one_line_error(r, *words):
-    assert r.returncode != 0
-    assert "Traceback" not in r.stderr
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert len(lines) == 1 and "error" in lines[0], r.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("text,words", [

@@ -10,6 +10,8 @@ import time
 import numpy as np
 import pytest
 
+from cli_checks import one_line_error  # noqa: E402
+
 from kernelpilot.models import demo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -21,14 +23,6 @@ def cli(*args, env=None, user=None, timeout=60):
         cmd = ["setpriv", f"--reuid={user}", "--regid=nogroup", "--clear-groups", "--inh-caps=-all", *cmd]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
                           env={**os.environ, "COLUMNS": "200", **(env or {})})
-
-
-def one_line_error(p, *words):
-    assert p.returncode != 0, p.stdout
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -154,15 +148,6 @@ def test_s3_push_pull(tmp_path, trees, s3):
 
 
 # --- hot swap in the kernel ------------------------------------------------------------------------
-@pytest.fixture
-def bpf_ok():
-    if os.geteuid() != 0:
-        pytest.skip("needs root to load eBPF")
-    from kernelpilot.probes.libbpf import probe_prog_type
-    if not probe_prog_type("xdp"):
-        pytest.skip("kernel lacks XDP programs (needed for BPF_PROG_TEST_RUN)")
-
-
 def replace(model, path):
     """What a deploy step does: a new file renamed over the old one."""
     tmp = path.with_name("." + path.name)

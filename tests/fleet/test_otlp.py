@@ -13,6 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from cli_checks import free_port, one_line_error  # noqa: E402
+
 pytest.importorskip("opentelemetry.sdk", reason="pip install 'kernelpilot[scale]'")
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (ExportLogsServiceRequest,  # noqa: E402
                                                                     ExportLogsServiceResponse)
@@ -136,14 +138,6 @@ def cli(*args, timeout=60, env=None):
                           text=True, timeout=timeout, cwd=ROOT, env={**os.environ, "COLUMNS": "200", **(env or {})})
 
 
-def one_line_error(p, *words):
-    assert p.returncode != 0, p.stdout
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
-
-
 def test_from_log_records_and_resource(tmp_path, receiver):
     log = tmp_path / "agent.jsonl"
     recs = write_log(log, DECISIONS)
@@ -244,14 +238,6 @@ def test_refused_batches_are_counted_one_line(tmp_path, receiver):
     assert "Traceback" not in p.stderr
     assert "dropped 4 log records" in p.stderr
     assert p.stderr.strip().splitlines()[-1].startswith("kpilot: error: 4 log records")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def cli_many(*argvs):

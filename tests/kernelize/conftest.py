@@ -1,17 +1,6 @@
-import os
-
 import pytest
 
 from kernelpilot.models import demo
-
-
-@pytest.fixture
-def bpf_ok():
-    if os.geteuid() != 0:
-        pytest.skip("needs root to load eBPF")
-    from kernelpilot.probes.libbpf import probe_prog_type
-    if not probe_prog_type("xdp"):
-        pytest.skip("kernel lacks XDP programs (needed for BPF_PROG_TEST_RUN)")
 
 
 @pytest.fixture(scope="session")
