@@ -133,7 +133,7 @@ class ProcTable:
     def fork(self, parent: int, child: int, ts_ns: int) -> None:
         par = self.get(parent, ts_ns)
         self.procs[child] = [Proc(child, ppid=parent, uid=par.uid, comm=par.comm, exe=par.exe, cmdline=par.cmdline,
-                                  cgroup=par.cgroup, since_ns=ts_ns)]
+                                  cgroup=par.cgroup, since_ns=ts_ns, meta={"forked": True})]
 
     def exit(self, pid: int, ts_ns: int) -> None:
         runs = self.procs.get(pid)

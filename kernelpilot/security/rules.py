@@ -15,7 +15,7 @@ EV_EXEC, EV_EXIT, EV_SHADOW, EV_SERVER, EV_SETID, EV_SETID_FILE, EV_RENAME, EV_F
 EVENT_DTYPE = np.dtype([("ts", "<u8"), ("cgroup", "<u8"), ("arg2", "<u8"), ("tid", "<u4"), ("tgid", "<u4"),
                         ("ppid", "<u4"), ("uid", "<u4"), ("kind", "<u4"), ("arg", "<u4"), ("comm", "S16"),
                         ("path", "S128"), ("path2", "S128"), ("args", "u1", 256)])  # struct sc_event
-RULES = ("shadow_read", "shell_from_server", "setid_process", "setid_file", "rename_storm")
+RULES = ("shadow_read", "shell_from_server", "setid_process", "setid_file", "rename_storm", "cpu_burn")
 SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "csh", "tcsh"}
 # programs whose job is to check passwords (PAM helpers, login services)
 SHADOW_READERS = {"unix_chkpwd", "sudo", "su", "login", "sshd", "sshd-session", "passwd", "chage"}
