@@ -22,6 +22,7 @@ import numpy as np
 from kernelpilot.errors import CapabilityError, KpError
 from kernelpilot.security.features import FBITS
 from kernelpilot.security.model import SecurityModel
+from kernelpilot.security.profiles import RELEARN_MAX
 from kernelpilot.security.syscalls import UNKNOWN, number_to_name
 
 SRC = Path(__file__).resolve().parent / "bpf" / "sc_watch.bpf.c"
@@ -30,6 +31,7 @@ ALERT_DTYPE = np.dtype([("ts", "<u8"), ("cgroup", "<u8"), ("pid", "<u4"), ("tgid
                         ("feats", "<u2", 12), ("calls", "<u2", CTX), ("comm", "S16")])  # struct sc_alert
 V2 = Path("/sys/fs/cgroup/unified") if Path("/sys/fs/cgroup/unified/cgroup.procs").exists() else Path("/sys/fs/cgroup")
 QUARANTINE = "kpilot-quarantine"
+LONG_LIVED_S = 60.0  # a process this old (or older than watch) is a long-lived one: its isolated windows are tolerated
 JOURNAL = Path(os.environ.get("KPILOT_STATE", "/var/lib/kernelpilot")) / "security-journal.jsonl"
 
 
@@ -236,7 +238,7 @@ class Watcher:
     def __init__(self, model: SecurityModel, enforce=False, action="freeze", allow=(), threshold=None,
                  confirm: str = "fpr_0.1pct", learn_s: float = 600.0, new_s: float | None = None,
                  cooldown_s: float = 60.0, confirm_threshold: float | None = None, profiles=None,
-                 min_windows: int = 2, frame_s: float = 10.0, sensor=None):
+                 min_windows: int = 2, frame_s: float = 10.0, sensor=None, long_lived_s: float = LONG_LIVED_S):
         from kernelpilot.security.confirm import BatchScorer
         from kernelpilot.security.cpuburn import CpuBurn
         from kernelpilot.security.incidents import Incidents
@@ -255,7 +257,9 @@ class Watcher:
         # a model incident opens at the min_windows-th confirmed window of a process and program
         # within frame_s (pH's locality frame): one odd window of a long-lived server is not one
         self.min_windows, self.frame_ns = min_windows, int(frame_s * 1e9)
-        self.pending: dict[tuple[int, str], tuple[int, int]] = {}  # (pid, program) -> (windows, first ts)
+        self.long_lived_ns = int(long_lived_s * 1e9)
+        # (pid, program) -> (windows, first ts, their 6-grams if tolerated when no incident follows)
+        self.pending: dict[tuple[int, str], tuple] = {}
         self.host = socket.gethostname()
         self.wall_offset_ns = time.time_ns() - time.monotonic_ns()  # bpf_ktime_get_ns is CLOCK_MONOTONIC
         self.profiles = LiveProfiles(learn_s, learn_s if new_s is None else new_s, time.monotonic_ns())
@@ -295,11 +299,13 @@ class Watcher:
             out += self._windows(recs)
         now = time.monotonic_ns()
         self.ended += [self._end(i) for i in self.incidents.expire(now)]
+        for k in [k for k, v in self.pending.items() if now - v[1] > self.frame_ns]:  # frames that passed
+            seen, _, held = self.pending.pop(k)
+            self._tolerate(k[1], held, seen)
         if now - self._pruned > 10e9:
             self.procs.prune(now)
             self.rules.prune(now)
             self.cpu.prune()
-            self.pending = {k: v for k, v in self.pending.items() if now - v[1] <= self.frame_ns}
             self._pruned = now
         out = [a for a in out if a]
         self.alerts += out
@@ -338,8 +344,10 @@ class Watcher:
             if self.profiles.learning(prof, known, int(ts[rows].max())):
                 self.profiles.learn(prof, sc.grams(ids[rows])[whole[rows]], len(rows))
                 continue
+            came = rows
             rows = rows[s2[rows] > self.cthr]
             if not len(rows):
+                self._relearn(prof, came, rows, ids, whole, ts)
                 continue
             prof.judged += len(rows)
             nov, thr = nov2[rows], np.full(len(rows), self.cthr)
@@ -359,6 +367,7 @@ class Watcher:
                 keep = s4 > thr
                 rows, thr, s4 = rows[keep], thr[keep], s4[keep]
                 s3 = s3[keep] if s3 is not None else None
+            self._relearn(prof, came, rows, ids, whole, ts)
             self.windows_confirmed += len(rows)
             pids = recs["tgid"][rows]
             for pid in np.unique(pids):  # per process: its first window may open an incident
@@ -366,12 +375,16 @@ class Watcher:
                 mine = mine[np.argsort(ts[rows[mine]], kind="stable")]
                 t_last = int(ts[rows[mine[-1]]])
                 if not self.incidents.is_open(int(pid), prog, int(ts[rows[mine[0]]])):
-                    seen, since = self.pending.get((int(pid), prog), (0, int(ts[rows[mine[0]]])))
+                    seen, since, held = self.pending.get((int(pid), prog), (0, int(ts[rows[mine[0]]]), None))
                     if t_last - since > self.frame_ns:
-                        seen, since = 0, int(ts[rows[mine[0]]])
+                        self._tolerate(prog, held, seen)
+                        seen, since, held = 0, int(ts[rows[mine[0]]]), None
                     need = self.min_windows - seen
                     if len(mine) < need:
-                        self.pending[(int(pid), prog)] = (seen + len(mine), since)
+                        if self._long_lived(int(pid), t_last) and self.profiles.keeps_learning(prof):
+                            g = sc.grams(ids[rows[mine]])[whole[rows[mine]]]
+                            held = g if held is None else np.concatenate([held, g])
+                        self.pending[(int(pid), prog)] = (seen + len(mine), since, held)
                         continue
                     self.pending.pop((int(pid), prog), None)
                     mine = mine[max(need, 1) - 1:]  # the window that completes the frame opens it
@@ -397,6 +410,22 @@ class Watcher:
                 out.append(self._line(inc, int(pid), int(a["pid"]), int(ts[i]), int(a["cgroup"]), comms[cinv[i]],
                                       "model", res))
         return out
+
+    def _relearn(self, prof, came, kept, ids, whole, ts) -> None:
+        """Continued learning: a learned program's windows stage 2 dismissed join its profile (slowly)."""
+        if len(came) > len(kept) and self.profiles.relearn_due(prof, int(ts[came].max())):
+            ok = np.setdiff1d(came, kept)[:RELEARN_MAX]
+            self.profiles.relearn(prof, self.scorer.grams(ids[ok])[whole[ok]], len(ok))
+
+    def _long_lived(self, pid: int, ts: int) -> bool:
+        p = self.procs.get(pid, ts)
+        return p.since_ns == 0 or ts - p.since_ns >= self.long_lived_ns
+
+    def _tolerate(self, prog: str, held, windows: int) -> None:
+        """pH's tolerance: a long-lived process's confirmed windows that no second followed within
+        the frame join its program's profile, so the same rare path does not fire next time."""
+        if held is not None and len(held):
+            self.profiles.tolerate(self.profiles.get(prog, 0), held, windows)
 
     def _known(self, comm: str) -> bool:
         k = self._known_cache.get(comm)

@@ -3,7 +3,12 @@ learned before it is judged. For `learn_s` seconds after watch starts every prog
 host learning period); a program first seen later that the model does not know learns for
 `new_s` seconds from then. Learning adds the 6-grams of its windows to the program's own table
 (judged windows must be novel for the host, for the model's table of the program and for this one)
-and records behaviours the rules ask about (reads /etc/shadow, spawns shells, ...)."""
+and records behaviours the rules ask about (reads /etc/shadow, spawns shells, ...).
+
+Continued learning (as pH's profiles keep training): once a program's profile has learned
+MIN_LEARNED windows, the windows of it that stage 2 dismisses keep being added, at most
+RELEARN_MAX every RELEARN_EVERY_S per program; and an isolated confirmed window of a long-lived
+process (one that never grew into an incident within its frame) is tolerated into it."""
 from __future__ import annotations
 
 import json
@@ -14,17 +19,21 @@ import numpy as np
 from kernelpilot.errors import KpError
 
 FORMAT = "kernelpilot.security.profiles"
+MIN_LEARNED = 32          # windows learned before a profile keeps learning from what it does
+RELEARN_EVERY_S, RELEARN_MAX = 1.0, 8
 
 
 class Profile:
-    __slots__ = ("exe", "first_ns", "parts", "table", "flags", "learned", "judged")
+    __slots__ = ("exe", "first_ns", "parts", "table", "flags", "learned", "judged", "relearned", "tolerated",
+                 "relearn_ns")
 
     def __init__(self, exe: str, first_ns: int):
         self.exe, self.first_ns = exe, first_ns
         self.parts: list[np.ndarray] = []
         self.table = np.zeros(0, dtype=np.uint64)
         self.flags: set[str] = set()
-        self.learned = self.judged = 0
+        self.learned = self.judged = self.relearned = self.tolerated = 0
+        self.relearn_ns = 0
 
     def grams(self) -> np.ndarray:
         """Sorted unique learned 6-gram hashes."""
@@ -63,9 +72,30 @@ class LiveProfiles:
         prof.parts.append(np.asarray(hashes, dtype=np.uint64))
         prof.learned += windows
 
+    def keeps_learning(self, prof: Profile) -> bool:
+        """Its profile is learned: what it does while it behaves is added to it."""
+        return prof.learned + prof.relearned >= MIN_LEARNED
+
+    def relearn_due(self, prof: Profile, ts_ns: int) -> bool:
+        """Continued learning is due for this program (rate limit); marks it done."""
+        if not self.keeps_learning(prof) or ts_ns - prof.relearn_ns < RELEARN_EVERY_S * 1e9:
+            return False
+        prof.relearn_ns = ts_ns
+        return True
+
+    def relearn(self, prof: Profile, hashes: np.ndarray, windows: int) -> None:
+        prof.parts.append(np.asarray(hashes, dtype=np.uint64))
+        prof.relearned += windows
+
+    def tolerate(self, prof: Profile, hashes: np.ndarray, windows: int) -> None:
+        prof.parts.append(np.asarray(hashes, dtype=np.uint64))
+        prof.tolerated += windows
+
     def summary(self) -> dict:
         return {"programs": len(self.progs),
                 "learned_windows": int(sum(p.learned for p in self.progs.values())),
+                "relearned_windows": int(sum(p.relearned for p in self.progs.values())),
+                "tolerated_windows": int(sum(p.tolerated for p in self.progs.values())),
                 "judged_windows": int(sum(p.judged for p in self.progs.values()))}
 
     def save(self, path) -> None:
