@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 
 import numpy as np
 
@@ -142,6 +143,13 @@ def run(quick: bool = False) -> dict:
     return res
 
 
+def fused_headline(r: dict) -> dict:
+    return {"rule": r["rule"]["rule"], "ensemble_kept": r["rule"]["ensemble_kept"], "trace_auc": r["trace_auc"],
+            "dr_1pct": r["offline"]["1pct"]["detection_rate"], "dr_5pct": r["offline"]["5pct"]["detection_rate"],
+            "families_dr_1pct": {f: v["offline_dr_1pct"] for f, v in r["families"].items()},
+            "families_dr_5pct": {f: v["offline_dr_5pct"] for f, v in r["families"].items()}}
+
+
 def headline(res: dict) -> dict:
     out = {}
     fh = res.get("fhids", {})
@@ -154,6 +162,14 @@ def headline(res: dict) -> dict:
                         "auc_ratio_best_vs_stide": round(d[best]["trace_auc"] / d["stide"]["trace_auc"], 4)
                         if d.get("stide", {}).get("trace_auc") else None,
                         "prefilter": fh.get("prefilter")}
+        if "fused" in d:  # the detector whose rule was chosen on the dev split (never on test)
+            out["fhids"]["fused"] = fused_headline(d["fused"])
+        out["fhids"]["detection_ceiling"] = fh.get("detection_ceiling")
+    if res.get("unm", {}).get("programs"):
+        rules = {p: r["detectors"]["fused"]["rule"]["rule"] for p, r in res["unm"]["programs"].items()
+                 if "fused" in r["detectors"]}
+        if rules:
+            out["unm_fused_rules"] = rules
     if "summary" in res.get("unm", {}):
         out["unm_programs_all_intrusions_flagged_fpr_le_1pct"] = {
             k: f"{len(v['offline_ok'])}/{v['programs']}" for k, v in res["unm"]["summary"].items()}

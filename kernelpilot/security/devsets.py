@@ -2,7 +2,11 @@
 
 FHIDS: one model over every service's training normals (a host-wide profile: a trace is judged
 without knowing its service). UNM: one model per program (the monitor knows the executable).
-Thresholds come from calibration normals only (kernelpilot.security.metrics)."""
+Thresholds come from calibration normals only (kernelpilot.security.metrics). The fused detector's
+rule (kernelpilot.security.fused) is chosen on a dev split of normal traces only: FHIDS, leave
+services out (parts refitted without them, their calibration traces not identical to a remaining
+training trace are the novel ones); UNM, the other programs' calibration traces are novel to this
+program's models."""
 from __future__ import annotations
 
 import time
@@ -12,14 +16,19 @@ import numpy as np
 from kernelpilot.errors import KpError
 from kernelpilot.security import datasets as DS
 from kernelpilot.security import detectors as D
+from kernelpilot.security import fused as F
 from kernelpilot.security.features import Vocabulary
 from kernelpilot.security.metrics import evaluate_scores, threshold
 from kernelpilot.security.sequence import scored
 
-KINDS = ("mismatch", "lm", "stide", "freq", "tree", "cnn", "ensemble")
-QUICK_KINDS = ("mismatch", "stide", "freq", "tree")  # bench --quick: no lm, cnn or ensemble (time)
+KINDS = ("mismatch", "lm", "rarity", "fused", "stide", "freq", "tree", "cnn", "ensemble")
+QUICK_KINDS = ("mismatch", "rarity", "fused", "stide", "freq", "tree")  # bench --quick: no lm, cnn or ensemble (time)
 MAX_CALLS = 100_000  # every trace is judged on its first 100,000 calls (train and test alike)
 FIT_TRACES = 1500    # cnn and ensemble fit on a fixed random subset of this many training traces
+DEV_CALLS = 2000     # dev split traces are judged on their first 2,000 calls
+DEV_FOLDS = 3        # FHIDS dev: services left out in 3 folds
+DEV_LM_STEPS = 400   # lm refits on dev folds train this many steps
+DEV_NOVEL = 300      # UNM dev: at most this many other programs' traces (fixed seed)
 
 
 def _options(kind: str, quick: bool) -> dict:
@@ -42,6 +51,8 @@ def fit(kinds, train_seqs, vocab, quick=False, seed=DS.SEED) -> tuple[dict, dict
     """({kind: detector}, {kind: fit seconds}, {kind: why it could not be fitted})."""
     dets, fit_s, skipped = {}, {}, {}
     for k in kinds:
+        if k == "fused":
+            continue  # built from its parts' scores in judge
         t0 = time.perf_counter()
         seqs = _subset(train_seqs, k, seed)
         try:
@@ -83,8 +94,80 @@ def _encode(vocab, traces):
     return [vocab.encode(t.calls[:MAX_CALLS]) for t in traces]
 
 
-def judge(kinds, split, quick=False, progress=None) -> dict:
-    """Fit every detector on split['train'], threshold on 'calibration', report on 'test'."""
+def _fuse(res, dev, progress=None) -> None:
+    """The fused row: rule chosen on the dev split, z-scores and thresholds from calibration."""
+    parts = [p for p in F.PARTS if p in res["detectors"]]
+    if not parts:
+        res["skipped"]["fused"] = f"needs one of {', '.join(F.PARTS)}"
+        return
+    t0 = time.perf_counter()
+    dev_normal, dev_novel, how = dev(parts)
+    choice = F.choose(dev_normal, dev_novel)
+    choice["dev_split"] = how
+    sc, sn, sa = F.fuse(choice["rule"], *({p: res["detectors"][p]["_scored"][i] for p in parts} for i in range(3)))
+    r = evaluate_scores(sc, sn, sa, res["_families"], res["_starts"])
+    r.update(rule=choice, score_s=round(time.perf_counter() - t0, 2), _scored=(sc, sn, sa))
+    res["detectors"]["fused"] = r
+    if progress:
+        progress("fused")
+
+
+def _dev_scores(dets, parts, seqs) -> dict:
+    from kernelpilot.security.sequence import scored as scored_fn
+    return {p: np.array([s.score for s in scored_fn(dets[p], seqs)]) for p in parts}
+
+
+def dev_leave_groups_out(train, cal, vocab, quick=False, group=lambda t: t.meta["service"]):
+    """FHIDS dev split: groups (services) dealt round-robin into DEV_FOLDS folds; per fold the parts
+    are refitted on the other groups' training traces and score every calibration trace (first
+    DEV_CALLS calls). Novel: the fold's calibration traces not identical to a remaining training
+    trace; normal: the other groups' calibration traces."""
+    groups = sorted({group(t) for t in train})
+    folds = [groups[i::DEV_FOLDS] for i in range(min(DEV_FOLDS, len(groups)))]
+    cal_seqs = [vocab.encode(t.calls[:DEV_CALLS]) for t in cal]
+
+    def dev(parts):
+        normal = {p: [] for p in parts}
+        novel = {p: [] for p in parts}
+        if len(folds) < 2:
+            return normal, novel, "one group: no dev split"
+        for hold in folds:
+            keep = [t for t in train if group(t) not in hold]
+            seen = {tuple(t.calls[:DEV_CALLS]) for t in keep}
+            opts = {"lm": {"steps": DEV_LM_STEPS}}
+            dets = {p: D.make(p, vocab, **opts.get(p, {})).fit([vocab.encode(t.calls[:MAX_CALLS]) for t in keep], DS.SEED)
+                    for p in parts}
+            sc = _dev_scores(dets, parts, cal_seqs)
+            nov = np.array([group(t) in hold and tuple(t.calls[:DEV_CALLS]) not in seen for t in cal])
+            nor = np.array([group(t) not in hold for t in cal])
+            for p in parts:
+                normal[p].append(sc[p][nor])
+                novel[p].append(sc[p][nov])
+        return ({p: np.concatenate(v) for p, v in normal.items()}, {p: np.concatenate(v) for p, v in novel.items()},
+                f"{len(folds)} folds leaving groups out ({'; '.join('+'.join(f) for f in folds)}); parts refitted "
+                f"(lm {DEV_LM_STEPS} steps); first {DEV_CALLS} calls")
+    return dev
+
+
+def dev_other_programs(others, seed=DS.SEED):
+    """UNM dev split: this program's calibration traces are normal, up to DEV_NOVEL calibration
+    traces of the other programs (fixed seed, first DEV_CALLS calls) novel, scored by this program's models."""
+    pick = sorted(np.random.default_rng(seed).permutation(len(others))[:DEV_NOVEL]) if others else []
+
+    def make(dets, vocab, cal_scored):
+        seqs = [vocab.encode(others[i].calls[:DEV_CALLS]) for i in pick]
+
+        def dev(parts):
+            normal = {p: np.array([s.score for s in cal_scored(p)]) for p in parts}
+            return normal, _dev_scores(dets, parts, seqs), (f"this program's calibration traces vs {len(seqs)} "
+                                                           f"other programs' calibration traces (first {DEV_CALLS} calls)")
+        return dev
+    return make
+
+
+def judge(kinds, split, quick=False, progress=None, dev=None) -> dict:
+    """Fit every detector on split['train'], threshold on 'calibration', report on 'test'.
+    dev(train, cal, vocab, dets) -> the fused detector's dev-split function (see _fuse)."""
     train = [t for t in split["train"] if len(t)]
     if not train:
         raise KpError("no normal training traces with calls: the profile is empty")
@@ -105,6 +188,12 @@ def judge(kinds, split, quick=False, progress=None) -> dict:
         res["detectors"][k] = r
         if progress:
             progress(k)
+    if "fused" in kinds and dev is not None:
+        res["_families"], res["_starts"] = [t.family for t in ta], [t.attack_start for t in ta]
+        _fuse(res, dev(train, split["calibration"], vocab, dets, res), progress)
+        del res["_families"], res["_starts"]
+    elif "fused" in kinds:
+        res["skipped"]["fused"] = "no dev split for this data"
     if cal:
         res["prefilter"] = prefilter_recall(dets, cal, tn_s + ta_s)
     return res
@@ -119,7 +208,8 @@ def _strip(res):
 def fhids(path=None, kinds=KINDS, quick=False, progress=None) -> dict:
     traces = DS.load("fhids", path)
     sp = DS.split("fhids", traces)
-    res = judge(kinds, sp, quick, progress)
+    res = judge(kinds, sp, quick, progress,
+                dev=lambda train, cal, vocab, dets, res: dev_leave_groups_out(train, cal, vocab, quick))
     # attack processes whose calls equal a normal training process exactly get a normal score
     # from every n-gram detector; figures over the other attacks show what remains
     seen = {tuple(t.calls[:MAX_CALLS]) for t in sp["train"]}
@@ -128,6 +218,13 @@ def fhids(path=None, kinds=KINDS, quick=False, progress=None) -> dict:
     fams = sorted({t.family for t in ta})
     res["attacks_identical_to_a_normal_training_trace"] = {
         f: f"{sum(d for d, t in zip(dup, ta) if t.family == f)}/{sum(t.family == f for t in ta)}" for f in fams}
+    n_dup = sum(dup)
+    res["detection_ceiling"] = {
+        "why": "an attack trace identical to a normal training trace scores as that normal trace does under any "
+               "detector that judges a trace by its calls; if every such trace is missed, at most this share is detected",
+        "overall": round(1 - n_dup / len(ta), 4) if ta else None,
+        **{f: round(1 - sum(d for d, t in zip(dup, ta) if t.family == f) / sum(t.family == f for t in ta), 4)
+           for f in fams}}
     keep = [i for i, d in enumerate(dup) if not d]
     for r in res["detectors"].values():
         sc, sn, sa = r["_scored"]
@@ -166,7 +263,9 @@ def unm(path=None, kinds=KINDS, quick=False, progress=None) -> dict:
             out["skipped_programs"][p] = (f"{len(part['train'])} normal training and "
                                           f"{len(part['calibration'])} calibration traces in this copy")
             continue
-        res = judge(kinds, part, quick)
+        others = [t for t in sp["calibration"] if t.meta["program"] != p]
+        res = judge(kinds, part, quick, dev=lambda train, cal, vocab, dets, res, others=others: dev_other_programs(
+            others)(dets, vocab, lambda k: res["detectors"][k]["_scored"][0]))
         ta = [t for t in part["test"] if t.label == "attack"]
         for k, r in res["detectors"].items():
             sc, sn, sa = r.pop("_scored")
@@ -247,8 +346,13 @@ def cli_eval(name: str, path, kinds, quick: bool, json_out: bool) -> None:
     for r in rows:
         t.add_row(*("-" if v is None else str(v) for v in r.values()))
     Console(width=200).print(t)
+    for g, r0 in (res["programs"].items() if name == "unm" else [("all", res)]):
+        if "fused" in r0["detectors"]:
+            ch = r0["detectors"]["fused"]["rule"]
+            print(f"fused ({g}): rule {ch['rule']} chosen on the dev split; ensemble kept: {ch['ensemble_kept']}")
     if name == "fhids":
         print("attack traces identical to a normal training trace:", res["attacks_identical_to_a_normal_training_trace"])
+        print("detection ceiling if those are missed:", {k: v for k, v in res["detection_ceiling"].items() if k != "why"})
         print("in-kernel tree pre-filter:", res.get("prefilter"))
     else:
         print("skipped:", res["skipped_programs"])

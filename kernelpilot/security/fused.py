@@ -1,0 +1,165 @@
+"""Rarity, and the fused detector: lm + mismatch + rarity, kept only where it beats its parts.
+
+- rarity: how rare a trace's n-grams were in training: per call -log((count + 0.5) / total) (a
+  gram never seen scores highest, one seen once next); the stream is the mean over the last
+  `frame` calls, the trace its worst run of `frame` calls (attacks are local; a trace shorter
+  than that: its mean). Where mismatch gives every seen gram 0, rarity still separates the
+  common from the once-seen.
+- fused: each part's score becomes a calibrated z-score (its calibration normals' median and 99th
+  percentile: z = (x - median) / (p99 - median)), and the rule combines them: the mean or the
+  maximum of the parts' z, or one part alone. The rule is chosen on a dev split made of normal
+  traces only (kernelpilot.security.devsets builds it; never the test split): candidates are
+  scored by detection at 1% dev-normal FPR, then AUC, and a combination is kept only when it
+  beats every single part there; otherwise fused is its best part."""
+from __future__ import annotations
+
+import numpy as np
+
+from kernelpilot.errors import KpError
+from kernelpilot.security import detectors as D
+from kernelpilot.security.metrics import Scored, auc, threshold
+from kernelpilot.security.sequence import Mismatch, moving_mean
+
+PARTS = ("lm", "mismatch", "rarity")
+
+
+def worst_run(pos: np.ndarray, k: int) -> float:
+    """The largest mean over k consecutive values (the mean when there are at most k)."""
+    if not len(pos):
+        return 0.0
+    if len(pos) <= k:
+        return float(pos.mean())
+    c = np.concatenate([[0.0], np.cumsum(pos, dtype=np.float64)])
+    return float(((c[k:] - c[:-k]) / k).max())
+
+
+class Rarity(Mismatch):
+    kind = "rarity"
+
+    def __init__(self, vocab, n: int = 6, frame: int = 30, **kw):
+        super().__init__(vocab, n=n, frame=frame, **kw)
+        self.counts = np.zeros(0, dtype=np.int64)
+        self.total = 0
+
+    def fit(self, seqs, seed=0):
+        if not seqs or not sum(len(s) for s in seqs):
+            raise KpError("the rarity detector needs normal traces with calls to train on (the profile is empty)")
+        g = np.concatenate([self.grams(s) for s in seqs if len(s)])
+        self.table, self.counts = np.unique(g, return_counts=True)
+        self.total = int(len(g))
+        return self
+
+    def position_scores(self, seq):
+        g = self.grams(seq)
+        if not len(self.table):
+            return np.zeros(len(g))
+        i = np.minimum(np.searchsorted(self.table, g), len(self.table) - 1)
+        cnt = np.where(self.table[i] == g, self.counts[i], 0)
+        return -np.log((cnt + 0.5) / (self.total + 0.5))
+
+    def trace_score(self, seq):
+        return worst_run(self.position_scores(seq), self.frame)
+
+    def scored(self, seq) -> Scored:
+        pos = self.position_scores(seq)
+        return Scored(worst_run(pos, self.frame), np.arange(1, len(pos) + 1), moving_mean(pos, self.frame))
+
+    def params(self):
+        return {**super().params(), "counts": [int(x) for x in self.counts], "total": self.total}
+
+    def load(self, p):
+        super().load(p)
+        self.counts, self.total = np.array(p["counts"], dtype=np.int64), int(p["total"])
+        if len(self.counts) != len(self.table):
+            raise KpError("rarity detector: counts and table differ in length")
+        return self
+
+
+def normaliser(normal) -> tuple[float, float]:
+    """(median, p99 - median) of normal scores: z = (x - median) / scale."""
+    v = np.asarray(normal, dtype=np.float64)
+    if not len(v):
+        return 0.0, 1.0
+    med = float(np.median(v))
+    scale = float(np.quantile(v, 0.99)) - med
+    return med, scale if scale > 1e-12 else 1.0
+
+
+def candidates(parts) -> list[str]:
+    """Rules: each part alone, then 'mean:a+b(+c)' and 'max:...' over every subset of two or more."""
+    parts = [p for p in PARTS if p in parts]
+    out = list(parts)
+    subsets = [parts] if len(parts) == 2 else [parts] + [[a, b] for i, a in enumerate(parts) for b in parts[i + 1:]]
+    if len(parts) >= 2:
+        for s in subsets:
+            out += [f"mean:{'+'.join(s)}", f"max:{'+'.join(s)}"]
+    return out
+
+
+def rule_parts(rule: str) -> list[str]:
+    return rule.split(":", 1)[1].split("+") if ":" in rule else [rule]
+
+
+def combine(rule: str, z: dict[str, np.ndarray]) -> np.ndarray:
+    """Apply a rule to z-scores (arrays of the same shape per part)."""
+    ps = rule_parts(rule)
+    if ":" not in rule:
+        return np.asarray(z[rule], dtype=np.float64)
+    stack = np.stack([np.asarray(z[p], dtype=np.float64) for p in ps])
+    return stack.mean(axis=0) if rule.startswith("mean:") else stack.max(axis=0)
+
+
+def choose(dev_normal: dict[str, np.ndarray], dev_novel: dict[str, np.ndarray]) -> dict:
+    """The dev-split rule. Inputs: per part, trace scores of dev normal and dev novel traces.
+    Returns the chosen rule, every candidate's dev figures and whether an ensemble was kept."""
+    parts = [p for p in PARTS if p in dev_normal]
+    if not parts:
+        raise KpError(f"the fused detector needs at least one of {', '.join(PARTS)}")
+    n_norm, n_nov = len(next(iter(dev_normal.values()))), len(next(iter(dev_novel.values())))
+    if not n_norm or not n_nov:
+        return {"rule": parts[0], "ensemble_kept": False, "dev": {}, "n_dev_normal": n_norm, "n_dev_novel": n_nov,
+                "why": "empty dev split: first part kept"}
+    norm = {p: normaliser(dev_normal[p]) for p in parts}
+    zn = {p: (np.asarray(dev_normal[p]) - norm[p][0]) / norm[p][1] for p in parts}
+    za = {p: (np.asarray(dev_novel[p]) - norm[p][0]) / norm[p][1] for p in parts}
+    dev = {}
+    for r in candidates(parts):
+        sn, sa = combine(r, zn), combine(r, za)
+        dev[r] = {"dr_1pct": round(float(np.mean(sa > threshold(sn, 0.01))), 4), "auc": auc(sn, sa)}
+    key = {r: (v["dr_1pct"], v["auc"] or 0.0) for r, v in dev.items()}
+    best_part = max(parts, key=lambda p: key[p])
+    best = max(dev, key=lambda r: key[r])
+    kept = ":" in best and key[best] > key[best_part]
+    return {"rule": best if kept else best_part, "ensemble_kept": kept, "dev": dev,
+            "n_dev_normal": n_norm, "n_dev_novel": n_nov}
+
+
+def fuse(rule: str, cal: dict[str, list[Scored]], *groups: dict[str, list[Scored]]) -> list[list[Scored]]:
+    """Fused Scored traces for calibration and each further group, z-scores from calibration:
+    offline by the parts' offline scores, streams position by position (every part scores every call)."""
+    ps = rule_parts(rule)
+    off = {p: normaliser([s.score for s in cal[p]]) for p in ps}
+    stm = {p: normaliser([s.stream.max() for s in cal[p]]) for p in ps}
+    out = []
+    for g in (cal, *groups):
+        n = len(g[ps[0]])
+        res = []
+        for i in range(n):
+            z_off = {p: np.array([(g[p][i].score - off[p][0]) / off[p][1]]) for p in ps}
+            z_st = {p: (g[p][i].stream - stm[p][0]) / stm[p][1] for p in ps}
+            res.append(Scored(float(combine(rule, z_off)[0]), g[ps[0]][i].ends, combine(rule, z_st)))
+        out.append(res)
+    return out
+
+
+class Fused(D.Detector):
+    """Registered so the CLI and devsets know the name; it is built from its parts' scores by
+    kernelpilot.security.devsets (fuse), never fitted alone."""
+    kind = "fused"
+
+    def fit(self, seqs, seed=0):
+        raise KpError("the fused detector is built from its parts (lm, mismatch, rarity) on the dev split: "
+                      "run it with `kpilot security eval --dataset fhids|unm`")
+
+
+D.DETECTORS.update({Rarity.kind: Rarity, Fused.kind: Fused})

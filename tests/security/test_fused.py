@@ -1,0 +1,126 @@
+"""Rarity, the fused detector's dev-split rule, and the fused row through the CLI (small tarballs)."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import kpilot
+from kernelpilot.security import datasets as DS
+from kernelpilot.security import devsets
+from kernelpilot.security import fused as F
+from kernelpilot.security.features import Vocabulary
+from kernelpilot.security.metrics import Scored
+from test_datasets import _fhids_files, _tar
+
+
+def _vocab():
+    return Vocabulary(["read", "write", "open", "close", "execve"])
+
+
+def test_rarity_orders_common_rare_unseen_and_round_trips():
+    v = _vocab()
+    common = v.encode(["read", "write"] * 50)
+    rare = v.encode(["open", "close", "read", "write"])
+    det = F.Rarity(v, n=2, frame=2).fit([common, common, rare])
+    pos = det.position_scores(v.encode(["read", "write", "open", "close", "execve", "execve"]))
+    # read-write seen 100 times, open-close once, close-execve never
+    seen_common, unseen, seen_once = pos[1], pos[2], pos[3]
+    assert seen_common < seen_once < unseen
+    again = F.Rarity(v).load(json.loads(json.dumps(det.params())))
+    assert np.allclose(again.position_scores(common), det.position_scores(common))
+    # the trace score is the worst run of `frame` calls, not the mean: a local burst counts fully
+    burst = v.encode(["read", "write"] * 40 + ["execve"] * 4 + ["read", "write"] * 40)
+    s = det.scored(burst)
+    assert s.score == pytest.approx(s.stream.max()) and s.score > det.position_scores(burst).mean() * 5
+
+
+def test_choose_keeps_a_part_that_beats_every_combination():
+    rng = np.random.default_rng(0)
+    normal = {"mismatch": rng.normal(0, 1, 500), "rarity": rng.normal(0, 1, 500)}
+    novel = {"mismatch": rng.normal(6, 1, 100), "rarity": rng.normal(0, 1, 100)}  # rarity is blind
+    c = F.choose(normal, novel)
+    assert c["rule"] == "mismatch" and not c["ensemble_kept"]
+    assert set(c["dev"]) == {"mismatch", "rarity", "mean:mismatch+rarity", "max:mismatch+rarity"}
+
+
+def test_choose_keeps_an_ensemble_only_when_it_beats_its_parts():
+    rng = np.random.default_rng(1)
+    normal = {"mismatch": rng.normal(0, 1, 2000), "rarity": rng.normal(0, 1, 2000)}
+    # half the novel traces are seen by one part, half by the other: only a combination catches both
+    a, b = rng.normal(8, 1, 100), rng.normal(0, 1, 100)
+    novel = {"mismatch": np.r_[a, b], "rarity": np.r_[b, a]}
+    c = F.choose(normal, novel)
+    assert c["ensemble_kept"] and c["rule"] in ("max:mismatch+rarity", "mean:mismatch+rarity")
+    assert c["dev"][c["rule"]]["dr_1pct"] > max(c["dev"]["mismatch"]["dr_1pct"],
+                                                          c["dev"]["rarity"]["dr_1pct"])
+
+
+def test_fuse_z_scores_come_from_calibration():
+    def sc(x):
+        return Scored(float(x), np.array([1, 2]), np.array([x / 2, x], dtype=float))
+    cal = {"mismatch": [sc(x) for x in range(101)], "rarity": [sc(10 * x) for x in range(101)]}
+    test = {"mismatch": [sc(50), sc(99)], "rarity": [sc(500), sc(0)]}
+    (fc, ft) = F.fuse("mean:mismatch+rarity", cal, test)
+    assert ft[0].score == pytest.approx(0.0)            # both at their calibration median
+    assert ft[1].score == pytest.approx((1.0 + (0 - 500) / 490) / 2)  # (x - median) / (p99 - median)
+    (_, single) = F.fuse("mismatch", cal, test)
+    assert single[1].score == pytest.approx(1.0) and len(single[1].stream) == 2
+
+
+def _small_split(attack_calls):
+    files = _fhids_files()
+    files.update({f"FHIDS/attack/FTP/{100 + i}.txt": attack_calls for i in range(6)})
+    return files
+
+
+def test_rule_is_chosen_without_the_test_split(tmp_path):
+    """Two data sets that differ only in their attacks get the same rule and dev figures."""
+    out = []
+    for i, calls in enumerate(("execve socket connect dup2 " * 4, "read read read write " * 7)):
+        p = _tar(tmp_path / f"f{i}.tar.xz", _small_split(calls))
+        res = devsets.run("fhids", p, ("mismatch", "rarity", "fused"))
+        out.append(res["detectors"]["fused"]["rule"])
+    assert out[0] == out[1]
+    assert out[0]["rule"] in F.candidates(["mismatch", "rarity"])
+
+
+def test_fused_row_through_cli_applies_its_rule(tmp_path):
+    files = _fhids_files()
+    for i in range(20):  # a third service with calls of its own: the dev folds have novel traces
+        files[f"FHIDS/normal/Git/{i}.txt"] = " ".join(["open", "mmap", "read", "close"] * (4 + i % 3))
+    files["FHIDS/attack/FTP/200.txt"] = files["FHIDS/normal/FTP/0.txt"]  # identical to normal traces
+    p = _tar(tmp_path / "f.tar.xz", files)
+    r = kpilot("security", "eval", "--dataset", "fhids", "--path", p, "--detectors", "mismatch,rarity,fused", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    fz = out["detectors"]["fused"]
+    rule = fz["rule"]
+    assert "leaving groups out" in rule["dev_split"] and rule["n_dev_normal"] > 0 and rule["n_dev_novel"] > 0
+    assert set(rule["dev"]) == set(F.candidates(["mismatch", "rarity"]))
+    if not rule["ensemble_kept"]:  # fused is then exactly its best part on the test split too
+        part = out["detectors"][rule["rule"]]
+        assert fz["trace_auc"] == part["trace_auc"]
+        assert fz["offline"]["1pct"]["detection_rate"] == part["offline"]["1pct"]["detection_rate"]
+    assert out["detection_ceiling"]["FTP"] == pytest.approx(6 / 7, abs=1e-3)
+
+
+def test_fused_alone_without_parts_says_why(tmp_path):
+    p = _tar(tmp_path / "f.tar.xz", _fhids_files())
+    res = devsets.run("fhids", p, ("stide", "fused"))
+    assert "fused" not in res["detectors"] and "needs one of" in res["skipped"]["fused"]
+
+
+def test_unm_dev_split_is_other_programs(tmp_path):
+    files = {}
+    for prog, calls in (("8.Inetd", [3, 4, 5, 6]), ("9.Login", [7, 8, 9, 10])):
+        for i in range(10):
+            files[f"UNM/{prog}/normal/n{i}.int"] = "".join(f"{i + 1} {c}\n" for c in calls * (3 + i % 2))
+        files[f"UNM/{prog}/intrusion/a.int"] = "".join(f"1 {c}\n" for c in [1, 2, 1, 2] * 3)
+    p = _tar(tmp_path / "u.tar.xz", files)
+    res = devsets.run("unm", p, ("mismatch", "rarity", "fused"))
+    for prog, r in res["programs"].items():
+        rule = r["detectors"]["fused"]["rule"]
+        assert "other programs" in rule["dev_split"] and rule["n_dev_novel"] == 2  # the other program's calibration
+        # the other program's calls are all novel here: mismatch rates them 1, normals 0
+        assert rule["dev"]["mismatch"]["dr_1pct"] == 1.0
+    assert DS.NAMES == ("fhids", "unm")
