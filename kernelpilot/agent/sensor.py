@@ -11,12 +11,21 @@ from kernelpilot.traces.sources import EbpfSource
 SECURITY_PROGRAMS = ("sc_exec", "sc_fork", "sc_exit")
 
 
+# The watch's per-thread state (struct sc_proc, 432 bytes) goes in an array indexed by thread id
+# where pid_max makes that small; past it, in task storage (two more helper calls per syscall).
+STATE_BY_TID_MAX_BYTES = 64 << 20
+SC_PROC_BYTES = 432
+
+
 def agent_object() -> Path:
     from kernelpilot.bpf.build import BPF_DIR, build_object
     from kernelpilot.kernelize.kernel import BPF_SRC
     from kernelpilot.security.live import SRC
-    return build_object(BPF_DIR / "kp_trace.bpf.c", includes=(SRC.parent, BPF_SRC),
-                        defines={"KP_WITH_SECURITY": 1}, name="kp_agent")
+    from kernelpilot.traces.sources import pid_max
+    defines = {"KP_WITH_SECURITY": 1}
+    if pid_max() * SC_PROC_BYTES <= STATE_BY_TID_MAX_BYTES:
+        defines["SC_STATE_BY_TID"] = pid_max()
+    return build_object(BPF_DIR / "kp_trace.bpf.c", includes=(SRC.parent, BPF_SRC), defines=defines, name="kp_agent")
 
 
 class AgentSource(EbpfSource):

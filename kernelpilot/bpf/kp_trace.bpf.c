@@ -194,10 +194,10 @@ static __always_inline void kp_batch_commit(struct kp_batch *b, __u64 now)
 	b->n = 0;
 }
 
-/* A high-rate event about the current task, batched; comm is filled in user space. */
-static __always_inline struct kp_event *kp_batch_event(__u16 kind, struct kp_batch **bp)
+/* A high-rate event about the current task (id: bpf_get_current_pid_tgid()), batched; comm is
+ * filled in user space. */
+static __always_inline struct kp_event *kp_batch_event_of(__u16 kind, __u64 id, struct kp_batch **bp)
 {
-	__u64 id = bpf_get_current_pid_tgid();
 	__u32 pid = (__u32)id, tgid = id >> 32;
 	if (!kp_want(pid, tgid, 0))
 		return 0;
@@ -214,6 +214,11 @@ static __always_inline struct kp_event *kp_batch_event(__u16 kind, struct kp_bat
 	c[0] = 0;
 	c[1] = 0;
 	return e;
+}
+
+static __always_inline struct kp_event *kp_batch_event(__u16 kind, struct kp_batch **bp)
+{
+	return kp_batch_event_of(kind, bpf_get_current_pid_tgid(), bp);
 }
 
 /* Resolve an fd of the current task to its inode's (rdev, ino). */
@@ -373,12 +378,13 @@ int kp_proc_exec(struct trace_event_raw_sched_process_exec *ctx)
 SEC("tp/raw_syscalls/sys_enter")
 int kp_sys_enter(struct trace_event_raw_sys_enter *ctx)
 {
+	__u64 id = bpf_get_current_pid_tgid();
 #ifdef KP_WITH_SECURITY
 	__u64 args[4] = {ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3]};
-	sc_on_syscall(args, ctx->id, bpf_get_current_pid_tgid());
+	sc_on_syscall(args, ctx->id, id);
 #endif
 	struct kp_batch *b;
-	struct kp_event *e = kp_batch_event(KP_SYSCALL, &b);
+	struct kp_event *e = kp_batch_event_of(KP_SYSCALL, id, &b);
 	if (!e)
 		return 0;
 	e->a0 = ctx->id;

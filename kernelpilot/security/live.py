@@ -29,6 +29,7 @@ SRC = Path(__file__).resolve().parent / "bpf" / "sc_watch.bpf.c"
 WIN, STRIDE, CTX, NFEAT, MAXNR = 32, 8, 64, 9, 512
 ALERT_DTYPE = np.dtype([("ts", "<u8"), ("cgroup", "<u8"), ("pid", "<u4"), ("tgid", "<u4"), ("count", "<u4"), ("score", "<i4"),
                         ("feats", "<u2", 12), ("calls", "<u2", CTX), ("comm", "S16")])  # struct sc_alert
+CFG = struct.Struct("<IiIII")  # struct sc_cfg: exclude_tgid, threshold, enabled, vmod, gen
 V2 = Path("/sys/fs/cgroup/unified") if Path("/sys/fs/cgroup/unified/cgroup.procs").exists() else Path("/sys/fs/cgroup")
 QUARANTINE = "kpilot-quarantine"
 LONG_LIVED_S = 60.0  # a process this old (or older than watch) is a long-lived one: its isolated windows are tolerated
@@ -75,7 +76,8 @@ class KernelStage:
             raise CapabilityError("the in-kernel stage needs root (eBPF)")
         self.threshold = int(np.floor(threshold))
         self.owned = sensor is None
-        self.obj = BpfObject(build_object(SRC, includes=(BPF_SRC,))) if self.owned else sensor
+        # SRC.parent among the includes: sc_watch.h joins the build's cache key
+        self.obj = BpfObject(build_object(SRC, includes=(SRC.parent, BPF_SRC))) if self.owned else sensor
         self.links, self.ring, self.events = [], None, None
         try:
             self._fill(tree, model.vocab)
@@ -100,7 +102,8 @@ class KernelStage:
         o.map("sc_grams").update_batch(np.arange(len(words), dtype="<u4").tobytes(), words.tobytes(), len(words))
         o.map("kp_model_slots").update(0, encode_slot(tree.model))
         o.map("kp_model_active").update(0, struct.pack("<I", 0))
-        o.map("sc_cfg").update(0, struct.pack("<IiII", os.getpid(), self.threshold, 1, tree.vmod))
+        gen = int.from_bytes(os.urandom(4), "little") | 1  # this model's memo key (sc_watch.h)
+        o.map("sc_cfg").update(0, CFG.pack(os.getpid(), self.threshold, 1, tree.vmod, gen))
         self.n_grams = int(sum(bin(int(w)).count("1") for w in words))
 
     def stats(self) -> dict:
@@ -115,7 +118,7 @@ class KernelStage:
         if self.owned:
             self.obj.close()
             return
-        self.obj.map("sc_cfg").update(0, bytes(16))  # disabled: the sensor's sys_enter skips the stage
+        self.obj.map("sc_cfg").update(0, bytes(CFG.size))  # disabled: the sensor's sys_enter skips the stage
         for p in self.links:
             p.detach()
 

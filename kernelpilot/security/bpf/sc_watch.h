@@ -21,7 +21,9 @@ static __always_inline __u64 sc_arg(void *ctx, int i);
  * spent itself on a startup window stage 2 dismissed and hid the attack that followed). */
 #define SC_QUIET_NS 2000000ull
 
-struct sc_cfg { __u32 exclude_tgid; __s32 threshold; __u32 enabled; __u32 vmod; };
+/* gen: the loaded model's generation (never 0), so a thread's memo of its last score is never
+ * taken across models */
+struct sc_cfg { __u32 exclude_tgid; __s32 threshold; __u32 enabled; __u32 vmod; __u32 gen; };
 /* per syscall number: the packed feature increment (rare + classes) and the vocabulary id */
 struct sc_nrinfo { __u64 spread; __u32 vid; __u32 pad; };
 /* sc_event kinds */
@@ -41,6 +43,9 @@ struct sc_proc {
 	__u16 prev1, prev2;         /* vocabulary id + 1 of the last two calls, 0 = none */
 	__u32 writes;               /* write-family calls so far (the rename-storm rule) */
 	__u32 flags;
+	__u64 memo_sums;            /* the last window scored (its packed features) and its score: */
+	__s32 memo_score;           /* a window equal to it is not scored again (the tree is a */
+	__u32 memo_gen;             /* function of the features alone); valid for model memo_gen */
 	__u64 ring_spread[SC_WIN];  /* what each call in the window added to sums */
 	__u16 ring_nr[SC_CTX];
 };
@@ -53,7 +58,14 @@ struct sc_event { __u64 ts; __u64 cgroup; __u64 arg2; __u32 tid, tgid, ppid, uid
 struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1); __type(key, __u32); __type(value, struct sc_cfg); } sc_cfg SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, SC_MAXNR); __type(key, __u32); __type(value, struct sc_nrinfo); } sc_nrinfo SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1 << (SC_GRAM_BITS - 6)); __type(key, __u32); __type(value, __u64); } sc_grams SEC(".maps");
+#ifdef SC_STATE_BY_TID
+/* The agent's build where pid_max is small (SC_STATE_BY_TID = pid_max): the state in an array
+ * indexed by thread id, an inlined lookup with no helper call (task storage costs two). A slot is
+ * reset when a thread is created (sched_process_fork, threads too) and at exec. */
+struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, SC_STATE_BY_TID); __type(key, __u32); __type(value, struct sc_proc); } sc_state SEC(".maps");
+#else
 struct { __uint(type, BPF_MAP_TYPE_TASK_STORAGE); __uint(map_flags, BPF_F_NO_PREALLOC); __type(key, int); __type(value, struct sc_proc); } sc_state SEC(".maps");
+#endif
 struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 1); __type(key, __u32); __type(value, struct sc_feat); } sc_scratch SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_RINGBUF); __uint(max_entries, 1 << 20); } sc_alerts SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_RINGBUF); __uint(max_entries, 1 << 22); } sc_events SEC(".maps");
@@ -230,6 +242,29 @@ static __always_inline void behaviour(void *ctx, struct sc_proc *st, long nr)
 	}
 }
 
+/* The current thread's state (created empty on first use). */
+static __always_inline struct sc_proc *sc_state_of_current(__u64 id)
+{
+#ifdef SC_STATE_BY_TID
+	__u32 tid = (__u32)id;
+	return bpf_map_lookup_elem(&sc_state, &tid);
+#else
+	return bpf_task_storage_get(&sc_state, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+#endif
+}
+
+static __always_inline void sc_state_reset(struct task_struct *p)
+{
+#ifdef SC_STATE_BY_TID
+	__u32 tid = p->pid;
+	struct sc_proc *st = bpf_map_lookup_elem(&sc_state, &tid);
+	if (st)
+		__builtin_memset(st, 0, sizeof(*st));
+#else
+	bpf_task_storage_delete(&sc_state, p);
+#endif
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(sc_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
@@ -252,7 +287,7 @@ int BPF_PROG(sc_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 		bpf_probe_read_user(e->args, n & 0xff, (void *)a);
 	e->args[n & 0xff] = 0;
 	commit(e);
-	bpf_task_storage_delete(&sc_state, p);  /* the new program's windows start empty */
+	sc_state_reset(p);  /* the new program's windows start empty */
 	return 0;
 }
 
@@ -260,6 +295,7 @@ SEC("tp_btf/sched_process_fork")
 int BPF_PROG(sc_fork, struct task_struct *parent, struct task_struct *child)
 {
 	__u32 zero = 0;
+	sc_state_reset(child);
 	struct sc_cfg *cfg = bpf_map_lookup_elem(&sc_cfg, &zero);
 	if (!cfg || !cfg->enabled || child->pid != child->tgid)  /* new processes, not threads */
 		return 0;
@@ -296,8 +332,7 @@ static __always_inline void sc_on_syscall(void *ctx, long nr, __u64 id)
 	if (tgid == cfg->exclude_tgid || tgid == 0)
 		return;
 	bump(0);
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct sc_proc *st = bpf_task_storage_get(&sc_state, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	struct sc_proc *st = sc_state_of_current(id);
 	if (!st)
 		return;
 	behaviour(ctx, st, nr);
@@ -327,12 +362,18 @@ static __always_inline void sc_on_syscall(void *ctx, long nr, __u64 id)
 	if (!(st->count >= SC_WIN && (st->count & (SC_STRIDE - 1)) == 0) && nr != SC_NR_EXIT_GROUP)
 		return;
 	bump(1);
-	struct sc_feat *f = bpf_map_lookup_elem(&sc_scratch, &zero);
-	if (!f)
-		return;
-	for (int i = 0; i < SC_NFEAT; i++)
-		f->x[i] = (st->sums >> (SC_FBITS * i)) & ((1 << SC_FBITS) - 1);
-	__s32 score = sc_score(f);
+	__s32 score = st->memo_score;
+	if (st->memo_sums != st->sums || st->memo_gen != cfg->gen) {
+		struct sc_feat *f = bpf_map_lookup_elem(&sc_scratch, &zero);
+		if (!f)
+			return;
+		for (int i = 0; i < SC_NFEAT; i++)
+			f->x[i] = (st->sums >> (SC_FBITS * i)) & ((1 << SC_FBITS) - 1);
+		score = sc_score(f);
+		st->memo_sums = st->sums;
+		st->memo_score = score;
+		st->memo_gen = cfg->gen;
+	}
 	if (score <= cfg->threshold)
 		return;
 	__u64 now = bpf_ktime_get_ns();
