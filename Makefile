@@ -30,7 +30,7 @@ run: build
 PYTEST_WORKERS ?= 2
 test: test-sysdeps build
 	@$(KPILOT) memory sim --trace synth:mixed --policies all --sizes 0.01 --limit 20000 >/dev/null  # numba's cache, once, before the workers
-	@$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "not serial" tests
+	@$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup -m "not serial" tests
 	@$(PY) -m pytest -q -m serial tests
 
 bench: build

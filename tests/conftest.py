@@ -37,7 +37,8 @@ def bpf_ok():
 
 
 # Tests that watch or load the whole host (system-wide probes that count benign activity, live
-# latency or fault ratios, zram/swap, fixed ports, the guide's benches) run alone, after the rest:
+# latency or fault ratios, zram/swap, fixed ports; the guide's host-wide blocks, marked in
+# tests/guide) run alone, after the rest:
 # `make test` runs everything else on both cores (pytest-xdist), then these one at a time.
 SERIAL = (
     "tests/security/test_watch_e2e.py",
@@ -52,7 +53,6 @@ SERIAL = (
     "tests/agent/test_bench",
     "tests/kernelize/test_bench.py",
     "tests/aipath/test_bench",
-    "tests/guide/",
 )
 
 

@@ -10,13 +10,23 @@ from tests.conftest import ROOT
 
 GUIDE = Path(ROOT) / "docs" / "guide"
 BLOCK = re.compile(r"^```sh run[ \t]*\n(.*?)^```", re.M | re.S)
+# commands that trace, load or change the live host, or measure it: their blocks run alone (serial)
+HOST_WIDE = re.compile(r"\bkpilot (record|bench|serve|top|aipath(?! --from)|agent (run|rollback)|sched (run|rules)"
+                       r"|memory live|security (watch|scenarios record|train --host))\b")
 
 
 def blocks():
+    """Each page's blocks in order. Blocks that only compute (simulate, train, evaluate, kernelize on
+    given input) run with the parallel part, one page's on one worker in order, up to the page's
+    first host-wide block; that block and the rest of its page run in the serial part, in order."""
     out = []
     for page in sorted(GUIDE.glob("*.md")):
+        host_wide = False
         for i, m in enumerate(BLOCK.finditer(page.read_text())):
-            out.append(pytest.param(page.name, m.group(1), id=f"{page.stem}-{i}"))
+            script = m.group(1)
+            host_wide = host_wide or bool(HOST_WIDE.search(script))
+            mark = pytest.mark.serial if host_wide else pytest.mark.xdist_group(f"guide-{page.stem}")
+            out.append(pytest.param(page.name, script, id=f"{page.stem}-{i}", marks=mark))
     return out
 
 
