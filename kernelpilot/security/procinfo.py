@@ -141,13 +141,13 @@ class ProcTable:
             runs[-1].gone_ns = ts_ns
 
     def chain(self, pid: int, ts_ns: int | None = None) -> list[dict]:
-        """[{pid, comm}] from the parent up to init."""
+        """[{pid, comm, exe}] from the parent up to init."""
         out, seen = [], {pid}
         p = self.get(pid, ts_ns).ppid
         while p > 0 and p not in seen and len(out) < CHAIN_MAX:
             seen.add(p)
             parent = self.get(p, ts_ns)
-            out.append({"pid": p, "comm": parent.comm})
+            out.append({"pid": p, "comm": parent.comm, "exe": parent.exe})
             p = parent.ppid
         return out
 

@@ -65,6 +65,7 @@ def test_fresh_burner_fires_once_with_context(watcher_factory, tmp_path):
     d = a["detail"]
     assert a["model"] == "rule:cpu_burn" and a["exe"] == os.path.realpath(PY) and "hashlib" in a["cmdline"]
     assert a["ppid"] == os.getpid() and a["parents"][0]["pid"] == os.getpid() and a["tid"] == p.pid
+    assert a["parents"][0]["exe"] == os.path.realpath(PY) and a["parents"][-1]["pid"] == 1
     assert a["cgroup_id"] > 0 and a["uid"] == os.getuid() and a["time"]
     assert d["seconds"] >= 0.25 and d["cpu_s"] >= 0.1 * d["seconds"] and d["io_calls"] <= 4
     assert d["cpu_s"] + d["runqueue_wait_s"] >= 0.9 * d["seconds"] and d["new_program"] is True
