@@ -25,9 +25,7 @@ KINDS = ("mismatch", "lm", "rarity", "fused", "stide", "freq", "tree", "cnn", "e
 QUICK_KINDS = ("mismatch", "rarity", "fused", "stide", "freq", "tree")  # bench --quick: no lm, cnn or ensemble (time)
 MAX_CALLS = 100_000  # every trace is judged on its first 100,000 calls (train and test alike)
 FIT_TRACES = 1500    # cnn and ensemble fit on a fixed random subset of this many training traces
-DEV_CALLS = 2000     # dev split traces are judged on their first 2,000 calls
-DEV_FOLDS = 3        # FHIDS dev: services left out in 3 folds
-DEV_LM_STEPS = 400   # lm refits on dev folds train this many steps
+DEV_CALLS = F.DEV_CALLS  # dev split traces are judged on their first 2,000 calls
 DEV_NOVEL = 300      # UNM dev: at most this many other programs' traces (fixed seed)
 
 
@@ -118,34 +116,10 @@ def _dev_scores(dets, parts, seqs) -> dict:
 
 
 def dev_leave_groups_out(train, cal, vocab, quick=False, group=lambda t: t.meta["service"]):
-    """FHIDS dev split: groups (services) dealt round-robin into DEV_FOLDS folds; per fold the parts
-    are refitted on the other groups' training traces and score every calibration trace (first
-    DEV_CALLS calls). Novel: the fold's calibration traces not identical to a remaining training
-    trace; normal: the other groups' calibration traces."""
-    groups = sorted({group(t) for t in train})
-    folds = [groups[i::DEV_FOLDS] for i in range(min(DEV_FOLDS, len(groups)))]
-    cal_seqs = [vocab.encode(t.calls[:DEV_CALLS]) for t in cal]
-
+    """FHIDS dev split (kernelpilot.security.fused.leave_groups_out): services left out, trace scores."""
     def dev(parts):
-        normal = {p: [] for p in parts}
-        novel = {p: [] for p in parts}
-        if len(folds) < 2:
-            return normal, novel, "one group: no dev split"
-        for hold in folds:
-            keep = [t for t in train if group(t) not in hold]
-            seen = {tuple(t.calls[:DEV_CALLS]) for t in keep}
-            opts = {"lm": {"steps": DEV_LM_STEPS}}
-            dets = {p: D.make(p, vocab, **opts.get(p, {})).fit([vocab.encode(t.calls[:MAX_CALLS]) for t in keep], DS.SEED)
-                    for p in parts}
-            sc = _dev_scores(dets, parts, cal_seqs)
-            nov = np.array([group(t) in hold and tuple(t.calls[:DEV_CALLS]) not in seen for t in cal])
-            nor = np.array([group(t) not in hold for t in cal])
-            for p in parts:
-                normal[p].append(sc[p][nor])
-                novel[p].append(sc[p][nov])
-        return ({p: np.concatenate(v) for p, v in normal.items()}, {p: np.concatenate(v) for p, v in novel.items()},
-                f"{len(folds)} folds leaving groups out ({'; '.join('+'.join(f) for f in folds)}); parts refitted "
-                f"(lm {DEV_LM_STEPS} steps); first {DEV_CALLS} calls")
+        return F.leave_groups_out(train, cal, vocab, parts, group, lambda d, seqs: _dev_scores({"x": d}, ["x"], seqs)["x"],
+                                  max_calls=MAX_CALLS)
     return dev
 
 

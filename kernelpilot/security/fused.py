@@ -21,6 +21,9 @@ from kernelpilot.security.metrics import Scored, auc, threshold
 from kernelpilot.security.sequence import Mismatch, moving_mean
 
 PARTS = ("lm", "mismatch", "rarity")
+DEV_CALLS = 2000     # dev split traces are judged on their first 2,000 calls
+DEV_FOLDS = 3        # groups left out in 3 folds
+DEV_LM_STEPS = 400   # lm refits on dev folds train this many steps
 
 
 def worst_run(pos: np.ndarray, k: int) -> float:
@@ -134,6 +137,36 @@ def choose(dev_normal: dict[str, np.ndarray], dev_novel: dict[str, np.ndarray]) 
             "n_dev_normal": n_norm, "n_dev_novel": n_nov}
 
 
+def leave_groups_out(train, cal, vocab, parts, group, score, max_calls=None, seed=0, **make_kw):
+    """A dev split of normal traces only: groups (services, programs) dealt round-robin into
+    DEV_FOLDS folds; per fold the parts are refitted on the other groups' training traces and
+    score(detector, seqs) every calibration trace (first DEV_CALLS calls). Novel: the fold's
+    calibration traces not identical to a remaining training trace; normal: the other groups'.
+    Returns ({part: normal scores}, {part: novel scores}, description)."""
+    groups = sorted({group(t) for t in train})
+    folds = [groups[i::DEV_FOLDS] for i in range(min(DEV_FOLDS, len(groups)))]
+    normal = {p: [np.zeros(0)] for p in parts}
+    novel = {p: [np.zeros(0)] for p in parts}
+    if len(folds) < 2:
+        return ({p: v[0] for p, v in normal.items()}, {p: v[0] for p, v in novel.items()},
+                "fewer than two groups: no dev split")
+    cal_seqs = [vocab.encode(t.calls[:DEV_CALLS]) for t in cal]
+    for hold in folds:
+        keep = [t for t in train if group(t) not in hold]
+        seen = {tuple(t.calls[:DEV_CALLS]) for t in keep}
+        seqs = [vocab.encode(t.calls[:max_calls]) for t in keep]
+        nov = np.array([group(t) in hold and tuple(t.calls[:DEV_CALLS]) not in seen for t in cal], dtype=bool)
+        nor = np.array([group(t) not in hold for t in cal], dtype=bool)
+        for p in parts:
+            kw = dict(make_kw, **({"steps": DEV_LM_STEPS} if p == "lm" else {}))
+            sc = np.asarray(score(D.make(p, vocab, **kw).fit(seqs, seed), cal_seqs))
+            normal[p].append(sc[nor])
+            novel[p].append(sc[nov])
+    return ({p: np.concatenate(v) for p, v in normal.items()}, {p: np.concatenate(v) for p, v in novel.items()},
+            f"{len(folds)} folds leaving groups out ({'; '.join('+'.join(f) for f in folds)}); parts refitted "
+            f"(lm {DEV_LM_STEPS} steps); first {DEV_CALLS} calls")
+
+
 def fuse(rule: str, cal: dict[str, list[Scored]], *groups: dict[str, list[Scored]]) -> list[list[Scored]]:
     """Fused Scored traces for calibration and each further group, z-scores from calibration:
     offline by the parts' offline scores, streams position by position (every part scores every call)."""
@@ -153,13 +186,48 @@ def fuse(rule: str, cal: dict[str, list[Scored]], *groups: dict[str, list[Scored
 
 
 class Fused(D.Detector):
-    """Registered so the CLI and devsets know the name; it is built from its parts' scores by
-    kernelpilot.security.devsets (fuse), never fitted alone."""
+    """The fused detector inside a SecurityModel (`kpilot security train --detectors ...,fused`): its
+    parts' window scores as z-scores (calibration windows), combined by the rule chosen on a dev
+    split that leaves programs (Trace.comm) out. On the real dev sets devsets fuses trace scores."""
     kind = "fused"
 
+    def __init__(self, vocab, **kw):
+        super().__init__(vocab, **kw)
+        self.rule, self.norm, self.parts, self.part_names, self.choice = "", {}, {}, [], {}
+
     def fit(self, seqs, seed=0):
-        raise KpError("the fused detector is built from its parts (lm, mismatch, rarity) on the dev split: "
-                      "run it with `kpilot security eval --dataset fhids|unm`")
+        raise KpError("the fused detector is built from its parts (lm, mismatch, rarity): train it together "
+                      "with them, or run `kpilot security eval --dataset fhids|unm`")
+
+    def build(self, dets: dict, fit_traces, cal_traces, seed=0) -> "Fused":
+        parts = [p for p in PARTS if p in dets]
+        if not parts or not cal_traces:
+            raise KpError(f"the fused detector needs one of {', '.join(PARTS)} and calibration traces")
+        kw = {"window": self.window, "stride": self.stride}
+        normal, novel, how = leave_groups_out(fit_traces, cal_traces, self.vocab, parts, lambda t: t.comm or "-",
+                                              lambda d, seqs: [float(d.window_scores(x).max()) for x in seqs],
+                                              seed=seed, **kw)
+        self.choice = {**choose(normal, novel), "dev_split": how}
+        self.rule = self.choice["rule"]
+        self.parts = {p: dets[p] for p in rule_parts(self.rule)}
+        self.part_names = list(self.parts)
+        cal = [self.vocab.encode(t.calls) for t in cal_traces]
+        self.norm = {p: normaliser(np.concatenate([d.window_scores(x) for x in cal])) for p, d in self.parts.items()}
+        return self
+
+    def window_scores(self, seq):
+        return combine(self.rule, {p: (self.parts[p].window_scores(seq) - m) / sc for p, (m, sc) in self.norm.items()})
+
+    def params(self):
+        return {"rule": self.rule, "parts": self.part_names, "norm": {p: list(v) for p, v in self.norm.items()},
+                "choice": self.choice}
+
+    def load(self, p):
+        self.rule, self.part_names, self.choice = str(p["rule"]), [str(x) for x in p["parts"]], p.get("choice", {})
+        self.norm = {k: (float(v[0]), float(v[1])) for k, v in p["norm"].items()}
+        if rule_parts(self.rule) != self.part_names or set(self.norm) != set(self.part_names):
+            raise KpError("fused detector: its rule, parts and normalisers disagree")
+        return self
 
 
 D.DETECTORS.update({Rarity.kind: Rarity, Fused.kind: Fused})

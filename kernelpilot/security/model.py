@@ -43,7 +43,7 @@ class SecurityModel:
         m = cls(Vocabulary.from_traces(fit), window, stride)
         seqs = [m.vocab.encode(t.calls) for t in fit]
         for kind in kinds:
-            if kind == "ensemble":
+            if kind in ("ensemble", "fused"):
                 continue
             t0 = time.perf_counter()
             kw = {"epochs": cnn_epochs} if kind == "cnn" else {}
@@ -59,6 +59,11 @@ class SecurityModel:
                 raise KpError("the ensemble detector needs at least two of stide, tree, cnn")
             m.detectors["ensemble"] = D.Ensemble(m.vocab, window, stride).fit_from(seqs, parts, seed, cnn_epochs)
             m.info["ensemble_fit_s"] = round(time.perf_counter() - t0, 2)
+        if "fused" in kinds:  # its rule from a dev split leaving programs out, z-scores from calibration
+            from kernelpilot.security.fused import Fused
+            t0 = time.perf_counter()
+            m.detectors["fused"] = Fused(m.vocab, window=window, stride=stride).build(m.detectors, fit, cal, seed)
+            m.info["fused_fit_s"] = round(time.perf_counter() - t0, 2)
         if cal:
             for kind, det in m.detectors.items():
                 w = np.concatenate([det.window_scores(m.vocab.encode(t.calls)) for t in cal])
@@ -108,6 +113,9 @@ class SecurityModel:
             ens = m.detectors.get("ensemble")
             if ens is not None:
                 ens.parts = {k: m.detectors[k] for k in ens.part_names}
+            fz = m.detectors.get("fused")
+            if fz is not None:
+                fz.parts = {k: m.detectors[k] for k in fz.part_names}
         except (KeyError, TypeError, ValueError, OverflowError, IndexError, AttributeError) as e:
             raise KpError(f"model {path} is incomplete or corrupt ({type(e).__name__}: {str(e)[:80]})") from None
         m.thresholds, m.info = doc.get("thresholds", {}), doc.get("info", {})

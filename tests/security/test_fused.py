@@ -124,3 +124,35 @@ def test_unm_dev_split_is_other_programs(tmp_path):
         # the other program's calls are all novel here: mismatch rates them 1, normals 0
         assert rule["dev"]["mismatch"]["dr_1pct"] == 1.0
     assert DS.NAMES == ("fhids", "unm")
+
+
+def test_model_fused_rule_from_programs_left_out_and_round_trip(tmp_path):
+    from kernelpilot.security.features import Trace
+    from kernelpilot.security.model import SecurityModel
+    rng = np.random.default_rng(0)
+    progs = {"web": ["accept", "read", "write", "close"], "db": ["pread64", "pwrite64", "fsync"],
+             "cron": ["openat", "read", "close", "execve"]}
+
+    def traces(n, off):
+        return [Trace(f"{p}{i}", [c for _ in range(20 + int(rng.integers(0, 20))) for c in calls], comm=p)
+                for p, calls in progs.items() for i in range(off, off + n)]
+    m = SecurityModel.train(traces(8, 0), ("mismatch", "rarity", "fused"), calibration=traces(4, 100))
+    fz = m.detectors["fused"]
+    assert "leaving groups out" in fz.choice["dev_split"] and fz.choice["n_dev_novel"] > 0
+    assert fz.rule in F.candidates(["mismatch", "rarity"]) and "fused" in m.thresholds
+    p = tmp_path / "m.json"
+    m.save(p)
+    back = SecurityModel.load(p)
+    seq = m.vocab.encode(["accept", "pread64", "execve", "fsync"] * 10)
+    assert np.allclose(back.detectors["fused"].window_scores(seq), fz.window_scores(seq))
+    doc = json.loads(p.read_text())
+    doc["detectors"]["fused"]["parts"] = ["lm"]
+    p.write_text(json.dumps(doc))
+    r = kpilot("security", "eval", "--model", p, "--data", tmp_path)
+    assert r.returncode != 0 and "disagree" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_train_cli_fused_alone_is_one_line_error(corpus, tmp_path):
+    r = kpilot("security", "train", "--normal", corpus[0], "-o", tmp_path / "m.json", "--detectors", "stide,fused")
+    assert r.returncode != 0 and "needs one of lm, mismatch, rarity" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "m.json").exists()
