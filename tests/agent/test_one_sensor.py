@@ -1,0 +1,89 @@
+"""The agent's one sensor: exactly one BPF program on sys_enter (read from bpftool), and that one
+program feeds both the trace batches and the security watch's in-kernel windows."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from agent_helpers import ROOT, wait_for
+from conftest import need_root
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    """A small security model (tree + stide) trained on a synthetic corpus: a fixture, no figure."""
+    from kernelpilot.security.synth import make_corpus
+    d = tmp_path_factory.mktemp("sensor-model")
+    make_corpus(d / "c", n_train=60, n_valid=60, attacks_per_family=3, folders_per_family=2, seed=5)
+    r = subprocess.run([sys.executable, "-m", "kernelpilot.cli", "security", "train", "--normal", str(d / "c"),
+                        "-o", str(d / "m.json"), "--epochs", "1"], capture_output=True, text=True, cwd=ROOT,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    return d / "m.json"
+
+
+def attached(pid: int, tracepoint: str) -> list[dict]:
+    """bpftool's view of the programs process `pid` holds on `tracepoint`, with their names."""
+    perf = json.loads(subprocess.run(["bpftool", "perf", "list", "-j"], capture_output=True, text=True,
+                                     check=True).stdout)
+    out = []
+    for p in perf:
+        if p["pid"] == pid and p.get("tracepoint") == tracepoint:
+            info = json.loads(subprocess.run(["bpftool", "prog", "show", "id", str(p["prog_id"]), "-j"],
+                                             capture_output=True, text=True, check=True).stdout)
+            out.append({**p, "name": info["name"], "run_cnt": info.get("run_cnt", 0)})
+    return out
+
+
+def test_agent_one_sys_enter_program_feeds_trace_and_security(tmp_path, model_file):
+    need_root()
+    import shutil
+    if not shutil.which("bpftool"):
+        pytest.skip("bpftool missing")
+    from kernelpilot.agent.host import read_state
+    from kernelpilot.probes.libbpf import enable_stats
+    rdir = tmp_path / "run"
+    rdir.mkdir()
+    cfg = tmp_path / "a.toml"
+    cfg.write_text(f"[security]\nmodel = \"{model_file}\"\n[memory]\nenabled = false\n")
+    env = {**os.environ, "KPILOT_RUN_DIR": str(rdir), "COLUMNS": "200"}
+    a = subprocess.Popen([sys.executable, "-m", "kernelpilot.cli", "agent", "run", "--config", str(cfg),
+                          "--log", str(tmp_path / "e.jsonl"), "-d", "120"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        def watching():
+            st = read_state(rdir / "agent.sock") or {}
+            return st.get("events", 0) > 0 and "watching" in st.get("domains", {}).get("security", {}).get("state", "")
+        assert wait_for(watching, 90), a.stderr.read() if a.poll() is not None else read_state(rdir / "agent.sock")
+        st = read_state(rdir / "agent.sock")
+        assert "in the sensor's sys_enter program" in st["domains"]["security"]["state"]
+        progs = attached(a.pid, "sys_enter")
+        assert [p["name"] for p in progs] == ["kp_sys_enter"], progs
+        # the security watch has no sys_enter program of its own anywhere in the agent
+        names = [p["name"] for p in attached(a.pid, "sys_enter") + attached(a.pid, "sched_process_exec")]
+        assert "sc_sys_enter" not in names and "sc_exec" in names
+        # that one program's runs feed both: trace events (aipath's per-process syscall counts)
+        # and the watch's windows (its in-kernel counters), for the same burst
+        before = read_state(rdir / "agent.sock")["domains"]["security"]["watch"]
+        with enable_stats():
+            r0 = attached(a.pid, "sys_enter")[0]["run_cnt"]
+            subprocess.run(["sh", "-c", "for i in $(seq 20); do cat /etc/hostname >/dev/null; done"], check=True)
+            assert wait_for(lambda: read_state(rdir / "agent.sock")["domains"]["security"]["watch"]["syscalls"]
+                            > before["syscalls"] + 1000, 20)
+            r1 = attached(a.pid, "sys_enter")[0]["run_cnt"]
+        after = read_state(rdir / "agent.sock")
+        assert r1 - r0 > 1000
+        w = after["domains"]["security"]["watch"]
+        assert w["windows"] > before["windows"] and w["dropped"] == 0
+        assert after["events"] > st["events"]
+        a.send_signal(signal.SIGTERM)
+        out, err = a.communicate(timeout=60)
+    finally:
+        if a.poll() is None:
+            a.kill()
+            a.wait()
+    assert a.returncode == 0, err
+    assert "Traceback" not in err
