@@ -18,7 +18,7 @@ from kernelpilot.security import datasets as DS
 from kernelpilot.security import detectors as D
 from kernelpilot.security import fused as F
 from kernelpilot.security.features import Vocabulary
-from kernelpilot.security.metrics import evaluate_scores, threshold
+from kernelpilot.security.metrics import auc, evaluate_scores, threshold
 from kernelpilot.security.sequence import scored
 
 KINDS = ("mismatch", "lm", "rarity", "fused", "stide", "freq", "tree", "cnn", "ensemble")
@@ -78,7 +78,7 @@ def prefilter_recall(dets, cal_seqs, test_seqs) -> dict:
     t1 = threshold(np.concatenate([tree.window_scores(s) for s in cal_seqs]), 0.01)
     s1 = np.concatenate([tree.window_scores(s) for s in test_seqs]) > t1
     out = {"stage1_window_pass_share": round(float(s1.mean()), 4)}
-    for k in ("stide", "mismatch", "cnn", "lm"):
+    for k in ("stide", "mismatch", "rarity", "cnn", "lm"):
         if k not in dets:
             continue
         d = dets[k]
@@ -105,6 +105,14 @@ def _fuse(res, dev, progress=None) -> None:
     sc, sn, sa = F.fuse(choice["rule"], *({p: res["detectors"][p]["_scored"][i] for p in parts} for i in range(3)))
     r = evaluate_scores(sc, sn, sa, res["_families"], res["_starts"])
     r.update(rule=choice, score_s=round(time.perf_counter() - t0, 2), _scored=(sc, sn, sa))
+    # every candidate rule on test, for the report only: the rule above was fixed before these were computed
+    diag = {}
+    for cand in choice["dev"]:
+        c_cal, c_n, c_a = F.fuse(cand, *({p: res["detectors"][p]["_scored"][i] for p in parts} for i in range(3)))
+        t1 = threshold([s.score for s in c_cal], 0.01)
+        diag[cand] = {"trace_auc": auc([s.score for s in c_n], [s.score for s in c_a]),
+                      "offline_dr_1pct": round(float(np.mean([s.score > t1 for s in c_a])), 4) if c_a else None}
+    r["candidates_on_test_not_used_to_choose"] = diag
     res["detectors"]["fused"] = r
     if progress:
         progress("fused")

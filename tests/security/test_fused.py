@@ -156,3 +156,23 @@ def test_train_cli_fused_alone_is_one_line_error(corpus, tmp_path):
     r = kpilot("security", "train", "--normal", corpus[0], "-o", tmp_path / "m.json", "--detectors", "stide,fused")
     assert r.returncode != 0 and "needs one of lm, mismatch, rarity" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "m.json").exists()
+
+
+def test_bench_devset_part_reports_fused_rule_and_ceiling(monkeypatch, tmp_path):
+    from kernelpilot.bench import security as bench
+    (tmp_path / "security").mkdir()
+    files = _fhids_files()
+    for i in range(20):
+        files[f"FHIDS/normal/Git/{i}.txt"] = " ".join(["open", "mmap", "read", "close"] * (4 + i % 3))
+    files["FHIDS/attack/Redis/1.txt"] = files["FHIDS/normal/Redis/3.txt"]
+    _tar(tmp_path / "security" / "fhids.tar.xz", files)
+    monkeypatch.setenv("KPILOT_DATASETS", str(tmp_path))
+    part = bench.devset_part("fhids", quick=True)
+    assert "fused" in part["detectors_run"] and "lm" not in part["detectors_run"]
+    assert {r["detector"] for r in part["table"]} >= {"fused", "mismatch", "rarity"}
+    head = bench.headline({"fhids": part})["fhids"]
+    assert head["fused"]["rule"] == part["detectors"]["fused"]["rule"]["rule"]
+    assert head["detection_ceiling"]["Redis"] == 0.0 and head["detection_ceiling"]["FTP"] == 1.0
+    assert "recall_vs_rarity" in head["prefilter"]
+    diag = part["detectors"]["fused"]["candidates_on_test_not_used_to_choose"]
+    assert set(diag) == set(part["detectors"]["fused"]["rule"]["dev"])
