@@ -140,17 +140,19 @@ def _cell(tr, size: int, start: int) -> dict:
     model = models.train("lrb", tr, size, True, start)
     learned = lambda evl: models.run("lrb", tr, sz, size, model, evl)  # noqa: E731
     names, hits, logs = mix.expert_logs(d, sz, size, n_obj, learned, threads=1)
-    h, led, switches = mix.follow(names, hits, logs, d, sz, size, n_obj, learned_from=start)
+    f = mix.follow(names, hits, logs, d, sz, size, n_obj, learned_from=start)
     row = {name: 1.0 - float(hits[e, start:].mean()) for e, name in enumerate(names)}
     for p in LISTED:
         if p not in row:
             row[p] = 1.0 - float(policies.CLASSIC[p](d, sz, size, n_obj)[start:].mean())
     row["belady"] = 1.0 - float(policies.belady(d, sz, size, n_obj, nxt)[start:].mean())
-    row["mix"] = 1.0 - float(h[start:].mean())
+    row["mix"] = 1.0 - float(f.hit[start:].mean())
+    # objects a switch fetched (no request asked for them), per scored request
+    row["mix_fetched_per_request"] = float(f.fetched[start:].sum()) / max(1, len(d) - start)
     row = {k: round(v, 5) for k, v in row.items()}
     row["popularity_oracle"] = round(popularity_oracle(tr, size, start), 5)
-    row["mix_switches"] = switches
-    row["mix_led"] = {k: v for k, v in led.items() if v}
+    row["mix_switches"] = f.switches
+    row["mix_led"] = {k: v for k, v in f.led.items() if v}
     return row
 
 
@@ -304,6 +306,10 @@ def _summary(pol: dict, speed: dict | None = None) -> dict:
                       "mix_worst_regret": worst["mix_regret"], "mix_worst_regret_cell": f"{worst['trace']}@{worst['size']}",
                       "mix_mean_regret": round(float(np.mean([r["mix_regret"] for r in sel])), 5),
                       "mix_cells_regret_over_0.5pt": sum(r["mix_regret"] > 0.005 for r in sel),
+                      # traffic no request asked for: what mix's switches fetched, per scored request
+                      "mix_fetched_per_request_max": max(r.get("mix_fetched_per_request", 0.0) for r in sel),
+                      "mix_fetched_per_request_median": float(np.median([r.get("mix_fetched_per_request", 0.0)
+                                                                         for r in sel])),
                       "mix_below_best_classic": f"{sum(r['mix_below_best'] for r in sel)}/{len(sel)}",
                       "learned_below_best_classic": f"{sum(r['learned_below_best'] for r in sel)}/{len(sel)}",
                       "mix_or_learned_below_best_classic": f"{either}/{len(sel)}",

@@ -1,40 +1,46 @@
-"""`mix`: an online expert follower aiming at half a point of regret against its best expert (in
-the spirit of LeCaR/CACHEUS, with whole-policy experts).
+"""`mix`: an online expert follower within a fraction of a point of miss ratio of its best expert
+(follow the leader with hysteresis, rebuilding the cache from the leader's shadow on a switch).
 
 Every expert (S3-FIFO and ARC, which lead on most real traces, LIRS for loops, LRU, Perfect LFU
 for skewed popularity, and the learned LRB predictor) runs as a shadow cache of the full size over
-the same requests, logging what it evicts. The learner tracks
-each expert's misses, exponentially decayed (half-life `HALF` cache sizes of requests), and
-follows the one with the fewest. A switch costs misses while the real cache converges (up to what
-it holds that the challenger does not), so it switches when the challenger's lead, counted for as
-long as the current leader has led (a lead that lasts is worth more), exceeds `MARGIN` cache sizes
-plus `COST` times that difference. Per eviction the real cache takes the leader's choice: it evicts
-the object the leader evicted when it holds it, else the resident object the leader dropped longest
-ago (the leader's state is a set; the real cache converges toward it), and it does not admit what
-the leader did not admit. With a stable leader the real cache holds exactly the leader's contents.
-There is no hard bound: a burst of hits on objects the followed expert had dropped (ARC's P2/P3:
-a re-read that only LRU-like experts kept) is lost to any follower that did not hold them. The
-learned expert may lead only after its training prefix (its hits there are in-sample).
-Everything is online: each decision uses requests up to now only.
+the same requests, logging what it evicts, so its contents are known at every request. The real
+cache is always a copy of one expert, the leader: it serves request t as the leader does. The
+leader is the expert with the fewest misses counted since every expert became available (the
+learned one from the end of its training prefix, where its hits stop being in-sample); a
+challenger takes over when it has `MARGIN` cache sizes fewer misses than the leader (hysteresis:
+near-tied experts do not take turns). On a switch the real cache drops what the new leader does
+not hold and fetches what it holds and the real cache does not (`fetched`, reported apart: it is
+traffic that no request asked for, at most one cache size per switch). So the mixture's misses
+are the leaders' misses, and its regret against the best expert in hindsight is bounded by the
+hysteresis per switch; the price is the fetched traffic.
+Copying a leader's contents on demand instead (the follower before this one) lost up to 7 points
+on ARC's P3: the learned expert's edge lies in objects it has held for long, and the real cache
+only got them back one miss at a time. Everything is online: each choice uses requests before it.
 """
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
 from kernelpilot.memory import policies
-from kernelpilot.memory.policies import _lists, _push, _unlink
 
 EXPERTS = ("s3fifo", "arc", "lirs", "lru", "plfu")
 LEARNED = "lrb"  # the learned expert (its model is what `models.train("mix", ...)` fits)
-# window half-life and switching margin, in cache sizes, and the share of what the real cache holds
-# and the challenger does not that a switch must win back; chosen on the dev traces (200 k request
-# prefixes x 1/5/10/20%): 4, 0.05, 0.25 had the lowest mean regret (0.12 points) and the fewest
-# cells over half a point (4 of 80); half-lives of 2-16 and charges of 0.5-1 did worse, no charge
-# flapped on loops, 64 (tuned on program traces) reacted too late
-HALF, MARGIN, COST = 4.0, 0.05, 0.25
+# hysteresis in cache sizes of misses, chosen on the dev traces (500 k request prefixes x
+# 1/5/10/20%, the bench's cells): 0.005 had a worst regret of 0.3 points; 0.003 cut it to 0.2 at
+# 12% more fetched traffic, 0.01 let it grow to 0.6, counts of 1-16 misses flapped between
+# near-tied experts (P2 at 20%: fetched more than a request's worth per request)
+MARGIN = 0.005
+
+
+class Followed(NamedTuple):
+    hit: np.ndarray  # per request, the mixture's hit flag (uint8)
+    led: dict  # requests led per expert
+    switches: int
+    fetched: np.ndarray  # per request, what a switch just before it fetched (objects' sizes)
 
 
 def expert_logs(d, sz, cap: int, n_obj: int, learned=None, experts=EXPERTS, threads: int | None = None):
@@ -51,12 +57,11 @@ def expert_logs(d, sz, cap: int, n_obj: int, learned=None, experts=EXPERTS, thre
     return [name for name, _ in runs], np.stack(hits), logs
 
 
-def follow(names, hits, logs, d, sz, cap: int, n_obj: int, half: float = HALF, margin: float = MARGIN,
-           cost: float = COST, learned_from: int = 0):
-    """The follower over the experts' hits and logs (from expert_logs) -> (hit flags, requests
-    led per expert, switches). The learned expert may lead from request `learned_from` on (where
-    its training data ends: before, its hits are in-sample and would flatter it); it starts there
-    level with the leader."""
+def follow(names, hits, logs, d, sz, cap: int, n_obj: int, margin: float = MARGIN,
+           learned_from: int = 0) -> Followed:
+    """The follower over the experts' hits and logs (from expert_logs). The learned expert may
+    lead from request `learned_from` on (where its training data ends: before, its hits are
+    in-sample and would flatter it); all counts restart there."""
     k = len(names)
     since = np.array([learned_from if nm == LEARNED else 0 for nm in names], np.int64)
     m = max(int(lg[0, 0]) for lg in logs)
@@ -67,130 +72,62 @@ def follow(names, hits, logs, d, sz, cap: int, n_obj: int, half: float = HALF, m
         lt[e, :c] = lg[1:c + 1, 0]
         lv[e, :c] = lg[1:c + 1, 1]
     mean_sz = max(1.0, float(sz.mean()))
-    window = max(64.0, half * cap / mean_sz)
-    hit, leaders, switches = _follow(d, sz, cap, n_obj, hits, lt, lv, 2.0 ** (-1.0 / window),
-                                     margin * cap / mean_sz, cost / mean_sz, since)
-    return hit, dict(zip(names, np.bincount(leaders, minlength=k).tolist())), int(switches)
+    hit, leaders, switches, fetched = _follow(d, sz, n_obj, hits, lt, lv,
+                                              max(1.0, margin * cap / mean_sz), since)
+    return Followed(hit, dict(zip(names, np.bincount(leaders, minlength=k).tolist())), int(switches),
+                    fetched)
 
 
-def run(d, sz, cap: int, n_obj: int, learned=None, half: float = HALF, margin: float = MARGIN,
-        experts=EXPERTS, threads: int | None = None, cost: float = COST, learned_from: int = 0):
+def run(d, sz, cap: int, n_obj: int, learned=None, margin: float = MARGIN, experts=EXPERTS,
+        threads: int | None = None, learned_from: int = 0):
     """Hit flags of the mixture and requests led per expert; `learned(evl)` runs the learned
     expert with an eviction log. The first expert leads until another is ahead."""
     names, hits, logs = expert_logs(d, sz, cap, n_obj, learned, experts, threads)
-    hit, led, _ = follow(names, hits, logs, d, sz, cap, n_obj, half, margin, cost, learned_from)
-    return hit, led
+    f = follow(names, hits, logs, d, sz, cap, n_obj, margin, learned_from)
+    return f.hit, f.led
 
 
 @njit(cache=True, nogil=True)
-def _follow(ids, sz, cap, n_obj, hits, lt, lv, decay, margin, cost, since):
+def _follow(ids, sz, n_obj, hits, lt, lv, margin, since):
     k, n = hits.shape
     mem = np.zeros((k, n_obj), np.bool_)  # experts' contents, replayed from their logs
-    eocc = np.zeros(k, np.int64)  # and how much each holds
-    diff = np.zeros(k, np.int64)  # what the real cache holds that each expert does not
     lsz = np.zeros(n_obj, np.int64)  # each object's size at its last request
     ptr = np.zeros(k, np.int64)
-    miss = np.zeros(k, np.float64)  # decayed misses
+    miss = np.zeros(k, np.int64)  # misses since every expert became available
     lead = 0
     switches = 0
-    t_led = 0
-    window = 1.0 / (1.0 - decay)  # requests the decayed counts span
-    rp, rn, RH, RT = _lists(n_obj, 1)  # the real cache, LRU order (fallback victims)
-    dp, dn, DH, DT = _lists(n_obj, 1)  # cached objects the leader has dropped, oldest at tail
-    in_r = np.zeros(n_obj, np.bool_)
-    in_d = np.zeros(n_obj, np.bool_)
-    osz = np.zeros(n_obj, np.int64)
-    occ = 0
     hit = np.zeros(n, np.uint8)
     leaders = np.zeros(n, np.int64)
+    fetched = np.zeros(n, np.int64)
     for t in range(n):
-        x = ids[t]
-        s = sz[t]
-        lsz[x] = s
+        best = lead
         for e in range(k):
-            if hits[e, t] == 0 and not mem[e, x]:
-                mem[e, x] = True
-                eocc[e] += s
-                if in_r[x]:
-                    diff[e] -= osz[x]
-                if e == lead and in_d[x]:
-                    _unlink(dp, dn, DH, DT, 0, x)
-                    in_d[x] = False
+            if since[e] == t and t > 0:
+                miss[:] = 0
+            if since[e] <= t and miss[e] < miss[best]:
+                best = e
+        if miss[lead] - miss[best] > margin:
+            # the real cache becomes the new leader's copy: fetch what it holds that the old did not
+            f = 0
+            for v in range(n_obj):
+                if mem[best, v] and not mem[lead, v]:
+                    f += lsz[v]
+            fetched[t] = f
+            lead = best
+            switches += 1
+        leaders[t] = lead
+        hit[t] = hits[lead, t]
+        x = ids[t]
+        lsz[x] = sz[t]
+        for e in range(k):
+            if hits[e, t] == 0:
+                mem[e, x] = True  # admitted, or not and logged as gone at once below
+                miss[e] += 1
             while lt[e, ptr[e]] == t:
                 v = lv[e, ptr[e]]
                 ptr[e] += 1
                 if v < 0:  # -1 - x: x is back in the cache (LIRS keeps a block it just evicted)
-                    v = -1 - v
-                    if not mem[e, v]:
-                        mem[e, v] = True
-                        eocc[e] += lsz[v]
-                        if in_r[v]:
-                            diff[e] -= osz[v]
-                    if e == lead and in_d[v]:
-                        _unlink(dp, dn, DH, DT, 0, v)
-                        in_d[v] = False
-                    continue
-                if mem[e, v]:
+                    mem[e, -1 - v] = True
+                else:
                     mem[e, v] = False
-                    eocc[e] -= lsz[v]
-                    if in_r[v]:
-                        diff[e] += osz[v]
-                if e == lead and in_r[v] and not in_d[v]:
-                    _push(dp, dn, DH, DT, 0, v)
-                    in_d[v] = True
-            miss[e] = miss[e] * decay + (1.0 - hits[e, t])
-        best = lead
-        for e in range(k):
-            if since[e] == t:
-                miss[e] = miss[lead]
-            if since[e] <= t and miss[e] < miss[best]:
-                best = e
-        # the lead per request, over the window, is worth as much again for as long as the current
-        # leader has led (at least a window; at most since the challenger could lead): switch when
-        # that pays for the switch
-        adv = miss[lead] - miss[best]
-        if best != lead and adv > margin and \
-                adv * max(1.0, (t - max(t_led, since[best])) / window) > margin + cost * diff[best]:
-            lead = best  # the dropped list is now relative to the new leader
-            switches += 1
-            t_led = t
-            while DH[0] >= 0:
-                v = DH[0]
-                _unlink(dp, dn, DH, DT, 0, v)
-                in_d[v] = False
-            v = RT[0]
-            while v >= 0:
-                if not mem[lead, v]:
-                    _push(dp, dn, DH, DT, 0, v)
-                    in_d[v] = True
-                v = rp[v]
-        leaders[t] = lead
-        if in_r[x]:
-            hit[t] = 1
-            if RH[0] != x:
-                _unlink(rp, rn, RH, RT, 0, x)
-                _push(rp, rn, RH, RT, 0, x)
-            continue
-        if not mem[lead, x] or s > cap:
-            continue  # the leader did not admit it
-        # LIRS (as libCacheSim's) at times holds a block or two over its size: a leader's
-        # overage is copied, so a stable leader is copied exactly
-        while occ + s > max(cap, eocc[lead]):
-            v = DT[0] if DT[0] >= 0 else RT[0]
-            if in_d[v]:
-                _unlink(dp, dn, DH, DT, 0, v)
-                in_d[v] = False
-            _unlink(rp, rn, RH, RT, 0, v)
-            in_r[v] = False
-            occ -= osz[v]
-            for e in range(k):
-                if not mem[e, v]:
-                    diff[e] -= osz[v]
-        _push(rp, rn, RH, RT, 0, x)
-        in_r[x] = True
-        osz[x] = s
-        occ += s
-        for e in range(k):
-            if not mem[e, x]:
-                diff[e] += s
-    return hit, leaders, switches
+    return hit, leaders, switches, fetched
