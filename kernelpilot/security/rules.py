@@ -15,7 +15,8 @@ EV_EXEC, EV_EXIT, EV_SHADOW, EV_SERVER, EV_SETID, EV_SETID_FILE, EV_RENAME, EV_F
 EVENT_DTYPE = np.dtype([("ts", "<u8"), ("cgroup", "<u8"), ("arg2", "<u8"), ("tid", "<u4"), ("tgid", "<u4"),
                         ("ppid", "<u4"), ("uid", "<u4"), ("kind", "<u4"), ("arg", "<u4"), ("comm", "S16"),
                         ("path", "S128"), ("path2", "S128"), ("args", "u1", 256)])  # struct sc_event
-RULES = ("shadow_read", "shell_from_server", "setid_process", "setid_file", "rename_storm", "cpu_burn")
+RULES = ("shadow_read", "shell_from_server", "setid_process", "setid_file", "rename_storm", "cpu_burn", "hidden_exec")
+WRITABLE = ("/tmp/", "/var/tmp/", "/dev/shm/")  # world-writable: where droppers put what they run
 SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "csh", "tcsh"}
 # programs whose job is to check passwords (PAM helpers, login services)
 SHADOW_READERS = {"unix_chkpwd", "sudo", "su", "login", "sshd", "sshd-session", "passwd", "chage"}
@@ -29,6 +30,14 @@ STORM_S, STORM_RENAMES, STORM_WRITES = 5.0, 20, 20  # renames and writes by one 
 
 def _s(b: bytes) -> str:
     return b.split(b"\0", 1)[0].decode(errors="replace")
+
+
+def hidden_in_writable(path: str) -> bool:
+    if not path.startswith("/"):
+        return False
+    path = os.path.normpath(path)
+    top = next((w for w in WRITABLE if path.startswith(w)), None)
+    return top is not None and any(part.startswith(".") for part in path[len(top):].split("/"))
 
 
 def argv_of(ev) -> str:
@@ -65,7 +74,7 @@ class Rules:
             p = self.procs.exec(pid, ts, int(ev["ppid"]), int(ev["uid"]), _s(ev["comm"]), _s(ev["path"]),
                                 _s(ev["path2"]), argv_of(ev))
             self.servers.pop(pid, None)  # a new program: it listens again if it is a server
-            return self._shell(ev, p)
+            return self._shell(ev, p) + self._hidden(ev, p)
         if kind == EV_FORK:  # the child runs its parent's program until it execs
             self.procs.fork(pid, int(ev["arg"]), ts)
             return []
@@ -108,6 +117,17 @@ class Rules:
                 return []
             if i and os.path.basename(self.procs.get(a).exe) in SHELLS:
                 return []  # below another shell: that one was the spawned shell
+        return []
+
+    def _hidden(self, ev, p) -> list[dict]:
+        """A hidden file (a dot name in its path) under a world-writable directory is run, as a
+        binary or as an interpreter's script."""
+        script = p.program[len(p.exe) + 1:] if p.program.startswith(p.exe + " ") else ""
+        for path, how in ((_s(ev["path"]), "binary"), (script, "script")):
+            if hidden_in_writable(path):
+                if self._fires("hidden_exec", "hidden_exec", p.rule_program, int(ev["ts"])):
+                    return [self._hit("hidden_exec", ev, {"path": os.path.normpath(path), "as": how})]
+                return []
         return []
 
     def _rename(self, ev, exe, ts) -> list[dict]:

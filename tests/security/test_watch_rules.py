@@ -200,3 +200,24 @@ def test_watch_bad_options(model_file, tmp_path):
     r = kpilot("security", "watch", "--model", model_file, "--profiles", bad, "--duration", "1")
     assert r.returncode != 0 and "not a kernelpilot profiles file" in r.stderr and "Traceback" not in r.stderr
     assert bad.read_text() == "[1, 2"  # not overwritten
+
+
+def test_hidden_file_in_tmp_is_run(watcher, tmp_path):
+    if not str(tmp_path).startswith(("/tmp/", "/var/tmp/", "/dev/shm/")):
+        pytest.skip(f"the test's temp dir {tmp_path} is not under a world-writable directory")
+    hidden, plain = tmp_path / ".cache" / "kpx", tmp_path / "plain" / "kpx"
+    for f in (hidden, plain):
+        f.parent.mkdir()
+        shutil.copy("/bin/true", f)
+    script = tmp_path / ".kp_job.py"
+    script.write_text("print('hi')\n")
+    runs = [subprocess.run([str(f)]) for f in (hidden, plain)]
+    job = subprocess.Popen([PY, str(script)], stdout=subprocess.DEVNULL)
+    job.wait(30)
+    lines = pump(watcher, lambda ls: {a["detail"]["as"] for a in ls if a["fired"] == "hidden_exec"} >= {"binary", "script"})
+    lines += pump(watcher, lambda ls: False, timeout=0.5)
+    hits = {a["detail"]["path"]: a for a in lines if a["fired"] == "hidden_exec"}
+    assert all(r.returncode == 0 for r in runs) and job.returncode == 0
+    assert hits[str(hidden)]["detail"]["as"] == "binary" and hits[str(hidden)]["exe"] == str(hidden)
+    assert hits[str(script)]["detail"]["as"] == "script" and hits[str(script)]["pid"] == job.pid
+    assert str(plain) not in hits
