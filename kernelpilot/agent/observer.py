@@ -16,14 +16,26 @@ class LiveObserver:
 
     def __init__(self, ring_mb: int = 16, comm: str = ""):
         from kernelpilot.agent.sensor import AgentSource
-        self.src = AgentSource(GROUPS, exclude_self=True, ring_mb=ring_mb, comm=comm or None).start()
-        self.name = "ebpf (kp_trace + security stage, " + (f"tasks named {comm}*)" if comm else "system-wide)")
+        from kernelpilot.errors import CapabilityError, KpError
+        from kernelpilot.traces.sources import EbpfSource
+        kw = dict(exclude_self=True, ring_mb=ring_mb, comm=comm or None)
+        self.merged, self.fallback = True, None
+        try:
+            self.src = AgentSource(GROUPS, **kw).start()
+        except CapabilityError:
+            raise
+        except KpError as e:  # the merged build did not load here: kp_trace alone, the watch on its own
+            self.merged, self.fallback = False, str(e).splitlines()[0]
+            self.src = EbpfSource(GROUPS, **kw).start()
+        self.name = (f"ebpf (kp_trace{' + security stage' if self.merged else ''}, "
+                     + (f"tasks named {comm}*)" if comm else "system-wide)"))
         self.events = 0
 
     @property
     def security_sensor(self):
-        """The loaded object whose sys_enter program holds the security stage (KernelStage(sensor=))."""
-        return self.src.obj
+        """The loaded object whose sys_enter program holds the security stage (KernelStage(sensor=)),
+        or None where only kp_trace loaded."""
+        return self.src.obj if self.merged else None
 
     def poll(self) -> np.ndarray:
         """Both rings as they come: each CPU's events in order, CPUs interleaved (pilots that
@@ -44,7 +56,10 @@ class LiveObserver:
 
     def stats(self) -> dict:
         s = self.src.stats()
-        return {"source": self.name, "events": self.events, "dropped": int(s["dropped"]), "missed": int(s["missed"])}
+        out = {"source": self.name, "events": self.events, "dropped": int(s["dropped"]), "missed": int(s["missed"])}
+        if self.fallback:
+            out["merged_build_failed"] = self.fallback
+        return out
 
     def program_stats(self) -> dict:
         return self.src.program_stats()

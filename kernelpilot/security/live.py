@@ -29,6 +29,9 @@ SRC = Path(__file__).resolve().parent / "bpf" / "sc_watch.bpf.c"
 WIN, STRIDE, CTX, NFEAT, MAXNR = 32, 8, 64, 9, 512
 ALERT_DTYPE = np.dtype([("ts", "<u8"), ("cgroup", "<u8"), ("pid", "<u4"), ("tgid", "<u4"), ("count", "<u4"), ("score", "<i4"),
                         ("feats", "<u2", 12), ("calls", "<u2", CTX), ("comm", "S16")])  # struct sc_alert
+# the syscalls behaviour() in bpf/sc_watch.h looks at (its case labels; a test keeps them equal)
+SC_RULE_NRS = (1, 18, 20, 296, 328, 2, 257, 437, 43, 50, 288, 105, 106, 113, 114, 117, 119, 122, 123, 126,
+               90, 91, 268, 452, 188, 189, 190, 82, 264, 316)
 CFG = struct.Struct("<IiIII")  # struct sc_cfg: exclude_tgid, threshold, enabled, vmod, gen
 V2 = Path("/sys/fs/cgroup/unified") if Path("/sys/fs/cgroup/unified/cgroup.procs").exists() else Path("/sys/fs/cgroup")
 QUARANTINE = "kpilot-quarantine"
@@ -94,8 +97,9 @@ class KernelStage:
         from kernelpilot.kernelize.kernel import encode_slot
         o = self.obj
         spread, vid = kernel_tables(tree, vocab)
-        info = np.zeros(MAXNR, dtype=[("spread", "<u8"), ("vid", "<u4"), ("pad", "<u4")])
+        info = np.zeros(MAXNR, dtype=[("spread", "<u8"), ("vid", "<u4"), ("rules", "<u4")])
         info["spread"], info["vid"] = spread, vid
+        info["rules"][list(SC_RULE_NRS)] = 1
         keys = np.arange(MAXNR, dtype="<u4")
         o.map("sc_nrinfo").update_batch(keys.tobytes(), info.tobytes(), MAXNR)
         words = tree.words.astype("<u8")

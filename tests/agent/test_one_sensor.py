@@ -87,3 +87,21 @@ def test_agent_one_sys_enter_program_feeds_trace_and_security(tmp_path, model_fi
             a.wait()
     assert a.returncode == 0, err
     assert "Traceback" not in err
+
+
+def test_sensor_falls_back_to_kp_trace_when_the_merged_build_fails(monkeypatch):
+    """Where the merged object does not load, the agent's sensor is kp_trace alone (the watch then
+    loads its own stage): it still delivers events and says why."""
+    need_root()
+    from kernelpilot.agent import observer, sensor
+    from kernelpilot.bpf.build import build_object
+    bad = build_object(ROOT / "tests" / "foundation" / "bad_verifier.bpf.c")  # has none of the programs
+    monkeypatch.setattr(sensor.AgentSource, "object_path", lambda self: bad)
+    o = observer.LiveObserver(ring_mb=4)
+    try:
+        assert not o.merged and o.security_sensor is None
+        assert o.name.startswith("ebpf (kp_trace, ") and "no program named" in o.stats()["merged_build_failed"]
+        got = []
+        assert wait_for(lambda: got.append(o.poll()) or sum(map(len, got)) > 0, 20)
+    finally:
+        o.close()

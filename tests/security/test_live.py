@@ -159,3 +159,14 @@ def test_batch_confirm_scores_equal_the_detector(model_file):
         seq = m.vocab.encode([names.get(int(c), "unknown") for c in a["calls"][:int(n[i])]])
         assert (h[i, CTX - len(seq):] == ngram_hashes(seq, stide.n)).all()
         assert s2[i] == pytest.approx(float(stide.window_scores(seq)[-1]), abs=1e-12)
+
+
+def test_rule_syscalls_match_the_behaviour_switch():
+    """SC_RULE_NRS (which calls the kernel hands to behaviour()) equals that switch's case labels."""
+    import re
+
+    from kernelpilot.security.live import SC_RULE_NRS, SRC
+    text = (SRC.parent / "sc_watch.h").read_text()
+    body = text[text.index("void behaviour("):text.index("/* The current thread's state")]
+    cases = {int(n) for n in re.findall(r"case (\d+):", body)}
+    assert len(cases) > 20 and cases == set(SC_RULE_NRS) and len(SC_RULE_NRS) == len(cases)

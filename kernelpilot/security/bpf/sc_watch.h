@@ -24,8 +24,9 @@ static __always_inline __u64 sc_arg(void *ctx, int i);
 /* gen: the loaded model's generation (never 0), so a thread's memo of its last score is never
  * taken across models */
 struct sc_cfg { __u32 exclude_tgid; __s32 threshold; __u32 enabled; __u32 vmod; __u32 gen; };
-/* per syscall number: the packed feature increment (rare + classes) and the vocabulary id */
-struct sc_nrinfo { __u64 spread; __u32 vid; __u32 pad; };
+/* per syscall number: the packed feature increment (rare + classes), the vocabulary id, and
+ * rules = 1 for the calls behaviour() looks at (SC_RULE_NRS in security/live.py: the others skip it) */
+struct sc_nrinfo { __u64 spread; __u32 vid; __u32 rules; };
 /* sc_event kinds */
 #define SC_EV_EXEC 1
 #define SC_EV_EXIT 2
@@ -335,11 +336,12 @@ static __always_inline void sc_on_syscall(void *ctx, long nr, __u64 id)
 	struct sc_proc *st = sc_state_of_current(id);
 	if (!st)
 		return;
-	behaviour(ctx, st, nr);
 	__u32 key = nr >= 0 && nr < SC_MAXNR ? nr : 0;
 	struct sc_nrinfo *in = bpf_map_lookup_elem(&sc_nrinfo, &key);
 	if (!in)
 		return;
+	if (in->rules)
+		behaviour(ctx, st, nr);
 	__u64 spread = in->spread;
 	__u32 cur = in->vid + 1, m = cfg->vmod;
 	if (nr < 0 || nr >= SC_MAXNR) {  /* outside the table: unknown (vocabulary id 0), rare */
