@@ -5,7 +5,8 @@ Every process exec'd (or forked) while watch runs is sampled from /proc every `p
 thread the on-CPU and run-queue wait times (/proc/PID/task/TID/schedstat), per process the bytes
 and read/write calls (/proc/PID/io). Over the last `window_s` it fires when some thread never
 blocked (on CPU or waiting for one, >= BUSY of the time; run-queue wait counts, so a loaded host
-does not hide it), ran for >= CPU_SHARE of it, and the process did almost no I/O. Only programs
+does not hide it), ran for >= CPU_SHARE of it, the process's CPU was mostly user time (a syscall
+flood spends it in the kernel) and it did almost no I/O. Only programs
 first seen after the host learning period are judged; what burned while the host learned is
 flagged as that program's normal (rules.Rules._fires)."""
 from __future__ import annotations
@@ -19,6 +20,7 @@ PERIOD_S = 0.05
 BUSY = 0.9           # (cpu + run-queue wait) / wall of the burning thread
 CPU_SHARE = 0.1      # cpu / wall of that thread (it ran, not only waited for a CPU)
 IO_BYTES, IO_CALLS = 64 * 1024, 4  # at most this much I/O by the whole process in the window
+USER = 0.8           # user-mode share of the process's CPU ticks: computing, not a syscall flood
 
 
 def _ints(path: str) -> list[int] | None:
@@ -36,6 +38,16 @@ def read_io(pid: int) -> tuple[int, int] | None:
             v = dict(line.split(b":") for line in f.read().splitlines() if b":" in line)
         return int(v[b"rchar"]) + int(v[b"wchar"]), int(v[b"syscr"]) + int(v[b"syscw"])
     except (OSError, ValueError, KeyError):
+        return None
+
+
+def read_ticks(pid: int) -> tuple[int, int] | None:
+    """(utime, stime) clock ticks of the whole process, or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            v = f.read().rsplit(b")", 1)[1].split()
+        return int(v[11]), int(v[12])
+    except (OSError, ValueError, IndexError):
         return None
 
 
@@ -104,12 +116,12 @@ class CpuBurn:
             if not learning and (prof.first_ns < self.profiles.host_end_ns or "cpu_burn" in prof.flags):
                 self.done.add(run)  # judged only when new since the host learned; a known burner is its normal
                 continue
-            io, th = read_io(pid), read_threads(pid)
-            if io is None or not th:
+            io, th, ticks = read_io(pid), read_threads(pid), read_ticks(pid)
+            if io is None or not th or ticks is None:
                 continue
             live.add(run)
             q = self.samples.setdefault(run, deque())
-            q.append((now_ns, th, io))
+            q.append((now_ns, th, io, ticks))
             while len(q) > 2 and now_ns - q[1][0] >= self.window_ns:
                 q.popleft()
             hit = self._judge(q)
@@ -127,14 +139,17 @@ class CpuBurn:
         self.done = {r for r in self.done if r[0] in self.procs.procs}
 
     def _judge(self, q) -> dict | None:
-        t1, th1, io1 = q[-1]
-        t0, th0, io0 = q[0]
+        t1, th1, io1, k1 = q[-1]
+        t0, th0, io0, k0 = q[0]
         wall = t1 - t0
         if wall < self.window_ns:
             return None
         dbytes, dcalls = io1[0] - io0[0], io1[1] - io0[1]
         if dbytes > IO_BYTES or dcalls > IO_CALLS:
             return None
+        user, system = k1[0] - k0[0], k1[1] - k0[1]
+        if user + system < 2 or user < USER * (user + system):
+            return None  # too little CPU to tell, or much of it in the kernel (a syscall flood)
         best = None
         for tid, (c1, w1) in th1.items():
             if tid not in th0:
@@ -149,4 +164,5 @@ class CpuBurn:
         return {"tid": tid, "seconds": round(wall / 1e9, 3), "cpu_s": round(cpu / 1e9, 3),
                 "runqueue_wait_s": round(wait / 1e9, 3), "cpu_share": round(cpu / wall, 3),
                 "threads_burning": burning, "io_bytes": dbytes, "io_calls": dcalls,
+                "user_share": round(user / (user + system), 3),
                 "cpu_s_total": round(sum(c for c, _ in th1.values()) / 1e9, 3), "new_program": True}

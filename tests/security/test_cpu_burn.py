@@ -1,6 +1,6 @@
 """The cpu_burn rule for real: a fresh program that computes without pause or I/O fires once, with
-its context; one that computes between writes, or sleeps, does not; a program that burned while
-the host learned does not fire for it afterwards."""
+its context; one that computes between writes or sleeps, or floods syscalls, does not; a program
+that burned while the host learned does not fire for it afterwards."""
 import os
 import subprocess
 import sys
@@ -49,14 +49,27 @@ def watcher_factory(model_file):
         w.close()
 
 
+def syscall_flood(tmp_path):
+    """A fresh C program that calls getppid in a loop (CPU in the kernel, no I/O), or None without gcc."""
+    import shutil
+    from kernelpilot.security.live import FLOOD_C
+    if shutil.which("gcc") is None:
+        return None
+    (tmp_path / "flood.c").write_text("#include <stdlib.h>\n" + FLOOD_C)
+    subprocess.run(["gcc", "-O2", "-o", str(tmp_path / "kpflood"), str(tmp_path / "flood.c")], check=True)
+    return subprocess.Popen([str(tmp_path / "kpflood"), "4000000"], stdout=subprocess.DEVNULL)
+
+
 def test_fresh_burner_fires_once_with_context(watcher_factory, tmp_path):
     w = watcher_factory(learn_s=0)
     quiet = [subprocess.Popen([PY, "-c", WRITER.format(path=str(tmp_path / "out.bin"))]),
              subprocess.Popen([PY, "-c", SLEEPER])]
+    flood = syscall_flood(tmp_path)
+    quiet += [flood] if flood else []
     p = subprocess.Popen([PY, "-c", BURN.format(tag="fresh", secs=3.0)])
     lines = pump(w, lambda ls: burns(ls, p.pid))
     for q in quiet:
-        q.wait(30)
+        q.wait(60)
     p.wait(30)
     lines += pump(w, lambda ls: False, timeout=0.5)
     hit = burns(lines, p.pid)
@@ -69,8 +82,9 @@ def test_fresh_burner_fires_once_with_context(watcher_factory, tmp_path):
     assert a["cgroup_id"] > 0 and a["uid"] == os.getuid() and a["time"]
     assert d["seconds"] >= 0.25 and d["cpu_s"] >= 0.1 * d["seconds"] and d["io_calls"] <= 4
     assert d["cpu_s"] + d["runqueue_wait_s"] >= 0.9 * d["seconds"] and d["new_program"] is True
-    # computing between writes and computing between sleeps are not a burn
-    assert not [x for x in lines if x["fired"] == "cpu_burn" and x["pid"] in (quiet[0].pid, quiet[1].pid)]
+    assert d["user_share"] >= 0.8
+    # computing between writes, computing between sleeps and a syscall flood are not a burn
+    assert not [x for x in lines if x["fired"] == "cpu_burn" and x["pid"] in {q.pid for q in quiet}]
     assert all(q.returncode == 0 for q in quiet) and p.returncode == 0
 
 
