@@ -208,7 +208,8 @@ def _prefetch(quick: bool) -> dict:
 def _speed(quick: bool) -> dict:
     """Requests per second on a real dev trace (a prefix of orm-busy, cache 10% of its footprint),
     all in this run: LRU and S3-FIFO, the learned policy, mix with its experts in threads (one
-    per core) and on one core."""
+    per core) and on one core, and each against LRU. Mix runs every expert in full (a switch
+    copies the new leader's contents), so on one core it costs their sum."""
     from kernelpilot.errors import KpError
     from kernelpilot.memory import mix, models, sim, trace as T
     n = 500_000 if quick else 2_000_000
@@ -230,6 +231,7 @@ def _speed(quick: bool) -> dict:
     mix.run(d, sz, size, n_obj, lambda evl: models.run("lrb", tr, sz, size, m, evl), threads=1)
     best["mix_one_core"] = time.perf_counter() - t0
     out = {f"{p}_mreq_per_s": round(len(tr) / s / 1e6, 2) for p, s in best.items()}
+    out.update({f"{p}_vs_lru": round(best["lru"] / best[p], 3) for p in ("lrb", "mix", "mix_one_core")})
     out.update(trace=f"orm-busy (first {len(tr)} requests)", cache_size=size, cores=os.cpu_count(),
                mix_threads=min(len(mix.EXPERTS) + 1, os.cpu_count() or 1))
     try:

@@ -134,3 +134,19 @@ def test_learned_expert_waits_for_its_training_end():
     assert f.led[mix.LEARNED] <= len(d) - start
     misses, best = int((1 - f.hit[start:]).sum()), int((1 - hits[:, start:]).sum(1).min())
     assert misses <= best + (f.switches + 1) * (max(1.0, mix.MARGIN * cap) + 1)
+
+
+@pytest.mark.skipif(not DEV.is_dir(), reason=f"no shared cache traces at {DEV}")
+def test_bench_cell_on_a_real_trace():
+    # the bench's cell (lrb trained on the first half, scored on the second): mix's regret
+    # against its best expert stays within the follow-the-leader bound, and so does what its
+    # switches fetched; Belady is below every policy
+    from kernelpilot.bench.memory import LISTED, _cell, score_cell
+    tr = T.load(str(DEV / "lirs" / "cs.trace.gz"))
+    n, size = len(tr), int(0.1 * tr.footprint())
+    row = score_cell(_cell(tr, size, n // 2))
+    scored = n - n // 2
+    bound = (row["mix_switches"] + 1) * (max(1.0, mix.MARGIN * size) + 1) / scored
+    assert row["mix_regret"] <= bound + 1e-4, (row["mix_regret"], bound)
+    assert row["mix_fetched_per_request"] <= row["mix_switches"] * size / scored + 1e-4
+    assert all(row["belady"] <= row[p] for p in LISTED + mix.EXPERTS + (mix.LEARNED, "mix"))
