@@ -91,9 +91,13 @@ class CpuBurn:
 
     def _candidates(self) -> list[tuple[int, object]]:
         out = []
-        for pid, runs in self.procs.procs.items():
+        for pid in list(self.procs.started):
+            runs = self.procs.procs.get(pid)
+            if not runs:  # pruned
+                self.procs.started.pop(pid, None)
+                continue
             p = runs[-1]
-            if p.since_ns and not p.gone_ns and pid != self.me and (pid, p.since_ns) not in self.done:
+            if not p.gone_ns and pid != self.me and (pid, p.since_ns) not in self.done:
                 out.append((pid, p))
         return out
 
@@ -117,7 +121,10 @@ class CpuBurn:
                 self.done.add(run)  # judged only when new since the host learned; a known burner is its normal
                 continue
             io, th, ticks = read_io(pid), read_threads(pid), read_ticks(pid)
-            if io is None or not th or ticks is None:
+            if io is None:  # gone (its exit event may have been lost)
+                self.procs.started.pop(pid, None)
+                continue
+            if not th or ticks is None:
                 continue
             live.add(run)
             q = self.samples.setdefault(run, deque())

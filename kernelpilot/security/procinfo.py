@@ -101,6 +101,7 @@ class ProcTable:
 
     def __init__(self):
         self.procs: dict[int, list[Proc]] = {}
+        self.started: dict[int, None] = {}  # pids exec'd or forked while watching, not exited yet
 
     def get(self, pid: int, ts_ns: int | None = None) -> Proc:
         """The program pid ran at ts_ns (default: the latest one)."""
@@ -128,15 +129,18 @@ class ProcTable:
         elif p.exe.startswith("/"):
             p.exe = os.path.realpath(p.exe)  # as /proc/PID/exe would show it (links resolved)
         self.procs.setdefault(pid, []).append(p)
+        self.started[pid] = None
         return p
 
     def fork(self, parent: int, child: int, ts_ns: int) -> None:
         par = self.get(parent, ts_ns)
         self.procs[child] = [Proc(child, ppid=parent, uid=par.uid, comm=par.comm, exe=par.exe, cmdline=par.cmdline,
                                   cgroup=par.cgroup, since_ns=ts_ns, meta={"forked": True})]
+        self.started[child] = None
 
     def exit(self, pid: int, ts_ns: int) -> None:
         runs = self.procs.get(pid)
+        self.started.pop(pid, None)
         if runs:
             runs[-1].gone_ns = ts_ns
 
