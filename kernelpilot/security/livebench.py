@@ -168,7 +168,7 @@ def _budget(lines: list, cg_id: int, secs: float, since_ns: int) -> dict:
             "alert_lines_per_hour": _per_hour(len(mine), secs),
             "incidents_per_hour": _per_hour(len({a["incident"] for a in mine}), secs),
             "incidents_by_what_and_program": {k: len(v) for k, v in sorted(by.items())},
-            "examples": [{k: a.get(k) for k in ("time", "fired", "exe", "cmdline", "score", "live_score")}
+            "examples": [{k: a.get(k) for k in ("time", "fired", "exe", "cmdline", "score", "live_score", "detail")}
                          for a in mine[:5]],
             "host_wide_by_program": dict(sorted(_count(f"{a['fired']}:{a.get('program', a['exe'])}"[:80]
                                                        for a in host).items(), key=lambda kv: -kv[1])[:12]),
@@ -256,15 +256,19 @@ def run_live(quick: bool = True, model=None) -> dict:
         since = time.monotonic_ns()
         from kernelpilot.probes.libbpf import enable_stats
         st0 = w.kernel.prog.run_stats()
+        load0 = os.getloadavg()[0]
         with tempfile.TemporaryDirectory(prefix="kp-mix-") as d, enable_stats():
             cg_id, ran = _run_mix(w, lines, d, 2, measure_s, "measure")
+        load = {"load_avg_1m_start": round(load0, 1), "load_avg_1m_end": round(os.getloadavg()[0], 1),
+                "load_avg_15m_end": round(os.getloadavg()[2], 1), "cpus": os.cpu_count()}
         st = w.kernel.prog.run_stats()
         kernel = {"ns_per_syscall": round((st["run_time_ns"] - st0["run_time_ns"])
                                           / max(st["run_cnt"] - st0["run_cnt"], 1), 1),
                   "syscalls": st["run_cnt"] - st0["run_cnt"], "what": "sc_sys_enter run time per syscall "
                   "(BPF run-time stats) during the measured mix, host-wide"}
-        budget = _budget(lines, cg_id, ran, since)
+        budget = _budget(lines, cg_id, ran, since) | load
         attacks = _attacks(w, lines, size)
+        attacks_load = round(os.getloadavg()[0], 1)
         stats = w.stats()
     finally:
         w.close()
@@ -285,6 +289,7 @@ def run_live(quick: bool = True, model=None) -> dict:
         "families_within_1s": f"{sum(1 for a in attacks.values() if a.get('detected') and a['latency_s'] <= 1.0)}"
                               f"/{len(attacks)}",
         "max_latency_s": max(lat) if lat else None,
+        "attacks_load_avg_1m_end": attacks_load,
         "watch_stats": stats,
         "user_space_stage": speed,
         "kernel_stage_in_kernel": kernel,
