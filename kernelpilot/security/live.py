@@ -535,10 +535,14 @@ def _watch(model_path, enforce, action, allow, duration, json_out, confirm, out,
                 profiles=profiles if profiles and Path(profiles).exists() else None)
     from rich.console import Console
     from rich.markup import escape
+
+    from kernelpilot.security.rules import RULES
     err = Console(stderr=True)
     err.print(f"watching (in-kernel tree, threshold {w.kernel.threshold}, {w.kernel.n_grams} normal 3-grams; "
               f"confirm with {w.kname} > {w.cthr:.4g}); learning this host for {learn_s:g} s, programs first seen "
-              f"later for {w.profiles.new_s:g} s; incidents cool down after {cooldown_s:g} s; "
+              f"later for {w.profiles.new_s:g} s, learned programs keep learning while they behave; rules: "
+              f"{', '.join(RULES)}{'' if w.cpu.on else ' (cpu_burn off: no /proc schedstat or io)'}; "
+              f"incidents cool down after {cooldown_s:g} s; "
               f"{'ENFORCING ' + action if enforce else 'alert only'}; Ctrl-C to stop", highlight=False)
 
     def report(lines):
