@@ -40,12 +40,13 @@ def pump(ws, secs, pred=None):
 @pytest.fixture()
 def server(tmp_path):
     import subprocess
-    ctl = tmp_path / "phase"
+    ctl, script = tmp_path / "phase", tmp_path / "kpserver.py"  # a program of its own: python and this script
     ctl.write_text("A")
+    script.write_text(SERVER)
     made = []
 
     def start():
-        made.append(subprocess.Popen([PY, "-c", SERVER, str(ctl)]))
+        made.append(subprocess.Popen([PY, str(script), str(ctl)]))
         return made[-1]
     yield ctl, start
     ctl.write_text("stop")
