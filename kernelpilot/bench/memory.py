@@ -152,6 +152,7 @@ def _cell(tr, size: int, start: int) -> dict:
     row = {k: round(v, 5) for k, v in row.items()}
     row["popularity_oracle"] = round(popularity_oracle(tr, size, start), 5)
     row["mix_switches"] = f.switches
+    row["mix_copies"] = f.copies
     row["mix_led"] = {k: v for k, v in f.led.items() if v}
     return row
 

@@ -8,11 +8,15 @@ cache is always a copy of one expert, the leader: it serves request t as the lea
 leader is the expert with the fewest misses counted since every expert became available (the
 learned one from the end of its training prefix, where its hits stop being in-sample); a
 challenger takes over when it has `MARGIN` cache sizes fewer misses than the leader (hysteresis:
-near-tied experts do not take turns). On a switch the real cache drops what the new leader does
+near-tied experts do not take turns). One more expert is virtual: a tracker that follows whichever
+expert has the fewest misses decayed over `TRACK_HALF` cache sizes (its contents are that
+expert's), so phases where different experts lead can be won (below every fixed expert) while the
+bound against the best fixed expert stays. On a switch the real cache drops what the new leader does
 not hold and fetches what it holds and the real cache does not (`fetched`, reported apart: it is
 traffic that no request asked for, at most one cache size per switch). So the mixture's misses
-are the leaders' misses, and its regret against the best expert in hindsight is bounded by the
-hysteresis per switch; the price is the fetched traffic.
+are the leaders' misses: over the span since every expert became available they are at most
+the best expert's plus (switches + 1) x (hysteresis + 1) (follow the leader: a leader starts as
+the best and is left within a miss over the hysteresis of it); the price is the fetched traffic.
 Copying a leader's contents on demand instead (the follower before this one) lost up to 7 points
 on ARC's P3: the learned expert's edge lies in objects it has held for long, and the real cache
 only got them back one miss at a time. Everything is online: each choice uses requests before it.
@@ -34,13 +38,19 @@ LEARNED = "lrb"  # the learned expert (its model is what `models.train("mix", ..
 # 12% more fetched traffic, 0.01 let it grow to 0.6, counts of 1-16 misses flapped between
 # near-tied experts (P2 at 20%: fetched more than a request's worth per request)
 MARGIN = 0.005
+# the tracker: half-life and switching lead in cache sizes. On the same cells the mixture was below
+# the best classic in 23 of the 65 cells with room (7 without the tracker, 28 with half-life 1,
+# whose flapping let the worst regret double to 0.6 points) at the same worst regret (0.3)
+TRACK_HALF, TRACK_MARGIN = 2.0, 0.05
+TRACKER = "tracker"
 
 
 class Followed(NamedTuple):
     hit: np.ndarray  # per request, the mixture's hit flag (uint8)
-    led: dict  # requests led per expert
-    switches: int
-    fetched: np.ndarray  # per request, what a switch just before it fetched (objects' sizes)
+    led: dict  # requests the real cache copied each expert (and were led by the tracker)
+    switches: int  # changes of leader (the tracker counts as one expert)
+    copies: int  # changes of the expert copied (each may fetch up to a cache)
+    fetched: np.ndarray  # per request, what a change just before it fetched (objects' sizes)
 
 
 def expert_logs(d, sz, cap: int, n_obj: int, learned=None, experts=EXPERTS, threads: int | None = None):
@@ -58,10 +68,10 @@ def expert_logs(d, sz, cap: int, n_obj: int, learned=None, experts=EXPERTS, thre
 
 
 def follow(names, hits, logs, d, sz, cap: int, n_obj: int, margin: float = MARGIN,
-           learned_from: int = 0) -> Followed:
+           learned_from: int = 0, track: bool = True) -> Followed:
     """The follower over the experts' hits and logs (from expert_logs). The learned expert may
     lead from request `learned_from` on (where its training data ends: before, its hits are
-    in-sample and would flatter it); all counts restart there."""
+    in-sample and would flatter it); all counts restart there. track: add the tracker."""
     k = len(names)
     since = np.array([learned_from if nm == LEARNED else 0 for nm in names], np.int64)
     m = max(int(lg[0, 0]) for lg in logs)
@@ -72,32 +82,69 @@ def follow(names, hits, logs, d, sz, cap: int, n_obj: int, margin: float = MARGI
         lt[e, :c] = lg[1:c + 1, 0]
         lv[e, :c] = lg[1:c + 1, 1]
     mean_sz = max(1.0, float(sz.mean()))
-    hit, leaders, switches, fetched = _follow(d, sz, n_obj, hits, lt, lv,
-                                              max(1.0, margin * cap / mean_sz), since)
-    return Followed(hit, dict(zip(names, np.bincount(leaders, minlength=k).tolist())), int(switches),
-                    fetched)
+    trk = np.zeros(0, np.int64)
+    if track:
+        window = max(64.0, TRACK_HALF * cap / mean_sz)
+        trk, trk_hit = _track(hits, 2.0 ** (-1.0 / window), TRACK_MARGIN * cap / mean_sz, since)
+        hits, since = np.vstack([hits, trk_hit[None]]), np.append(since, 0)
+    hit, leaders, rows, switches, fetched = _follow(d, sz, n_obj, hits, lt, lv,
+                                                    max(1.0, margin * cap / mean_sz), since, trk)
+    led = dict(zip(names, np.bincount(rows, minlength=k).tolist()))
+    if track:
+        led[TRACKER] = int((leaders == k).sum())
+    return Followed(hit, led, int(switches), int((np.diff(rows) != 0).sum()), fetched)
 
 
 def run(d, sz, cap: int, n_obj: int, learned=None, margin: float = MARGIN, experts=EXPERTS,
-        threads: int | None = None, learned_from: int = 0):
-    """Hit flags of the mixture and requests led per expert; `learned(evl)` runs the learned
+        threads: int | None = None, learned_from: int = 0, track: bool = True):
+    """Hit flags of the mixture and requests copied per expert; `learned(evl)` runs the learned
     expert with an eviction log. The first expert leads until another is ahead."""
     names, hits, logs = expert_logs(d, sz, cap, n_obj, learned, experts, threads)
-    f = follow(names, hits, logs, d, sz, cap, n_obj, margin, learned_from)
+    f = follow(names, hits, logs, d, sz, cap, n_obj, margin, learned_from, track)
     return f.hit, f.led
 
 
 @njit(cache=True, nogil=True)
-def _follow(ids, sz, n_obj, hits, lt, lv, margin, since):
+def _track(hits, decay, margin, since):
+    """The tracker: follows the expert with the fewest decayed misses once it leads by `margin`;
+    the learned expert starts level with the leader. -> (expert copied, hit) per request."""
     k, n = hits.shape
-    mem = np.zeros((k, n_obj), np.bool_)  # experts' contents, replayed from their logs
+    miss = np.zeros(k, np.float64)
+    lead = 0
+    leaders = np.zeros(n, np.int64)
+    hit = np.zeros(n, np.uint8)
+    for t in range(n):
+        best = lead
+        for e in range(k):
+            if since[e] == t and t > 0:
+                miss[e] = miss[lead]
+            if since[e] <= t and miss[e] < miss[best]:
+                best = e
+        if miss[lead] - miss[best] > margin:
+            lead = best
+        leaders[t] = lead
+        hit[t] = hits[lead, t]
+        for e in range(k):
+            miss[e] = miss[e] * decay + (1 - hits[e, t])
+    return leaders, hit
+
+
+@njit(cache=True, nogil=True)
+def _follow(ids, sz, n_obj, hits, lt, lv, margin, since, trk):
+    """hits: the experts' rows, then (when `trk` is not empty) the tracker's, whose contents at
+    request t are those of expert trk[t]."""
+    k, n = hits.shape
+    kr = k - 1 if trk.shape[0] else k  # real experts
+    mem = np.zeros((kr, n_obj), np.bool_)  # their contents, replayed from their logs
     lsz = np.zeros(n_obj, np.int64)  # each object's size at its last request
-    ptr = np.zeros(k, np.int64)
+    ptr = np.zeros(kr, np.int64)
     miss = np.zeros(k, np.int64)  # misses since every expert became available
     lead = 0
+    row = 0  # the expert the real cache copies
     switches = 0
     hit = np.zeros(n, np.uint8)
     leaders = np.zeros(n, np.int64)
+    rows = np.zeros(n, np.int64)
     fetched = np.zeros(n, np.int64)
     for t in range(n):
         best = lead
@@ -107,22 +154,27 @@ def _follow(ids, sz, n_obj, hits, lt, lv, margin, since):
             if since[e] <= t and miss[e] < miss[best]:
                 best = e
         if miss[lead] - miss[best] > margin:
-            # the real cache becomes the new leader's copy: fetch what it holds that the old did not
-            f = 0
-            for v in range(n_obj):
-                if mem[best, v] and not mem[lead, v]:
-                    f += lsz[v]
-            fetched[t] = f
             lead = best
             switches += 1
+        new = trk[t] if lead >= kr else lead
+        if new != row:
+            # the real cache becomes a copy of `new`: fetch what it holds that `row` did not
+            f = 0
+            for v in range(n_obj):
+                if mem[new, v] and not mem[row, v]:
+                    f += lsz[v]
+            fetched[t] = f
+            row = new
         leaders[t] = lead
+        rows[t] = row
         hit[t] = hits[lead, t]
         x = ids[t]
         lsz[x] = sz[t]
         for e in range(k):
+            miss[e] += 1 - hits[e, t]
+        for e in range(kr):
             if hits[e, t] == 0:
                 mem[e, x] = True  # admitted, or not and logged as gone at once below
-                miss[e] += 1
             while lt[e, ptr[e]] == t:
                 v = lv[e, ptr[e]]
                 ptr[e] += 1
@@ -130,4 +182,4 @@ def _follow(ids, sz, n_obj, hits, lt, lv, margin, since):
                     mem[e, -1 - v] = True
                 else:
                     mem[e, v] = False
-    return hit, leaders, switches, fetched
+    return hit, leaders, rows, switches, fetched
