@@ -309,6 +309,8 @@ def _summary(pol: dict, speed: dict | None = None) -> dict:
                       "mix_worst_regret": worst["mix_regret"], "mix_worst_regret_cell": f"{worst['trace']}@{worst['size']}",
                       "mix_mean_regret": round(float(np.mean([r["mix_regret"] for r in sel])), 5),
                       "mix_cells_regret_over_0.5pt": sum(r["mix_regret"] > 0.005 for r in sel),
+                      # the "never loses to the best classic": mix's worst excess over it
+                      "mix_worst_above_best_classic": round(max(r["mix"] - r[r["best_classic"]] for r in sel), 5),
                       # traffic no request asked for: what mix's switches fetched, per scored request
                       "mix_fetched_per_request_max": max(r.get("mix_fetched_per_request", 0.0) for r in sel),
                       "mix_fetched_per_request_median": float(np.median([r.get("mix_fetched_per_request", 0.0)

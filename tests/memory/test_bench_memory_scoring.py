@@ -39,6 +39,8 @@ def test_summary_counts_cells_with_room_separately():
     assert s["all"]["mix_or_learned_below_best_classic"] == "2/3"
     assert s["with_room"]["mix_or_learned_below_best_classic"] == "2/2"
     assert s["all"]["mix_worst_regret"] == pytest.approx(0.15) and s["all"]["mix_worst_regret_cell"] == "b@10"
+    # b@10: mix 0.7 against the best classic, LIRS at 0.6
+    assert s["all"]["mix_worst_above_best_classic"] == pytest.approx(0.1)
     assert s["targets_met"] == {"mix_worst_regret": False, "below_best_share_with_room": True,
                                 "median_gap_closed": False}
 
