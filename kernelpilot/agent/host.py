@@ -145,7 +145,8 @@ class AgentHost:
         from kernelpilot.agent.observer import LiveObserver, ReplayObserver
         if not self.live:
             return ReplayObserver(self.replay_path) if self.replay_path else ReplayObserver()
-        return LiveObserver(ring_mb=self.cfg["agent"]["ring_mb"], comm=self.cfg["agent"]["comm"])
+        return LiveObserver(ring_mb=self.cfg["agent"]["ring_mb"], comm=self.cfg["agent"]["comm"],
+                            with_security=self.cfg["security"]["enabled"])
 
     def _start_pilot(self, name: str):
         from kernelpilot.agent.aipath_pilot import AipathPilot

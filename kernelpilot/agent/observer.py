@@ -14,14 +14,14 @@ SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample.parquet"
 class LiveObserver:
     live = True
 
-    def __init__(self, ring_mb: int = 16, comm: str = ""):
+    def __init__(self, ring_mb: int = 16, comm: str = "", with_security: bool = True):
         from kernelpilot.agent.sensor import AgentSource
         from kernelpilot.errors import CapabilityError, KpError
         from kernelpilot.traces.sources import EbpfSource
         kw = dict(exclude_self=True, ring_mb=ring_mb, comm=comm or None)
-        self.merged, self.fallback = True, None
-        try:
-            self.src = AgentSource(GROUPS, **kw).start()
+        self.merged, self.fallback = with_security, None
+        try:  # without security (off in the config) the stage's maps and per-syscall check stay out
+            self.src = (AgentSource if with_security else EbpfSource)(GROUPS, **kw).start()
         except CapabilityError:
             raise
         except KpError as e:  # the merged build did not load here: kp_trace alone, the watch on its own

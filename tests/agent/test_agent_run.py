@@ -92,6 +92,7 @@ def test_one_agent_state_socket_reload_and_stop(tmp_path, rdir):
         assert st["pid"] == a.pid and st["mode"] == "dry-run"
         assert set(st["domains"]) == {"sched", "security", "memory", "aipath"}
         assert st["domains"]["security"] == {"state": "disabled in the config"}
+        assert "security stage" not in st["sensor"]["source"]  # security off: kp_trace alone
         # kpilot top / serve read the agent's socket instead of loading probes of their own
         from kernelpilot.report.sampler import Sampler
         smp = Sampler(events=["sched"], bpf=False)
