@@ -163,3 +163,15 @@ def test_tracker_wins_alternating_phases():
     start = len(d) // 2
     assert f.led[mix.TRACKER] > len(d) // 4
     assert (1 - f.hit[start:].mean()) < (1 - hits[:, start:].mean(1)).min() - 0.05
+
+
+def test_bound_holds_with_sizes():
+    # byte-sized cache: the hysteresis is in requests of the mean size, what switches fetch in bytes
+    tr = T.with_sizes(T.mixed(30_000, 1200, 2), seed=4)
+    d, n_obj, _ = tr.dense()
+    cap = tr.footprint(False) // 10
+    names, hits, logs = mix.expert_logs(d, tr.sizes, cap, n_obj, None)
+    f = mix.follow(names, hits, logs, d, tr.sizes, cap, n_obj)
+    margin = max(1.0, mix.MARGIN * cap / tr.sizes.mean())
+    assert (1 - f.hit).sum() <= (1 - hits).sum(1).min() + (f.switches + 1) * (margin + 1)
+    assert 0 < f.fetched.sum() <= f.copies * cap
