@@ -5,9 +5,8 @@ Every expert (S3-FIFO and ARC, which lead on most real traces, LIRS for loops, L
 for skewed popularity, the other classics the bench lists, so that the mixture never trails the
 best classic by more than its bound, and the learned LRB predictor) runs as a shadow cache of the
 full size over the same requests, logging what it evicts, so its contents are known at every
-request. The real
-cache is always a copy of one expert, the leader: it serves request t as the leader does. The
-leader is the expert with the fewest misses counted since every expert became available (the
+request. The real cache is always a copy of one expert, the leader: it serves request t as the
+leader does. The leader is the expert with the fewest misses counted since every expert became available (the
 learned one from the end of its training prefix, where its hits stop being in-sample); a
 challenger takes over when it has `MARGIN` cache sizes fewer misses than the leader (hysteresis:
 near-tied experts do not take turns). One more expert is virtual: a tracker that follows whichever
