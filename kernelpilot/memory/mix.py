@@ -58,16 +58,17 @@ class Followed(NamedTuple):
 
 
 def expert_logs(d, sz, cap: int, n_obj: int, learned=None, experts=EXPERTS, threads: int | None = None):
-    """Run the experts; returns (names, hits (k x n uint8), eviction logs (k x (m, 2))).
+    """Run the experts; returns (names, hits (k x n uint8), eviction logs (k x (n + 2) x 2, one
+    per expert: row 0 counts the rows that follow)).
     threads: how many at once (default: one per core; their kernels release the GIL)."""
     from concurrent.futures import ThreadPoolExecutor
     runs = [(e, lambda evl, e=e: policies.CLASSIC[e](d, sz, cap, n_obj, evl)) for e in experts]
     if learned is not None:
         runs.append((LEARNED, learned))
-    logs = [np.zeros((len(d) + 2, 2), np.int64) for _ in runs]
+    logs = np.zeros((len(runs), len(d) + 2, 2), np.int64)
     workers = threads or min(len(runs), os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        hits = list(pool.map(lambda fn, evl: fn(evl), [fn for _, fn in runs], logs))
+        hits = list(pool.map(lambda fn, evl: fn(evl), [fn for _, fn in runs], list(logs)))
     return [name for name, _ in runs], np.stack(hits), logs
 
 
@@ -78,20 +79,18 @@ def follow(names, hits, logs, d, sz, cap: int, n_obj: int, margin: float = MARGI
     in-sample and would flatter it); all counts restart there. track: add the tracker."""
     k = len(names)
     since = np.array([learned_from if nm == LEARNED else 0 for nm in names], np.int64)
-    m = max(int(lg[0, 0]) for lg in logs)
-    lt = np.full((k, m + 1), -1, np.int64)
-    lv = np.zeros((k, m + 1), np.int64)
-    for e, lg in enumerate(logs):
-        c = int(lg[0, 0])
-        lt[e, :c] = lg[1:c + 1, 0]
-        lv[e, :c] = lg[1:c + 1, 1]
+    if not (isinstance(logs, np.ndarray) and logs.ndim == 3):  # a list of logs: stack them
+        stacked = np.zeros((k, max(int(lg[0, 0]) for lg in logs) + 1, 2), np.int64)
+        for e, lg in enumerate(logs):
+            stacked[e, :int(lg[0, 0]) + 1] = lg[:int(lg[0, 0]) + 1]
+        logs = stacked
     mean_sz = max(1.0, float(sz.mean()))
     trk = np.zeros(0, np.int64)
     if track:
         window = max(64.0, TRACK_HALF * cap / mean_sz)
         trk, trk_hit = _track(hits, 2.0 ** (-1.0 / window), TRACK_MARGIN * cap / mean_sz, since)
         hits, since = np.vstack([hits, trk_hit[None]]), np.append(since, 0)
-    hit, leaders, rows, switches, fetched = _follow(d, sz, n_obj, hits, lt, lv,
+    hit, leaders, rows, switches, fetched = _follow(d, sz, n_obj, hits, logs,
                                                     max(1.0, margin * cap / mean_sz), since, trk)
     led = dict(zip(names, np.bincount(rows, minlength=k).tolist()))
     if track:
@@ -134,14 +133,14 @@ def _track(hits, decay, margin, since):
 
 
 @njit(cache=True, nogil=True)
-def _follow(ids, sz, n_obj, hits, lt, lv, margin, since, trk):
+def _follow(ids, sz, n_obj, hits, logs, margin, since, trk):
     """hits: the experts' rows, then (when `trk` is not empty) the tracker's, whose contents at
     request t are those of expert trk[t]."""
     k, n = hits.shape
     kr = k - 1 if trk.shape[0] else k  # real experts
     mem = np.zeros((kr, n_obj), np.bool_)  # their contents, replayed from their logs
     lsz = np.zeros(n_obj, np.int64)  # each object's size at its last request
-    ptr = np.zeros(kr, np.int64)
+    ptr = np.ones(kr, np.int64)  # next row of each log
     miss = np.zeros(k, np.int64)  # misses since every expert became available
     lead = 0
     row = 0  # the expert the real cache copies
@@ -179,8 +178,8 @@ def _follow(ids, sz, n_obj, hits, lt, lv, margin, since, trk):
         for e in range(kr):
             if hits[e, t] == 0:
                 mem[e, x] = True  # admitted, or not and logged as gone at once below
-            while lt[e, ptr[e]] == t:
-                v = lv[e, ptr[e]]
+            while ptr[e] <= logs[e, 0, 0] and logs[e, ptr[e], 0] == t:
+                v = logs[e, ptr[e], 1]
                 ptr[e] += 1
                 if v < 0:  # -1 - x: x is back in the cache (LIRS keeps a block it just evicted)
                     mem[e, -1 - v] = True
