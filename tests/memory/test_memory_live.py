@@ -2,15 +2,16 @@
 down zram, swap and the memory cgroup on every exit path."""
 import os
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from kernelpilot.errors import KpError
 from kernelpilot.memory import live
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from swap_state import host_swap_state as _state, start_experiment  # noqa: E402
 
 KPILOT = str(Path(sys.executable).with_name("kpilot"))
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="live memory experiments need root")
@@ -21,13 +22,6 @@ def _need_zram_cgroup():
         pytest.skip("zram-control is not available on this kernel")
     if not (live.MemCgroup.ROOT / "memory.limit_in_bytes").exists():
         pytest.skip("cgroup-v1 memory controller is not mounted")
-
-
-def _state():
-    swaps = [l.split()[0] for l in Path("/proc/swaps").read_text().splitlines()[1:]]
-    zram = sorted(p.name for p in Path("/sys/block").glob("zram*"))
-    cgs = sorted(p.name for p in live.MemCgroup.ROOT.glob("kpilot-*"))
-    return swaps, zram, cgs
 
 
 def test_prefetch_cuts_major_faults():
@@ -60,19 +54,8 @@ def test_swap_exception_tears_down():
 def test_swap_sigterm_tears_down():
     _need_zram_cgroup()
     before = _state()
-    p = subprocess.Popen([KPILOT, "memory", "live", "swap", "--enforce", "--limit-mb", "48",
-                          "--zram-mb", "128", "--", "sleep", "60"], stderr=subprocess.PIPE, text=True)
-    # ready: a memory group of its own (one another run left behind does not count) and its zram swap on
-    def ready():
-        s = _state()
-        return any(c.startswith("kpilot-swap") for c in set(s[2]) - set(before[2])) and len(s[0]) > len(before[0])
-    deadline = time.time() + 60
-    while time.time() < deadline and not ready() and p.poll() is None:
-        time.sleep(0.1)
-    if not ready():
-        p.kill()  # never leave a half-started experiment to the next test
-        _, err = p.communicate(timeout=60)
-        pytest.fail(f"experiment never set up (exit {p.returncode}): {err[-500:]}")
+    p = start_experiment([KPILOT, "memory", "live", "swap", "--enforce", "--limit-mb", "48",
+                          "--zram-mb", "128", "--", "sleep", "60"], before)
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=60)
     assert p.returncode != 0

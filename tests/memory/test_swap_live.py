@@ -15,8 +15,11 @@ from kernelpilot.agent.journal import Journal
 from kernelpilot.errors import KpError
 from kernelpilot.memory import reclaim as R, swaprun
 from kernelpilot.memory.live import HELPER_C, build_c
-from kernelpilot.memory.swaplab import V1_ROOT, SwapLab, pressure_root
+from kernelpilot.memory.swaplab import V1_ROOT, SwapLab
 from kernelpilot.memory.workloads import LiveWorkload
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from swap_state import host_swap_state as _state, start_experiment  # noqa: E402
 
 KPILOT = str(Path(sys.executable).with_name("kpilot"))
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="live swap experiments need root")
@@ -27,15 +30,6 @@ def _need():
         pytest.skip("zram-control is not available on this kernel")
     if not (V1_ROOT / "memory.limit_in_bytes").exists():
         pytest.skip("cgroup-v1 memory controller is not mounted")
-
-
-def _state():
-    swaps = [l.split()[0] for l in Path("/proc/swaps").read_text().splitlines()[1:]]
-    zram = sorted(p.name for p in Path("/sys/block").glob("zram*"))
-    cgs = sorted(p.name for p in V1_ROOT.glob("kpilot-*"))
-    pr = pressure_root()
-    v2 = sorted(p.name for p in pr.glob("kpilot-*")) if pr else []
-    return swaps, zram, cgs, v2
 
 
 def _wait_state(want, timeout=60):
@@ -113,20 +107,8 @@ def test_cgroup_vanishing_mid_run_is_one_error_and_restored(tmp_path):
 
 def _start_cli(tmp_path, before):
     env = dict(os.environ, KPILOT_RUN_DIR=str(tmp_path / "run"))
-    p = subprocess.Popen([KPILOT, "memory", "live", "reclaim", "--workload", "hotcold", "--config", "kernel",
-                          "--enforce", "--json"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    # ready: a memory group of its own (one another run left behind does not count) and its zram swap on
-    def ready():
-        s = _state()
-        return any(c.startswith("kpilot-swap") for c in set(s[2]) - set(before[2])) and len(s[0]) > len(before[0])
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not ready() and p.poll() is None:
-        time.sleep(0.05)
-    if not ready():
-        p.kill()  # never leave a half-started experiment to the next test
-        _, err = p.communicate(timeout=60)
-        pytest.fail(f"experiment never set up (exit {p.returncode}): {err[-500:]}")
-    return p
+    return start_experiment([KPILOT, "memory", "live", "reclaim", "--workload", "hotcold", "--config", "kernel",
+                             "--enforce", "--json"], before, env=env)
 
 
 def test_sigterm_restores(tmp_path):
