@@ -41,7 +41,9 @@ def hidden_in_writable(path: str) -> bool:
 
 
 def argv_of(ev) -> str:
-    return bytes(ev["args"]).rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+    raw = bytes(ev["args"])
+    n = int(ev["arg"])  # exec events: argv's length (what follows in the slot is stale)
+    return (raw[:n] if 0 < n < len(raw) else raw).rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
 
 
 class Rules:

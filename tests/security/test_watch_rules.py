@@ -221,3 +221,23 @@ def test_hidden_file_in_tmp_is_run(watcher, tmp_path):
     assert hits[str(hidden)]["detail"]["as"] == "binary" and hits[str(hidden)]["exe"] == str(hidden)
     assert hits[str(script)]["detail"]["as"] == "script" and hits[str(script)]["pid"] == job.pid
     assert str(plain) not in hits
+
+
+
+def test_exec_argv_is_the_programs_own(watcher):
+    """An exec event carries argv's length: the ring slot is not zeroed, so the bytes after argv
+    are whatever an earlier lap of the ring left there, and the command line must end at it."""
+    import numpy as np
+    from kernelpilot.security.rules import EV_EXEC, EVENT_DTYPE, argv_of
+    p = subprocess.Popen(["/bin/true", "kpshort"])
+    p.wait(30)
+    evs, deadline = [], time.monotonic() + 20
+    while time.monotonic() < deadline and not any((e["kind"] == EV_EXEC) & (e["tgid"] == p.pid) for e in evs):
+        evs += list(watcher.kernel.events.poll())
+        time.sleep(0.05)
+    ev = next(e for e in evs if e["kind"] == EV_EXEC and e["tgid"] == p.pid)
+    assert int(ev["arg"]) == len(b"/bin/true\0kpshort\0") and argv_of(ev) == "/bin/true kpshort"
+    stale = np.zeros(1, dtype=EVENT_DTYPE)[0]  # a slot an earlier, longer argv wrote to
+    stale["args"][:] = np.frombuffer(b"/bin/true\0kpshort\0" + b"-march=x86-64 -O2".ljust(238, b"\0"), np.uint8)
+    stale["kind"], stale["arg"] = EV_EXEC, len(b"/bin/true\0kpshort\0")
+    assert argv_of(stale) == "/bin/true kpshort"

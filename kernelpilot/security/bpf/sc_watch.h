@@ -287,6 +287,7 @@ int BPF_PROG(sc_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	if (n)
 		bpf_probe_read_user(e->args, n & 0xff, (void *)a);
 	e->args[n & 0xff] = 0;
+	e->arg = n;  /* argv's length: the ring slot is not zeroed, bytes after it are stale */
 	commit(e);
 	sc_state_reset(p);  /* the new program's windows start empty */
 	return 0;
