@@ -106,6 +106,10 @@ class KernelStage:
         o.map("sc_grams").update_batch(np.arange(len(words), dtype="<u4").tobytes(), words.tobytes(), len(words))
         o.map("kp_model_slots").update(0, encode_slot(tree.model))
         o.map("kp_model_active").update(0, struct.pack("<I", 0))
+        st = o.map("sc_state")
+        if not self.owned and st.type == 2:  # ARRAY by thread id (agent sensor): no window left from a stage before
+            st.update_batch(np.arange(st.max_entries, dtype="<u4").tobytes(), bytes(st.max_entries * st.value_size),
+                            st.max_entries)
         gen = int.from_bytes(os.urandom(4), "little") | 1  # this model's memo key (sc_watch.h)
         o.map("sc_cfg").update(0, CFG.pack(os.getpid(), self.threshold, 1, tree.vmod, gen))
         self.n_grams = int(sum(bin(int(w)).count("1") for w in words))
