@@ -34,8 +34,10 @@ DEV_TRACES = ("lirs/2_pools.trace.gz", "lirs/cpp.trace.gz", "lirs/cs.trace.gz", 
               "cache2k/web07.trace.xz", "cache2k/web12.trace.xz", "cache2k/orm-busy.trace.xz",
               "scarab/scarab-recs.trace.xz", "address/gcc.trace.gz", "address/swim.trace.gz",
               "address/twolf.trace.gz", "adapt_size/request.trace.xz")
+# --quick, a fast look: one trace of each kind (LIRS, ARC, cache2k, UCSD address), shorter prefixes
+QUICK_TRACES = ("lirs/cs.trace.gz", "arc/P3.lis.zst", "cache2k/web12.trace.xz", "address/gcc.trace.gz")
 FRACS = (0.01, 0.05, 0.1, 0.2)  # cache sizes: fractions of the footprint (unit-size objects)
-PREFIX = {False: 500_000, True: 100_000}  # requests read of each trace (full, quick)
+PREFIX = {False: 500_000, True: 60_000}  # requests read of each trace (full, quick)
 LCS_BUDGET = {False: 100_000, True: 35_000}  # libCacheSim learned caches (slow): traces up to this long
 PROTOCOL = ("each dev trace read to its first {prefix} requests, unit-size objects (UCSD address traces: "
             "64-byte lines; AdaptSize: ids, sizes ignored), cache sizes 1/5/10/20% of the footprint of what was "
@@ -163,9 +165,10 @@ def _policies(quick: bool) -> dict:
     from kernelpilot.errors import KpError
     from kernelpilot.memory import trace as T
     root = dataset_dir()
-    out = {"protocol": PROTOCOL.format(prefix=PREFIX[quick]), "dataset_dir": str(root), "traces": {}}
+    out = {"protocol": PROTOCOL.format(prefix=PREFIX[quick]), "dataset_dir": str(root), "traces": {},
+           "traces_read": list(QUICK_TRACES if quick else DEV_TRACES)}
     traces = []
-    for rel in DEV_TRACES:
+    for rel in QUICK_TRACES if quick else DEV_TRACES:
         try:
             traces.append(T.load(str(root / rel), limit=PREFIX[quick]))
         except KpError as e:
@@ -213,7 +216,7 @@ def _speed(quick: bool) -> dict:
     copies the new leader's contents), so on one core it costs their sum."""
     from kernelpilot.errors import KpError
     from kernelpilot.memory import mix, models, sim, trace as T
-    n = 500_000 if quick else 2_000_000
+    n = 200_000 if quick else 2_000_000
     try:
         tr = T.load(str(dataset_dir() / "cache2k/orm-busy.trace.xz"), limit=n)
     except KpError as e:
