@@ -105,3 +105,18 @@ def test_sensor_falls_back_to_kp_trace_when_the_merged_build_fails(monkeypatch):
         assert wait_for(lambda: got.append(o.poll()) or sum(map(len, got)) > 0, 20)
     finally:
         o.close()
+
+
+def test_struct_sizes_match_the_object_btf():
+    """The sizes Python packs or budgets by equal the merged object's BTF: struct sc_cfg (CFG) and
+    struct sc_proc (SC_PROC_BYTES, the thread-id array's budget)."""
+    import re
+    import shutil
+    if not shutil.which("bpftool"):
+        pytest.skip("bpftool missing")
+    from kernelpilot.agent.sensor import SC_PROC_BYTES, agent_object
+    from kernelpilot.security.live import CFG
+    btf = subprocess.run(["bpftool", "btf", "dump", "file", str(agent_object())], capture_output=True, text=True,
+                         check=True).stdout
+    size = {m[0]: int(m[1]) for m in re.findall(r"STRUCT '(sc_\w+)' size=(\d+)", btf)}
+    assert size["sc_cfg"] == CFG.size and size["sc_proc"] == SC_PROC_BYTES, size
