@@ -299,12 +299,15 @@ class Watcher:
         return t.isoformat(timespec="milliseconds")
 
     def step(self) -> list[dict]:
-        evs = self.kernel.events.poll()  # first: the execs of the programs whose windows follow
+        # windows polled before events: the fork and exec of every process whose window came up
+        # are then in hand (the other order raced: a window of a process exec'd between the two
+        # polls was judged as an unknown program, with no exe or command line)
+        recs = self.kernel.ring.poll()
+        evs = self.kernel.events.poll()
         self.events_up += len(evs)
         hits = self.rules.on_events(evs) + self.cpu.sample(time.monotonic_ns())
         out = [self._fire(h["pid"], h["tid"], h["ts"], h["cgroup_id"], h["comm"], h["rule"],
                           {"detail": h["detail"], "uid": h["uid"]}) for h in hits]
-        recs = self.kernel.ring.poll()
         self.windows_up += len(recs)
         if len(recs):
             out += self._windows(recs)
