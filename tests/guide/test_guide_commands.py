@@ -10,8 +10,9 @@ from tests.conftest import ROOT
 
 GUIDE = Path(ROOT) / "docs" / "guide"
 BLOCK = re.compile(r"^```sh run[ \t]*\n(.*?)^```", re.M | re.S)
-# commands that trace, load or change the live host, or measure it: their blocks run alone (serial)
-HOST_WIDE = re.compile(r"\bkpilot (record|bench|serve|top|aipath(?! --from)|agent (run|rollback)|sched (run|rules)"
+# commands that watch the whole host, change it, hold a fixed port or measure it: their blocks run alone
+# (serial). Tracing a command of one's own (record -- CMD, aipath -- CMD) is not host-wide.
+HOST_WIDE = re.compile(r"\bkpilot (bench|serve|top|agent (run|rollback)|sched (run|rules)"
                        r"|memory live|security (watch|scenarios record|train --host))\b")
 
 
