@@ -46,7 +46,6 @@ SERIAL = (
     "tests/security/test_live.py",
     "tests/foundation/test_main_job.py",
     "tests/sched/test_sched_live.py",
-    "tests/sched/test_xbench",
     "tests/memory/test_memory_live.py",
     "tests/memory/test_swap",
     "tests/agent/test_agent_run.py",

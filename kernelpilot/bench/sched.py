@@ -184,7 +184,7 @@ def live(quick: bool) -> dict:
     if not shutil.which("stress-ng") or not shutil.which("make") or not shutil.which("gcc"):
         return {"skipped": "needs stress-ng, make and gcc"}
     from kernelpilot.sched import workloads as W
-    seconds, reps, warm = (4, 3, 1.5) if quick else (10, 4, 1.5)
+    seconds, reps, warm = (3, 2, 1.5) if quick else (10, 4, 1.5)
     d = tempfile.mkdtemp(prefix="kp-sched-live-")
     model = Path(d) / "classifier.json"
     E.default_classifier().model.save(model)

@@ -281,7 +281,7 @@ def run(quick: bool, modes=("default", "rules", "kernelpilot", "kernelpilot_rule
     rules = rules_path()
     if rules is None:
         modes = tuple(m for m in modes if "rules" not in m)
-    seconds, warm, reps, work_us = (6, 2.5, 2, 3000) if quick else (10, 2.5, 3, 3000)
+    seconds, warm, reps, work_us = (4, 2.0, 2, 3000) if quick else (10, 2.5, 3, 3000)
     import threading
     d = tempfile.mkdtemp(prefix="kp-xsess-")
     _GROUP[0] = _load_group()
@@ -307,7 +307,7 @@ def run(quick: bool, modes=("default", "rules", "kernelpilot", "kernelpilot_rule
             for m in order:
                 per[m].append(phase(m, env, seconds, warm, work_us, rules))
         for m in (list(modes) if quick else list(modes) * 2):  # throughput pass: hackbench / perf pipe
-            thr[m].append(phase(m, env, 4 if quick else 6, 1.5, work_us, rules, throughput=True))
+            thr[m].append(phase(m, env, 3 if quick else 6, 1.5, work_us, rules, throughput=True))
     finally:
         shutil.rmtree(d, ignore_errors=True)
         stop.set()
