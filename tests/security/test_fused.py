@@ -146,10 +146,12 @@ def test_model_fused_rule_from_programs_left_out_and_round_trip(tmp_path):
     seq = m.vocab.encode(["accept", "pread64", "execve", "fsync"] * 10)
     assert np.allclose(back.detectors["fused"].window_scores(seq), fz.window_scores(seq))
     doc = json.loads(p.read_text())
-    doc["detectors"]["fused"]["parts"] = ["lm"]
-    p.write_text(json.dumps(doc))
-    r = kpilot("security", "eval", "--model", p, "--data", tmp_path)
-    assert r.returncode != 0 and "disagree" in r.stderr and "Traceback" not in r.stderr
+    for field, value, msg in (("fused", ["lm"], "disagree"), ("rarity", [1], "differ in length")):
+        bad = json.loads(json.dumps(doc))
+        bad["detectors"][field]["parts" if field == "fused" else "counts"] = value
+        p.write_text(json.dumps(bad))
+        r = kpilot("security", "eval", "--model", p, "--data", tmp_path)
+        assert r.returncode != 0 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
 def test_train_cli_fused_alone_is_one_line_error(corpus, tmp_path):
