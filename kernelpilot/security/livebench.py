@@ -142,6 +142,8 @@ def _attacks(w: Watcher, lines: list, n: int) -> dict:
                         "latency_s": round((first["ts"] - start) / 1e9, 3) if first else None,
                         "first_fired": first["fired"] if first else None,
                         "fired": sorted({a["fired"] for a in mine}),
+                        "latency_s_by_fired": {f: round((min(a["ts"] for a in mine if a["fired"] == f) - start) / 1e9, 3)
+                                               for f in sorted({a["fired"] for a in mine})},
                         "incidents": len({a["incident"] for a in mine}),
                         "ran_s": round((time.monotonic_ns() - start) / 1e9, 2)}
     return out
