@@ -74,7 +74,7 @@ def _query_bench(quick: bool) -> dict:
     if os.geteuid() != 0:
         return {"skipped": "recording needs root (eBPF)"}
     kpilot = [sys.executable, "-m", "kernelpilot.cli"]
-    count = 1_000_000 if quick else 7_000_000  # dd: one read + one write per byte (the ring drops some under the flood)
+    count = 1_000_000 if quick else 10_000_000  # dd: one read + one write per byte (the ring drops up to half under the flood)
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "dd.parquet"
         r = subprocess.run([*kpilot, "record", "-e", "syscalls", "-o", str(out), "--", "dd", "if=/dev/zero",

@@ -71,6 +71,12 @@ def run_cell(trace: str, policy: str, size_spec: str, fmt: str = "auto", limit: 
             "byte_miss_ratio": r.byte_miss_ratio, "seconds": time.perf_counter() - t0}
 
 
+def run_cells(trace: str, policy: str, sizes: list[str], **args) -> list[dict]:
+    """One policy at several sizes on one trace: one Ray task, so a worker reads each trace once and
+    the scheduler sees a few hundred tasks rather than one per cell."""
+    return [run_cell(trace, policy, s, **args) for s in sizes]
+
+
 def _done(out: Path) -> tuple[set, list[dict]]:
     if not out.exists():
         return set(), []
@@ -148,18 +154,22 @@ def sweep(traces: list[str], policies: list[str], sizes: list[str], out: Path, e
     args = dict(fmt=fmt, limit=limit, train_frac=train_frac)
     if engine == "ray":
         ray = _check_ray(address)
-        remote = ray.remote(run_cell)
-        pending = [remote.remote(*c, **args) for c in todo]
+        remote = ray.remote(run_cells)
+        groups: dict[tuple, list[str]] = {}
+        for t, p, s in todo:  # in trace order: consecutive tasks share a trace a worker has read
+            groups.setdefault((t, p), []).append(s)
+        pending = [remote.remote(t, p, ss, **args) for (t, p), ss in groups.items()]
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             try:
-                rows.append(ray.get(ready[0]))
+                got = ray.get(ready[0])
+                rows.extend(got)
             except ray.exceptions.RayTaskError as e:
                 cause = e.cause if isinstance(getattr(e, "cause", None), KpError) else None
                 _write(out, rows) if rows else None
                 raise (cause or KpError(f"a sweep task failed: {str(e).splitlines()[0]}")) from None
             _write(out, rows)
-            progress and progress()
+            progress and progress(len(got))
     elif (workers or os.cpu_count() or 1) <= 1 or len(todo) <= 1:
         for c in todo:
             rows.append(run_cell(*c, **args))
