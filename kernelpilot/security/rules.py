@@ -125,11 +125,13 @@ class Rules:
         """A hidden file (a dot name in its path) under a world-writable directory is run, as a
         binary or as an interpreter's script."""
         script = p.program[len(p.exe) + 1:] if p.program.startswith(p.exe + " ") else ""
-        for path, how in ((_s(ev["path"]), "binary"), (script, "script")):
-            if hidden_in_writable(path):
-                if self._fires("hidden_exec", "hidden_exec", p.rule_program, int(ev["ts"])):
-                    return [self._hit("hidden_exec", ev, {"path": os.path.normpath(path), "as": how})]
-                return []
+        # the binary is the file really run (a venv's bin/python under /tmp/x/.venv is a link to the
+        # system's interpreter: not a dropped file); binary and script are learned apart
+        binary = p.exe if p.exe.startswith("/") else _s(ev["path"])
+        for path, how in ((binary, "binary"), (script, "script")):
+            if hidden_in_writable(path) and self._fires("hidden_exec", f"hidden_exec_{how}", p.rule_program,
+                                                        int(ev["ts"])):
+                return [self._hit("hidden_exec", ev, {"path": os.path.normpath(path), "as": how})]
         return []
 
     def _rename(self, ev, exe, ts) -> list[dict]:

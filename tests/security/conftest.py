@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,14 @@ def need_root_ebpf():
         pytest.skip("needs root for eBPF")
     if not Path("/sys/kernel/btf/vmlinux").exists():
         pytest.skip("kernel has no BTF")
+
+
+def pump(w, pred, timeout=20.0):
+    """Step the watcher until pred(lines) holds or the deadline passes; all lines seen."""
+    lines, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines += w.step()
+        if pred(lines):
+            return lines
+        time.sleep(0.05)
+    return lines

@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from conftest import need_root_ebpf
+from conftest import need_root_ebpf, pump
 
 PY = sys.executable
 BURN = ("import hashlib, time\nt = time.time(); h = b'{tag}'\n"
@@ -15,16 +15,6 @@ BURN = ("import hashlib, time\nt = time.time(); h = b'{tag}'\n"
 WRITER = ("import os, time\nt = time.time(); f = open({path!r}, 'wb')\n"
           "while time.time() - t < 2.0:\n    f.write(os.urandom(65536)); f.flush(); os.fsync(f.fileno())\n")
 SLEEPER = "import time\nfor _ in range(40):\n    sum(range(20000)); time.sleep(0.05)\n"
-
-
-def pump(w, pred, timeout=20.0):
-    lines, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        lines += w.step()
-        if pred(lines):
-            return lines
-        time.sleep(0.05)
-    return lines
 
 
 def burns(lines, pid):

@@ -11,20 +11,9 @@ import time
 from datetime import datetime
 
 import pytest
-from conftest import KPILOT, kpilot, need_root_ebpf
+from conftest import KPILOT, kpilot, need_root_ebpf, pump
 
 PY = sys.executable
-
-
-def pump(w, pred, timeout=20.0):
-    """Step the watcher until pred(lines) holds or the deadline passes; all lines seen."""
-    lines, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        lines += w.step()
-        if pred(lines):
-            return lines
-        time.sleep(0.05)
-    return lines
 
 
 def fired(rule, pid):
@@ -209,9 +198,12 @@ def test_hidden_file_in_tmp_is_run(watcher, tmp_path):
     for f in (hidden, plain):
         f.parent.mkdir()
         shutil.copy("/bin/true", f)
+    link = tmp_path / ".venv" / "bin" / "kpx"  # a venv's bin/python under /tmp: a link to a system binary
+    link.parent.mkdir(parents=True)
+    link.symlink_to(shutil.which("true"))
     script = tmp_path / ".kp_job.py"
     script.write_text("print('hi')\n")
-    runs = [subprocess.run([str(f)]) for f in (hidden, plain)]
+    runs = [subprocess.run([str(f)]) for f in (hidden, plain, link)]
     job = subprocess.Popen([PY, str(script)], stdout=subprocess.DEVNULL)
     job.wait(30)
     lines = pump(watcher, lambda ls: {a["detail"]["as"] for a in ls if a["fired"] == "hidden_exec"} >= {"binary", "script"})
@@ -220,7 +212,8 @@ def test_hidden_file_in_tmp_is_run(watcher, tmp_path):
     assert all(r.returncode == 0 for r in runs) and job.returncode == 0
     assert hits[str(hidden)]["detail"]["as"] == "binary" and hits[str(hidden)]["exe"] == str(hidden)
     assert hits[str(script)]["detail"]["as"] == "script" and hits[str(script)]["pid"] == job.pid
-    assert str(plain) not in hits
+    assert str(plain) not in hits and str(link) not in hits
+    assert not [a for a in hits.values() if os.path.realpath(a["detail"]["path"]) == shutil.which("true")]
 
 
 
