@@ -44,6 +44,8 @@ SERIAL = (
     "tests/security/test_watch_e2e.py",
     "tests/security/test_watch_rules.py",
     "tests/security/test_live.py",
+    "tests/security/test_continued_learning.py",  # timed phases of a live watch
+    "tests/security/test_cpu_burn.py",
     "tests/foundation/test_main_job.py",
     "tests/sched/test_sched_live.py",
     "tests/memory/test_memory_live.py",
