@@ -21,15 +21,6 @@ KERNEL = settings(deadline=timedelta(seconds=60), derandomize=True, database=Non
 OUTPUTS = st.sampled_from(["label", "score", "binary"])
 
 
-@pytest.fixture
-def root():
-    if os.geteuid() != 0:
-        pytest.skip("needs root to load eBPF")
-    from kernelpilot.probes.libbpf import probe_prog_type
-    if not probe_prog_type("xdp"):
-        pytest.skip("kernel lacks XDP programs (needed for BPF_PROG_TEST_RUN)")
-
-
 def _reload(m, tmp_path, name="m.json"):
     p = tmp_path / name
     m.save(p)
@@ -49,7 +40,7 @@ def interpreter():
 @settings(KERNEL, max_examples=40)
 @given(salt=st.integers(0, 2**32 - 1), output=OUTPUTS, depth=st.integers(1, 16), trees=st.integers(1, 8),
        features=st.integers(1, 32))
-def test_map_interpreter_matches_every_accepted_tree(root, interpreter, tmp_path_factory, salt, output, depth,
+def test_map_interpreter_matches_every_accepted_tree(bpf_ok, interpreter, tmp_path_factory, salt, output, depth,
                                                      trees, features):
     rng = np.random.default_rng(salt)
     m = _reload(random_trees(rng, output, features, trees, min(depth, 16 if trees < 3 else 6)),
@@ -61,7 +52,7 @@ def test_map_interpreter_matches_every_accepted_tree(root, interpreter, tmp_path
 
 @settings(KERNEL, max_examples=5)
 @given(salt=st.integers(0, 2**32 - 1), output=OUTPUTS, trees=st.integers(1, 4))
-def test_unrolled_code_and_c_match_every_accepted_tree(root, tmp_path_factory, salt, output, trees):
+def test_unrolled_code_and_c_match_every_accepted_tree(bpf_ok, tmp_path_factory, salt, output, trees):
     rng = np.random.default_rng(salt)
     m = _reload(random_trees(rng, output, 8, trees, 6), tmp_path_factory.mktemp("m"))
     with deploy_code(m) as km:
@@ -74,7 +65,7 @@ def test_unrolled_code_and_c_match_every_accepted_tree(root, tmp_path_factory, s
 @settings(KERNEL, max_examples=5)
 @given(salt=st.integers(0, 2**32 - 1), output=st.sampled_from(["score", "binary"]),
        widths=st.lists(st.integers(1, 12), min_size=0, max_size=2))
-def test_code_and_c_match_every_accepted_mlp(root, tmp_path_factory, salt, output, widths):
+def test_code_and_c_match_every_accepted_mlp(bpf_ok, tmp_path_factory, salt, output, widths):
     rng = np.random.default_rng(salt)
     m = _reload(random_mlp(rng, 6, tuple(widths), output), tmp_path_factory.mktemp("m"), "m.npz")
     with deploy_code(m) as km:
