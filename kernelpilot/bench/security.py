@@ -125,6 +125,8 @@ def scenario_part(quick: bool, tmp: str) -> dict:
 
 
 def run(quick: bool = False) -> dict:
+    from kernelpilot.security.livebench import mix_seconds
+    mix_s = mix_seconds(quick)  # KPILOT_LIVE_MIX_S, checked before the long parts
     res = {"quick": quick}
     for name in ("fhids", "unm"):
         res[name] = devset_part(name, quick)
@@ -136,7 +138,7 @@ def run(quick: bool = False) -> dict:
             res["scenarios"] = {"skipped": f"{type(e).__name__}: {e}"}
     try:  # live false-alarm budget, attack families, stage speed and overhead (security/livebench.py)
         from kernelpilot.security.livebench import run_live
-        res["live"] = run_live(quick, model)
+        res["live"] = run_live(quick, model, mix_s)
     except Exception as e:
         res["live"] = {"skipped": f"{type(e).__name__}: {e}"}
     res["headline"] = headline(res)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kernelpilot.errors import KpError
 from kernelpilot.security.live import STRIDE, V2, WIN, KernelStage, Watcher, default_model, overhead
 from kernelpilot.security.scenarios.run import free_port
 
@@ -239,12 +240,31 @@ def stage_speed(model, d: str, secs: float) -> dict:
                     "a second would send if the kernel sent every window up"}
 
 
-def run_live(quick: bool = True, model=None) -> dict:
+MIX_ENV = "KPILOT_LIVE_MIX_S"
+
+
+def mix_seconds(quick: bool) -> float:
+    """Length of the measured benign mix: KPILOT_LIVE_MIX_S if set (60-14400 s), else 60 quick, 600 full."""
+    raw = os.environ.get(MIX_ENV)
+    if raw is None or raw == "":
+        return 60.0 if quick else 600.0
+    try:
+        secs = float(raw)
+    except ValueError:
+        raise KpError(f"{MIX_ENV}={raw!r}: not a number of seconds") from None
+    if not 60 <= secs <= 14400:
+        raise KpError(f"{MIX_ENV}={raw!r}: the measured mix must last 60 to 14400 seconds")
+    return secs
+
+
+def run_live(quick: bool = True, model=None, mix_s: float | None = None) -> dict:
+    """mix_s: seconds of the measured benign mix (default mix_seconds(quick))."""
+    measure_s = mix_seconds(quick) if mix_s is None else float(mix_s)
     if os.geteuid() != 0:
         return {"skipped": "needs root (eBPF)"}
     if not (V2 / "cgroup.procs").exists():
         return {"skipped": "no cgroup v2 hierarchy to attribute the mix's processes"}
-    learn_s, measure_s, size = (30.0, 60.0, 3) if quick else (600.0, 600.0, 3)
+    learn_s, size = (30.0, 3) if quick else (600.0, 3)
     t0 = time.perf_counter()
     if model is None:
         model = default_model(reps=2 if quick else 3, system_s=0)
@@ -284,7 +304,7 @@ def run_live(quick: bool = True, model=None) -> dict:
                     "processes attributed by cgroup; then each attack scenario in its own cgroup",
         "mix": "git init/commit/status/log/diff, tar czf/xzf/tzf, cc/gcc, apt-cache search, dpkg -l, "
                "Python with sqlite3/json/hashlib, python -m http.server on 127.0.0.1 under curl and urllib",
-        "model_train_s": round(train_s, 1), "learn_s": learn_s, "learn_run_s": round(learn_ran, 1),
+        "model_train_s": round(train_s, 1), "learn_s": learn_s, "mix_s": measure_s, "learn_run_s": round(learn_ran, 1),
         "benign": budget,
         "attacks": attacks,
         "families_detected": f"{sum(a.get('detected', False) for a in attacks.values())}/{len(attacks)}",

@@ -1,0 +1,33 @@
+"""The live bench's measured-mix length (KPILOT_LIVE_MIX_S): defaults, a set value, bad values as one-line errors."""
+import os
+import subprocess
+
+import pytest
+
+from conftest import KPILOT
+from kernelpilot.errors import KpError
+from kernelpilot.security.livebench import MIX_ENV, mix_seconds
+
+
+def test_mix_seconds_default_and_set(monkeypatch):
+    monkeypatch.delenv(MIX_ENV, raising=False)
+    assert mix_seconds(True) == 60.0 and mix_seconds(False) == 600.0
+    monkeypatch.setenv(MIX_ENV, "1800")
+    assert mix_seconds(False) == 1800.0 and mix_seconds(True) == 1800.0
+
+
+@pytest.mark.parametrize("raw", ["abc", "5", "1e9"])
+def test_mix_seconds_bad(monkeypatch, raw):
+    monkeypatch.setenv(MIX_ENV, raw)
+    with pytest.raises(KpError, match=MIX_ENV):
+        mix_seconds(False)
+
+
+@pytest.mark.parametrize("raw,msg", [("ten", "not a number"), ("30", "60 to 14400")])
+def test_bench_rejects_bad_mix_length_first(raw, msg):
+    # checked before the bench's long parts start: a quick failure, one line, no traceback
+    r = subprocess.run([KPILOT, "bench", "security", "--json"], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, MIX_ENV: raw})
+    assert r.returncode == 2, r.stderr
+    assert f"{MIX_ENV}='{raw}'" in r.stderr and msg in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
