@@ -98,6 +98,7 @@ class LearnedReclaimer:
         self.hold_ = 0
         self.last_anon_ = 0
         self.base_ref_ = self.base_psi_ = None
+        self.peak_ = 0
 
     def _bucket(self, depth: float) -> int:
         return int(np.clip(depth * self.buckets, 0, self.buckets - 1))
@@ -127,7 +128,17 @@ class LearnedReclaimer:
                 still.append(s)
         self.open_ = still
 
+    def oom(self, limit: int):
+        """A charge waited on `limit` (the OOM guard raised it): never step below it again, that
+        depth and deeper refault over budget, and hold."""
+        self.floor = max(self.floor, int(limit * 1.1))
+        b = self._bucket(1 - limit / max(self.peak_, 1))
+        self.rate_[b:] = np.maximum(np.nan_to_num(self.rate_[b:]), 2 * self.budget)
+        self.open_ = []
+        self.hold_ = self.horizon
+
     def step(self, o: Obs) -> int:
+        self.peak_ = max(self.peak_, o.peak)
         if not self.open_:  # nothing of ours out: what the program refaults and stalls on by itself
             a = 1.0 if self.base_ref_ is None else 0.3
             self.base_ref_ = (1 - a) * (self.base_ref_ or 0) + a * o.refaults

@@ -212,10 +212,54 @@ class SwapLab:
         st = st or self.stat()
         return st.get("pgmajfault", 0)
 
+    # --- the OOM guard (v1): a moved limit must never hand the workload to the OOM killer ---
+    def oom_control(self) -> dict | None:
+        """v1 memory.oom_control ({'oom_kill_disable', 'under_oom', 'oom_kill'}); None on v2, where
+        memory.high throttles and never OOM-kills."""
+        if self.kind != "v1":
+            return None
+        return {k: int(v) for k, v in (line.split() for line in (self.cg / "memory.oom_control").read_text().splitlines())}
+
+    def set_oom_kill(self, enabled: bool) -> bool:
+        """v1: with the OOM killer off, a charge that reclaim cannot meet waits (under_oom) until the
+        limit is raised, instead of a kill. The setting lives in the lab's own group, which every
+        exit path removes; each run puts it back on."""
+        if self.kind != "v1":
+            return False
+        try:
+            (self.cg / "memory.oom_control").write_text("0\n" if enabled else "1\n")
+            return True
+        except OSError:
+            return False
+
+    def raise_limit(self, nbytes: int) -> bool:
+        """An emergency raise, written at once (no rate limit): the journal's setup entry for this
+        file still holds the value restored on exit."""
+        try:
+            self.limit_file().write_text(f"{max(int(nbytes) // 4096 * 4096, 4096)}\n")
+            return True
+        except OSError:
+            return False
+
     def pressure_us(self) -> int:
         if self.psi_cg is not None:
             return read_pressure(self.psi_cg / "memory.pressure")
         return read_pressure(Path("/proc/pressure/memory"))
+
+
+def swap_free() -> int:
+    """Free swap on the host (bytes, /proc/meminfo SwapFree): what reclaim can still swap out."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("SwapFree:"):
+            return int(line.split()[1]) << 10
+    return 0
+
+
+def reclaimable(st: dict) -> int:
+    """What reclaim can free in a group (memory.stat, bytes): its page cache and as much of its
+    anonymous memory as free swap holds, less what is unevictable (mlocked)."""
+    anon, cache = st.get("rss", st.get("anon", 0)), st.get("cache", st.get("file", 0))
+    return max(0, cache + min(anon, swap_free()) - st.get("unevictable", 0))
 
 
 def wait_empty(cg: Path, timeout: float = 10.0):

@@ -6,6 +6,13 @@ configs: kernel       the limit alone (the kernel's reclaim)
          kernelpilot  the learned reclaimer moves the limit; the cold pusher pushes the pages
                       least likely to come back first (anonymous memory), and keeps the group
                       just under its limit so the kernel's reclaim has nothing to pick
+
+A controller that moves the limit never hands the workload to the OOM killer (the OOM guard):
+no step goes below usage minus what reclaim can free (page cache, anonymous memory that free
+swap holds, less the unevictable); on v1 the group's OOM killer is off while it runs, so a
+charge reclaim cannot meet waits (under_oom) and the driver raises the limit within a tick
+(the learned reclaimer keeps that limit as its floor). At the workload's own limit the kill is
+put back after OOM_WAIT s: there the kernel alone would have killed too.
 """
 from __future__ import annotations
 
@@ -18,12 +25,14 @@ import numpy as np
 from kernelpilot.errors import KpError
 from kernelpilot.memory import reclaim as R
 from kernelpilot.memory.live import run_measured
+from kernelpilot.memory.swaplab import reclaimable
 
 CONFIGS = ("kernel", "senpai", "kernelpilot")
 TICK, SCAN_EVERY, CONTROL_EVERY, MARGIN = 0.02, 5, 13, 4 << 20  # 20 ms ticks, scans each 100 ms,
 # a control step each 0.26 s; the pusher keeps the group MARGIN under its limit and keeps the
 # pages likeliest back (at most HOT_SHARE of the limit) referenced
 HOT_SHARE = 0.35  # at 0.5 the kernel found too little to reclaim once and OOM-killed hot/cold
+OOM_RAISE, OOM_HEADROOM, OOM_WAIT = 1.25, 16 << 20, 1.0
 
 
 class Driver:
@@ -38,6 +47,10 @@ class Driver:
         self.limits: list[int] = []
         self.errors: list[str] = []
         self.steps = self.limit_refused = 0
+        self.guard = config != "kernel"  # the configs that move the limit
+        self.oom_raised = self.clamped = 0
+        self.oom_kill_back = False
+        self._oom_since = None
         self.obs: list[R.Obs] = []
         self.cpu_s = 0.0
 
@@ -72,6 +85,8 @@ class Driver:
                 except FileNotFoundError:
                     self.errors.append("the cgroup vanished mid-run: control stopped")
                     return
+                if self.guard:
+                    limit = self._oom_guard(usage, limit, ceiling)
                 self.usage.append(usage)
                 self.limits.append(limit)
                 peak = max(peak, usage)
@@ -99,6 +114,11 @@ class Driver:
                 self.obs.append(o)
                 psi0, ref0, t0 = psi, ref, now
                 new = self.ctrl.step(o)
+                if new < limit:  # never below what reclaim can bring the group down to
+                    least = usage - reclaimable(st) + 2 * MARGIN
+                    if new < least:
+                        self.clamped += 1
+                        new = min(max(new, least), limit)
                 if new != limit:
                     self.steps += 1
                     if self.pusher is not None and new < usage:
@@ -121,6 +141,32 @@ class Driver:
                     src = src_box[0]
             if src is not None:
                 src.stop()
+
+    def _oom_guard(self, usage: int, limit: int, ceiling: int) -> int:
+        """A charge waits on the limit (under_oom, v1, its OOM killer off): raise the limit at
+        once and tell the controller; at the workload's own limit, put the kill back after
+        OOM_WAIT s. Returns the limit now."""
+        try:
+            oc = self.lab.oom_control()
+        except OSError:
+            return limit
+        if not oc or not oc.get("under_oom"):
+            self._oom_since = None
+            return limit
+        if limit >= ceiling:
+            now = time.monotonic()
+            self._oom_since = self._oom_since or now
+            if now - self._oom_since > OOM_WAIT and not self.oom_kill_back:
+                self.oom_kill_back = self.lab.set_oom_kill(True)
+                self.errors.append("under OOM at the workload's own limit: the OOM killer is back on")
+            return limit
+        new = min(ceiling, max(int(limit * OOM_RAISE), usage + OOM_HEADROOM))
+        if not self.lab.raise_limit(new):
+            return limit
+        self.oom_raised += 1
+        if hasattr(self.ctrl, "oom"):
+            self.ctrl.oom(limit)
+        return new // 4096 * 4096
 
     def _fault_source(self, pid):
         """The foundation tracer's page-fault events of the workload (its cgroup-v2 group, else
@@ -172,7 +218,12 @@ def run_config(lab, wl, config: str, predictor=None) -> dict:
     lab.set_limit(wl.limit_mb << 20)
     d = Driver(lab, config, predictor)
     st0, psi0 = lab.stat(), lab.pressure_us()
-    r = run_measured(wl.argv, preexec=lab.enter, during=d)
+    if d.guard:
+        lab.set_oom_kill(False)
+    try:
+        r = run_measured(wl.argv, preexec=lab.enter, during=d)
+    finally:
+        lab.set_oom_kill(True)
     if d.pusher is not None:  # each page's quick refaults: the next run's history
         predictor.history_ = d.pusher.history()
     try:
@@ -187,7 +238,8 @@ def run_config(lab, wl, config: str, predictor=None) -> dict:
            "major_faults": lab.majfaults(st1) - lab.majfaults(st0), "program_major_faults": r["major_faults"],
            "refaults": lab.refaults(st1) - lab.refaults(st0),
            "psi_some_ms": round((psi1 - psi0) / 1e3, 1), "limit_steps": d.steps,
-           "limit_refused": d.limit_refused, "agent_cpu_s": round(d.cpu_s, 3), "errors": d.errors}
+           "limit_refused": d.limit_refused, "agent_cpu_s": round(d.cpu_s, 3), "errors": d.errors,
+           "oom_raised": d.oom_raised, "limit_clamped": d.clamped}
     if d.pusher is not None:
         out.update(pushed=d.pusher.pushed, pushed_back=d.pusher.refaulted, labels=d.pusher.labels,
                    brought_back=d.pusher.brought_back, fault_refaults=d.pusher.fault_refaults)

@@ -129,3 +129,21 @@ def test_summary_leaves_failed_runs_out_and_counts_them():
     assert out["kernelpilot"]["failed_runs"] == 1
     assert out["kernelpilot"]["seconds"] == 4.0  # the OOM-killed run's time is not a speed-up
     assert out["kernelpilot"]["slowdown"] == 1.0
+
+
+def test_learned_never_steps_below_a_limit_a_charge_waited_on():
+    """After the OOM guard raised the limit from `at`, no later step goes below it, however
+    refault-free the intervals after."""
+    c = R.LearnedReclaimer()
+    peak = 200 * MB
+    lim = peak
+    c.step(R.Obs(peak, peak, peak, 0.0, 0, peak))
+    for _ in range(4):
+        lim = c.step(R.Obs(lim, lim, peak, 0.0, 0, peak))
+    at = lim
+    c.oom(at)
+    lim = int(at * 1.25)
+    for _ in range(40):
+        lim = c.step(R.Obs(lim, lim, peak, 0.0, 0, peak))
+        assert lim >= at
+    assert c.predict(1 - at / peak) >= c.budget

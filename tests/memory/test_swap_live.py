@@ -72,6 +72,47 @@ def np_all_unknown(hist):
     return all((h == R.UNKNOWN).all() for h in hist.values())
 
 
+MLOCK_GROW = r"""
+import ctypes, sys, time
+assert ctypes.CDLL(None, use_errno=True).mlockall(3) == 0  # MCL_CURRENT | MCL_FUTURE: none of it reclaimable
+keep = []
+for _ in range(int(sys.argv[1])):
+    keep.append(bytearray(1 << 20))
+    time.sleep(0.01)
+"""
+
+
+class Squeeze:
+    """A reclaimer that misjudges the working set: each step, the limit just above usage."""
+    name = "squeeze"
+
+    def step(self, o):
+        return o.usage + (1 << 20)
+
+
+def _grow(tmp_path, mb):
+    script = tmp_path / "grow.py"
+    script.write_text(MLOCK_GROW)
+    return LiveWorkload("grow", [sys.executable, str(script), str(mb)], 128, f"{mb} MB mlocked, 1 MB per 10 ms")
+
+
+def test_squeezing_below_the_working_set_never_oom_kills(tmp_path, monkeypatch):
+    """The old driver let the kernel OOM-kill (exit -9) a workload whose limit a controller set
+    below what reclaim could free; the guard clamps the step and raises the limit when a charge
+    waits on it."""
+    _need()
+    before = _state()
+    monkeypatch.setitem(R.CONTROLLERS, "kernelpilot", Squeeze)
+    with _journal(tmp_path) as j:
+        lab = SwapLab(j, 128, 64).open()
+        r = swaprun.run_config(lab, _grow(tmp_path, 64), "kernelpilot", R.RefaultPredictor())
+        oc = lab.oom_control()
+    assert _state() == before
+    assert r["exit_code"] == 0, r
+    assert oc["oom_kill"] == 0 and oc["oom_kill_disable"] == 0  # the kill is back on after the run
+    assert r["limit_steps"] > 0 and r["limit_clamped"] > 0 and r["oom_raised"] > 0, r
+
+
 def test_exception_restores(tmp_path):
     _need()
     before = _state()
