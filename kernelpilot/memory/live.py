@@ -109,7 +109,8 @@ def run_measured(argv, preexec=None, during=None) -> dict:
             p.kill()
             p.wait()
     return {"seconds": round(time.perf_counter() - t0, 3), "major_faults": ru.ru_majflt,
-            "minor_faults": ru.ru_minflt, "exit_code": os.waitstatus_to_exitcode(status)}
+            "minor_faults": ru.ru_minflt, "exit_code": os.waitstatus_to_exitcode(status),
+            "user_s": round(ru.ru_utime, 3), "sys_s": round(ru.ru_stime, 3)}
 
 
 # ---- prefetch ---------------------------------------------------------------------------------
