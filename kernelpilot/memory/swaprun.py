@@ -273,6 +273,7 @@ def summarize(runs: list[dict]) -> dict:
             continue
         out[c] = {k: _median(rows, k) for k in ("seconds", "mean_usage_mb", "major_faults", "program_major_faults",
                                                  "refaults", "psi_some_ms", "agent_cpu_s")}
+        out[c]["program_cpu_s"] = float(np.median([r.get("program_user_s", 0) + r.get("program_sys_s", 0) for r in rows]))
         out[c]["failed_runs"] = len(scored[c]) - len(rows)  # killed (a memcg OOM kill: -9) or failed
         out[c]["spread_seconds"] = [min(r["seconds"] for r in rows), max(r["seconds"] for r in rows)]
         out[c]["spread_mean_usage_mb"] = [min(r["mean_usage_mb"] for r in rows), max(r["mean_usage_mb"] for r in rows)]
@@ -286,6 +287,9 @@ def summarize(runs: list[dict]) -> dict:
                 o["major_fault_ratio"] = round(o["major_faults"] / max(k["major_faults"], 1), 4)
                 o["program_major_fault_ratio"] = round(o["program_major_faults"] / max(k["program_major_faults"], 1), 4)
                 o["speed_ratio"] = round(k["seconds"] / max(o["seconds"], 1e-9), 4)
+                # the program's own CPU time (user + sys, with the reclaim it does itself): its
+                # work, where wall time on a loaded host is mostly waiting for a CPU
+                o["program_cpu_ratio"] = round(k["program_cpu_s"] / max(o["program_cpu_s"], 1e-9), 4)
     return out
 
 

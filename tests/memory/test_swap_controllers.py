@@ -123,12 +123,14 @@ def test_summary_leaves_failed_runs_out_and_counts_them():
 
     def run(c, s, ex=0):
         return {"config": c, "rep": 0, "exit_code": ex, "seconds": s, "mean_usage_mb": 10.0, "major_faults": 5,
-                "program_major_faults": 5, "refaults": 5, "psi_some_ms": 1.0, "agent_cpu_s": 0.1}
+                "program_major_faults": 5, "refaults": 5, "psi_some_ms": 1.0, "agent_cpu_s": 0.1,
+                "program_user_s": s / 2, "program_sys_s": 0.1}
     out = summarize([run("kernel", 2.0), run("senpai", 2.0), run("kernelpilot", 1.0, -9),
                      run("kernelpilot", 4.0)])
     assert out["kernelpilot"]["failed_runs"] == 1
     assert out["kernelpilot"]["seconds"] == 4.0  # the OOM-killed run's time is not a speed-up
     assert out["kernelpilot"]["slowdown"] == 1.0
+    assert out["kernelpilot"]["program_cpu_ratio"] == round(1.1 / 2.1, 4)  # user + sys, the killed run left out
 
 
 def test_learned_never_steps_below_a_limit_a_charge_waited_on():
