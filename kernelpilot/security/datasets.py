@@ -7,10 +7,14 @@ canonical names; a name not in the table is kept as its own token.
 UNM/MIT (unm.tar.xz): UNM/<n>.<program>/... and MIT/live lpr/..., `pid number` lines with the
 processes interleaved; one trace per (file, pid). Numbers follow each program's own (mostly SunOS)
 map, so they stay numbers: token `nr<N>`, a vocabulary per program. Which files are normal and which
-intrusions follows UNM/README.md (the folder names); nested archives and `result-*` name dumps
-repeat files already read and are skipped."""
+intrusions follows UNM/README.md (the folder names); `result-*` name dumps are skipped. Where the
+copy kept a program's original normal traces in a nested archive (ORIGINALS), those are read, one
+trace per (archive member, pid), in place of the flat files cut from them; other nested archives
+repeat files already read and are skipped. An intrusion file the copy filed twice (KNOWN_COPIES)
+is read once, under the program it belongs to."""
 from __future__ import annotations
 
+import io
 import lzma
 import os
 import re
@@ -103,6 +107,43 @@ def load_fhids(path=None) -> list[Trace]:
 _UNM_SKIP = re.compile(r"(^|/)(result-[^/]*|syscallMap\.txt|calls\.txt\.sun|README\.md|traces)$|\.(tar|gz|tgz)$")
 
 
+# Nested archives holding a program's original normal traces -> the flat files the copy made from
+# them. xlock: 71 traces, 339,177 calls in the archive, 20 of them in normal-xlock.txt; MIT lpr:
+# 2,703 traces, 2,926,304 calls, the flat files only March's 329 (the sizes Warrender et al. 1999
+# give); login and ps: the same calls, but concatenating two trace files merged processes that
+# share a pid (ps: 24 processes read as 19). MIT's traces.tar.gz is an older cut of the same runs.
+ORIGINALS = {
+    "UNM/5.xlock/normal/xlock-synth-unm.tar": ("UNM/5.xlock/normal/normal-xlock.txt",),
+    "UNM/7.Login_and_ps/normal/login-live-unm.tar": ("UNM/7.Login_and_ps/normal/login-normal.txt",),
+    "UNM/7.Login_and_ps/normal/ps-live-unm.tar": ("UNM/7.Login_and_ps/normal/ps-normal.txt",),
+    "MIT/live lpr/normal/lpr-live-mit-new.tar.gz": ("MIT/live lpr/normal/mit-lpr-mar.txt",
+                                                    "MIT/live lpr/normal/abacus-22Feb1997-182436-1871.log.int",
+                                                    "MIT/live lpr/normal/australia-20Feb1997-161940-4521.log.int"),
+}
+# The synthetic lpr folder's intrusion file is byte-identical to live lpr's (UNM/README.md: live lpr's
+# intrusions concatenated into exploit-unm.int): read under live lpr only, when the bytes are equal.
+KNOWN_COPIES = {"UNM/3.Synthetic-lpr/intrusion/exploit-unm.int": "UNM/4. Live lpr/Intrusion/exploit-unm.int"}
+
+
+def _nested(path, name, raw) -> list[tuple[str, str]]:
+    """(member name, text) of every trace file in a nested tar (members may be gzipped)."""
+    import gzip
+    out = []
+    try:
+        with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+            for m in tar:
+                if not m.isfile():
+                    continue
+                data = tar.extractfile(m).read()
+                if m.name.endswith(".gz"):
+                    data = gzip.decompress(data)
+                out.append((f"{name}!{m.name}", _text(path, f"{name}!{m.name}", data)))
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+        why = (str(e).splitlines() or [type(e).__name__])[0].rstrip(":")
+        raise KpError(f"{path}: nested archive {name} is not readable ({why})") from None
+    return out
+
+
 def _unm_program(parts: list[str]) -> str:
     top = parts[1]
     if parts[0] == "MIT":
@@ -115,6 +156,20 @@ def _unm_program(parts: list[str]) -> str:
 
 
 def _unm_lines(path, name, text) -> dict[int, list[str]]:
+    """{pid: calls} in order of first appearance; a line that is not `pid number` is an error."""
+    toks = text.split()
+    n_lines = sum(1 for line in text.splitlines() if line and not line.isspace())
+    if len(toks) == 2 * n_lines and "".join(toks).isdigit():  # the usual case, vectorized
+        if not toks:
+            return {}
+        a = np.array(toks, dtype=np.int64).reshape(-1, 2)
+        order = np.argsort(a[:, 0], kind="stable")  # each pid's calls together, in their order
+        pids, seen_at = np.unique(a[:, 0], return_index=True)
+        ends = np.cumsum(np.unique(a[:, 0], return_counts=True)[1])
+        names = {int(v): f"nr{int(v)}" for v in np.unique(a[:, 1])}
+        calls = [names[v] for v in a[order, 1].tolist()]
+        per = {int(p): calls[e - c:e] for p, e, c in zip(pids, ends, np.diff(ends, prepend=0))}
+        return {int(pids[i]): per[int(pids[i])] for i in np.argsort(seen_at)}  # pids by first appearance
     per: dict[int, list[str]] = {}
     for i, line in enumerate(text.splitlines()):
         f = line.split()
@@ -126,24 +181,34 @@ def _unm_lines(path, name, text) -> dict[int, list[str]]:
     return per
 
 
-def load_unm(path=None) -> list[Trace]:
+def load_unm(path=None, originals: bool = True) -> list[Trace]:
     """One Trace per (file, pid) of the UNM and MIT sets: meta program, file; family = program for
-    intrusions (label attack), 'normal' otherwise."""
+    intrusions (label attack), 'normal' otherwise. originals: read ORIGINALS' archives in place of
+    the flat files cut from them (False: the flat files, as the copy's README loads them)."""
     path = Path(path or default_path("unm"))
+    members = _members(path)
+    raw_of = dict(members)
+    use = {a for a in ORIGINALS if a in raw_of} if originals else set()
+    replaced = {f for a in use for f in ORIGINALS[a]}
+    copies = {c for c, o in KNOWN_COPIES.items() if c in raw_of and raw_of.get(o) == raw_of[c]}
     traces = []
-    for name, raw in _members(path):
+    for name, raw in members:
         parts = name.split("/")
-        if parts[0] not in ("UNM", "MIT") or len(parts) < 4 or _UNM_SKIP.search(name):
+        if parts[0] not in ("UNM", "MIT") or len(parts) < 4 or name in replaced or name in copies:
+            continue
+        if name not in use and _UNM_SKIP.search(name):
             continue
         folders = " ".join(parts[2:-1]).lower()
         label = "attack" if "intrusion" in folders else "normal" if "normal" in folders else None
         if label is None:
             continue
         prog = _unm_program(parts)
-        for pid, calls in _unm_lines(path, name, _text(path, name, raw)).items():
-            traces.append(Trace(name=f"{name}:{pid}", calls=calls, label=label, pid=pid, comm=prog,
-                                family=prog if label == "attack" else "normal",
-                                meta={"program": prog, "file": name}))
+        files = _nested(path, name, raw) if name in use else [(name, _text(path, name, raw))]
+        for fname, text in files:
+            for pid, calls in _unm_lines(path, fname, text).items():
+                traces.append(Trace(name=f"{fname}:{pid}", calls=calls, label=label, pid=pid, comm=prog,
+                                    family=prog if label == "attack" else "normal",
+                                    meta={"program": prog, "file": fname}))
     if not traces:
         raise KpError(f"{path} is not the UNM layout: no UNM/<n>.<program>/.../<file> `pid number` files")
     return traces

@@ -21,8 +21,8 @@ from kernelpilot.security.features import Vocabulary
 from kernelpilot.security.metrics import auc, evaluate_scores, threshold
 from kernelpilot.security.sequence import scored
 
-KINDS = ("mismatch", "lm", "rarity", "fused", "stide", "freq", "tree", "cnn", "ensemble")
-QUICK_KINDS = ("mismatch", "rarity", "fused", "stide", "freq", "tree")  # bench --quick: no lm, cnn or ensemble (time)
+KINDS = ("mismatch", "lfc", "lm", "rarity", "fused", "stide", "freq", "tree", "cnn", "ensemble")
+QUICK_KINDS = ("mismatch", "lfc", "rarity", "fused", "stide", "freq", "tree")  # bench --quick: no lm, cnn or ensemble (time)
 MAX_CALLS = 100_000  # every trace is judged on its first 100,000 calls (train and test alike)
 FIT_TRACES = 1500    # cnn and ensemble fit on a fixed random subset of this many training traces
 DEV_CALLS = F.DEV_CALLS  # dev split traces are judged on their first 2,000 calls
@@ -237,13 +237,18 @@ def unm(path=None, kinds=KINDS, quick=False, progress=None) -> dict:
     progs = sorted({t.meta["program"] for t in traces})
     out = {"data": f"UNM/MIT ({path or DS.default_path('unm')})",
            "protocol": DS.protocol("unm") + f"; one model per program; each trace (one process) judged on "
-           f"its first {MAX_CALLS} calls; an intrusion file is flagged when any of its processes alarms",
+           f"its first {MAX_CALLS} calls; an intrusion file is flagged when any of its processes alarms; "
+           "max_calibration: stide's threshold, the largest score of any calibration normal trace; "
+           "a program without normal training and calibration traces or without intrusions of its own is skipped",
            "programs": {}, "skipped_programs": {}}
     for p in progs:
         part = {k: [t for t in v if t.meta["program"] == p] for k, v in sp.items()}
         if not part["train"] or not part["calibration"]:
             out["skipped_programs"][p] = (f"{len(part['train'])} normal training and "
                                           f"{len(part['calibration'])} calibration traces in this copy")
+            continue
+        if not any(t.label == "attack" for t in part["test"]):
+            out["skipped_programs"][p] = "no intrusion traces of its own in this copy"
             continue
         others = [t for t in sp["calibration"] if t.meta["program"] != p]
         res = judge(kinds, part, quick, dev=lambda train, cal, vocab, dets, res, others=others: dev_other_programs(
@@ -257,9 +262,19 @@ def unm(path=None, kinds=KINDS, quick=False, progress=None) -> dict:
             st = _per_intrusion(sa, ta, lambda s: s.stream.max() > t_str)
             r["intrusion_files"] = {"n": len(off), "offline_flagged_1pct": sum(off.values()),
                                     "streaming_flagged_1pct": sum(st.values())}
+            r["max_calibration"] = _max_calibration(sc, sn, sa, ta)
         out["programs"][p] = res
     out["summary"] = unm_summary(out)
     return out
+
+
+def _max_calibration(sc, sn, sa, ta) -> dict:
+    """stide's rule: alarm above the largest score of any calibration normal trace (none alarms)."""
+    t = max(s.score for s in sc)
+    files = _per_intrusion(sa, ta, lambda s: s.score > t)
+    return {"threshold": round(t, 4), "intrusion_files_flagged": sum(files.values()), "n": len(files),
+            "test_normal_alarms": sum(s.score > t for s in sn), "n_test_normal": len(sn),
+            "test_normal_fpr": round(float(np.mean([s.score > t for s in sn])), 4) if sn else None}
 
 
 def unm_summary(out) -> dict:
@@ -268,8 +283,11 @@ def unm_summary(out) -> dict:
     s = {}
     for p, res in out["programs"].items():
         for k, r in res["detectors"].items():
-            e = s.setdefault(k, {"programs": 0, "offline_ok": [], "streaming_ok": []})
+            e = s.setdefault(k, {"programs": 0, "offline_ok": [], "streaming_ok": [], "max_calibration_ok": []})
             e["programs"] += 1
+            m = r.get("max_calibration")
+            if m and m["intrusion_files_flagged"] == m["n"] and (m["test_normal_fpr"] or 0) <= 0.01:
+                e["max_calibration_ok"].append(p)
             f = r["intrusion_files"]
             for mode, key in (("offline", "offline_flagged_1pct"), ("streaming", "streaming_flagged_1pct")):
                 fpr = r[mode]["1pct"]["test_normal_fpr" if mode == "offline" else "false_alarm_rate"]

@@ -3,6 +3,7 @@
 - mismatch: the stide mismatch rate (Forrest et al. 1996, Hofmeyr et al. 1998): the share of a
   trace's n-grams (start-padded, so a 3-call process has grams too) never seen in training; the
   stream is the locality frame count, mismatches among the last `frame` grams.
+- lfc: the locality frame count itself as the score (a trace: its largest count).
 - lm: a next-syscall GRU language model (Kim et al. 2016 used an LSTM): trained with PyTorch, run
   in numpy; a trace scores its mean negative log-likelihood per call, the stream the mean over the
   last `swin` calls.
@@ -70,6 +71,25 @@ class Mismatch(D.Detector):
         self.n, self.frame = int(p["n"]), int(p["frame"])
         self.table = np.array(p["table"], dtype=np.uint64)
         return self
+
+
+class LFC(Mismatch):
+    """The locality frame count (Hofmeyr et al. 1998; Warrender et al. 1999, frame 20): how many of
+    the last `frame` calls end an n-gram never seen in training. A trace scores its largest count,
+    the stream is the count at every call; stide alarms when it exceeds a threshold."""
+    kind = "lfc"
+
+    def counts(self, seq):
+        c = np.concatenate([[0.0], np.cumsum(self.position_scores(seq))])
+        i = np.arange(1, len(seq) + 1)
+        return c[i] - c[np.maximum(i - self.frame, 0)]
+
+    def trace_score(self, seq):
+        return float(self.counts(seq).max()) if len(seq) else 0.0
+
+    def scored(self, seq) -> Scored:
+        lfc = self.counts(seq)
+        return Scored(float(lfc.max()) if len(lfc) else 0.0, np.arange(1, len(seq) + 1), lfc)
 
 
 def _sigmoid(x):
@@ -238,4 +258,4 @@ def scored(det: D.Detector, seqs) -> list[Scored]:
     return out
 
 
-D.DETECTORS.update({Mismatch.kind: Mismatch, LM.kind: LM})
+D.DETECTORS.update({Mismatch.kind: Mismatch, LFC.kind: LFC, LM.kind: LM})

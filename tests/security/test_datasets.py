@@ -47,7 +47,15 @@ def test_unm_real():
     assert not [t for t in traces if t.meta["program"] == "stide" and t.label == "normal"]
     lpr = [t for t in traces if t.meta["file"] == "UNM/4. Live lpr/Intrusion/exploit-unm.int"]
     assert len(lpr) == 1001 and all(t.label == "attack" and t.calls[0].startswith("nr") for t in lpr)
-    assert not any("result-" in t.meta["file"] or t.meta["file"].endswith(".gz") for t in traces)
+    assert not any("result-" in t.meta["file"] or t.meta["file"].endswith((".tar", ".tar.gz")) for t in traces)
+
+    def normal(prog):
+        return [t for t in traces if t.meta["program"] == prog and t.label == "normal"]
+    # the originals from the nested archives: the sizes Warrender et al. 1999 give
+    assert (len(normal("xlock")), sum(map(len, normal("xlock")))) == (71, 339177)
+    assert (len(normal("mit_lpr")), sum(map(len, normal("mit_lpr")))) == (2703, 2926304)
+    assert (len(normal("ps")), sum(map(len, normal("ps")))) == (24, 6144)
+    assert not [t for t in traces if t.meta["program"] == "synth_lpr" and t.label == "attack"]  # live lpr's copy
 
 
 def test_split_is_fixed_disjoint_and_per_group():
