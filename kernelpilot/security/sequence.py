@@ -4,6 +4,7 @@
   trace's n-grams (start-padded, so a 3-call process has grams too) never seen in training; the
   stream is the locality frame count, mismatches among the last `frame` grams.
 - lfc: the locality frame count itself as the score (a trace: its largest count).
+- hamming: Hofmeyr et al. 1998, each gram's Hamming distance to the closest normal gram.
 - lm: a next-syscall GRU language model (Kim et al. 2016 used an LSTM): trained with PyTorch, run
   in numpy; a trace scores its mean negative log-likelihood per call, the stream the mean over the
   last `swin` calls.
@@ -74,8 +75,8 @@ class Mismatch(D.Detector):
 
 
 class LFC(Mismatch):
-    """The locality frame count (Hofmeyr et al. 1998; Warrender et al. 1999, frame 20): how many of
-    the last `frame` calls end an n-gram never seen in training. A trace scores its largest count,
+    """The locality frame count (stide in Warrender et al. 1999, frame 20; pH): how many of the
+    last `frame` calls end an n-gram never seen in training. A trace scores its largest count,
     the stream is the count at every call; stide alarms when it exceeds a threshold."""
     kind = "lfc"
 
@@ -90,6 +91,54 @@ class LFC(Mismatch):
     def scored(self, seq) -> Scored:
         lfc = self.counts(seq)
         return Scored(float(lfc.max()) if len(lfc) else 0.0, np.arange(1, len(seq) + 1), lfc)
+
+
+class Hamming(Mismatch):
+    """Hofmeyr et al. 1998: each n-gram's Hamming distance to its closest n-gram in training, over
+    n (0 = seen, 1 = no call in place matches); a trace scores its largest (their S_A / n)."""
+    kind = "hamming"
+
+    def _matrix(self, seq):
+        pad = np.concatenate([np.full(self.n - 1, len(self.vocab), np.int64), np.asarray(seq, np.int64)])
+        return np.lib.stride_tricks.sliding_window_view(pad, self.n)
+
+    def fit(self, seqs, seed=0):
+        super().fit(seqs, seed)
+        self.normal = np.unique(np.concatenate([self._matrix(s) for s in seqs if len(s)]), axis=0).astype(np.int32)
+        self._cache: dict = {}
+        return self
+
+    def position_scores(self, seq):
+        out = super().position_scores(seq)
+        if not out.any():
+            return out
+        m = self._matrix(seq)
+        new = np.flatnonzero(out)
+        keys = [m[i].tobytes() for i in new]
+        todo = sorted({k for k in keys if k not in self._cache})
+        for lo in range(0, len(todo), 256):  # min distance of up to 256 unseen grams at a time
+            q = np.frombuffer(b"".join(todo[lo:lo + 256]), dtype=m.dtype).reshape(-1, self.n).astype(np.int32)
+            d = (q[:, None, :] != self.normal[None, :, :]).sum(-1).min(1) / self.n
+            self._cache.update(zip(todo[lo:lo + 256], d.tolist()))
+        out[new] = [self._cache[k] for k in keys]
+        return out
+
+    def trace_score(self, seq):
+        return float(self.position_scores(seq).max()) if len(seq) else 0.0
+
+    def scored(self, seq) -> Scored:
+        pos = self.position_scores(seq)
+        return Scored(float(pos.max()) if len(pos) else 0.0, np.arange(1, len(pos) + 1),
+                      np.maximum.accumulate(pos) if len(pos) else pos)
+
+    def params(self):
+        return {**super().params(), "normal": self.normal.tolist()}
+
+    def load(self, p):
+        super().load(p)
+        self.normal = np.array(p["normal"], dtype=np.int32).reshape(-1, self.n)
+        self._cache = {}
+        return self
 
 
 def _sigmoid(x):
@@ -258,4 +307,4 @@ def scored(det: D.Detector, seqs) -> list[Scored]:
     return out
 
 
-D.DETECTORS.update({Mismatch.kind: Mismatch, LFC.kind: LFC, LM.kind: LM})
+D.DETECTORS.update({Mismatch.kind: Mismatch, LFC.kind: LFC, Hamming.kind: Hamming, LM.kind: LM})

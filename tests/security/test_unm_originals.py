@@ -123,3 +123,22 @@ def test_eval_unm_max_calibration_and_programs_without_intrusions(tmp_path):
     assert m["test_normal_alarms"] == 0 and m["n_test_normal"] == 2
     assert "synth_ftp" in out["summary"]["lfc"]["max_calibration_ok"]
 
+
+
+def test_hamming_is_the_distance_to_the_closest_normal_gram(tmp_path):
+    from kernelpilot.security.model import SecurityModel
+    cyc = ["openat", "read", "write", "close"]
+    vocab = Vocabulary.from_traces([Trace("n", cyc), Trace("x", ["execve", "socket"])])
+    det = D.DETECTORS["hamming"](vocab, n=4).fit([vocab.encode(cyc * 10)])
+    seq = vocab.encode(cyc * 3 + ["execve"] + cyc * 2 + ["socket", "socket", "socket", "socket"])
+    grams = det._matrix(seq)
+    brute = [min(float(np.mean(g != h)) for h in det.normal) for g in grams]
+    s = det.scored(seq)
+    assert np.allclose(det.position_scores(seq), brute) and s.score == 1.0  # four socket calls match nothing
+    assert s.stream[12] == 0.25 and max(brute[:16]) == 0.5  # execve replaces one call, then shifts the next gram
+    assert det.trace_score(vocab.encode(cyc * 5)) == 0.0
+    m = SecurityModel.train([Trace(f"t{i}", cyc * (8 + i)) for i in range(8)], ("hamming",), calibrate=0.25)
+    m.save(tmp_path / "m.json")
+    back = SecurityModel.load(tmp_path / "m.json")
+    q = m.vocab.encode(cyc * 3 + ["read", "read"] + cyc)
+    assert np.allclose(back.detectors["hamming"].window_scores(q), m.detectors["hamming"].window_scores(q))
