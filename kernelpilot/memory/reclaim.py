@@ -81,7 +81,7 @@ class LearnedReclaimer:
     its size shrinks as the prediction nears the budget. While the program allocates (anonymous
     memory up by more than `grow` of the peak in an interval: its phase) it holds: that memory is
     new, not cold. Page cache growing (files read once) does not hold it. Refaults and pressure
-    are counted beyond the program's own (their EWMA while none of its reclaim is open): a
+    are counted beyond the program's own (their EWMA while the limit is its own): a
     program already at its limit is not a reason to stop, unless its own pages already refault
     at the budget rate per interval (then none is cold)."""
     name = "kernelpilot"
@@ -139,13 +139,25 @@ class LearnedReclaimer:
 
     def step(self, o: Obs) -> int:
         self.peak_ = max(self.peak_, o.peak)
-        if not self.open_:  # nothing of ours out: what the program refaults and stalls on by itself
+        if self.base_ref_ is None or (not self.open_ and o.limit >= o.ceiling):
+            # nothing of ours out (the limit its own): what the program refaults and stalls on by
+            # itself. Not below it: steps that closed still hold their pages out, and a baseline
+            # learned there took our thrashing for the program's (kv went to 15 MB, 2x slower)
             a = 1.0 if self.base_ref_ is None else 0.3
             self.base_ref_ = (1 - a) * (self.base_ref_ or 0) + a * o.refaults
             self.base_psi_ = (1 - a) * (self.base_psi_ or 0) + a * o.pressure
-        self._learn(max(0, o.refaults - int(self.base_ref_)))  # charged to us: above that
+        excess = max(0, o.refaults - int(self.base_ref_))  # charged to us: above that
+        self._learn(excess)
         base = min(o.limit, max(o.usage, self.floor))
         depth = 1 - base / max(o.peak, 1)
+        if not self.open_ and excess and o.limit < o.ceiling:  # its closed steps' pages coming back
+            r = excess / max((o.peak - base) // PAGE, 1)
+            b = self._bucket(depth)
+            old = self.rate_[b]
+            self.rate_[b] = r if np.isnan(old) else (1 - self.alpha) * old + self.alpha * r
+            if r > self.budget:  # refaulting over budget where it stands: give a step back
+                self.hold_ = self.horizon
+                return min(int(base + self.max_step * o.peak), o.ceiling)
         growing = o.anon - self.last_anon_ > self.grow * o.peak
         self.last_anon_ = o.anon
         if o.pressure > self.target + 1.5 * self.base_psi_:  # stalls beyond the program's own: back off

@@ -149,3 +149,22 @@ def test_learned_never_steps_below_a_limit_a_charge_waited_on():
         lim = c.step(R.Obs(lim, lim, peak, 0.0, 0, peak))
         assert lim >= at
     assert c.predict(1 - at / peak) >= c.budget
+
+
+def test_learned_does_not_take_thrashing_it_caused_for_the_programs_own():
+    """Refaults that start after its steps closed, below the program's own limit, stay charged
+    to its reclaim: it never goes deeper while they last (a baseline learned there made every
+    later step look refault-free, and kv went down to 15 MB)."""
+    c = R.LearnedReclaimer(horizon=2)
+    peak = 200 * MB
+    lim = peak
+    for _ in range(3):
+        lim = c.step(R.Obs(lim, lim, peak, 0.0, 0, peak))
+    for _ in range(3):  # its steps close refault-free
+        c.hold_ = 1
+        lim = c.step(R.Obs(lim, lim, peak, 0.0, 0, peak))
+    start = lim
+    assert start < peak
+    for _ in range(30):
+        lim = c.step(R.Obs(lim, lim, peak, 0.0, 600, peak))  # 1.5 % of its pages an interval
+        assert lim >= start
