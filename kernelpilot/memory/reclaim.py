@@ -150,8 +150,10 @@ class LearnedReclaimer:
         self._learn(excess)
         base = min(o.limit, max(o.usage, self.floor))
         depth = 1 - base / max(o.peak, 1)
-        if not self.open_ and excess and o.limit < o.ceiling:  # its closed steps' pages coming back
-            r = excess / max((o.peak - base) // PAGE, 1)
+        # its closed steps' pages coming back: beyond the program's own with its noise (1.5x, as PSI)
+        late = o.refaults - 1.5 * self.base_ref_
+        if not self.open_ and late > 0 and o.limit < o.ceiling:
+            r = late / max((o.peak - base) // PAGE, 1)
             b = self._bucket(depth)
             old = self.rate_[b]
             self.rate_[b] = r if np.isnan(old) else (1 - self.alpha) * old + self.alpha * r
