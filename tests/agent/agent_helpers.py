@@ -1,10 +1,12 @@
 """Helpers shared by the agent and sched live tests: a journal dir, a sleeping target, an agent."""
 import os
 import shutil
+import signal
 import tempfile
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -63,3 +65,23 @@ def start_agent(pid, env=None):
                          cwd=str(ROOT))
     assert p.stdout.readline().strip() == "changed"
     return p
+
+
+@contextmanager
+def killed_if_left(p):
+    """Yield p; if the block fails while p still runs, kill it (no agent outlives its test)."""
+    try:
+        yield p
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def stop_cleanly(p, timeout=60):
+    """SIGTERM p: it must exit 0 without a traceback. Returns (stdout, stderr)."""
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=timeout)
+    assert p.returncode == 0, err
+    assert "Traceback" not in err
+    return out, err

@@ -15,7 +15,7 @@ from cli_checks import one_line_error  # noqa: E402
 from conftest import need_root, run_kpilot
 from kernelpilot.agent.eventlog import FIELDS, EventLog
 from kernelpilot.agent.pilot import Decision
-from agent_helpers import ROOT, wait_for
+from agent_helpers import ROOT, killed_if_left, stop_cleanly, wait_for
 
 QUIET = "[security]\nenabled = false\n"  # the watch learns a host model on first use: not here
 
@@ -86,7 +86,7 @@ def test_one_agent_state_socket_reload_and_stop(tmp_path, rdir):
     cfg.write_text(QUIET + "[aipath]\ntop = 5\n")
     log = tmp_path / "events.jsonl"
     a = agent(["--config", cfg, "--log", log, "-d", "120"], rdir)
-    try:
+    with killed_if_left(a):
         assert wait_for(lambda: (state(rdir) or {}).get("events", 0) > 0, 60), a.stderr.read() if a.poll() else ""
         st = state(rdir)
         assert st["pid"] == a.pid and st["mode"] == "dry-run"
@@ -114,14 +114,8 @@ def test_one_agent_state_socket_reload_and_stop(tmp_path, rdir):
         a.send_signal(signal.SIGHUP)
         assert wait_for(lambda: (state(rdir) or {}).get("reloads") == 1, 20)
         assert wait_for(lambda: state(rdir)["domains"]["memory"] == {"state": "disabled in the config"}, 10)
-        a.send_signal(signal.SIGTERM)
-        out, err = a.communicate(timeout=60)
-    finally:
-        if a.poll() is None:
-            a.kill()
-            a.wait()
-    assert a.returncode == 0, err
-    assert "stopped: SIGTERM" in out and "Traceback" not in err
+        out, err = stop_cleanly(a)
+    assert "stopped: SIGTERM" in out
     assert not (rdir / "agent.sock").exists() and not (rdir / "agent.pid").exists()
     recs = [json.loads(x) for x in log.read_text().splitlines()]
     assert all(tuple(r) == FIELDS for r in recs)

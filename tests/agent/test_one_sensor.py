@@ -2,13 +2,12 @@
 program feeds both the trace batches and the security watch's in-kernel windows."""
 import json
 import os
-import signal
 import subprocess
 import sys
 
 import pytest
 
-from agent_helpers import ROOT, wait_for
+from agent_helpers import ROOT, killed_if_left, stop_cleanly, wait_for
 from conftest import need_root
 
 
@@ -53,7 +52,7 @@ def test_agent_one_sys_enter_program_feeds_trace_and_security(tmp_path, model_fi
     a = subprocess.Popen([sys.executable, "-m", "kernelpilot.cli", "agent", "run", "--config", str(cfg),
                           "--log", str(tmp_path / "e.jsonl"), "-d", "120"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-    try:
+    with killed_if_left(a):
         def watching():
             st = read_state(rdir / "agent.sock") or {}
             return st.get("events", 0) > 0 and "watching" in st.get("domains", {}).get("security", {}).get("state", "")
@@ -79,14 +78,7 @@ def test_agent_one_sys_enter_program_feeds_trace_and_security(tmp_path, model_fi
         w = after["domains"]["security"]["watch"]
         assert w["windows"] > before["windows"] and w["dropped"] == 0
         assert after["events"] > st["events"]
-        a.send_signal(signal.SIGTERM)
-        out, err = a.communicate(timeout=60)
-    finally:
-        if a.poll() is None:
-            a.kill()
-            a.wait()
-    assert a.returncode == 0, err
-    assert "Traceback" not in err
+        stop_cleanly(a)
 
 
 def test_sensor_falls_back_to_kp_trace_when_the_merged_build_fails(monkeypatch):

@@ -12,20 +12,24 @@ GUIDE = Path(ROOT) / "docs" / "guide"
 BLOCK = re.compile(r"^```sh run[ \t]*\n(.*?)^```", re.M | re.S)
 # commands that watch the whole host, change it, hold a fixed port or measure it: their blocks run alone
 # (serial). Tracing a command of one's own (record -- CMD, aipath -- CMD) is not host-wide.
-HOST_WIDE = re.compile(r"\bkpilot (bench|serve|top|agent (run|rollback)|sched (run|rules)"
+HOST_WIDE = re.compile(r"\bkpilot (bench (?!memory\b|kernelize\b)|serve|top|agent (run|rollback)|sched (run|rules)"
                        r"|memory live|security (watch|scenarios record|train --host))\b")
+# `bench memory` simulates committed traces and `bench kernelize` test-runs its own programs: not host-wide
+TMP_PATH = re.compile(r"/tmp/")  # a later block naming /tmp/... may read what a host-wide block wrote there
 
 
 def blocks():
     """Each page's blocks in order. Blocks that only compute (simulate, train, evaluate, kernelize on
-    given input) run with the parallel part, one page's on one worker in order, up to the page's
-    first host-wide block; that block and the rest of its page run in the serial part, in order."""
+    given input) run with the parallel part, one page's on one worker in order. Host-wide blocks run
+    in the serial part, in order, and so does a later block of the page that names a /tmp/ path
+    (it may read what a host-wide block wrote there; each block's own files live in its scratch folder)."""
     out = []
     for page in sorted(GUIDE.glob("*.md")):
-        host_wide = False
+        seen_host_wide = False
         for i, m in enumerate(BLOCK.finditer(page.read_text())):
             script = m.group(1)
-            host_wide = host_wide or bool(HOST_WIDE.search(script))
+            host_wide = bool(HOST_WIDE.search(script)) or (seen_host_wide and bool(TMP_PATH.search(script)))
+            seen_host_wide = seen_host_wide or host_wide
             mark = pytest.mark.serial if host_wide else pytest.mark.xdist_group(f"guide-{page.stem}")
             out.append(pytest.param(page.name, script, id=f"{page.stem}-{i}", marks=mark))
     return out
