@@ -30,8 +30,8 @@ run: build
 PYTEST_WORKERS ?= 2
 test: test-sysdeps build
 	@$(KPILOT) memory sim --trace synth:mixed --policies all --sizes 0.01 --limit 20000 >/dev/null  # numba's cache, once, before the workers
-	@$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup -m "not serial" tests
-	@$(PY) -m pytest -q -m serial tests
+	@$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup -m "not serial" --durations=15 tests
+	@$(PY) -m pytest -q -m serial --durations=15 tests
 
 bench: build
 	@$(KPILOT) bench all --json
