@@ -71,13 +71,20 @@ def _lists(n_obj, k):
 
 
 @njit(cache=True, nogil=True)
-def _fifo_lru(ids, sz, cap, n_obj, lru, evl):
+def _fifo_lru_init(ids, cap, n_obj):
     prv, nxt, H, T = _lists(n_obj, 1)
     inc = np.zeros(n_obj, np.bool_)
     osz = np.zeros(n_obj, np.int64)
-    hit = np.zeros(ids.shape[0], np.uint8)
-    occ = 0
-    for t in range(ids.shape[0]):
+    sc = np.zeros(1, np.int64)
+    return (prv, nxt, H, T, inc, osz, sc)
+
+
+@njit(cache=True, nogil=True)
+def _fifo_lru_run(ids, sz, cap, t0, t1, hit, evl, state, lru):
+    """Requests [t0, t1) on the state from `_fifo_lru_init` (hits into hit[t0:t1])."""
+    prv, nxt, H, T, inc, osz, sc = state
+    occ = np.int64(sc[0])
+    for t in range(t0, t1):
         i = ids[t]
         if inc[i]:
             hit[t] = 1
@@ -96,29 +103,49 @@ def _fifo_lru(ids, sz, cap, n_obj, lru, evl):
         inc[i] = True
         osz[i] = s
         occ += s
-    return hit
+    sc[0] = occ
+
+
+@njit(cache=True, nogil=True)
+def _fifo_run(ids, sz, cap, t0, t1, hit, evl, state):
+    _fifo_lru_run(ids, sz, cap, t0, t1, hit, evl, state, False)
+
+
+@njit(cache=True, nogil=True)
+def _lru_run(ids, sz, cap, t0, t1, hit, evl, state):
+    _fifo_lru_run(ids, sz, cap, t0, t1, hit, evl, state, True)
 
 
 @njit(cache=True, nogil=True)
 def fifo(ids, sz, cap, n_obj, evl=None):
-    return _fifo_lru(ids, sz, cap, n_obj, False, evl)
+    hit = np.zeros(ids.shape[0], np.uint8)
+    _fifo_run(ids, sz, cap, 0, ids.shape[0], hit, evl, _fifo_lru_init(ids, cap, n_obj))
+    return hit
 
 
 @njit(cache=True, nogil=True)
 def lru(ids, sz, cap, n_obj, evl=None):
-    return _fifo_lru(ids, sz, cap, n_obj, True, evl)
+    hit = np.zeros(ids.shape[0], np.uint8)
+    _lru_run(ids, sz, cap, 0, ids.shape[0], hit, evl, _fifo_lru_init(ids, cap, n_obj))
+    return hit
 
 
 @njit(cache=True, nogil=True)
-def clock(ids, sz, cap, n_obj, evl=None):
-    """FIFO with reinsertion, 1-bit reference counter (libCacheSim Clock)."""
+def _clock_init(ids, cap, n_obj):
     prv, nxt, H, T = _lists(n_obj, 1)
     inc = np.zeros(n_obj, np.bool_)
     ref = np.zeros(n_obj, np.int8)
     osz = np.zeros(n_obj, np.int64)
-    hit = np.zeros(ids.shape[0], np.uint8)
-    occ = 0
-    for t in range(ids.shape[0]):
+    sc = np.zeros(1, np.int64)
+    return (prv, nxt, H, T, inc, ref, osz, sc)
+
+
+@njit(cache=True, nogil=True)
+def _clock_run(ids, sz, cap, t0, t1, hit, evl, state):
+    """Requests [t0, t1) on the state from `_clock_init` (hits into hit[t0:t1])."""
+    prv, nxt, H, T, inc, ref, osz, sc = state
+    occ = np.int64(sc[0])
+    for t in range(t0, t1):
         i = ids[t]
         if inc[i]:
             hit[t] = 1
@@ -141,19 +168,34 @@ def clock(ids, sz, cap, n_obj, evl=None):
         ref[i] = 0
         osz[i] = s
         occ += s
+    sc[0] = occ
+
+
+@njit(cache=True, nogil=True)
+def clock(ids, sz, cap, n_obj, evl=None):
+    """FIFO with reinsertion, 1-bit reference counter (libCacheSim Clock)."""
+    hit = np.zeros(ids.shape[0], np.uint8)
+    _clock_run(ids, sz, cap, 0, ids.shape[0], hit, evl, _clock_init(ids, cap, n_obj))
     return hit
 
 
 @njit(cache=True, nogil=True)
-def sieve(ids, sz, cap, n_obj, evl=None):
+def _sieve_init(ids, cap, n_obj):
     prv, nxt, H, T = _lists(n_obj, 1)
     inc = np.zeros(n_obj, np.bool_)
     vis = np.zeros(n_obj, np.int8)
     osz = np.zeros(n_obj, np.int64)
-    hit = np.zeros(ids.shape[0], np.uint8)
-    occ = 0
-    hand = -1
-    for t in range(ids.shape[0]):
+    sc = np.array([0, -1], np.int64)
+    return (prv, nxt, H, T, inc, vis, osz, sc)
+
+
+@njit(cache=True, nogil=True)
+def _sieve_run(ids, sz, cap, t0, t1, hit, evl, state):
+    """Requests [t0, t1) on the state from `_sieve_init` (hits into hit[t0:t1])."""
+    prv, nxt, H, T, inc, vis, osz, sc = state
+    occ = np.int64(sc[0])
+    hand = np.int64(sc[1])
+    for t in range(t0, t1):
         i = ids[t]
         if inc[i]:
             hit[t] = 1
@@ -175,6 +217,14 @@ def sieve(ids, sz, cap, n_obj, evl=None):
         vis[i] = 0
         osz[i] = s
         occ += s
+    sc[0] = occ
+    sc[1] = hand
+
+
+@njit(cache=True, nogil=True)
+def sieve(ids, sz, cap, n_obj, evl=None):
+    hit = np.zeros(ids.shape[0], np.uint8)
+    _sieve_run(ids, sz, cap, 0, ids.shape[0], hit, evl, _sieve_init(ids, cap, n_obj))
     return hit
 
 
@@ -200,17 +250,22 @@ def _bump(prv, nxt, H, T, f, i, minf):
 
 
 @njit(cache=True, nogil=True)
-def lfu(ids, sz, cap, n_obj, evl=None):
-    """LFU, FIFO among equal frequencies; frequency forgotten on eviction."""
-    n = ids.shape[0]
+def _lfu_init(ids, cap, n_obj):
     prv, nxt, H, T = _lists(n_obj, np.bincount(ids, minlength=n_obj).max() + 2)
     freq = np.zeros(n_obj, np.int64)
     osz = np.zeros(n_obj, np.int64)
-    hit = np.zeros(n, np.uint8)
-    occ = 0
-    minf = 1
-    hi = 1
-    for t in range(n):
+    sc = np.array([0, 1, 1], np.int64)
+    return (prv, nxt, H, T, freq, osz, sc)
+
+
+@njit(cache=True, nogil=True)
+def _lfu_run(ids, sz, cap, t0, t1, hit, evl, state):
+    """Requests [t0, t1) on the state from `_lfu_init` (hits into hit[t0:t1])."""
+    prv, nxt, H, T, freq, osz, sc = state
+    occ = np.int64(sc[0])
+    minf = np.int64(sc[1])
+    hi = np.int64(sc[2])
+    for t in range(t0, t1):
         i = ids[t]
         f = freq[i]
         if f > 0:
@@ -231,25 +286,38 @@ def lfu(ids, sz, cap, n_obj, evl=None):
         _append(prv, nxt, H, T, 1, i)
         osz[i] = s
         occ += s
+    sc[0] = occ
+    sc[1] = minf
+    sc[2] = hi
+
+
+@njit(cache=True, nogil=True)
+def lfu(ids, sz, cap, n_obj, evl=None):
+    """LFU, FIFO among equal frequencies; frequency forgotten on eviction."""
+    hit = np.zeros(ids.shape[0], np.uint8)
+    _lfu_run(ids, sz, cap, 0, ids.shape[0], hit, evl, _lfu_init(ids, cap, n_obj))
     return hit
 
 
 @njit(cache=True, nogil=True)
-def plfu(ids, sz, cap, n_obj, evl=None):
-    """Perfect LFU: like `lfu`, but an object's count covers all its requests, also those made
-    while it was out of the cache (counts are never forgotten); FIFO among equal counts. Kept for
-    the skewed, popularity-driven traces (database lookups) where it beats every policy above."""
-    n = ids.shape[0]
+def _plfu_init(ids, cap, n_obj):
     prv, nxt, H, T = _lists(n_obj, np.bincount(ids, minlength=n_obj).max() + 2)
     cnt = np.zeros(n_obj, np.int64)  # requests so far, cached or not
     inc = np.zeros(n_obj, np.bool_)
     osz = np.zeros(n_obj, np.int64)
-    hit = np.zeros(n, np.uint8)
-    occ = 0
-    nc = 0
-    minf = 1
-    hi = 1
-    for t in range(n):
+    sc = np.array([0, 0, 1, 1], np.int64)
+    return (prv, nxt, H, T, cnt, inc, osz, sc)
+
+
+@njit(cache=True, nogil=True)
+def _plfu_run(ids, sz, cap, t0, t1, hit, evl, state):
+    """Requests [t0, t1) on the state from `_plfu_init` (hits into hit[t0:t1])."""
+    prv, nxt, H, T, cnt, inc, osz, sc = state
+    occ = np.int64(sc[0])
+    nc = np.int64(sc[1])
+    minf = np.int64(sc[2])
+    hi = np.int64(sc[3])
+    for t in range(t0, t1):
         i = ids[t]
         f = cnt[i]
         cnt[i] = f + 1
@@ -276,20 +344,39 @@ def plfu(ids, sz, cap, n_obj, evl=None):
         _append(prv, nxt, H, T, f + 1, i)
         osz[i] = s
         occ += s
+    sc[0] = occ
+    sc[1] = nc
+    sc[2] = minf
+    sc[3] = hi
+
+
+@njit(cache=True, nogil=True)
+def plfu(ids, sz, cap, n_obj, evl=None):
+    """Perfect LFU: like `lfu`, but an object's count covers all its requests, also those made
+    while it was out of the cache (counts are never forgotten); FIFO among equal counts. Kept for
+    the skewed, popularity-driven traces (database lookups) where it beats every policy above."""
+    hit = np.zeros(ids.shape[0], np.uint8)
+    _plfu_run(ids, sz, cap, 0, ids.shape[0], hit, evl, _plfu_init(ids, cap, n_obj))
     return hit
 
 
 @njit(cache=True, nogil=True)
-def arc(ids, sz, cap, n_obj, evl=None):
-    """ARC (Megiddo & Modha) with a float p, as libCacheSim implements it."""
-    T1, T2, B1, B2 = 0, 1, 2, 3
+def _arc_init(ids, cap, n_obj):
     prv, nxt, H, T = _lists(n_obj, 4)
     where = np.full(n_obj, -1, np.int8)
     osz = np.zeros(n_obj, np.int64)
     L = np.zeros(4, np.int64)  # bytes per list
-    hit = np.zeros(ids.shape[0], np.uint8)
-    p = 0.0
-    for t in range(ids.shape[0]):
+    sc = np.zeros(1, np.float64)
+    return (prv, nxt, H, T, where, osz, L, sc)
+
+
+@njit(cache=True, nogil=True)
+def _arc_run(ids, sz, cap, t0, t1, hit, evl, state):
+    """Requests [t0, t1) on the state from `_arc_init` (hits into hit[t0:t1])."""
+    T1, T2, B1, B2 = 0, 1, 2, 3
+    prv, nxt, H, T, where, osz, L, sc = state
+    p = np.float64(sc[0])
+    for t in range(t0, t1):
         i = ids[t]
         w = where[i]
         s = sz[t]
@@ -342,6 +429,14 @@ def arc(ids, sz, cap, n_obj, evl=None):
         where[i] = q
         osz[i] = s
         L[q] += s
+    sc[0] = p
+
+
+@njit(cache=True, nogil=True)
+def arc(ids, sz, cap, n_obj, evl=None):
+    """ARC (Megiddo & Modha) with a float p, as libCacheSim implements it."""
+    hit = np.zeros(ids.shape[0], np.uint8)
+    _arc_run(ids, sz, cap, 0, ids.shape[0], hit, evl, _arc_init(ids, cap, n_obj))
     return hit
 
 
@@ -361,18 +456,23 @@ def _arc_replace(prv, nxt, H, T, where, osz, L, p, in_b2, evl, t):
 
 
 @njit(cache=True, nogil=True)
-def twoq(ids, sz, cap, n_obj, evl=None):
-    """2Q: Ain FIFO (25%), Aout ghost FIFO (50%), Am LRU (rest), as in libCacheSim."""
-    AIN, AOUT, AM = 0, 1, 2
-    ain_cap = np.int64(cap * 0.25)
-    aout_cap = np.int64(cap * 0.5)
-    am_cap = cap - ain_cap
+def _twoq_init(ids, cap, n_obj):
     prv, nxt, H, T = _lists(n_obj, 3)
     where = np.full(n_obj, -1, np.int8)
     osz = np.zeros(n_obj, np.int64)
     L = np.zeros(3, np.int64)
-    hit = np.zeros(ids.shape[0], np.uint8)
-    for t in range(ids.shape[0]):
+    return (prv, nxt, H, T, where, osz, L)
+
+
+@njit(cache=True, nogil=True)
+def _twoq_run(ids, sz, cap, t0, t1, hit, evl, state):
+    """Requests [t0, t1) on the state from `_twoq_init` (hits into hit[t0:t1])."""
+    AIN, AOUT, AM = 0, 1, 2
+    ain_cap = np.int64(cap * 0.25)
+    aout_cap = np.int64(cap * 0.5)
+    am_cap = cap - ain_cap
+    prv, nxt, H, T, where, osz, L = state
+    for t in range(t0, t1):
         i = ids[t]
         w = where[i]
         s = sz[t]
@@ -436,24 +536,37 @@ def twoq(ids, sz, cap, n_obj, evl=None):
             where[i] = AIN
             L[AIN] += s
             osz[i] = s
+
+
+@njit(cache=True, nogil=True)
+def twoq(ids, sz, cap, n_obj, evl=None):
+    """2Q: Ain FIFO (25%), Aout ghost FIFO (50%), Am LRU (rest), as in libCacheSim."""
+    hit = np.zeros(ids.shape[0], np.uint8)
+    _twoq_run(ids, sz, cap, 0, ids.shape[0], hit, evl, _twoq_init(ids, cap, n_obj))
     return hit
 
 
 @njit(cache=True, nogil=True)
-def s3fifo(ids, sz, cap, n_obj, evl=None):
-    """S3-FIFO: 10% small FIFO, 90% main FIFO with 2-bit clock, ghost FIFO (90%)."""
-    S, M, G = 0, 1, 2
-    s_cap = np.int64(cap * 0.1)
-    m_cap = cap - s_cap
-    g_cap = np.int64(cap * 0.9)
+def _s3fifo_init(ids, cap, n_obj):
     prv, nxt, H, T = _lists(n_obj, 3)
     where = np.full(n_obj, -1, np.int8)
     freq = np.zeros(n_obj, np.int64)
     osz = np.zeros(n_obj, np.int64)
     L = np.zeros(3, np.int64)
-    hit = np.zeros(ids.shape[0], np.uint8)
-    has_evicted = False
-    for t in range(ids.shape[0]):
+    sc = np.zeros(1, np.bool_)
+    return (prv, nxt, H, T, where, freq, osz, L, sc)
+
+
+@njit(cache=True, nogil=True)
+def _s3fifo_run(ids, sz, cap, t0, t1, hit, evl, state):
+    """Requests [t0, t1) on the state from `_s3fifo_init` (hits into hit[t0:t1])."""
+    S, M, G = 0, 1, 2
+    s_cap = np.int64(cap * 0.1)
+    m_cap = cap - s_cap
+    g_cap = np.int64(cap * 0.9)
+    prv, nxt, H, T, where, freq, osz, L, sc = state
+    has_evicted = np.bool_(sc[0])
+    for t in range(t0, t1):
         i = ids[t]
         w = where[i]
         s = sz[t]
@@ -521,13 +634,19 @@ def s3fifo(ids, sz, cap, n_obj, evl=None):
         L[q] += s
         osz[i] = s
         freq[i] = 0
+    sc[0] = has_evicted
+
+
+@njit(cache=True, nogil=True)
+def s3fifo(ids, sz, cap, n_obj, evl=None):
+    """S3-FIFO: 10% small FIFO, 90% main FIFO with 2-bit clock, ghost FIFO (90%)."""
+    hit = np.zeros(ids.shape[0], np.uint8)
+    _s3fifo_run(ids, sz, cap, 0, ids.shape[0], hit, evl, _s3fifo_init(ids, cap, n_obj))
     return hit
 
 
 @njit(cache=True, nogil=True)
-def lirs(ids, sz, cap, n_obj, evl=None):
-    """LIRS (Jiang & Zhang 2002) with 1% for resident HIR blocks, stack S bounded to 2x the
-    cache by dropping non-resident entries (the NH queue): libCacheSim's multi-LRU version."""
+def _lirs_init(ids, cap, n_obj):
     st = np.zeros(8, np.int64)  # lir_b, hir_b, occ, s_bytes, lir_lim, hir_lim
     hir_lim = max(np.int64(1), np.int64(0.01 * cap))
     st[4] = cap - hir_lim
@@ -540,8 +659,14 @@ def lirs(ids, sz, cap, n_obj, evl=None):
     lir = np.zeros(n_obj, np.bool_)
     res = np.zeros(n_obj, np.bool_)
     osz = np.zeros(n_obj, np.int64)
-    hit = np.zeros(ids.shape[0], np.uint8)
-    for t in range(ids.shape[0]):
+    return (st, P, N, H, T, mem, lir, res, osz)
+
+
+@njit(cache=True, nogil=True)
+def _lirs_run(ids, sz, cap, t0, t1, hit, evl, state):
+    """Requests [t0, t1) on the state from `_lirs_init` (hits into hit[t0:t1])."""
+    st, P, N, H, T, mem, lir, res, osz = state
+    for t in range(t0, t1):
         i = ids[t]
         s = sz[t]
         in_s = mem[0, i]
@@ -627,6 +752,14 @@ def lirs(ids, sz, cap, n_obj, evl=None):
                     st[1] += s
                 st[2] += s
         _lirs_limit(P, N, H, T, mem, res, osz, st, cap, evl, t)
+
+
+@njit(cache=True, nogil=True)
+def lirs(ids, sz, cap, n_obj, evl=None):
+    """LIRS (Jiang & Zhang 2002) with 1% for resident HIR blocks, stack S bounded to 2x the
+    cache by dropping non-resident entries (the NH queue): libCacheSim's multi-LRU version."""
+    hit = np.zeros(ids.shape[0], np.uint8)
+    _lirs_run(ids, sz, cap, 0, ids.shape[0], hit, evl, _lirs_init(ids, cap, n_obj))
     return hit
 
 
@@ -791,5 +924,12 @@ def belady(ids, sz, cap, n_obj, nxt_pos):
     return hit
 
 
+# the same policies, resumable: state = init(ids, cap, n_obj); run(ids, sz, cap, t0, t1, hit,
+# evl, state) serves requests [t0, t1) (the whole-trace kernels above are init + one run)
+RESUMABLE = {"fifo": (_fifo_lru_init, _fifo_run), "lru": (_fifo_lru_init, _lru_run),
+             "clock": (_clock_init, _clock_run), "lfu": (_lfu_init, _lfu_run), "arc": (_arc_init, _arc_run),
+             "2q": (_twoq_init, _twoq_run), "lirs": (_lirs_init, _lirs_run),
+             "s3fifo": (_s3fifo_init, _s3fifo_run), "sieve": (_sieve_init, _sieve_run),
+             "plfu": (_plfu_init, _plfu_run)}
 CLASSIC = {"fifo": fifo, "lru": lru, "clock": clock, "lfu": lfu, "arc": arc, "2q": twoq,
            "lirs": lirs, "s3fifo": s3fifo, "sieve": sieve, "plfu": plfu}
