@@ -42,14 +42,14 @@ def load_model(path):
     """A saved replacement model: a known policy, the memory features in order, a depth that
     models.complete can lay out (2^depth nodes per tree)."""
     from kernelpilot.kernelize.limits import MAP_MAX_DEPTH
-    from kernelpilot.memory import features, models
+    from kernelpilot.memory import models
     from kernelpilot.models import validate
     from kernelpilot.models.format import Model
     saved = Model.load(path)
     policy = saved.meta.get("policy")
     if not isinstance(policy, str) or policy not in models.MODES or saved.kind not in ("tree", "forest"):
         raise KpError(f"{path}: not a memory replacement model (no known 'policy' in its meta)")
-    validate.check_features(saved, features.NAMES, str(path), "the memory simulator")
+    validate.check_features(saved, models.feature_names(saved.meta), str(path), "the memory simulator")
     validate.check_depth(saved, MAP_MAX_DEPTH, str(path), "the memory simulator")
     return saved
 

@@ -121,7 +121,7 @@ def test_learned_policy_runs_and_model_roundtrip(tmp_path):
     m.save(tmp_path / "m.json")
     m2 = Model.load(tmp_path / "m.json")
     from kernelpilot.memory import features as F
-    X = np.random.default_rng(0).uniform(0, 20, (50, F.N_FEAT))
+    X = np.random.default_rng(0).uniform(0, 20, (50, m.n_features))  # lrb: and the age
     assert np.allclose(models.score_rows(m, X), m2.predict_float(X))
     r = sim.simulate(tr, "lrb", 600, model=m2, eval_from=20_000)
     assert r.miss_ratio < sim.simulate(tr, "lru", 600, eval_from=20_000).miss_ratio

@@ -30,7 +30,7 @@ def test_complete_tree_walk_equals_the_model():
     tr = T.zipf(20_000, 1500, 0.9, 3)
     for policy in ("lrb", "reuse"):
         m = models.train(policy, tr, 100)
-        X = np.random.default_rng(1).uniform(0, 25, (500, F.N_FEAT))
+        X = np.random.default_rng(1).uniform(0, 25, (500, m.n_features))  # lrb: and the age
         walk = _walk_rows(X, *models.complete(m))
         assert np.array_equal(walk, models.score_rows(m, X))  # bit for bit: same trees, same order
         if policy == "lrb":  # a regressor: the saved model's own prediction
