@@ -176,18 +176,21 @@ class LearnedReclaimer:
             self.rate_[s[0]] = max(np.nan_to_num(self.rate_[s[0]]), s[2] / max(s[1], 1))
             self.hold_ = self.horizon
             return min(int(base + s[1] * PAGE), o.ceiling)
+        # holding keeps the limit: lowering it to usage saves nothing, and each write below
+        # usage makes the kernel reclaim at once, whatever is hot (hot/cold: 41k major faults
+        # against 34k holding the limit)
         if self.hold_ > 0:
             self.hold_ -= 1
-            return base
+            return o.limit
         if self.base_ref_ / max(o.usage / PAGE, 1) > self.budget:  # its own pages refault at the
-            return base                                              # budget rate: none is cold
+            return o.limit                                           # budget rate: none is cold
         step = self.max_step
         nxt = depth + step
         p = self.predict(nxt)
         if p >= self.budget:
             step = self.min_step
             if self.predict(depth + step) >= self.budget:
-                return base
+                return o.limit
         else:
             step = max(self.min_step, self.max_step * (1 - p / self.budget))
         new = max(int(base - step * o.peak), self.floor)

@@ -168,3 +168,14 @@ def test_learned_does_not_take_thrashing_it_caused_for_the_programs_own():
     for _ in range(30):
         lim = c.step(R.Obs(lim, lim, peak, 0.0, 600, peak))  # 1.5 % of its pages an interval
         assert lim >= start
+
+
+def test_learned_holding_keeps_the_limit_not_usage():
+    """A hold leaves the limit where it is: ratcheting it down to usage saves nothing and makes
+    the kernel reclaim at each write (on hot/cold, hot pages)."""
+    c = R.LearnedReclaimer()
+    peak = 100 * MB
+    c.step(R.Obs(peak, peak, peak, 0.0, 0, peak))
+    c.hold_ = 3
+    for _ in range(3):
+        assert c.step(R.Obs(90 * MB, peak, peak, 0.0, 0, peak)) == peak
