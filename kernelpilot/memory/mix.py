@@ -24,6 +24,7 @@ only got them back one miss at a time. Everything is online: each choice uses re
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import NamedTuple
 
@@ -49,36 +50,148 @@ TRACK_HALF, TRACK_MARGIN = 2.0, 0.05
 TRACKER = "tracker"
 
 
+# successive elimination (see `eliminate`): the experts are compared once they have each seen
+# WARM requests, with a confidence DELTA; an expert found behind there never runs again
+WARM, DELTA = 100_000, 1e-3
+CHUNK = 16_384  # requests the experts serve between two checks
+
+
 class Followed(NamedTuple):
     hit: np.ndarray  # per request, the mixture's hit flag (uint8)
     led: dict  # requests the real cache copied each expert (and were led by the tracker)
     switches: int  # changes of leader (the tracker counts as one expert)
     copies: int  # changes of the expert copied (each may fetch up to a cache)
     fetched: np.ndarray  # per request, what a change just before it fetched (objects' sizes)
+    pruned: dict = {}  # expert -> request from which it no longer ran (successive elimination)
+    hits: np.ndarray | None = None  # the experts' hits (rows as `names`; a pruned one's end at its prune)
+    names: tuple = ()
+
+
+def width(m: int, k: int, delta: float = DELTA) -> float:
+    """Misses by which the truly best of k experts may trail another after m requests, with
+    probability at most delta, where requests are independent draws (the independent reference
+    model): each request adds a difference in [-1, 1] of mean <= 0 to (best's misses - other's),
+    so Hoeffding bounds each of the k - 1 sums by sqrt(2 m ln((k - 1) / delta)) (union bound)."""
+    return math.sqrt(2.0 * m * math.log(max(k - 1, 1) / delta))
+
+
+def eliminate(misses: np.ndarray, m: int, delta: float = DELTA) -> np.ndarray:
+    """Successive elimination at one checkpoint: experts (misses over the same m requests) that
+    trail the fewest by more than `width` -> mask of the ones to drop. Never drops all of them."""
+    misses = np.asarray(misses, np.int64)
+    return misses - misses.min() > width(m, len(misses), delta)
+
+
+def learned_expert(policy: str, tr, sz, cap: int, model):
+    """The learned expert as mix runs it: fn(evl, end=None) -> its hits on requests [0, end),
+    logging into evl with the trace's dense ids. A prefix runs the policy on a trace cut there,
+    the same requests (the policy looks only back), so the same hits, at a prefix's cost."""
+    from kernelpilot.memory import models
+    from kernelpilot.memory.trace import Trace
+    d = tr.dense()[0]
+
+    def fn(evl, end=None):
+        if end is None or end >= len(d):
+            return models.run(policy, tr, sz, cap, model, evl)
+        part = Trace(tr.ids[:end], tr.sizes[:end], name=tr.name)
+        hit = models.run(policy, part, sz[:end], cap, model, evl)
+        to_full = np.zeros(part.dense()[1], np.int64)
+        to_full[part.dense()[0]] = d[:end]  # the cut trace's dense ids -> the trace's
+        _relabel(evl, to_full)
+        return hit
+    fn.prefix_ok = True
+    return fn
+
+
+@njit(cache=True, nogil=True)
+def _relabel(evl, to):
+    for r in range(1, evl[0, 0] + 1):
+        v = evl[r, 1]
+        evl[r, 1] = to[v] if v >= 0 else -1 - to[-1 - v]
 
 
 def expert_logs(d, sz, cap: int, n_obj: int, learned=None, experts=EXPERTS, threads: int | None = None):
-    """Run the experts; returns (names, hits (k x n uint8), eviction logs (k x (n + 2) x 2, one
-    per expert: row 0 counts the rows that follow)).
+    """Run the experts in full; returns (names, hits (k x n uint8), eviction logs (k x (n + 2) x 2,
+    one per expert: row 0 counts the rows that follow)).
     threads: how many at once (default: one per core; their kernels release the GIL)."""
     from concurrent.futures import ThreadPoolExecutor
     runs = [(e, lambda evl, e=e: policies.CLASSIC[e](d, sz, cap, n_obj, evl)) for e in experts]
     if learned is not None:
         runs.append((LEARNED, learned))
-    logs = np.zeros((len(runs), len(d) + 2, 2), np.int64)
+    logs = _logs(len(runs), len(d))
     workers = threads or min(len(runs), os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         hits = list(pool.map(lambda fn, evl: fn(evl), [fn for _, fn in runs], list(logs)))
     return [name for name, _ in runs], np.stack(hits), logs
 
 
+def _logs(k: int, n: int) -> np.ndarray:
+    logs = np.empty((k, n + 2, 2), np.int64)  # pages are touched only as rows are written
+    logs[:, 0, 0] = 0
+    return logs
+
+
+def serve(d, sz, cap: int, n_obj: int, learned=None, margin: float = MARGIN, experts=EXPERTS,
+          learned_from: int = 0, track: bool = True, prune: bool = True, warm: int = WARM,
+          delta: float = DELTA, chunk: int = CHUNK, threads: int | None = 1) -> Followed:
+    """The mixture with successive elimination. The classic experts run side by side, `chunk`
+    requests at a time (policies.RESUMABLE); after each chunk from request `warm` on, those
+    that `eliminate` drops (misses since the start) stop for good. The j-th check uses
+    confidence delta / (j (j + 1)), so that the checks together keep the best expert with
+    probability >= 1 - delta under the independent reference model. The learned expert (a
+    `learned_expert`, or any fn(evl)) runs to `learned_from + warm` and is compared over
+    [learned_from, learned_from + warm) with the classics still running then; kept, it runs in
+    full. The follower follows each expert while it runs; its bound (misses <= the best kept
+    expert's + (switches + 1) x (hysteresis + 1)) holds over the experts kept.
+    prune=False: every expert in full."""
+    from concurrent.futures import ThreadPoolExecutor
+    n = len(d)
+    names = tuple(experts) + ((LEARNED,) if learned is not None else ())
+    k, kc = len(names), len(experts)
+    hits = np.zeros((k, n), np.uint8)
+    logs = _logs(k, n)
+    until = np.full(k, n, np.int64)
+    runs = [policies.RESUMABLE[e][1] for e in experts]
+    states = [policies.RESUMABLE[e][0](d, cap, n_obj) for e in experts]
+    pool = ThreadPoolExecutor(max_workers=threads or min(k, os.cpu_count() or 1))
+    alive, misses, checks = list(range(kc)), np.zeros(kc, np.int64), 0
+    for t0 in range(0, n, chunk):
+        t1 = min(n, t0 + chunk)
+        list(pool.map(lambda e: runs[e](d, sz, cap, t0, t1, hits[e], logs[e], states[e]), alive))
+        for e in alive:
+            misses[e] += (t1 - t0) - int(hits[e, t0:t1].sum())
+        if prune and warm <= t1 < n and len(alive) > 1:
+            checks += 1
+            drop = eliminate(misses[alive], t1, delta / (checks * (checks + 1)))
+            for e in [e for e, x in zip(alive, drop) if x]:
+                until[e] = t1
+            alive = [e for e, x in zip(alive, drop) if not x]
+    pool.shutdown()
+    if learned is not None:
+        cl = min(n, learned_from + warm)
+        if prune and cl < n and getattr(learned, "prefix_ok", False):
+            hits[k - 1, :cl] = learned(logs[k - 1], cl)
+            rows = [e for e in range(kc) if until[e] >= cl] + [k - 1]  # the classics running at cl, lrb
+            m = (cl - learned_from) - hits[rows, learned_from:cl].sum(1, dtype=np.int64)
+            if eliminate(m, cl - learned_from, delta)[-1]:
+                until[k - 1] = cl
+        if until[k - 1] == n:
+            logs[k - 1, 0, 0] = 0
+            hits[k - 1] = learned(logs[k - 1])
+    f = follow(names, hits, logs, d, sz, cap, n_obj, margin, learned_from, track, until)
+    return f._replace(pruned={names[e]: int(until[e]) for e in range(k) if until[e] < n}, hits=hits,
+                      names=names)
+
+
 def follow(names, hits, logs, d, sz, cap: int, n_obj: int, margin: float = MARGIN,
-           learned_from: int = 0, track: bool = True) -> Followed:
+           learned_from: int = 0, track: bool = True, until=None) -> Followed:
     """The follower over the experts' hits and logs (from expert_logs). The learned expert may
     lead from request `learned_from` on (where its training data ends: before, its hits are
-    in-sample and would flatter it); all counts restart there. track: add the tracker."""
+    in-sample and would flatter it); all counts restart there. track: add the tracker.
+    until: per expert, the request from which it no longer runs (pruned; default: none)."""
     k = len(names)
     since = np.array([learned_from if nm == LEARNED else 0 for nm in names], np.int64)
+    until = np.full(k, len(d), np.int64) if until is None else np.asarray(until, np.int64)
     if not (isinstance(logs, np.ndarray) and logs.ndim == 3):  # a list of logs: stack them
         stacked = np.zeros((k, max(int(lg[0, 0]) for lg in logs) + 1, 2), np.int64)
         for e, lg in enumerate(logs):
@@ -88,10 +201,11 @@ def follow(names, hits, logs, d, sz, cap: int, n_obj: int, margin: float = MARGI
     trk = np.zeros(0, np.int64)
     if track:
         window = max(64.0, TRACK_HALF * cap / mean_sz)
-        trk, trk_hit = _track(hits, 2.0 ** (-1.0 / window), TRACK_MARGIN * cap / mean_sz, since)
-        hits, since = np.vstack([hits, trk_hit[None]]), np.append(since, 0)
+        trk, trk_hit = _track(hits, 2.0 ** (-1.0 / window), TRACK_MARGIN * cap / mean_sz, since, until)
+        hits = np.vstack([hits, trk_hit[None]])
+        since, until = np.append(since, 0), np.append(until, len(d))
     hit, leaders, rows, switches, fetched = _follow(d, sz, n_obj, hits, logs,
-                                                    max(1.0, margin * cap / mean_sz), since, trk)
+                                                    max(1.0, margin * cap / mean_sz), since, until, trk)
     led = dict(zip(names, np.bincount(rows, minlength=k).tolist()))
     if track:
         led[TRACKER] = int((leaders == k).sum())
@@ -99,31 +213,40 @@ def follow(names, hits, logs, d, sz, cap: int, n_obj: int, margin: float = MARGI
 
 
 def run(d, sz, cap: int, n_obj: int, learned=None, margin: float = MARGIN, experts=EXPERTS,
-        threads: int | None = None, learned_from: int = 0, track: bool = True):
+        threads: int | None = None, learned_from: int = 0, track: bool = True, prune: bool = True):
     """Hit flags of the mixture and requests copied per expert; `learned(evl)` runs the learned
     expert with an eviction log. The first expert leads until another is ahead."""
-    names, hits, logs = expert_logs(d, sz, cap, n_obj, learned, experts, threads)
-    f = follow(names, hits, logs, d, sz, cap, n_obj, margin, learned_from, track)
+    f = serve(d, sz, cap, n_obj, learned, margin, experts, learned_from, track, prune, threads=threads)
     return f.hit, f.led
 
 
 @njit(cache=True, nogil=True)
-def _track(hits, decay, margin, since):
-    """The tracker: follows the expert with the fewest decayed misses once it leads by `margin`;
-    the learned expert starts level with the leader. -> (expert copied, hit) per request."""
+def _track(hits, decay, margin, since, until):
+    """The tracker: follows the expert with the fewest decayed misses once it leads by `margin`
+    (an expert that stopped running, at once); the learned expert starts level with the leader.
+    -> (expert copied, hit) per request."""
     k, n = hits.shape
     miss = np.zeros(k, np.float64)
+    alive = np.ones(k, np.bool_)
     lead = 0
     leaders = np.zeros(n, np.int64)
     hit = np.zeros(n, np.uint8)
     for t in range(n):
+        for e in range(k):
+            if until[e] == t:
+                alive[e] = False
         best = lead
+        if not alive[lead]:
+            for e in range(k):
+                if alive[e] and since[e] <= t:
+                    best = e
+                    break
         for e in range(k):
             if since[e] == t and t > 0:
-                miss[e] = miss[lead]
-            if since[e] <= t and miss[e] < miss[best]:
+                miss[e] = miss[best]
+            if alive[e] and since[e] <= t and miss[e] < miss[best]:
                 best = e
-        if miss[lead] - miss[best] > margin:
+        if not alive[lead] or miss[lead] - miss[best] > margin:
             lead = best
         leaders[t] = lead
         hit[t] = hits[lead, t]
@@ -133,15 +256,18 @@ def _track(hits, decay, margin, since):
 
 
 @njit(cache=True, nogil=True)
-def _follow(ids, sz, n_obj, hits, logs, margin, since, trk):
+def _follow(ids, sz, n_obj, hits, logs, margin, since, until, trk):
     """hits: the experts' rows, then (when `trk` is not empty) the tracker's, whose contents at
-    request t are those of expert trk[t]."""
+    request t are those of expert trk[t]. An expert is followed while it runs (t < until)."""
     k, n = hits.shape
     kr = k - 1 if trk.shape[0] else k  # real experts
-    mem = np.zeros((kr, n_obj), np.bool_)  # their contents, replayed from their logs
+    mem = np.zeros((n_obj, kr), np.bool_)  # their contents, replayed from their logs (by object)
     lsz = np.zeros(n_obj, np.int64)  # each object's size at its last request
     ptr = np.ones(kr, np.int64)  # next row of each log
     miss = np.zeros(k, np.int64)  # misses since every expert became available
+    alive = np.ones(k, np.bool_)
+    act = np.arange(kr)  # the real experts still running: act[:na]
+    na = kr
     lead = 0
     row = 0  # the expert the real cache copies
     switches = 0
@@ -150,13 +276,24 @@ def _follow(ids, sz, n_obj, hits, logs, margin, since, trk):
     rows = np.zeros(n, np.int64)
     fetched = np.zeros(n, np.int64)
     for t in range(n):
+        for j in range(na - 1, -1, -1):
+            e = act[j]
+            if until[e] == t:
+                alive[e] = False
+                na -= 1
+                act[j:na] = act[j + 1:na + 1].copy()
         best = lead
+        if not alive[lead]:
+            for e in range(k):
+                if alive[e] and since[e] <= t:
+                    best = e
+                    break
         for e in range(k):
             if since[e] == t and t > 0:
                 miss[:] = 0
-            if since[e] <= t and miss[e] < miss[best]:
+            if alive[e] and since[e] <= t and miss[e] < miss[best]:
                 best = e
-        if miss[lead] - miss[best] > margin:
+        if not alive[lead] or miss[lead] - miss[best] > margin:
             lead = best
             switches += 1
         new = trk[t] if lead >= kr else lead
@@ -164,7 +301,7 @@ def _follow(ids, sz, n_obj, hits, logs, margin, since, trk):
             # the real cache becomes a copy of `new`: fetch what it holds that `row` did not
             f = 0
             for v in range(n_obj):
-                if mem[new, v] and not mem[row, v]:
+                if mem[v, new] and not mem[v, row]:
                     f += lsz[v]
             fetched[t] = f
             row = new
@@ -175,14 +312,15 @@ def _follow(ids, sz, n_obj, hits, logs, margin, since, trk):
         lsz[x] = sz[t]
         for e in range(k):
             miss[e] += 1 - hits[e, t]
-        for e in range(kr):
+        for j in range(na):
+            e = act[j]
             if hits[e, t] == 0:
-                mem[e, x] = True  # admitted, or not and logged as gone at once below
+                mem[x, e] = True  # admitted, or not and logged as gone at once below
             while ptr[e] <= logs[e, 0, 0] and logs[e, ptr[e], 0] == t:
                 v = logs[e, ptr[e], 1]
                 ptr[e] += 1
                 if v < 0:  # -1 - x: x is back in the cache (LIRS keeps a block it just evicted)
-                    mem[e, -1 - v] = True
+                    mem[-1 - v, e] = True
                 else:
-                    mem[e, v] = False
+                    mem[v, e] = False
     return hit, leaders, rows, switches, fetched
