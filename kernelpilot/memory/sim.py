@@ -66,8 +66,7 @@ def hits(tr: Trace, policy: str, cache_size: int, unit: bool = True, model=None)
             raise KpError(f"policy {policy} needs a trained model (kpilot memory train, or --train-frac)")
         if policy == "mix":  # experts online, the learned model among them
             from kernelpilot.memory import mix
-            return mix.run(d, sz, cache_size, n_obj,
-                           lambda evl: learned.run(mix.LEARNED, tr, sz, cache_size, model, evl),
+            return mix.run(d, sz, cache_size, n_obj, mix.learned_expert(mix.LEARNED, tr, sz, cache_size, model),
                            learned_from=min(int(model.meta.get("train_requests", 0)), len(d)))[0]
         return learned.run(policy, tr, sz, cache_size, model)
     raise KpError(f"unknown policy '{policy}'; choose from {', '.join(ALL)}")
