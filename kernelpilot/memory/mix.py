@@ -202,14 +202,15 @@ def follow(names, hits, logs, d, sz, cap: int, n_obj: int, margin: float = MARGI
     if track:
         window = max(64.0, TRACK_HALF * cap / mean_sz)
         trk, trk_hit = _track(hits, 2.0 ** (-1.0 / window), TRACK_MARGIN * cap / mean_sz, since, until)
-        hits = np.vstack([hits, trk_hit[None]])
         since, until = np.append(since, 0), np.append(until, len(d))
-    hit, leaders, rows, switches, fetched = _follow(d, sz, n_obj, hits, logs,
-                                                    max(1.0, margin * cap / mean_sz), since, until, trk)
-    led = dict(zip(names, np.bincount(rows, minlength=k).tolist()))
+    else:
+        trk_hit = np.zeros(0, np.uint8)
+    hit, led_n, copied_n, switches, copies, fetched = _follow(
+        d, sz, n_obj, hits, trk_hit, logs, max(1.0, margin * cap / mean_sz), since, until, trk)
+    led = dict(zip(names, copied_n[:k].tolist()))
     if track:
-        led[TRACKER] = int((leaders == k).sum())
-    return Followed(hit, led, int(switches), int((np.diff(rows) != 0).sum()), fetched)
+        led[TRACKER] = int(led_n[k])
+    return Followed(hit, led, int(switches), int(copies), fetched)
 
 
 def run(d, sz, cap: int, n_obj: int, learned=None, margin: float = MARGIN, experts=EXPERTS,
@@ -251,16 +252,18 @@ def _track(hits, decay, margin, since, until):
         leaders[t] = lead
         hit[t] = hits[lead, t]
         for e in range(k):
-            miss[e] = miss[e] * decay + (1 - hits[e, t])
+            if alive[e]:
+                miss[e] = miss[e] * decay + (1 - hits[e, t])
     return leaders, hit
 
 
 @njit(cache=True, nogil=True)
-def _follow(ids, sz, n_obj, hits, logs, margin, since, until, trk):
-    """hits: the experts' rows, then (when `trk` is not empty) the tracker's, whose contents at
-    request t are those of expert trk[t]. An expert is followed while it runs (t < until)."""
-    k, n = hits.shape
-    kr = k - 1 if trk.shape[0] else k  # real experts
+def _follow(ids, sz, n_obj, hits, trk_hit, logs, margin, since, until, trk):
+    """hits: the experts' rows; trk_hit (when `trk` is not empty) the tracker's, whose contents at
+    request t are those of expert trk[t]. An expert is followed while it runs (t < until).
+    -> (hit, requests led per expert, requests copied per expert, switches, copies, fetched)"""
+    kr, n = hits.shape
+    k = kr + 1 if trk.shape[0] else kr
     mem = np.zeros((n_obj, kr), np.bool_)  # their contents, replayed from their logs (by object)
     lsz = np.zeros(n_obj, np.int64)  # each object's size at its last request
     ptr = np.ones(kr, np.int64)  # next row of each log
@@ -272,8 +275,9 @@ def _follow(ids, sz, n_obj, hits, logs, margin, since, until, trk):
     row = 0  # the expert the real cache copies
     switches = 0
     hit = np.zeros(n, np.uint8)
-    leaders = np.zeros(n, np.int64)
-    rows = np.zeros(n, np.int64)
+    led = np.zeros(k, np.int64)
+    copied = np.zeros(k, np.int64)
+    copies = 0
     fetched = np.zeros(n, np.int64)
     for t in range(n):
         for j in range(na - 1, -1, -1):
@@ -304,14 +308,19 @@ def _follow(ids, sz, n_obj, hits, logs, margin, since, until, trk):
                 if mem[v, new] and not mem[v, row]:
                     f += lsz[v]
             fetched[t] = f
+            if t > 0:
+                copies += 1
             row = new
-        leaders[t] = lead
-        rows[t] = row
-        hit[t] = hits[lead, t]
+        led[lead] += 1
+        copied[row] += 1
+        hit[t] = hits[lead, t] if lead < kr else trk_hit[t]
         x = ids[t]
         lsz[x] = sz[t]
-        for e in range(k):
+        for j in range(na):
+            e = act[j]
             miss[e] += 1 - hits[e, t]
+        if k > kr:
+            miss[kr] += 1 - trk_hit[t]
         for j in range(na):
             e = act[j]
             if hits[e, t] == 0:
@@ -323,4 +332,4 @@ def _follow(ids, sz, n_obj, hits, logs, margin, since, until, trk):
                     mem[-1 - v, e] = True
                 else:
                     mem[v, e] = False
-    return hit, leaders, rows, switches, fetched
+    return hit, led, copied, switches, copies, fetched
