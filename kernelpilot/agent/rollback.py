@@ -6,6 +6,7 @@ rolling back (SIGKILL, OOM kill, crash).
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -122,7 +123,15 @@ def _mkdir_write(t, v):
                     f.write(p)
             except OSError:
                 pass
-    os.rmdir(path)
+    deadline = time.monotonic() + 10
+    while True:  # a task killed inside is in procs until its exit is done (a big swapped one: a while)
+        try:
+            os.rmdir(path)
+            return
+        except OSError as e:
+            if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)
 
 
 def _zram_read(t):
