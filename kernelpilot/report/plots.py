@@ -24,6 +24,7 @@ _DR = re.compile(r"^dr_at_([\d.]+)pct_fpr$")
 _PCT = re.compile(r"^p(\d+(\.\d+)?)(_\w+)?$")
 _QTY = re.compile(r"ratio|per_|_ns$|_us$|_ms$|_s$|seconds|speed|slowdown|improvement|throughput|time|cost|"
                   r"overhead|_x$", re.I)
+_CELL_SCORE = re.compile(r"regret|room|closed|fetched|switches|copies|share|below", re.I)
 _LAT = re.compile(r"latenc|_us$|_ms$|_ns$|wait|delay", re.I)
 
 
@@ -80,6 +81,8 @@ def _miss_ratio(d: dict) -> dict | None:
     if not all(isinstance(r, dict) for r in rows):
         return None
     pols = [p for p, v in rows[0].items() if is_num(v) and all(is_num(r.get(p)) for r in rows)]
+    if all("belady" in r for r in rows):  # `bench memory` cells: the policies' miss ratios, not the scores beside
+        pols = [p for p in pols if not _CELL_SCORE.search(p) and all(0 <= r[p] <= 1 for r in rows)]
     if not pols or not all(0 <= r[p] <= 1 for r in rows for p in pols):
         return None
     xs = [float(k) for k in keys]

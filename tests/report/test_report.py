@@ -99,3 +99,15 @@ def test_output_folder_is_refused(tmp_path):
     f.write_text(json.dumps(RESULTS))
     p = run_kpilot("report", f, "-o", tmp_path)
     assert p.returncode == 2 and "is a folder" in p.stderr
+
+
+def test_bench_memory_cells_give_miss_ratio_curves():
+    """`kpilot bench memory --json` cells (size -> policies' miss ratios beside scores that are not
+    miss ratios: a negative regret, switch counts): one curve per policy, none for the scores."""
+    row = lambda k: {"lru": 0.5 - k, "mix": 0.45 - k, "lrb": 0.44 - k, "belady": 0.3 - k,  # noqa: E731
+                     "mix_regret": -0.01, "mix_switches": 12, "room_to_belady": 0.1, "gap_closed": 0.2,
+                     "best_classic": "lru"}
+    res = {"policies": {"traces": {"P3": {"requests": 10, "cells": {"100": row(0.0), "500": row(0.1)}}}}}
+    figs = [f for f in plots.find(res) if f["title"].startswith("miss ratio vs cache size")]
+    assert len(figs) == 1 and "cells" in figs[0]["title"]
+    assert plots._miss_ratio(res["policies"]["traces"]["P3"]["cells"]).keys() == {"lru", "mix", "lrb", "belady"}
