@@ -135,9 +135,10 @@ class CpuBurn:
             if hit is None:
                 continue
             self.done.add(run)  # one hit per process (learning: its program is flagged)
-            if self.rules._fires("cpu_burn", "cpu_burn", key, now_ns):
+            cg = cgroup_id(pid)
+            if self.rules._fires("cpu_burn", "cpu_burn", key, now_ns, cgroup=cg):
                 hits.append({"rule": "cpu_burn", "pid": pid, "tid": hit.pop("tid"), "ts": now_ns, "uid": p.uid,
-                             "cgroup_id": cgroup_id(pid), "comm": p.comm, "detail": hit})
+                             "cgroup_id": cg, "comm": p.comm, "detail": hit})
         for pid in [k for k in self.samples if k not in live]:
             del self.samples[pid]
         return hits

@@ -249,7 +249,8 @@ class Watcher:
     def __init__(self, model: SecurityModel, enforce=False, action="freeze", allow=(), threshold=None,
                  confirm: str = "fpr_0.1pct", learn_s: float = 600.0, new_s: float | None = None,
                  cooldown_s: float = 60.0, confirm_threshold: float | None = None, profiles=None,
-                 min_windows: int = 2, frame_s: float = 10.0, sensor=None, long_lived_s: float = LONG_LIVED_S):
+                 min_windows: int = 2, frame_s: float = 10.0, sensor=None, long_lived_s: float = LONG_LIVED_S,
+                 learn_from=None):
         from kernelpilot.security.confirm import BatchScorer
         from kernelpilot.security.cpuburn import CpuBurn
         from kernelpilot.security.incidents import Incidents
@@ -278,6 +279,9 @@ class Watcher:
             self.profiles.load(profiles)
         self.procs = ProcTable()
         self.rules = Rules(self.procs, self.profiles)
+        # learn_from(cgroup id) -> bool: while the host learns, only those cgroups' windows and behaviours
+        # teach (a bench on a shared host learns its own mix, not other sessions' attack tests); None: all
+        self.learn_from = self.rules.learn_from = learn_from
         self.cpu = CpuBurn(self.procs, self.profiles, self.rules)
         self.incidents = Incidents(cooldown_s)
         self.scorer = BatchScorer(model, self.kdet if self.kname == "stide" else None)
@@ -335,6 +339,12 @@ class Watcher:
         """Learn or judge the windows that came up, grouped by program (vectorized per group);
         confirmed ones fire as the model."""
         progs, sc, out = self.model.programs, self.scorer, []
+        if self.learn_from is not None:  # windows from elsewhere while the host learns: neither learned nor judged
+            cgs, inv = np.unique(recs["cgroup"], return_inverse=True)
+            ok = np.array([bool(self.learn_from(int(c))) for c in cgs])[inv]
+            recs = recs[ok | (recs["ts"].astype(np.int64) >= self.profiles.host_end_ns)]
+            if not len(recs):
+                return out
         ids, n = sc.ids_of(recs["calls"], recs["count"])
         hw, mask = sc.grams(ids, CTX - WIN), sc.window_mask(n)
         if self.kname == "stide":

@@ -97,11 +97,14 @@ def _pump(w: Watcher, lines: list, until) -> None:
     lines += w.step()
 
 
-def _run_mix(w: Watcher, lines: list, d: str, seed: int, secs: float, name: str) -> tuple[int, float]:
-    """One run of the mix in its own cgroup; returns (cgroup id, seconds it ran)."""
+def _run_mix(w: Watcher, lines: list, d: str, seed: int, secs: float, name: str, mine: set | None = None
+             ) -> tuple[int, float]:
+    """One run of the mix in its own cgroup (its id added to mine); returns (cgroup id, seconds it ran)."""
     script = (MIX.replace("@DIR@", d).replace("@PY@", sys.executable).replace("@PORT@", str(free_port()))
               .replace("@SEED@", str(seed)).replace("@SECS@", str(int(secs))))
     cg = Cgroup(name)
+    if mine is not None:
+        mine.add(cg.id)
     t = time.monotonic()
     try:
         p = cg.popen(["bash", "-c", script])
@@ -270,10 +273,11 @@ def run_live(quick: bool = True, model=None, mix_s: float | None = None) -> dict
         model = default_model(reps=2 if quick else 3, system_s=0)
     train_s = time.perf_counter() - t0
     lines: list = []
-    w = Watcher(model, learn_s=learn_s, cooldown_s=60)
+    mine: set = set()  # the learning mix's cgroup: on a shared host, other sessions' work does not teach it
+    w = Watcher(model, learn_s=learn_s, cooldown_s=60, learn_from=mine.__contains__)
     try:
         with tempfile.TemporaryDirectory(prefix="kp-mix-") as d:
-            _, learn_ran = _run_mix(w, lines, d, 1, learn_s - 5, "learn")
+            _, learn_ran = _run_mix(w, lines, d, 1, learn_s - 5, "learn", mine)
             _pump(w, lines, lambda: not w.profiles.host_learning(time.monotonic_ns()))
         since = time.monotonic_ns()
         from kernelpilot.probes.libbpf import enable_stats
@@ -299,8 +303,9 @@ def run_live(quick: bool = True, model=None, mix_s: float | None = None) -> dict
     ovh = overhead(model, quick=True)  # the full sizes take half an hour on a loaded 2-core host; per-syscall cost: kernel_stage_in_kernel
     lat = [a["latency_s"] for a in attacks.values() if a.get("detected")]
     return {
-        "protocol": "model: benign scenario suite only; watch learns the host for learn_s while a first run "
-                    "of the benign mix (seed 1) runs; a second, different run (seed 2) is measured, its "
+        "protocol": "model: benign scenario suite only; watch learns for learn_s while a first run "
+                    "of the benign mix (seed 1) runs, from that run's cgroup only (other sessions' processes on a "
+                    "shared host neither teach nor are judged while it learns); a second, different run (seed 2) is measured, its "
                     "processes attributed by cgroup; then each attack scenario in its own cgroup",
         "mix": "git init/commit/status/log/diff, tar czf/xzf/tzf, cc/gcc, apt-cache search, dpkg -l, "
                "Python with sqlite3/json/hashlib, python -m http.server on 127.0.0.1 under curl and urllib",

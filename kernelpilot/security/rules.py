@@ -52,13 +52,15 @@ class Rules:
         self.servers: dict[int, str] = {}           # tgid -> program of processes listening/accepting on inet
         self.renames: dict[int, deque] = {}         # tid -> (ts, writes) of its recent renames
         self.counts = {r: 0 for r in RULES}
+        self.learn_from = None  # cgroup id -> bool: while the host learns, only these cgroups teach (None: all)
 
-    def _fires(self, rule: str, flag: str, exe: str, ts: int, ok: bool = False) -> bool:
+    def _fires(self, rule: str, flag: str, exe: str, ts: int, ok: bool = False, cgroup: int | None = None) -> bool:
         """Learn during the host learning period; afterwards fire unless the program's profile did it."""
-        prof = self.profiles.get(exe, ts)
         if self.profiles.host_learning(ts):
-            prof.flags.add(flag)
+            if self.learn_from is None or cgroup is None or self.learn_from(cgroup):
+                self.profiles.get(exe, ts).flags.add(flag)
             return False
+        prof = self.profiles.get(exe, ts)
         if ok or flag in prof.flags:
             return False
         self.counts[rule] += 1
@@ -90,14 +92,15 @@ class Rules:
             self.servers[pid] = exe
             return []
         if kind == EV_SHADOW:
-            if self._fires("shadow_read", "shadow", exe, ts, os.path.basename(p.exe) in SHADOW_READERS):
+            if self._fires("shadow_read", "shadow", exe, ts, os.path.basename(p.exe) in SHADOW_READERS,
+                           int(ev["cgroup"])):
                 return [self._hit("shadow_read", ev, {"path": _s(ev["path"])})]
         elif kind == EV_SETID:
-            if self._fires("setid_process", "setid", exe, ts):
+            if self._fires("setid_process", "setid", exe, ts, cgroup=int(ev["cgroup"])):
                 return [self._hit("setid_process", ev, {"syscall": SETID_CALLS.get(int(ev["arg"]), str(ev["arg"])),
                                                          "arg": int(ev["arg2"])})]
         elif kind == EV_SETID_FILE:
-            if self._fires("setid_file", "setid_file", exe, ts):
+            if self._fires("setid_file", "setid_file", exe, ts, cgroup=int(ev["cgroup"])):
                 nr = int(ev["arg"])
                 what = {"mode": oct(int(ev["arg2"]))} if nr in (90, 91, 268, 452) else {"xattr": "security.capability"}
                 return [self._hit("setid_file", ev, {"syscall": FILE_CALLS.get(nr, str(nr)), "path": _s(ev["path"]),
@@ -113,7 +116,8 @@ class Rules:
         up = [p.pid] + [a["pid"] for a in self.procs.chain(p.pid)[:SERVER_DEPTH]]
         for i, a in enumerate(up):
             if a in self.servers:
-                if self._fires("shell_from_server", "spawns_shell", self.servers[a], int(ev["ts"])):
+                if self._fires("shell_from_server", "spawns_shell", self.servers[a], int(ev["ts"]),
+                               cgroup=int(ev["cgroup"])):
                     return [self._hit("shell_from_server", ev, {"shell": name, "server_pid": a,
                                                                 "server_program": self.servers[a], "levels_up": i})]
                 return []
@@ -130,7 +134,7 @@ class Rules:
         binary = p.exe if p.exe.startswith("/") else _s(ev["path"])
         for path, how in ((binary, "binary"), (script, "script")):
             if hidden_in_writable(path) and self._fires("hidden_exec", f"hidden_exec_{how}", p.rule_program,
-                                                        int(ev["ts"])):
+                                                        int(ev["ts"]), cgroup=int(ev["cgroup"])):
                 return [self._hit("hidden_exec", ev, {"path": os.path.normpath(path), "as": how})]
         return []
 
@@ -142,7 +146,7 @@ class Rules:
         if len(q) >= STORM_RENAMES and q[-1][1] - q[0][1] >= STORM_WRITES:
             n, w = len(q), q[-1][1] - q[0][1]
             q.clear()
-            if self._fires("rename_storm", "rename_storm", exe, ts):
+            if self._fires("rename_storm", "rename_storm", exe, ts, cgroup=int(ev["cgroup"])):
                 return [self._hit("rename_storm", ev, {"renames": n, "writes": w, "seconds": STORM_S,
                                                         "last": f"{_s(ev['path'])} -> {_s(ev['path2'])}"})]
         return []
