@@ -2,6 +2,7 @@
 cgroups, limits) restored on every exit path: normal, exception, SIGTERM, SIGKILL (guardian),
 a cgroup that vanishes mid-run; bad input is one line with nothing left changed."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -166,6 +167,7 @@ def test_sigterm_restores(tmp_path):
 def test_sigkill_guardian_restores(tmp_path):
     _need()
     before = _state()
+    scratch = set(Path("/var/tmp").glob("kpilot-swapbench-*"))
     p = _start_cli(tmp_path, before)
     cg = next(V1_ROOT / c for c in _state()[2] if c.startswith("kpilot-swap"))
     deadline = time.monotonic() + 30
@@ -184,6 +186,8 @@ def test_sigkill_guardian_restores(tmp_path):
     while time.monotonic() < deadline and list((tmp_path / "run").glob("journal-*.jsonl")):
         time.sleep(0.05)  # and retires it once replayed
     assert not list((tmp_path / "run").glob("journal-*.jsonl"))
+    for d in set(Path("/var/tmp").glob("kpilot-swapbench-*")) - scratch:  # the killed run's workload
+        shutil.rmtree(d, ignore_errors=True)                                # files: not journaled
 
 
 def _cli(*args, env=None):
