@@ -26,6 +26,7 @@ import contextlib
 import ctypes
 import mmap
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -272,9 +273,10 @@ def prefetch_experiment(cmd, file, size_mb: int, stride: int, enforce: bool, cou
         raise KpError("--size-mb, --stride and --count must be > 0")
     if ra_kb is not None and ra_kb < 0:
         raise KpError("--ra-kb must be >= 0")
+    from kernelpilot.scratch import scratch_base
     gen = file is None
-    base = Path("/var/tmp") if Path("/var/tmp").is_dir() else Path("/tmp")
-    path = Path(file) if file else base / f"kpilot-prefetch-{os.getpid()}.dat"
+    base = scratch_base()
+    path = Path(file) if file else base / f"kpilot-prefetch-{os.getpid()}-..." / "data.dat"  # made when enforced
     plan = {"mode": "enforce" if enforce else "dry-run", "file": str(path), "generated": gen,
             "command": list(cmd) if cmd else f"built-in mmap reader: {count} records, page i*{stride} mod pages",
             "steps": ["drop caches; run (kernel readahead alone)",
@@ -292,6 +294,9 @@ def prefetch_experiment(cmd, file, size_mb: int, stride: int, enforce: bool, cou
         free = os.statvfs(base).f_bavail * os.statvfs(base).f_frsize >> 20
         if free < 2 * size_mb:
             raise KpError(f"not enough space in {base} for a {size_mb} MB file ({free} MB free)")
+        from kernelpilot.scratch import scratch_dir
+        path = scratch_dir("prefetch", base) / "data.dat"  # a killed run's file goes with the next run
+        plan["file"] = str(path)
     import tempfile
     knob = old_ra = None
     with signals_restore(), tempfile.TemporaryDirectory(prefix="kpilot-prefetch-") as d:
@@ -319,8 +324,7 @@ def prefetch_experiment(cmd, file, size_mb: int, stride: int, enforce: bool, cou
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
                 os.close(fd)
             if gen:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+                shutil.rmtree(path.parent, ignore_errors=True)
     used = len(set(pages) & set(hist.tolist()))
     cut = 1 - agent["major_faults"] / kernel["major_faults"] if kernel["major_faults"] else 0.0
     return dict(plan, device_read_ahead_kb=int(old_ra) if old_ra else None,

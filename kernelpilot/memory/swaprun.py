@@ -300,7 +300,6 @@ def experiment(names: list[str], reps: int, quick: bool, zram_mb: int = 1024, pr
     unscored history run; each of its scored runs starts from the predictor (weights and page
     history) that run left, and learns online from there."""
     import shutil
-    import tempfile
     from pathlib import Path
 
     from kernelpilot.agent.journal import Journal
@@ -318,8 +317,8 @@ def experiment(names: list[str], reps: int, quick: bool, zram_mb: int = 1024, pr
     bad = [c for c in configs if c not in CONFIGS]
     if bad or not configs:
         raise KpError(f"unknown config '{bad[0] if bad else ''}'; choose from {', '.join(CONFIGS)}")
-    base = Path("/var/tmp") if Path("/var/tmp").is_dir() else None
-    work = Path(tempfile.mkdtemp(prefix="kpilot-swapbench-", dir=base))
+    from kernelpilot.scratch import scratch_dir
+    work = scratch_dir("swapbench")  # a killed run's workload files go with the next run
     res: dict = {"workloads": {}, "notes": []}
     try:
         with signals_restore(), Journal("memory-swap", enforce=True) as j:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -117,8 +116,8 @@ def record(name: str, scale: int = 10) -> Trace:
         raise KpError(f"unknown workload '{name}'; choose from {', '.join(WORKLOADS)}")
     if scale <= 0:
         raise KpError("workload scale must be > 0")
-    base = "/var/tmp" if Path("/var/tmp").is_dir() else None
-    work = Path(tempfile.mkdtemp(prefix=f"kpilot-wl-{name}-", dir=base))
+    from kernelpilot.scratch import scratch_dir
+    work = scratch_dir(f"wl-{name.replace('_', '-').lower()}")
     try:
         return WORKLOADS[name](work, scale)
     finally:
