@@ -266,7 +266,8 @@ def _speed(quick: bool) -> dict:
                 for p in ("lrb", "mix", "mix_one_core", "mix_classic_one_core")})
     out.update(trace=f"orm-busy (first {len(tr)} requests)", cache_size=size, cores=os.cpu_count(),
                mix_threads=min(len(mix.EXPERTS) + 1, os.cpu_count() or 1), mix_learned_from=half,
-               mix_pruned_at=served["f"].pruned, mix_warm=mix.WARM, mix_delta=mix.DELTA)
+               mix_pruned_at=served["f"].pruned, mix_warm=max(mix.WARM, mix.WARM_CACHES * size),
+               mix_block=mix.BLOCK, mix_delta=mix.DELTA)
     try:
         import tempfile
 

@@ -51,8 +51,13 @@ TRACKER = "tracker"
 
 
 # successive elimination (see `eliminate`): the experts are compared once they have each seen
-# WARM requests, with a confidence DELTA; an expert found behind there never runs again
-WARM, DELTA = 100_000, 1e-3
+# WARM requests and WARM_CACHES cache sizes, with confidence DELTA, the requests taken in dependent
+# blocks of BLOCK; an expert found behind never runs again. On the 80 dev cells (full runs replayed
+# offline) the best expert of the scored half was pruned in 3 cells with one request per block and
+# WARM alone (3.5-4.1 points lost on P2 and P3, where 100 k requests are 2-5 cache sizes: still
+# cold), in none with these; on orm-busy (2 M requests, 10%) the experts then cost 20% of their
+# full runs
+WARM, WARM_CACHES, BLOCK, DELTA = 100_000, 20, 2, 1e-3
 CHUNK = 16_384  # requests the experts serve between two checks
 
 
@@ -67,12 +72,13 @@ class Followed(NamedTuple):
     names: tuple = ()
 
 
-def width(m: int, k: int, delta: float = DELTA) -> float:
+def width(m: int, k: int, delta: float = DELTA, block: int = BLOCK) -> float:
     """Misses by which the truly best of k experts may trail another after m requests, with
-    probability at most delta, where requests are independent draws (the independent reference
-    model): each request adds a difference in [-1, 1] of mean <= 0 to (best's misses - other's),
-    so Hoeffding bounds each of the k - 1 sums by sqrt(2 m ln((k - 1) / delta)) (union bound)."""
-    return math.sqrt(2.0 * m * math.log(max(k - 1, 1) / delta))
+    probability at most delta, where blocks of `block` requests are independent draws (the
+    independent reference model for block=1): each block adds a difference in [-block, block] of
+    mean <= 0 to (best's misses - other's), so Hoeffding bounds each of the k - 1 sums by
+    sqrt(2 m block ln((k - 1) / delta)) (union bound)."""
+    return math.sqrt(2.0 * m * block * math.log(max(k - 1, 1) / delta))
 
 
 def eliminate(misses: np.ndarray, m: int, delta: float = DELTA) -> np.ndarray:
@@ -132,10 +138,11 @@ def _logs(k: int, n: int) -> np.ndarray:
 
 
 def serve(d, sz, cap: int, n_obj: int, learned=None, margin: float = MARGIN, experts=EXPERTS,
-          learned_from: int = 0, track: bool = True, prune: bool = True, warm: int = WARM,
+          learned_from: int = 0, track: bool = True, prune: bool = True, warm: int | None = None,
           delta: float = DELTA, chunk: int = CHUNK, threads: int | None = 1) -> Followed:
     """The mixture with successive elimination. The classic experts run side by side, `chunk`
-    requests at a time (policies.RESUMABLE); after each chunk from request `warm` on, those
+    requests at a time (policies.RESUMABLE); after each chunk from request `warm` on (default:
+    WARM requests, at least WARM_CACHES cache sizes of mean-size objects), those
     that `eliminate` drops (misses since the start) stop for good. The j-th check uses
     confidence delta / (j (j + 1)), so that the checks together keep the best expert with
     probability >= 1 - delta under the independent reference model. The learned expert (a
@@ -151,6 +158,8 @@ def serve(d, sz, cap: int, n_obj: int, learned=None, margin: float = MARGIN, exp
     hits = np.zeros((k, n), np.uint8)
     logs = _logs(k, n)
     until = np.full(k, n, np.int64)
+    if warm is None:
+        warm = max(WARM, int(WARM_CACHES * cap / max(1.0, float(sz.mean()))))
     runs = [policies.RESUMABLE[e][1] for e in experts]
     states = [policies.RESUMABLE[e][0](d, cap, n_obj) for e in experts]
     pool = ThreadPoolExecutor(max_workers=threads or min(k, os.cpu_count() or 1))
