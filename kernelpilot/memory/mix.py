@@ -21,6 +21,13 @@ the best and is left within a miss over the hysteresis of it); the price is the 
 Copying a leader's contents on demand instead (the follower before this one) lost up to 7 points
 on ARC's P3: the learned expert's edge lies in objects it has held for long, and the real cache
 only got them back one miss at a time. Everything is online: each choice uses requests before it.
+
+Speed (`serve`): running every expert costs their sum per request, so experts far behind stop for
+good (successive elimination: `eliminate`, a Hoeffding width with the confidence split over the
+checks, after a warm-up); a stopped expert cannot be resumed, so the bound above holds over the
+experts kept, and the rule only guarantees to keep the best expert where requests are
+independent draws. The classics run side by side a chunk at a time (policies.RESUMABLE); the
+learned expert runs on a trace cut at its check, and in full only if kept.
 """
 from __future__ import annotations
 
