@@ -249,6 +249,10 @@ def run(policy: str, tr, sz: np.ndarray, cap: int, model, evl=None, refits: list
     cur, trees = model, complete(model)
     mode = 3 if policy == "lrb" and model.meta.get("age_feature") else MODES[policy]
     times = retrain_times(model, len(d)) if policy == "lrb" else []
+    if times and horizon > int(model.meta.get("retrain_window", RETRAIN_WINDOW)) / 2:
+        if refits is not None:  # no check could refit: skip the feature table
+            refits.extend(refit(None, None, t, horizon, model)[1] for t in times)
+        times = []
     X = F.table(d, tr.ids, sz, n_obj, cap) if times else None  # features use the past only
     t0 = 0
     for t1 in times + [len(d)]:

@@ -56,3 +56,14 @@ def test_check_is_skipped_without_settled_rows():
     assert new is None and info["why"] == "too few settled requests"
     new, info = models.refit(X, nxt, 7900, horizon=100.0, model=m)
     assert "error" in info
+
+
+def test_no_refit_where_the_horizon_outgrows_the_window():
+    tr = T.mixed(30_000, 1500, 3)
+    m = _model(tr, 120, 15_000, 5000)
+    m.meta["retrain_window"] = int(m.meta["horizon_per_cache"] * 120)  # under twice the horizon
+    hit, log = _run(tr, 120, m)
+    assert [e["at"] for e in log] == [20_000, 25_000] and not any(e["refit"] for e in log)
+    assert all(e["why"] == "OPT's horizon is over half the window" for e in log)
+    fixed, _ = _run(tr, 120, Model(m.kind, m.feature_names, m.params, dict(m.meta, retrain_every=0)))
+    assert np.array_equal(hit, fixed)
