@@ -2,6 +2,7 @@
 behaviours and windows of other cgroups teach nothing, so the same program doing the same thing
 later still fires. Hand-built events, no eBPF."""
 import numpy as np
+import pytest
 
 from kernelpilot.security.procinfo import ProcTable
 from kernelpilot.security.profiles import LiveProfiles
@@ -48,3 +49,27 @@ def test_own_cgroup_and_default_teach():
     r = _rules(None)                                      # default: every cgroup teaches (watch's behaviour)
     _reader(r, 100, 1 * S, OTHER)
     assert _reader(r, 101, 20 * S, MINE) == []
+
+
+@pytest.mark.serial
+def test_watcher_learns_windows_only_from_chosen_cgroups(model_file):
+    """For real: while it learns, a watcher that learns from no cgroup learns no window; one that
+    learns from every cgroup learns this busy loop's windows."""
+    import subprocess
+    import sys
+
+    from conftest import need_root_ebpf, pump
+    from kernelpilot.security.live import Watcher
+    from kernelpilot.security.model import SecurityModel
+    need_root_ebpf()
+    code = "import os\nfor i in range(40000): os.stat('/')\n"
+    got = {}
+    for name, learn_from in (("none", lambda cg: False), ("all", None)):
+        w = Watcher(SecurityModel.load(model_file), learn_s=60, learn_from=learn_from)
+        try:
+            subprocess.run([sys.executable, "-c", code], check=True)
+            pump(w, lambda ls: False, timeout=1.5)
+            got[name] = w.profiles.summary()["learned_windows"]
+        finally:
+            w.close()
+    assert got["none"] == 0 < got["all"], got
