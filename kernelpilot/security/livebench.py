@@ -2,8 +2,10 @@
 
 Protocol (printed in the result): the host model is trained on the benign scenario suite only
 (security/scenarios, never on the mix below). Watch starts with a host learning period during
-which a first run of a benign mix of ordinary work (seed 1) runs; then a second, different run of
-the mix (seed 2: other sizes, contents, package names) is measured: alert lines and incidents
+which a first run of a benign mix of ordinary work (seed 1) runs, and only that run teaches it (on a
+shared host, other sessions' attack tests would otherwise be learned as normal); then a second,
+different run of the mix (seed 2: other sizes, contents, package names; KPILOT_LIVE_MIX_S seconds,
+default 600, 60 with --quick) is measured: alert lines and incidents
 per hour from its processes (attributed by cgroup), and host-wide. Then every attack scenario
 runs in its own cgroup: detected or not, seconds from its start to its first alert line, what
 fired. Last, the user-space stage's speed on one core on windows the kernel sent up from a
