@@ -338,11 +338,14 @@ def soak(seconds: float, tmp: Path, model: Path) -> dict:
     cfg.write_text(f"[security]\nmodel = \"{model}\"\n[aipath]\ntop = 1000\n")
     env = _env(tmp)
     (tmp / "run").mkdir(exist_ok=True)
+    # stdout and stderr to files: a pipe nobody reads until the end fills in seconds (--json prints every
+    # record) and blocks the agent's loop, which then soaks nothing
+    out_f, err_f = open(tmp / "soak.out", "w"), open(tmp / "soak.err", "w")
     a = subprocess.Popen(CLI + ["agent", "run", "--config", str(cfg), "--log", str(tmp / "soak.jsonl"), "--json",
-                                "-d", f"{seconds + 3600:g}"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                "-d", f"{seconds + 3600:g}"], env=env, stdout=out_f, stderr=err_f,
                          text=True, cwd=str(ROOT))
     from kernelpilot.agent.host import read_state
-    bursts, rss, n_burst = [], [], 100_000
+    bursts, rss, taken, n_burst = [], [], [], 100_000
     sw = None
     try:
         _wait(lambda: (read_state(tmp / "run" / "agent.sock") or {}).get("events", 0) > 0 or a.poll() is not None,
@@ -354,6 +357,7 @@ def soak(seconds: float, tmp: Path, model: Path) -> dict:
             bursts.append(p.pid)
             p.wait()
             rss.append((round(time.monotonic() - t0, 1), _rss_kb(a.pid)))
+            taken.append((round(time.monotonic() - t0, 1), (read_state(tmp / "run" / "agent.sock") or {}).get("events")))
             time.sleep(1.0)
     finally:
         if sw and sw.poll() is None:
@@ -362,7 +366,10 @@ def soak(seconds: float, tmp: Path, model: Path) -> dict:
             sw.wait()
         if a.poll() is None:
             a.send_signal(signal.SIGTERM)
-        out, err = a.communicate(timeout=120)
+        a.wait(timeout=120)
+        out_f.close()
+        err_f.close()
+        out, err = (tmp / "soak.out").read_text(), (tmp / "soak.err").read_text()
     if a.returncode != 0:
         raise KpError(f"bench agent: the soak's agent failed: {err.strip()[-300:]}")
     s = json.loads(out.strip().splitlines()[-1])["summary"]
@@ -379,7 +386,17 @@ def soak(seconds: float, tmp: Path, model: Path) -> dict:
             "syscalls_missing": missing, "no_loss_uncounted": missing <= dropped,
             "rss_kb_first_last": [warm[0], warm[-1]] if warm else None,
             "rss_growth_after_warmup": round(growth, 4) if growth is not None else None,
-            "rss_target": "<= 0.10", "rss_met": growth is not None and growth <= 0.10}
+            "rss_target": "<= 0.10", "rss_met": growth is not None and growth <= 0.10,
+            "events_taken_per_quarter": _quarters(taken)}
+
+
+def _quarters(taken: list) -> list:
+    """Events the agent took in each quarter of the soak: a stalled loop shows as a zero."""
+    pts = [(t, e) for t, e in taken if e is not None]
+    if len(pts) < 5:
+        return []
+    idx = [round(i * (len(pts) - 1) / 4) for i in range(5)]
+    return [pts[j][1] - pts[i][1] for i, j in zip(idx, idx[1:])]
 
 
 SPIN = "import ctypes\nctypes.CDLL(None).prctl(15, b'kpb-spin')\nwhile True:\n    pass\n"
