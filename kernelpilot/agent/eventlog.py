@@ -1,12 +1,16 @@
 """The agent's one event log: decisions, actions and alerts of every domain as JSON lines with one
 schema {ts (RFC 3339, wall clock), domain, kind, pid, comm, what, detail}, to a file rotated by
-size (logging.handlers.RotatingFileHandler) and, with --json, to stdout."""
+size (logging.handlers.RotatingFileHandler) and, with --json, to stdout. Stdout is written by a
+thread from a bounded queue: a reader that stops reading costs lines on stdout (counted; the file
+keeps them), never the agent's loop."""
 from __future__ import annotations
 
 import json
 import logging
 import logging.handlers
+import queue
 import sys
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -37,11 +41,47 @@ def check_writable(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+class StdoutLines:
+    """Lines to sys.stdout from a writer thread; put() never blocks: past `depth` queued lines it
+    drops the line and counts it."""
+
+    def __init__(self, depth: int = 10000):
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
+        self.dropped = 0
+        self.out = sys.stdout
+        self.th = threading.Thread(target=self._run, name="kp-stdout", daemon=True)
+        self.th.start()
+
+    def put(self, line: str) -> None:
+        try:
+            self.q.put_nowait(line)
+        except queue.Full:
+            self.dropped += 1
+
+    def _run(self) -> None:
+        while (line := self.q.get()) is not None:
+            try:
+                self.out.write(line + "\n")
+                if self.q.empty():
+                    self.out.flush()
+            except (OSError, ValueError):  # reader gone (EPIPE) or stdout closed: stop writing
+                return
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Wait (up to timeout) until the queued lines are written, so later output follows them."""
+        try:
+            self.q.put(None, timeout=timeout)
+        except queue.Full:
+            return
+        self.th.join(timeout)
+
+
 class EventLog:
     def __init__(self, path: Path | None, max_bytes: int = 10 << 20, backups: int = 3, stdout: bool = False):
         self.path, self.stdout = path, stdout
         self.counts: dict[str, int] = {}
         self._log = None
+        self._stdout = StdoutLines() if stdout else None
         if path is not None:
             path = Path(path)
             try:
@@ -62,14 +102,19 @@ class EventLog:
         line = json.dumps(rec, default=str)
         if self._log:
             self._log.info(line)
-        if self.stdout:
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
+        if self._stdout:
+            self._stdout.put(line)
         key = f"{d.domain}.{d.kind}"
         self.counts[key] = self.counts.get(key, 0) + 1
         return rec
 
+    @property
+    def stdout_dropped(self) -> int:
+        return self._stdout.dropped if self._stdout else 0
+
     def close(self) -> None:
+        if self._stdout:
+            self._stdout.close()
         if self._log:
             for h in list(self._log.handlers):
                 h.close()

@@ -324,7 +324,8 @@ class AgentHost:
         summary["agent"] = {"sensor": self.observer.stats() if self.observer else {}, "events": self.events,
                             "seconds": round(time.monotonic() - self.t0, 2), "stopped": self.stop_reason,
                             "mode": "enforce" if self.journal and self.journal.enforce else "dry-run",
-                            "log": str(self.log_path), "log_records": dict(self.elog.counts) if self.elog else {}}
+                            "log": str(self.log_path), "log_records": dict(self.elog.counts) if self.elog else {},
+                            "stdout_lines_dropped": self.elog.stdout_dropped if self.elog else 0}
         restored = self._teardown()
         summary["agent"]["journal"] = restored
         return summary

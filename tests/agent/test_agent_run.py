@@ -178,3 +178,22 @@ def test_agent_without_root_says_why(rdir):
         pytest.skip("setpriv missing")
     r = run_kpilot("agent", "run", "-d", "1", user="nobody", env={"KPILOT_RUN_DIR": str(rdir)})
     one_line_error(r, "needs root")
+
+
+def test_stdout_reader_that_stops_reading_never_blocks_the_log(tmp_path, monkeypatch):
+    """--json with a consumer that stops reading: lines past the queue are dropped and counted, the
+    file keeps every record, and write() returns at once (it blocked the agent's loop before)."""
+    import threading
+    r, w = os.pipe()
+    out = os.fdopen(w, "w")
+    monkeypatch.setattr(sys, "stdout", out)
+    elog = EventLog(tmp_path / "e.jsonl", stdout=True)
+    d = Decision("sched", "decision", "a decision long enough to fill a pipe quickly " * 4, 1, "x")
+    done = threading.Event()
+    th = threading.Thread(target=lambda: ([elog.write(d) for _ in range(30000)], done.set()), daemon=True)
+    th.start()
+    assert done.wait(30), "EventLog.write blocked on a full stdout pipe"
+    assert elog.stdout_dropped > 0
+    os.close(r)  # the reader goes away: the writer thread stops on EPIPE, close() returns
+    elog.close()
+    assert len((tmp_path / "e.jsonl").read_text().splitlines()) == 30000
