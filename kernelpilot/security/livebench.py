@@ -61,10 +61,25 @@ kill $srv; wait
 """
 
 
+def sweep_stale_cgroups() -> list[Path]:
+    """Remove the empty kp-livebench-*-PID groups a killed bench left (PID gone); returns them."""
+    gone = []
+    for d in V2.glob("kp-livebench-*-*"):
+        pid = d.name.rsplit("-", 1)[1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            try:
+                d.rmdir()  # fails (busy) while a process is still inside: then it stays
+                gone.append(d)
+            except OSError:
+                pass
+    return gone
+
+
 class Cgroup:
     """A fresh cgroup v2 to attribute a run's processes; removed (its processes killed) on close."""
 
     def __init__(self, name: str):
+        sweep_stale_cgroups()
         self.path = V2 / f"kp-livebench-{name}-{os.getpid()}"
         self.path.mkdir()
         self.id = os.stat(self.path).st_ino

@@ -31,3 +31,26 @@ def test_bench_rejects_bad_mix_length_first(raw, msg):
     assert r.returncode == 2, r.stderr
     assert f"{MIX_ENV}='{raw}'" in r.stderr and msg in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_stale_livebench_cgroup_of_a_killed_bench_is_swept():
+    """A killed bench leaves its empty cgroup: the next bench's first group removes it; live owners' stay."""
+    import os
+    import subprocess
+    from kernelpilot.security import livebench as L
+    if os.geteuid() != 0 or not L.V2.is_dir():
+        import pytest
+        pytest.skip("needs root and a cgroup v2 hierarchy")
+    p = subprocess.Popen(["true"])
+    p.wait()
+    dead = L.V2 / f"kp-livebench-test-{p.pid}"
+    alive = L.V2 / f"kp-livebench-test-{os.getpid()}"
+    dead.mkdir()
+    alive.mkdir()
+    try:
+        assert dead in L.sweep_stale_cgroups()
+        assert not dead.exists() and alive.is_dir()
+    finally:
+        for d in (dead, alive):
+            if d.exists():
+                d.rmdir()
