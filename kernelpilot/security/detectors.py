@@ -345,4 +345,3 @@ def make(kind: str, vocab: Vocabulary, **kw) -> Detector:
 
 
 from kernelpilot.security import sequence as _sequence  # noqa: E402,F401  registers mismatch and lm
-from kernelpilot.security import fused as _fused  # noqa: E402,F401  registers rarity and fused
