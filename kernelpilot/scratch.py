@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from kernelpilot.agent.rollback import start_time
@@ -47,3 +48,13 @@ def scratch_dir(kind: str, base: Path | None = None) -> Path:
     sweep_stale(kind, base)
     pid = os.getpid()
     return Path(tempfile.mkdtemp(prefix=f"kpilot-{kind}-{pid}-{start_time(pid)}-", dir=base))
+
+
+@contextmanager
+def scratch(kind: str, base: Path | None = None):
+    """scratch_dir for a with-block, removed on the way out (a kill -9 leaves it to the next run)."""
+    d = scratch_dir(kind, base)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

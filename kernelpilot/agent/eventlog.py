@@ -78,7 +78,7 @@ class StdoutLines:
 
 class EventLog:
     def __init__(self, path: Path | None, max_bytes: int = 10 << 20, backups: int = 3, stdout: bool = False):
-        self.path, self.stdout = path, stdout
+        self.path = path
         self.counts: dict[str, int] = {}
         self._log = None
         self._stdout = StdoutLines() if stdout else None

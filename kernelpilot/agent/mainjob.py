@@ -162,11 +162,8 @@ def main_job(duration: float = 30.0, log: Path | None = None, json_out: bool = F
             err.print("first run: learning this host's normal system-call behaviour for the security watch "
                       f"(benign scenarios, ~20-40 s, once; cached in {host_model_path().parent})", highlight=False)
             ensure_host_model()
-        import shutil
-
-        from kernelpilot.scratch import scratch_dir
-        d = scratch_dir("run")  # the demo's files; a killed run's go with the next run
-        try:
+        from kernelpilot.scratch import scratch
+        with scratch("run") as d:  # the demo's files; a killed run's go with the next run
             demo = Demo(d, duration)
             host = AgentHost(cfg, log_path=log, lock=False, socket_path=run_dir() / "run.sock").start()
             try:
@@ -175,8 +172,6 @@ def main_job(duration: float = 30.0, log: Path | None = None, json_out: bool = F
                 seen = demo.seen(host)
                 summary = host.stop()
                 summary["demo"] = {**demo.close(), **seen}
-        finally:
-            shutil.rmtree(d, ignore_errors=True)
     else:
         from kernelpilot.agent.observer import SAMPLE
         log = log or Path(tempfile.gettempdir()) / f"kpilot-run-{os.getuid()}.jsonl"

@@ -26,7 +26,6 @@ import contextlib
 import ctypes
 import mmap
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -294,12 +293,12 @@ def prefetch_experiment(cmd, file, size_mb: int, stride: int, enforce: bool, cou
         free = os.statvfs(base).f_bavail * os.statvfs(base).f_frsize >> 20
         if free < 2 * size_mb:
             raise KpError(f"not enough space in {base} for a {size_mb} MB file ({free} MB free)")
-        from kernelpilot.scratch import scratch_dir
-        path = scratch_dir("prefetch", base) / "data.dat"  # a killed run's file goes with the next run
-        plan["file"] = str(path)
-    import tempfile
+    from kernelpilot.scratch import scratch
     knob = old_ra = None
-    with signals_restore(), tempfile.TemporaryDirectory(prefix="kpilot-prefetch-") as d:
+    with signals_restore(), scratch("prefetch", base) as d:  # a killed run's files go with the next run
+        if gen:
+            path = d / "data.dat"
+            plan["file"] = str(path)
         try:
             if gen:
                 _make_file(path, size_mb)
@@ -307,7 +306,7 @@ def prefetch_experiment(cmd, file, size_mb: int, stride: int, enforce: bool, cou
             if knob is not None:
                 old_ra = knob.read_text().strip()
                 knob.write_text(f"{ra_kb}\n")
-            argv = list(cmd) or [str(build_c(READER_C, Path(d), "kp_reader")), str(path), str(stride), str(count)]
+            argv = list(cmd) or [str(build_c(READER_C, d, "kp_reader")), str(path), str(stride), str(count)]
             n_pages = (path.stat().st_size + PAGE - 1) // PAGE
             drop_caches(path)
             kernel = run_measured(argv)
@@ -323,8 +322,6 @@ def prefetch_experiment(cmd, file, size_mb: int, stride: int, enforce: bool, cou
                 fd = os.open(path, os.O_RDONLY)
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
                 os.close(fd)
-            if gen:
-                shutil.rmtree(path.parent, ignore_errors=True)
     used = len(set(pages) & set(hist.tolist()))
     cut = 1 - agent["major_faults"] / kernel["major_faults"] if kernel["major_faults"] else 0.0
     return dict(plan, device_read_ahead_kb=int(old_ra) if old_ra else None,

@@ -317,10 +317,9 @@ def experiment(names: list[str], reps: int, quick: bool, zram_mb: int = 1024, pr
     bad = [c for c in configs if c not in CONFIGS]
     if bad or not configs:
         raise KpError(f"unknown config '{bad[0] if bad else ''}'; choose from {', '.join(CONFIGS)}")
-    from kernelpilot.scratch import scratch_dir
-    work = scratch_dir("swapbench")  # a killed run's workload files go with the next run
+    from kernelpilot.scratch import scratch
     res: dict = {"workloads": {}, "notes": []}
-    try:
+    with scratch("swapbench") as work:  # a killed run's workload files go with the next run
         with signals_restore(), Journal("memory-swap", enforce=True) as j:
             lab = SwapLab(j, 64, zram_mb).open()
             res["notes"] += lab.notes
@@ -355,6 +354,4 @@ def experiment(names: list[str], reps: int, quick: bool, zram_mb: int = 1024, pr
                                           "refault_model": dict(zip(R.FEATURES, np.round(pred.coef_, 3).tolist()))}
                 shutil.rmtree(d, ignore_errors=True)
             res["journal"] = {k: v for k, v in j.counts.items() if v}
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return res

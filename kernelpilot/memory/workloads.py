@@ -116,12 +116,9 @@ def record(name: str, scale: int = 10) -> Trace:
         raise KpError(f"unknown workload '{name}'; choose from {', '.join(WORKLOADS)}")
     if scale <= 0:
         raise KpError("workload scale must be > 0")
-    from kernelpilot.scratch import scratch_dir
-    work = scratch_dir(f"wl-{name.replace('_', '-').lower()}")
-    try:
+    from kernelpilot.scratch import scratch
+    with scratch(f"wl-{name.replace('_', '-').lower()}") as work:
         return WORKLOADS[name](work, scale)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 # ---- live swap workloads: programs run under a memory limit (kpilot bench swap) ---------------

@@ -37,3 +37,15 @@ def test_sweep_keeps_other_kinds_foreign_names_and_reused_pids(tmp_path):
     assert sweep_stale("a", tmp_path) == [reused]
     assert other.is_dir() and foreign.is_dir() and longer.is_dir()
     assert sweep_stale("a-b", tmp_path) == [longer]
+
+
+def test_scratch_block_removes_its_folder_on_every_way_out(tmp_path):
+    import pytest
+    from kernelpilot.scratch import scratch
+    with scratch("t-block", tmp_path) as d:
+        (d / "f").write_text("x")
+    assert not d.exists()
+    with pytest.raises(RuntimeError):
+        with scratch("t-block", tmp_path) as d:
+            raise RuntimeError
+    assert not d.exists()
