@@ -89,7 +89,8 @@ class LearnedReclaimer:
     def __init__(self, budget: float = 0.02, horizon: int = 4, max_step: float = 0.08,
                  min_step: float = 0.01, buckets: int = 20, target: float = 0.0017,
                  coeff_backoff: float = 20.0, floor: int = 16 << 20, alpha: float = 0.5,
-                 grow: float = 0.02):
+                 grow: float = 0.02, own_gate: float = 1.0):
+        self.own_gate = own_gate  # hold where the program's own refaults per page reach own_gate x budget
         self.budget, self.horizon, self.max_step, self.min_step = budget, horizon, max_step, min_step
         self.buckets, self.target, self.coeff_backoff, self.floor, self.alpha, self.grow = \
             buckets, target, coeff_backoff, floor, alpha, grow
@@ -182,7 +183,7 @@ class LearnedReclaimer:
         if self.hold_ > 0:
             self.hold_ -= 1
             return o.limit
-        if self.base_ref_ / max(o.usage / PAGE, 1) > self.budget:  # its own pages refault at the
+        if self.base_ref_ / max(o.usage / PAGE, 1) > self.own_gate * self.budget:  # its own pages refault at the
             return o.limit                                           # budget rate: none is cold
         step = self.max_step
         nxt = depth + step
@@ -304,7 +305,7 @@ class ColdPusher:
     BLOCK = 64
 
     def __init__(self, predictor: RefaultPredictor | None = None, horizon: int = 6, keep: float = 0.5,
-                 back: float = 1.01, cold: float = 0.15, decay: float = 1.0, seed: int = 0):
+                 back: float = 1.01, cold: float = 0.8, decay: float = 1.0, seed: int = 0):
         self.model = predictor or RefaultPredictor()
         self.horizon, self.keep, self.back, self.cold, self.decay = horizon, keep, back, cold, decay
         self.rng = np.random.default_rng(seed)
@@ -420,8 +421,8 @@ class ColdPusher:
     def push(self, pid: int, pidfd: int, pages: int, forced: bool = True) -> int:
         """Push up to `pages` of pid's present pages, least likely to come back first. `forced`
         (the group is at its limit: the kernel would pick otherwise) takes the coldest whatever
-        their P; a proactive push takes only pages with P < cold, below the 0.27 of a page never
-        seen out: only pages seen out before and slow to come back. Without that evidence the
+        their P; a proactive push takes only pages with P < cold_p() (`cold` x the P of a page
+        never seen out): only pages seen out before and slow to come back. Without that evidence the
         limit does it, and the kernel's LRU, which sees young bits, picks better than a guess."""
         from kernelpilot.memory.live import pageout
         cold = self._cold.get(pid) or []
@@ -431,7 +432,7 @@ class ColdPusher:
         allp = np.concatenate([c[5] for c in cold])
         order = np.argsort(allz, kind="stable")
         if not forced:
-            order = order[allp[order] < self.cold]
+            order = order[allp[order] < self.cold_p()]
         order = order[:pages]
         if len(order) == 0:
             return 0
@@ -479,7 +480,20 @@ class ColdPusher:
         return out
 
     def cold_pages(self, pid: int) -> int:
-        return int(sum((c[5] < self.cold).sum() for c in self._cold.get(pid) or []))
+        c = self.cold_p()
+        return int(sum((x[5] < c).sum() for x in self._cold.get(pid) or []))
+
+    def unseen_p(self) -> float:
+        """P(back within the horizon) the model gives a page with no evidence: never seen out,
+        never referenced by a refault, no history (the prior's features)."""
+        x = features(0, np.array([-NEVER]), np.array([UNKNOWN]), np.array([UNKNOWN]), 0.0, 1)
+        return float(self.model.predict_proba(x)[0])
+
+    def cold_p(self) -> float:
+        """The proactive push threshold: `cold` times the no-evidence P (a fixed 0.15 missed a
+        page seen out once and not back, at 0.154 against the prior's 0.27: it never pushed),
+        never above `keep` (predicted back)."""
+        return min(self.keep, self.cold * self.unseen_p())
 
 
 class _Iov(ctypes.Structure):

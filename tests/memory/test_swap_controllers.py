@@ -179,3 +179,15 @@ def test_learned_holding_keeps_the_limit_not_usage():
     c.hold_ = 3
     for _ in range(3):
         assert c.step(R.Obs(90 * MB, peak, peak, 0.0, 0, peak)) == peak
+
+
+def test_proactive_push_threshold_takes_a_page_seen_out_and_not_back():
+    # the old fixed 0.15 sat below such a page's P (0.154 measured), so the pusher never pushed
+    c = R.ColdPusher()
+    out_once = R.features(10, np.array([-R.NEVER]), R.quick_return(np.zeros(1), np.ones(1)),
+                          np.array([R.UNKNOWN]), 0.0, 1)
+    p_out = float(c.model.predict_proba(out_once)[0])
+    assert p_out < c.cold_p() < c.unseen_p()   # pushed proactively; a page with no evidence is not
+    assert c.cold_p() <= c.keep
+    c.model.coef_[0] += 5                      # a model that expects pages back: capped at keep
+    assert c.cold_p() == c.keep and c.unseen_p() > c.keep
