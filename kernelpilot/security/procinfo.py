@@ -126,8 +126,10 @@ class ProcTable:
         if now is not None and now.comm == comm:
             p.exe, p.cgroup = now.exe or p.exe, now.cgroup
             p.cmdline = now.cmdline or argv
-        elif p.exe.startswith("/"):
-            p.exe = os.path.realpath(p.exe)  # as /proc/PID/exe would show it (links resolved)
+        if p.exe.startswith("/") and not (now is not None and now.comm == comm and now.exe):
+            # as /proc/PID/exe would show it (links resolved); also for one that exited unreaped
+            # (a zombie shows its comm but no exe): cc -> gcc-12 must be one program, not two
+            p.exe = os.path.realpath(p.exe)
         self.procs.setdefault(pid, []).append(p)
         self.started[pid] = None
         return p
