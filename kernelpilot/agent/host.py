@@ -235,6 +235,8 @@ class AgentHost:
         poll = self.cfg["agent"]["poll_s"]
         end = None if duration is None else time.monotonic() + duration
         last_pub = 0.0
+        from kernelpilot.agent.memwatch import MemWatch
+        mem = MemWatch.from_env()
         while self.stop_reason is None:
             now = time.monotonic()
             if end is not None and now >= end:
@@ -249,6 +251,8 @@ class AgentHost:
                 self.reload()
             if on_tick:
                 on_tick(self)
+            if mem:
+                mem.tick()
             if now - last_pub >= 1.0:
                 self._publish()
                 last_pub = now
