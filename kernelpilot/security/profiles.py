@@ -21,6 +21,7 @@ from kernelpilot.errors import KpError
 FORMAT = "kernelpilot.security.profiles"
 MIN_LEARNED = 32          # windows learned before a profile keeps learning from what it does
 RELEARN_EVERY_S, RELEARN_MAX = 1.0, 8
+COMPACT_AT = 1 << 16      # queued hashes before they are merged into the table
 
 
 class Profile:
@@ -34,6 +35,13 @@ class Profile:
         self.flags: set[str] = set()
         self.learned = self.judged = self.relearned = self.tolerated = 0
         self.relearn_ns = 0
+
+    def add(self, hashes: np.ndarray) -> None:
+        """Queue hashes; merged into the table once the queue holds COMPACT_AT (bounded memory:
+        a busy program's repeated windows added the same grams again every second)."""
+        self.parts.append(np.asarray(hashes, dtype=np.uint64))
+        if sum(len(x) for x in self.parts) >= COMPACT_AT:
+            self.grams()
 
     def grams(self) -> np.ndarray:
         """Sorted unique learned 6-gram hashes."""
@@ -69,7 +77,7 @@ class LiveProfiles:
         return ts_ns < prof.first_ns + int(self.new_s * 1e9)
 
     def learn(self, prof: Profile, hashes: np.ndarray, windows: int = 1) -> None:
-        prof.parts.append(np.asarray(hashes, dtype=np.uint64))
+        prof.add(hashes)
         prof.learned += windows
 
     def keeps_learning(self, prof: Profile) -> bool:
@@ -84,11 +92,11 @@ class LiveProfiles:
         return True
 
     def relearn(self, prof: Profile, hashes: np.ndarray, windows: int) -> None:
-        prof.parts.append(np.asarray(hashes, dtype=np.uint64))
+        prof.add(hashes)
         prof.relearned += windows
 
     def tolerate(self, prof: Profile, hashes: np.ndarray, windows: int) -> None:
-        prof.parts.append(np.asarray(hashes, dtype=np.uint64))
+        prof.add(hashes)
         prof.tolerated += windows
 
     def summary(self) -> dict:
