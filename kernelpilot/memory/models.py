@@ -127,7 +127,7 @@ def _state(n_obj, n_grp, seed):
 
 
 @njit(cache=True, nogil=True)
-def _segment(ids, grp, page, sz, cap, hl, cf, ct, cv, bias, mode, horizon, k, t0, t1, hit, evl,
+def _segment(ids, grp, page, sz, cap, hl, cf, ct, cv, bias, mode, horizon, k, t0, t1, hit, evl, rec,
              st, last, dl, edc, cnt, glast, gedc, gcnt, gpg, xs, key, gap, fresh, slot, cached, osz, occ_nc):
     """Requests [t0, t1) of the one kernel for the three policies (state in, state out). Each
     request updates the object's features; an eviction samples k cached objects and evicts the
@@ -157,6 +157,8 @@ def _segment(ids, grp, page, sz, cap, hl, cf, ct, cv, bias, mode, horizon, k, t0
         s = sz[t]
         F.update(i, grp[t], page[t], t, s, last, dl, edc, cnt, glast, gedc, gcnt, gpg, hl, xs[i])
         fresh[i] = False
+        if rec.shape[0] > 0:  # lrb's refits read the rows (features.table's, built on the way)
+            rec[t] = xs[i]
         if slot[i] >= 0:
             hit[t] = 1
             continue
@@ -253,10 +255,11 @@ def run(policy: str, tr, sz: np.ndarray, cap: int, model, evl=None, refits: list
         if refits is not None:  # no check could refit: skip the feature table
             refits.extend(refit(None, None, t, horizon, model)[1] for t in times)
         times = []
-    X = F.table(d, tr.ids, sz, n_obj, cap) if times else None  # features use the past only
+    # the feature rows refits read (features use the past only), filled as the kernel goes
+    X = np.empty((len(d) if times else 0, F.N_FEAT), np.float64)
     t0 = 0
     for t1 in times + [len(d)]:
-        _segment(d, g, pg, sz, cap, hl, *trees, mode, horizon, K, t0, t1, hit, evl, *state)
+        _segment(d, g, pg, sz, cap, hl, *trees, mode, horizon, K, t0, t1, hit, evl, X, *state)
         if t1 < len(d):
             m, info = refit(X, nxt, t1, horizon, cur)
             if refits is not None:
