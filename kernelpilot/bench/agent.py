@@ -30,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from kernelpilot.agent.memwatch import rss_kb
 from kernelpilot.bench.common import build_c, median
 from kernelpilot.errors import CapabilityError, KpError
 
@@ -324,13 +325,6 @@ def cost(quick: bool, tmp: Path, model: Path) -> dict:
             "load_average": os.getloadavg()}
 
 
-def _rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
 def soak(seconds: float, tmp: Path, model: Path) -> dict:
     """The agent under a mixed load; RSS growth after warm-up; known syscall bursts accounted for."""
     binary = build_c("syscall_load")
@@ -356,7 +350,7 @@ def soak(seconds: float, tmp: Path, model: Path) -> dict:
             p = subprocess.Popen([str(binary), str(n_burst), "400000"], stdout=subprocess.DEVNULL)
             bursts.append(p.pid)
             p.wait()
-            rss.append((round(time.monotonic() - t0, 1), _rss_kb(a.pid)))
+            rss.append((round(time.monotonic() - t0, 1), rss_kb(a.pid)))
             taken.append((round(time.monotonic() - t0, 1), (read_state(tmp / "run" / "agent.sock") or {}).get("events")))
             time.sleep(1.0)
     finally:

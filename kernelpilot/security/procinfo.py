@@ -123,10 +123,11 @@ class ProcTable:
         p = Proc(pid, ppid=ppid, uid=uid, comm=comm, since_ns=ts_ns)
         p.exe = interp or filename
         p.cmdline = argv
-        if now is not None and now.comm == comm:
+        same = now is not None and now.comm == comm  # /proc still shows this program
+        if same:
             p.exe, p.cgroup = now.exe or p.exe, now.cgroup
             p.cmdline = now.cmdline or argv
-        if p.exe.startswith("/") and not (now is not None and now.comm == comm and now.exe):
+        if p.exe.startswith("/") and not (same and now.exe):
             # as /proc/PID/exe would show it (links resolved); also for one that exited unreaped
             # (a zombie shows its comm but no exe): cc -> gcc-12 must be one program, not two
             p.exe = os.path.realpath(p.exe)

@@ -25,12 +25,13 @@ COMPACT_AT = 1 << 16      # queued hashes before they are merged into the table
 
 
 class Profile:
-    __slots__ = ("exe", "first_ns", "parts", "table", "flags", "learned", "judged", "relearned", "tolerated",
-                 "relearn_ns")
+    __slots__ = ("exe", "first_ns", "parts", "queued", "table", "flags", "learned", "judged", "relearned",
+                 "tolerated", "relearn_ns")
 
     def __init__(self, exe: str, first_ns: int):
         self.exe, self.first_ns = exe, first_ns
         self.parts: list[np.ndarray] = []
+        self.queued = 0           # hashes in parts
         self.table = np.zeros(0, dtype=np.uint64)
         self.flags: set[str] = set()
         self.learned = self.judged = self.relearned = self.tolerated = 0
@@ -40,14 +41,15 @@ class Profile:
         """Queue hashes; merged into the table once the queue holds COMPACT_AT (bounded memory:
         a busy program's repeated windows added the same grams again every second)."""
         self.parts.append(np.asarray(hashes, dtype=np.uint64))
-        if sum(len(x) for x in self.parts) >= COMPACT_AT:
+        self.queued += len(self.parts[-1])
+        if self.queued >= COMPACT_AT:
             self.grams()
 
     def grams(self) -> np.ndarray:
         """Sorted unique learned 6-gram hashes."""
         if self.parts:
             self.table = np.unique(np.concatenate([self.table, *self.parts]))
-            self.parts = []
+            self.parts, self.queued = [], 0
         return self.table
 
 
