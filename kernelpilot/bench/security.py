@@ -10,7 +10,8 @@
    within 1 s, per detector and for the live two-stage rule.
 3. Live overhead of the in-kernel stage on a compile workload and a syscall flood (interleaved
    runs), with the stage's drop counter.
-Each part is one top-level key; a part that cannot run says why under "skipped"."""
+Each part is one top-level key; a part that cannot run says why under "skipped". `--only` runs some
+of them (PARTS); live without scenarios trains its model on a fresh recording of the benign suite."""
 from __future__ import annotations
 
 import os
@@ -124,25 +125,36 @@ def scenario_part(quick: bool, tmp: str) -> dict:
     return out, m
 
 
-def run(quick: bool = False) -> dict:
+PARTS = ("fhids", "unm", "scenarios", "live")
+
+
+def run(quick: bool = False, only: list[str] | None = None) -> dict:
     from kernelpilot.security.livebench import mix_seconds
-    mix_s = mix_seconds(quick)  # KPILOT_LIVE_MIX_S, checked before the long parts
-    res = {"quick": quick}
+    parts = list(PARTS) if only is None else list(only)
+    mix_s = mix_seconds(quick) if "live" in parts else None  # KPILOT_LIVE_MIX_S, checked before the long parts
+    res = {"quick": quick, "parts": parts}
     for name in ("fhids", "unm"):
-        res[name] = devset_part(name, quick)
-    with tempfile.TemporaryDirectory(prefix="kp-bench-sec-") as tmp:
-        model = None
-        try:
-            res["scenarios"], model = scenario_part(quick, os.path.join(tmp, "suite"))
-        except Exception as e:  # the tracer needs root + eBPF; report why the part is missing
-            res["scenarios"] = {"skipped": f"{type(e).__name__}: {e}"}
-    try:  # live false-alarm budget, attack families, stage speed and overhead (security/livebench.py)
-        from kernelpilot.security.livebench import run_live
-        res["live"] = run_live(quick, model, mix_s)
-    except Exception as e:
-        res["live"] = {"skipped": f"{type(e).__name__}: {e}"}
+        if name in parts:
+            res[name] = devset_part(name, quick)
+    model = None
+    if "scenarios" in parts:
+        with tempfile.TemporaryDirectory(prefix="kp-bench-sec-") as tmp:
+            try:
+                res["scenarios"], model = scenario_part(quick, os.path.join(tmp, "suite"))
+            except Exception as e:  # the tracer needs root + eBPF; report why the part is missing
+                res["scenarios"] = {"skipped": f"{type(e).__name__}: {e}"}
+    if "live" in parts:
+        res["live"] = live_part(quick, model, mix_s)
     res["headline"] = headline(res)
     return res
+
+
+def live_part(quick: bool, model, mix_s: float) -> dict:
+    try:  # live false-alarm budget, attack families, stage speed and overhead (security/livebench.py)
+        from kernelpilot.security.livebench import run_live
+        return run_live(quick, model, mix_s)
+    except Exception as e:
+        return {"skipped": f"{type(e).__name__}: {e}"}
 
 
 def fused_headline(r: dict) -> dict:
