@@ -64,6 +64,7 @@ class AipathPilot(Pilot):
         if len(self.rows) > 20000:  # bounded: keep the busiest half
             top = sorted(self.rows, key=lambda t: -self.rows[t].sum())[:10000]
             self.rows = {t: self.rows[t] for t in top}
+            self.comm = {t: self.comm[t] for t in top if t in self.comm}  # names go with their rows
         return self._devices(batch[kind == S.IOCTL])
 
     def _devices(self, io) -> list[Decision]:
