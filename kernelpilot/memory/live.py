@@ -340,7 +340,8 @@ HELPER_C = r"""
 #include <string.h>
 #include <sys/mman.h>
 /* hot/cold working set: touch all, then each round write the first half of the hot part and
-   read the second half (reads leave no soft-dirty bit), and read 4 random cold pages */
+   read the second half (reads leave no soft-dirty bit), and read 4 random cold pages (argv[4]:
+   an optional seed for them, a dev run's) */
 int main(int argc, char **argv) {
   long mb = atol(argv[1]), hot_pct = atol(argv[2]), rounds = atol(argv[3]);
   long n = mb << 8, hot = n * hot_pct / 100, pg = 4096;
@@ -348,7 +349,7 @@ int main(int argc, char **argv) {
   if (m == MAP_FAILED) return 1;
   madvise(m, n * pg, MADV_NOHUGEPAGE);
   for (long i = 0; i < n; i++) m[i * pg] = (char)i;
-  unsigned long x = 88172645463325252UL, s = 0;
+  unsigned long x = argc > 4 ? 88172645463325252UL ^ strtoul(argv[4], 0, 10) * 2654435761UL : 88172645463325252UL, s = 0;
   for (long r = 0; r < rounds; r++) {
     for (long i = 0; i < hot / 2; i++) m[i * pg + (r & 4095)] += 1;
     for (long i = hot / 2; i < hot; i++) s += m[i * pg + (r & 4095)];

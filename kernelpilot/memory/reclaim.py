@@ -47,6 +47,7 @@ class Obs:
 class KernelOnly:
     """The kernel alone: the limit never moves."""
     name = "kernel"
+    why_ = "kernel"
 
     def step(self, o: Obs) -> int:
         return o.limit
@@ -57,6 +58,7 @@ class SenpaiController:
     = 0.17 %); probe/backoff as Senpai's coeff_probe/max_probe, coeff_backoff/max_backoff;
     max_probe is per interval (Senpai's 1 % per 6 s, scaled here to the short runs)."""
     name = "senpai"
+    why_ = ""  # the reason of the last step (the driver's decision log)
 
     def __init__(self, target: float = 0.0017, coeff_probe: float = 10.0, max_probe: float = 0.02,
                  coeff_backoff: float = 20.0, max_backoff: float = 1.0, floor: int = 16 << 20):
@@ -67,8 +69,10 @@ class SenpaiController:
         base = min(o.limit, max(o.usage, self.floor))
         if o.pressure > self.target:
             f = min((o.pressure / self.target - 1) / self.coeff_backoff, self.max_backoff)
+            self.why_ = "pressure"
             return min(int(base * (1 + f)), o.ceiling)
         f = min((1 - o.pressure / self.target) / self.coeff_probe, self.max_probe)
+        self.why_ = "step"
         return max(int(base * (1 - f)), self.floor)
 
 
@@ -96,10 +100,12 @@ class LearnedReclaimer:
             buckets, target, coeff_backoff, floor, alpha, grow
         self.rate_ = np.full(buckets, np.nan)  # refaults per reclaimed page, per depth bucket
         self.open_: list[list] = []            # [bucket, pages reclaimed, refaults charged, age]
-        self.hold_ = 0
+        self.hold_, self.hold_why_ = 0, ""
         self.last_anon_ = 0
         self.base_ref_ = self.base_psi_ = None
         self.peak_ = 0
+        self.why_ = ""  # the reason of the last step: step, floor, pressure, growing, hold:<its cause>, own_gate,
+        # budget, open_refaults, late_refaults (the driver's decision log)
 
     def _bucket(self, depth: float) -> int:
         return int(np.clip(depth * self.buckets, 0, self.buckets - 1))
@@ -136,7 +142,7 @@ class LearnedReclaimer:
         b = self._bucket(1 - limit / max(self.peak_, 1))
         self.rate_[b:] = np.maximum(np.nan_to_num(self.rate_[b:]), 2 * self.budget)
         self.open_ = []
-        self.hold_ = self.horizon
+        self.hold_, self.hold_why_ = self.horizon, "oom"
 
     def step(self, o: Obs) -> int:
         self.peak_ = max(self.peak_, o.peak)
@@ -159,7 +165,8 @@ class LearnedReclaimer:
             old = self.rate_[b]
             self.rate_[b] = r if np.isnan(old) else (1 - self.alpha) * old + self.alpha * r
             if r > self.budget:  # refaulting over budget where it stands: give a step back
-                self.hold_ = self.horizon
+                self.hold_, self.hold_why_ = self.horizon, "late_refaults"
+                self.why_ = "late_refaults"
                 return min(int(base + self.max_step * o.peak), o.ceiling)
         growing = o.anon - self.last_anon_ > self.grow * o.peak
         self.last_anon_ = o.anon
@@ -167,30 +174,36 @@ class LearnedReclaimer:
             f = min((o.pressure / (self.target + 1.5 * self.base_psi_) - 1) / self.coeff_backoff, 1.0)
             b = self._bucket(depth)
             self.rate_[b] = max(np.nan_to_num(self.rate_[b]), 2 * self.budget)
-            self.hold_ = self.horizon
+            self.hold_, self.hold_why_ = self.horizon, "pressure"
+            self.why_ = "pressure"
             return min(int(o.limit * (1 + f)), o.ceiling)
         if growing:  # the program is allocating (its phase): reclaiming now only swaps new memory
+            self.why_ = "growing"
             return o.limit
         open_rate = sum(s[2] for s in self.open_) / max(sum(s[1] for s in self.open_), 1)
         if open_rate > self.budget:  # refaults of fresh reclaim: give the last step back
             s = self.open_.pop()
             self.rate_[s[0]] = max(np.nan_to_num(self.rate_[s[0]]), s[2] / max(s[1], 1))
-            self.hold_ = self.horizon
+            self.hold_, self.hold_why_ = self.horizon, "open_refaults"
+            self.why_ = "open_refaults"
             return min(int(base + s[1] * PAGE), o.ceiling)
         # holding keeps the limit: lowering it to usage saves nothing, and each write below
         # usage makes the kernel reclaim at once, whatever is hot (hot/cold: 41k major faults
         # against 34k holding the limit)
         if self.hold_ > 0:
             self.hold_ -= 1
+            self.why_ = f"hold:{self.hold_why_}"
             return o.limit
         if self.base_ref_ / max(o.usage / PAGE, 1) > self.own_gate * self.budget:  # its own pages refault at the
-            return o.limit                                           # budget rate: none is cold
+            self.why_ = "own_gate"                                   # budget rate: none is cold
+            return o.limit
         step = self.max_step
         nxt = depth + step
         p = self.predict(nxt)
         if p >= self.budget:
             step = self.min_step
             if self.predict(depth + step) >= self.budget:
+                self.why_ = "budget"
                 return o.limit
         else:
             step = max(self.min_step, self.max_step * (1 - p / self.budget))
@@ -198,6 +211,7 @@ class LearnedReclaimer:
         pages = max((base - new) // PAGE, 0)
         if pages:
             self.open_.append([self._bucket(depth + step), pages, 0, 0])
+        self.why_ = "step" if pages else "floor"
         return new
 
 

@@ -15,6 +15,8 @@ def register(live_app: typer.Typer) -> None:
                      quick: bool = typer.Option(True, help="the bench's quick sizes"),
                      limit_mb: int = typer.Option(None, help="memory limit (default: the workload's)"),
                      zram_mb: int = typer.Option(1024, help="zram swap size"),
+                     seed: int = typer.Option(None, help="a dev seed for the workload's keys (tuning; "
+                                              "default: the bench's seeds)"),
                      enforce: bool = typer.Option(False, "--enforce", help="really set up zram/cgroups and run"),
                      json_out: bool = typer.Option(False, "--json")):
         """Run a workload under a memory limit with zram swap; compare swap controllers.
@@ -24,6 +26,7 @@ def register(live_app: typer.Typer) -> None:
         configs = list(swaprun.CONFIGS) if config == "all" else [c.strip() for c in config.split(",")]
         plan = {"mode": "enforce" if enforce else "dry-run", "workload": workload, "configs": configs,
                 "reps": reps, "zram_mb": zram_mb, "limit_mb": limit_mb or "the workload's",
+                "seed": "the bench's" if seed is None else seed,
                 "steps": ["journal (+ guardian): zram device, swapon, memory cgroup + limit, v2 pressure group",
                           "kernelpilot: one history run", "rounds of the configs, order rotated",
                           "restore: limits, cgroups removed, swapoff, zram reset + hot_remove"]}
@@ -37,5 +40,5 @@ def register(live_app: typer.Typer) -> None:
         else:
             _root()
             out = dict(plan, **swaprun.experiment([workload], reps, quick, zram_mb, configs=configs,
-                                                  limit_mb=limit_mb))
+                                                  limit_mb=limit_mb, seed=seed))
         print(json.dumps(out, indent=2, default=float) if json_out else json.dumps(out, default=float)[:4000])

@@ -36,6 +36,9 @@ OOM_RAISE, OOM_HEADROOM, OOM_WAIT = 1.25, 16 << 20, 1.0
 # the page-fault tracer beside the scans (refaults seen as they happen): off, since on hot/cold it
 # cost more time than it saved (interleaved: 11.3 s against 9.8 s without, the same major faults)
 FAULT_EVENTS = False
+# KPILOT_SWAP_LOG=1: each run's output keeps the controller's decision log (one row a step)
+LOG = os.environ.get("KPILOT_SWAP_LOG") == "1"
+MB = 1 << 20
 
 
 class Driver:
@@ -56,6 +59,8 @@ class Driver:
         self._oom_since = None
         self.obs: list[R.Obs] = []
         self.cpu_s = 0.0
+        self.decisions: dict[str, int] = {}  # the controller's reason for each step, counted
+        self.log: list[list] = []  # per step: s, usage, limit, new (MB), pressure, refaults, reason
 
     def __call__(self, pid, stop):
         t_cpu = time.thread_time()
@@ -73,6 +78,7 @@ class Driver:
             self.errors.append(f"cgroup unreadable at start: {e}")
             return
         peak, k, t0, next_scan = 0, 0, time.monotonic(), 1
+        t_start = t0
         fds: dict[int, int] = {}
         src_box: list = []  # the tracer loads (~0.5 s) beside the loop: the first scans must not wait
         loader = None
@@ -117,11 +123,19 @@ class Driver:
                 self.obs.append(o)
                 psi0, ref0, t0 = psi, ref, now
                 new = self.ctrl.step(o)
+                why = getattr(self.ctrl, "why_", "") or "?"
                 if new < limit:  # never below what reclaim can bring the group down to
                     least = usage - reclaimable(st) + 2 * MARGIN
                     if new < least:
                         self.clamped += 1
                         new = min(max(new, least), limit)
+                        why += "+clamped"
+                if why == "step" and new >= limit:
+                    why = "step_above_limit"  # a step from usage that does not go below the limit
+                self.decisions[why] = self.decisions.get(why, 0) + 1
+                if LOG:
+                    self.log.append([round(now - t_start, 2), round(usage / MB, 1), round(limit / MB, 1),
+                                     round(new / MB, 1), round(o.pressure, 5), o.refaults, why])
                 if new != limit:
                     self.steps += 1
                     if self.pusher is not None and new < usage:
@@ -243,7 +257,9 @@ def run_config(lab, wl, config: str, predictor=None) -> dict:
            "refaults": lab.refaults(st1) - lab.refaults(st0),
            "psi_some_ms": round((psi1 - psi0) / 1e3, 1), "limit_steps": d.steps,
            "limit_refused": d.limit_refused, "agent_cpu_s": round(d.cpu_s, 3), "errors": d.errors,
-           "oom_raised": d.oom_raised, "limit_clamped": d.clamped}
+           "oom_raised": d.oom_raised, "limit_clamped": d.clamped, "decisions": d.decisions}
+    if LOG:
+        out["decision_log"] = d.log
     if d.pusher is not None:
         out.update(pushed=d.pusher.pushed, pushed_back=d.pusher.refaulted, labels=d.pusher.labels,
                    brought_back=d.pusher.brought_back, fault_refaults=d.pusher.fault_refaults)
@@ -294,9 +310,10 @@ def summarize(runs: list[dict]) -> dict:
 
 
 def experiment(names: list[str], reps: int, quick: bool, zram_mb: int = 1024, progress=None,
-               configs=CONFIGS, limit_mb: int | None = None) -> dict:
+               configs=CONFIGS, limit_mb: int | None = None, seed: int | None = None) -> dict:
     """Each workload: `reps` rounds of kernel / senpai / kernelpilot, the order rotated each round
-    (interleaved, so the shared host's noise falls on all three). kernelpilot first has one
+    (interleaved, so the shared host's noise falls on all three); `seed`: a dev seed for the
+    workloads (None: the bench's own). kernelpilot first has one
     unscored history run; each of its scored runs starts from the predictor (weights and page
     history) that run left, and learns online from there."""
     import shutil
@@ -328,7 +345,7 @@ def experiment(names: list[str], reps: int, quick: bool, zram_mb: int = 1024, pr
             for name in names:
                 d = work / name
                 d.mkdir()
-                wl = LIVE_WORKLOADS[name](d, quick)
+                wl = LIVE_WORKLOADS[name](d, quick, seed)
                 if limit_mb:
                     wl.limit_mb = limit_mb
                 pred = R.RefaultPredictor()

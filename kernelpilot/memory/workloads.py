@@ -126,7 +126,7 @@ def record(name: str, scale: int = 10) -> Trace:
 KV_PY = r'''
 import os, socket, struct, sys, time
 import numpy as np
-n, reqs, batch = int(sys.argv[1]), int(sys.argv[2]), 32
+n, reqs, batch, seed = int(sys.argv[1]), int(sys.argv[2]), 32, int(sys.argv[3])
 a, b = socket.socketpair()
 pid = os.fork()
 if pid == 0:  # the server: a dict of n values of 1000 bytes, answers batches of keys
@@ -144,7 +144,7 @@ if pid == 0:  # the server: a dict of n values of 1000 bytes, answers batches of
             b.sendall(struct.pack("q", sum(len(d[k]) for k in ks)))
 b.close()
 assert a.recv(1) == b"r"
-rng = np.random.default_rng(3)
+rng = np.random.default_rng(seed)
 w = 1.0 / np.arange(1, n + 1) ** 0.99
 keys = rng.permutation(n)[rng.choice(n, reqs, p=w / w.sum())]
 t0 = time.perf_counter()
@@ -165,10 +165,10 @@ print(round(time.perf_counter() - t0, 3), total)
 SQLITE_PY = r'''
 import sqlite3, sys
 import numpy as np
-db, rows, queries = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+db, rows, queries, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 con = sqlite3.connect(db)
 con.execute("PRAGMA cache_size=-8192")
-rng = np.random.default_rng(4)
+rng = np.random.default_rng(seed)
 w = 1.0 / np.arange(1, rows + 1) ** 0.9
 keys = rng.permutation(rows)[rng.choice(rows, queries, p=w / w.sum())]
 s = 0
@@ -202,34 +202,42 @@ class LiveWorkload:
                 os.close(fd)
 
 
-def live_hotcold(work: Path, quick: bool) -> LiveWorkload:
+# the bench's seeds (numpy default_rng): kv's keys 3, sqlite's keys 4, sqlite's rows 5. A dev seed
+# (`kpilot memory live reclaim --seed N`, for tuning) replaces all three, and hot/cold's cold reads
+BENCH_SEEDS = {"kv": 3, "sqlite": 4, "sqlite_rows": 5}
+
+
+def live_hotcold(work: Path, quick: bool, seed: int | None = None) -> LiveWorkload:
     from kernelpilot.memory.live import HELPER_C, build_c
     mb = 96 if quick else 144
     exe = build_c(HELPER_C, work, "kp_hotcold")
-    return LiveWorkload("hotcold", [str(exe), str(mb), "20", "6000" if quick else "20000"], mb * 2 // 3,
+    argv = [str(exe), str(mb), "20", "6000" if quick else "20000"] + ([] if seed is None else [str(seed)])
+    return LiveWorkload("hotcold", argv, mb * 2 // 3,
                         f"C program, {mb} MB anonymous, 20% hot, 4 random cold reads a round")
 
 
-def live_sqlite(work: Path, quick: bool) -> LiveWorkload:
+def live_sqlite(work: Path, quick: bool, seed: int | None = None) -> LiveWorkload:
     import sqlite3 as sq
     rows = 60000 if quick else 120000  # ~1.1 KB a row: 70 / 140 MB
     db = work / "kv.db"
     con = sq.connect(db)
     con.execute("PRAGMA page_size=4096")
     con.execute("CREATE TABLE t(k INTEGER PRIMARY KEY, v BLOB)")
-    rng = np.random.default_rng(5)
+    rng = np.random.default_rng(BENCH_SEEDS["sqlite_rows"] if seed is None else seed)
     con.executemany("INSERT INTO t VALUES(?,?)", ((i, rng.bytes(300) + b"x" * 700) for i in range(rows)))
     con.commit()
     con.close()
     size_mb = db.stat().st_size >> 20
     script = work / "sqlite_zipf.py"
     script.write_text(SQLITE_PY)
-    return LiveWorkload("sqlite", [sys.executable, str(script), str(db), str(rows), "20000" if quick else "100000"],
+    keys = str(BENCH_SEEDS["sqlite"] if seed is None else seed)
+    return LiveWorkload("sqlite", [sys.executable, str(script), str(db), str(rows), "20000" if quick else "100000", keys],
                         max(size_mb * 3 // 5, 32), f"Python sqlite3, Zipf 0.9 point lookups on a {size_mb} MB database",
                         files=[db])
 
 
-def live_compileall(work: Path, quick: bool) -> LiveWorkload:
+def live_compileall(work: Path, quick: bool, seed: int | None = None) -> LiveWorkload:
+    # no randomness: a dev seed changes nothing
     import sysconfig
     src = Path(sysconfig.get_paths()["stdlib"])
     pkgs = ["email", "json", "http", "xml", "logging", "concurrent", "urllib", "html", "wsgiref"]
@@ -253,11 +261,12 @@ def live_compileall(work: Path, quick: bool) -> LiveWorkload:
                         f"python -m compileall over a {mb} MB copy of the standard library", files, reset)
 
 
-def live_kv(work: Path, quick: bool) -> LiveWorkload:
+def live_kv(work: Path, quick: bool, seed: int | None = None) -> LiveWorkload:
     n = 100000 if quick else 150000
     script = work / "kv_server.py"
     script.write_text(KV_PY)
-    return LiveWorkload("kv", [sys.executable, str(script), str(n), str(600000 if quick else 1500000)],
+    keys = str(BENCH_SEEDS["kv"] if seed is None else seed)
+    return LiveWorkload("kv", [sys.executable, str(script), str(n), str(600000 if quick else 1500000), keys],
                         n * 1200 // (1 << 20) + 64,
                         f"Python key-value server on a socket pair, {n} values of 1000 bytes, Zipf 0.99 gets")
 

@@ -191,3 +191,24 @@ def test_proactive_push_threshold_takes_a_page_seen_out_and_not_back():
     assert c.cold_p() <= c.keep
     c.model.coef_[0] += 5                      # a model that expects pages back: capped at keep
     assert c.cold_p() == c.keep and c.unseen_p() > c.keep
+
+
+def test_each_learned_step_says_why():
+    """The decision log: every step of the learned reclaimer names the gate that set it."""
+    c = R.LearnedReclaimer()
+    peak = 100 * MB
+    c.step(R.Obs(50 * MB, peak, 50 * MB, 0.0, 0, peak, anon=40 * MB))
+    c.step(R.Obs(80 * MB, peak, 80 * MB, 0.0, 0, peak, anon=70 * MB))
+    assert c.why_ == "growing"
+    c.step(R.Obs(80 * MB, peak, 80 * MB, 0.0, 0, peak, anon=70 * MB))
+    assert c.why_ == "step"
+    c.step(R.Obs(75 * MB, 75 * MB, 80 * MB, 0.05, 0, peak, anon=70 * MB))
+    assert c.why_ == "pressure"
+
+
+def test_dev_seed_replaces_the_bench_seeds(tmp_path):
+    from kernelpilot.memory.workloads import BENCH_SEEDS, live_kv
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert live_kv(tmp_path / "a", True).argv[-1] == str(BENCH_SEEDS["kv"])
+    assert live_kv(tmp_path / "b", True, seed=101).argv[-1] == "101"
