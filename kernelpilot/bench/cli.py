@@ -46,7 +46,8 @@ def register(app: typer.Typer) -> None:
     def bench(name: str = typer.Argument(..., help="benchmark name, or 'all'"),
               json_out: bool = typer.Option(False, "--json", help="print JSON only"),
               quick: bool = typer.Option(False, "--quick", help="smaller sizes, for a fast look"),
-              only: str = typer.Option(None, "--only", help="comma-separated parts to run (security: "
+              only: str = typer.Option(None, "--only", help="comma-separated parts to run (sched: recorded,synthetic,"
+                                       "load_forecast,live,cross_session; security: "
                                        "fhids,unm,scenarios,live); default every part"),
               output: Path = typer.Option(None, "-o", "--output", help="also write the JSON here")):
         """Run a benchmark and print its figures (ratios measured side by side in one run)."""

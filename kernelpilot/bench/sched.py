@@ -274,42 +274,72 @@ def live_forecast(util, psi) -> dict:
     return out
 
 
-def run(quick: bool = False) -> dict:
+PARTS = ("recorded", "synthetic", "load_forecast", "live", "cross_session")
+OFFLINE = ("recorded", "synthetic", "load_forecast")  # committed traces and series: nothing host-wide
+
+
+def run(quick: bool = False, only: list[str] | None = None) -> dict:
+    """Every part (PARTS) unless `only` names some; the summary has the figures of the parts run."""
     from kernelpilot.sched import xbench
+    parts = list(PARTS) if only is None else list(only)
     t0 = time.monotonic()
-    rec = recorded(quick)
-    with host_load_samples() as samples:
-        xs = xbench.run(quick)
-    out = {"recorded": rec, "synthetic": synthetic(quick), "load_forecast": load_forecast(), "live": live(quick),
-           "cross_session": xs}
-    if len(samples) > 60:
-        out["cross_session"]["live_load_forecast"] = live_forecast(np.array([u for u, _ in samples]),
-                                                                   np.array([p for _, p in samples]))
-    rs, lv, lf, xs = rec["summary"], out["live"], out["load_forecast"], out["cross_session"]
-    out["summary"] = {
-        "traces": rs["traces"],
-        "sim_srpt_pred_vs_srpt_oracle_mean": rs["srpt_pred_vs_srpt_oracle_mean"],
-        "sim_srpt_pred_vs_srpt_oracle_worst": rs["srpt_pred_vs_srpt_oracle_max"],
-        "sim_srpt_pred_vs_cfs_mean": rs["srpt_pred_vs_cfs_mean"],
-        "sim_srpt_oracle_vs_cfs_mean": rs["srpt_oracle_vs_cfs_mean"],
-        "sim_per_trace": rs["per_trace"],
-        "burst_mae_ratio_vs_exp_avg_mean": rs["burst_mae_ratio_vs_exp_avg_mean"],
-        "burst_log_error_ratio_vs_exp_avg_mean": rs["burst_log_error_ratio_vs_exp_avg_mean"],
-        "classifier_accuracy_mean": rs["classifier_accuracy_mean"],
-        "load_forecast_mae_ratio_vs_ewma": {k: v["mae_ratio_vs_ewma"] for k, v in lf.items()},
-        "load_forecast_mae_ratio_vs_last_value": {k: v["mae_ratio_vs_last_value"] for k, v in lf.items()},
-        "load_forecast_chosen": {k: v["chosen"] for k, v in lf.items()},
-        "live_load_forecast_mae_ratio_vs_ewma": {
+    out = {}
+    if "recorded" in parts:
+        out["recorded"] = recorded(quick)
+    if "cross_session" in parts:
+        with host_load_samples() as samples:
+            out["cross_session"] = xbench.run(quick)
+        if len(samples) > 60:
+            out["cross_session"]["live_load_forecast"] = live_forecast(np.array([u for u, _ in samples]),
+                                                                       np.array([p for _, p in samples]))
+    if "synthetic" in parts:
+        out["synthetic"] = synthetic(quick)
+    if "load_forecast" in parts:
+        out["load_forecast"] = load_forecast()
+    if "live" in parts:
+        out["live"] = live(quick)
+    out = {k: out[k] for k in ("recorded", "synthetic", "load_forecast", "live", "cross_session") if k in out}
+    if only is not None:
+        out["parts"] = parts
+    out["summary"] = summary(out, time.monotonic() - t0)
+    return out
+
+
+def summary(out: dict, seconds: float) -> dict:
+    s = {}
+    if "recorded" in out:
+        rs = out["recorded"]["summary"]
+        s.update({
+            "traces": rs["traces"],
+            "sim_srpt_pred_vs_srpt_oracle_mean": rs["srpt_pred_vs_srpt_oracle_mean"],
+            "sim_srpt_pred_vs_srpt_oracle_worst": rs["srpt_pred_vs_srpt_oracle_max"],
+            "sim_srpt_pred_vs_cfs_mean": rs["srpt_pred_vs_cfs_mean"],
+            "sim_srpt_oracle_vs_cfs_mean": rs["srpt_oracle_vs_cfs_mean"],
+            "sim_per_trace": rs["per_trace"],
+            "burst_mae_ratio_vs_exp_avg_mean": rs["burst_mae_ratio_vs_exp_avg_mean"],
+            "burst_log_error_ratio_vs_exp_avg_mean": rs["burst_log_error_ratio_vs_exp_avg_mean"],
+            "classifier_accuracy_mean": rs["classifier_accuracy_mean"]})
+    if "load_forecast" in out:
+        lf = out["load_forecast"]
+        s.update({
+            "load_forecast_mae_ratio_vs_ewma": {k: v["mae_ratio_vs_ewma"] for k, v in lf.items()},
+            "load_forecast_mae_ratio_vs_last_value": {k: v["mae_ratio_vs_last_value"] for k, v in lf.items()},
+            "load_forecast_chosen": {k: v["chosen"] for k, v in lf.items()}})
+    lv, xs = out.get("live"), out.get("cross_session")
+    if lv is not None or xs is not None:
+        lv, xs = lv or {}, xs or {}
+        s["live_load_forecast_mae_ratio_vs_ewma"] = {
             f"{who}_{k.split('_')[2]}": {"chosen": v["chosen"], "model": v["mae_ratio_vs_ewma"],
                                          "mix": v["mix_mae_ratio_vs_ewma"]}
             for who, part in (("same_session_run", lv), ("cross_session_run", xs.get("live_load_forecast", {})))
-            for k, v in part.items() if k.startswith("load_forecast_") and k.endswith("_ahead")}
-        | {f"benchmark_group_{k}": {"chosen": v["chosen"], "model": v["mae_ratio_vs_ewma"],
-                                    "mix": v["mix_mae_ratio_vs_ewma"]}
-           for k, v in xs.get("benchmark_load_forecast", {}).items() if isinstance(v, dict)},
-        **{k: v for k, v in xs.get("summary", {}).items()},
-        "live_p99_latency_improvement_x": lv.get("p99_latency_improvement_x"),
-        "live_bogo_ops_ratio": lv.get("bogo_ops_ratio"),
-        "live_build_throughput_ratio": lv.get("build_throughput_ratio"),
-        "seconds": round(time.monotonic() - t0, 1)}
-    return out
+            for k, v in part.items() if k.startswith("load_forecast_") and k.endswith("_ahead")} | {
+            f"benchmark_group_{k}": {"chosen": v["chosen"], "model": v["mae_ratio_vs_ewma"],
+                                     "mix": v["mix_mae_ratio_vs_ewma"]}
+            for k, v in xs.get("benchmark_load_forecast", {}).items() if isinstance(v, dict)}
+        s.update({k: v for k, v in xs.get("summary", {}).items()})
+    if lv is not None:
+        s.update({"live_p99_latency_improvement_x": lv.get("p99_latency_improvement_x"),
+                  "live_bogo_ops_ratio": lv.get("bogo_ops_ratio"),
+                  "live_build_throughput_ratio": lv.get("build_throughput_ratio")})
+    s["seconds"] = round(seconds, 1)
+    return s

@@ -1,7 +1,7 @@
 """Train the scheduling models on traces and compare them with their baselines side by side."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -106,9 +106,13 @@ class Item:
     events: np.ndarray
     f: F.SchedFeatures
     labels: dict[int, int]
+    _windows: tuple | None = field(default=None, repr=False, compare=False)
 
     def windows(self):
-        return labelled_windows(self.f, self.events, self.labels)
+        """Computed once: held_out trains on every other item in each fold."""
+        if self._windows is None:
+            self._windows = labelled_windows(self.f, self.events, self.labels)
+        return self._windows
 
 
 def synthetic_items(seeds=(0,), horizon_s: float = 2.0) -> list[Item]:

@@ -94,19 +94,21 @@ def burst_features(bursts: np.ndarray, prior=None) -> tuple[np.ndarray, np.ndarr
         ssum = np.nancumsum(sl)
         scnt = np.cumsum(~np.isnan(sl))
         pr = -1.0 if prior is None or t >= len(prior) else float(prior[t])
-        for k in range(len(seq)):
-            x = X[idx[k]]
-            for j in range(1, min(k, 4) + 1):
-                x[j - 1] = lg[k - j]
-            if k:
-                mean = csum[k - 1] / k
-                x[4:8] = ew[k], pe[k], mean, np.sqrt(max(csq[k - 1] / k - mean ** 2, 0.0))
-            else:
-                x[7] = 0.0
-            x[8] = np.log1p(b[k, 4] / 1e3) if b[k, 4] >= 0 else -1.0
-            x[9] = min(k, 1000)
-            x[10] = pr
-            x[11] = ssum[k] / scnt[k] if scnt[k] else -1.0
+        n, x = len(seq), X[idx]
+        for j in range(1, min(n - 1, 4) + 1):  # the last 4 bursts, most recent first
+            x[j:, j - 1] = lg[:-j]
+        if n > 1:
+            k = np.arange(1, n)
+            mean = csum[:-1] / k
+            x[1:, 4], x[1:, 5], x[1:, 6] = ew[1:], pe[1:], mean
+            sq = np.array([m ** 2 for m in mean.tolist()])  # C pow(), not m * m: identical trees to the loop's
+            x[1:, 7] = np.sqrt(np.maximum(csq[:-1] / k - sq, 0.0))
+        x[0, 7] = 0.0
+        x[:, 8] = np.where(b[:, 4] >= 0, np.log1p(b[:, 4].clip(0) / 1e3), -1.0)
+        x[:, 9] = np.minimum(np.arange(n), 1000)
+        x[:, 10] = pr
+        x[:, 11] = np.where(scnt > 0, ssum / np.maximum(scnt, 1), -1.0)
+        X[idx] = x
     usable = (rows[:, 7] == 0) & (X[:, 9] >= 1)
     return X, rows[:, 2].astype(float), usable, rows
 

@@ -12,9 +12,11 @@ GUIDE = Path(ROOT) / "docs" / "guide"
 BLOCK = re.compile(r"^```sh run[ \t]*\n(.*?)^```", re.M | re.S)
 # commands that watch the whole host, change it, hold a fixed port or measure it: their blocks run alone
 # (serial). Tracing a command of one's own (record -- CMD, aipath -- CMD) is not host-wide.
-HOST_WIDE = re.compile(r"\bkpilot (bench (?!memory\b|kernelize\b)|serve|top|agent (run|rollback)|sched (run|rules)"
-                       r"|memory live|security (watch|scenarios record|train --host))\b")
-# `bench memory` simulates committed traces and `bench kernelize` test-runs its own programs: not host-wide
+SCHED_OFFLINE = r"sched (--quick )?--only (recorded|synthetic|load_forecast)(,(recorded|synthetic|load_forecast))*(?![\w,])"
+HOST_WIDE = re.compile(r"\bkpilot (bench (?!memory\b|kernelize\b|" + SCHED_OFFLINE + r")|serve|top|agent (run|rollback)"
+                       r"|sched (run|rules)|memory live|security (watch|scenarios record|train --host))\b")
+# `bench memory` simulates committed traces, `bench kernelize` test-runs its own programs and `bench sched`'s
+# offline parts (kernelpilot/bench/sched.py OFFLINE) replay committed traces: not host-wide
 TMP_PATH = re.compile(r"/tmp/")  # a later block naming /tmp/... may read what a host-wide block wrote there
 
 
