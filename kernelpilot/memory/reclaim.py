@@ -8,8 +8,9 @@ Controllers see one `Obs` per interval and return the cgroup's next limit (bytes
   LearnedReclaimer   learns online, per depth of reclaim (the fraction of the peak usage
                      reclaimed), the refaults each reclaimed page brings back within the horizon;
                      steps deeper while the predicted refault rate of the next step is below its
-                     budget (large steps where it is well below), holds where it is not, and backs
-                     off like Senpai on pressure. Refaults warn before stalls do.
+                     budget (large steps where it is well below); where it is not, probes like
+                     Senpai while pressure is under target, else holds; backs off like Senpai on
+                     pressure beyond the program's own. Refaults warn before stalls do.
 The pusher (`ColdPusher`) scans the workload's anonymous pages (pagemap: present, swapped),
 sees refaults (swapped, then present again), learns P(a pushed page comes back within the
 horizon) from what it pushed (`RefaultPredictor`, online logistic regression on recency,
@@ -82,8 +83,11 @@ class LearnedReclaimer:
     the steps still open (newest first) and fold, when a step closes, into the EWMA of its
     bucket: refaults per reclaimed page. The next step is taken where the predicted rate (the
     bucket's, or the deepest seen below it, since deeper memory is no colder) is under `budget`;
-    its size shrinks as the prediction nears the budget. While the program allocates (anonymous
-    memory up by more than `grow` of the peak in an interval: its phase) it holds: that memory is
+    its size shrinks as the prediction nears the budget; where the model says no (or the fresh
+    steps refault over budget, or the program's own pages do), Senpai's probe while pressure is
+    under target. Refaults give a step back only with stalls beyond the program's own. While the
+    program allocates (anonymous memory up by more than `grow` of the peak in an interval, or the
+    interval before: its phase) it holds, and makes room under a limit below it: that memory is
     new, not cold. Page cache growing (files read once) does not hold it. Refaults and pressure
     are counted beyond the program's own (their EWMA while the limit is its own): a
     program already at its limit is not a reason to stop, unless its own pages already refault
@@ -93,7 +97,10 @@ class LearnedReclaimer:
     def __init__(self, budget: float = 0.02, horizon: int = 4, max_step: float = 0.08,
                  min_step: float = 0.01, buckets: int = 20, target: float = 0.0017,
                  coeff_backoff: float = 20.0, floor: int = 16 << 20, alpha: float = 0.5,
-                 grow: float = 0.02, own_gate: float = 1.0):
+                 grow: float = 0.02, own_gate: float = 1.0, coeff_probe: float = 10.0, max_probe: float = 0.02,
+                 calm: int = 2):
+        self.calm = calm  # intervals held after a pressure back-off (after a step given back: horizon)
+        self.coeff_probe, self.max_probe = coeff_probe, max_probe  # Senpai's probe, where the model holds
         self.own_gate = own_gate  # hold where the program's own refaults per page reach own_gate x budget
         self.budget, self.horizon, self.max_step, self.min_step = budget, horizon, max_step, min_step
         self.buckets, self.target, self.coeff_backoff, self.floor, self.alpha, self.grow = \
@@ -102,6 +109,7 @@ class LearnedReclaimer:
         self.open_: list[list] = []            # [bucket, pages reclaimed, refaults charged, age]
         self.hold_, self.hold_why_ = 0, ""
         self.last_anon_ = 0
+        self.growing_ = 0  # intervals left of the program's allocation phase
         self.base_ref_ = self.base_psi_ = None
         self.peak_ = 0
         self.why_ = ""  # the reason of the last step: step, floor, pressure, growing, hold:<its cause>, own_gate,
@@ -144,6 +152,19 @@ class LearnedReclaimer:
         self.open_ = []
         self.hold_, self.hold_why_ = self.horizon, "oom"
 
+    def _probe(self, o: Obs, base: int, why: str) -> int:
+        """No learned step (`why`: the gate): below the pressure target itself, Senpai's probe
+        (at most max_probe of usage); else hold. The refault model stops its own steps, not the
+        probe that pressure allows: a gate that held at zero pressure kept sqlite and kv within
+        3 steps a run, where Senpai saved 10-28%."""
+        if o.pressure >= self.target or self.max_probe <= 0:
+            self.why_ = why
+            return o.limit
+        f = min((1 - o.pressure / self.target) / self.coeff_probe, self.max_probe)
+        new = max(int(base * (1 - f)), self.floor)
+        self.why_ = f"{why}>probe" if new < o.limit else why
+        return min(new, o.limit)
+
     def step(self, o: Obs) -> int:
         self.peak_ = max(self.peak_, o.peak)
         if self.base_ref_ is None or (not self.open_ and o.limit >= o.ceiling):
@@ -157,36 +178,47 @@ class LearnedReclaimer:
         self._learn(excess)
         base = min(o.limit, max(o.usage, self.floor))
         depth = 1 - base / max(o.peak, 1)
-        # its closed steps' pages coming back: beyond the program's own with its noise (1.5x, as PSI)
+        # stalls beyond the program's own: only then do refaults cost it time (PSI counts the
+        # waits on refaults and on reclaim). Refaults without them are learned (they stop deeper
+        # steps) but give nothing back: giving back on those kept sqlite, whose own refaults
+        # start only once it fills its limit, at its limit (a baseline of 0 learned before)
+        stalls = o.pressure > self.target + 1.5 * self.base_psi_
+        # its closed steps' pages coming back (beyond the program's own with its noise, 1.5x as
+        # PSI): learned at this depth, where they stop deeper learned steps
         late = o.refaults - 1.5 * self.base_ref_
         if not self.open_ and late > 0 and o.limit < o.ceiling:
             r = late / max((o.peak - base) // PAGE, 1)
             b = self._bucket(depth)
             old = self.rate_[b]
             self.rate_[b] = r if np.isnan(old) else (1 - self.alpha) * old + self.alpha * r
-            if r > self.budget:  # refaulting over budget where it stands: give a step back
-                self.hold_, self.hold_why_ = self.horizon, "late_refaults"
-                self.why_ = "late_refaults"
-                return min(int(base + self.max_step * o.peak), o.ceiling)
-        growing = o.anon - self.last_anon_ > self.grow * o.peak
+        grew = o.anon - self.last_anon_
         self.last_anon_ = o.anon
-        if o.pressure > self.target + 1.5 * self.base_psi_:  # stalls beyond the program's own: back off
-            f = min((o.pressure / (self.target + 1.5 * self.base_psi_) - 1) / self.coeff_backoff, 1.0)
-            b = self._bucket(depth)
-            self.rate_[b] = max(np.nan_to_num(self.rate_[b]), 2 * self.budget)
-            self.hold_, self.hold_why_ = self.horizon, "pressure"
-            self.why_ = "pressure"
-            return min(int(o.limit * (1 + f)), o.ceiling)
-        if growing:  # the program is allocating (its phase): reclaiming now only swaps new memory
-            self.why_ = "growing"
-            return o.limit
+        if grew > self.grow * o.peak:
+            self.growing_ = 2  # this interval and the next: a pause of one interval is still its phase
+        else:
+            self.growing_ = max(self.growing_ - 1, 0)
         open_rate = sum(s[2] for s in self.open_) / max(sum(s[1] for s in self.open_), 1)
-        if open_rate > self.budget:  # refaults of fresh reclaim: give the last step back
+        if open_rate > self.budget and stalls:  # refaults of fresh reclaim: give the last step back
             s = self.open_.pop()
             self.rate_[s[0]] = max(np.nan_to_num(self.rate_[s[0]]), s[2] / max(s[1], 1))
             self.hold_, self.hold_why_ = self.horizon, "open_refaults"
             self.why_ = "open_refaults"
             return min(int(base + s[1] * PAGE), o.ceiling)
+        if stalls:  # back off like Senpai (in proportion to the excess), and hold a little
+            f = min((o.pressure / (self.target + 1.5 * self.base_psi_) - 1) / self.coeff_backoff, 1.0)
+            b = self._bucket(depth)
+            self.rate_[b] = max(np.nan_to_num(self.rate_[b]), 2 * self.budget)
+            self.hold_, self.hold_why_ = self.calm, "pressure"
+            self.why_ = "pressure"
+            return min(int(o.limit * (1 + f)), o.ceiling)
+        if self.growing_:  # the program is allocating (its phase): reclaiming now only swaps new
+            # memory; a limit under it (an earlier step) makes room for the growth before it
+            # reaches the limit (kv grew into one and refaulted its way back up, 2x slower)
+            self.why_ = "growing"
+            if o.limit < o.ceiling and o.usage + 2 * max(grew, 0) > o.limit:
+                self.why_ = "growing_room"
+                return min(int(o.usage + 2 * max(grew, 0)), o.ceiling)
+            return o.limit
         # holding keeps the limit: lowering it to usage saves nothing, and each write below
         # usage makes the kernel reclaim at once, whatever is hot (hot/cold: 41k major faults
         # against 34k holding the limit)
@@ -195,16 +227,16 @@ class LearnedReclaimer:
             self.why_ = f"hold:{self.hold_why_}"
             return o.limit
         if self.base_ref_ / max(o.usage / PAGE, 1) > self.own_gate * self.budget:  # its own pages refault at the
-            self.why_ = "own_gate"                                   # budget rate: none is cold
-            return o.limit
+            return self._probe(o, base, "own_gate")                  # budget rate: none is cold
+        if open_rate > self.budget:  # fresh reclaim refaulting (without stalls): no step deeper
+            return self._probe(o, base, "open_budget")
         step = self.max_step
         nxt = depth + step
         p = self.predict(nxt)
         if p >= self.budget:
             step = self.min_step
             if self.predict(depth + step) >= self.budget:
-                self.why_ = "budget"
-                return o.limit
+                return self._probe(o, base, "budget")
         else:
             step = max(self.min_step, self.max_step * (1 - p / self.budget))
         new = max(int(base - step * o.peak), self.floor)

@@ -47,9 +47,13 @@ def test_learned_steps_while_refault_free_and_gives_back_on_refaults():
         lim = c.step(R.Obs(lim, lim, peak, 0.0, 0, peak))
         limits.append(lim)
     assert limits[0] < peak and limits[1] < limits[0] and limits[2] < limits[1]
-    # the pages of the last step come back: it gives that step back, then holds
-    back = c.step(R.Obs(lim, lim, peak, 0.0, 5000, peak))
-    assert back > lim
+    # the pages of the last step come back, with no stall: no learned step deeper, only
+    # Senpai's probe (at most max_probe of usage)
+    calm = c.step(R.Obs(lim, lim, peak, 0.0, 5000, peak))
+    assert lim * (1 - c.max_probe) - 1 <= calm <= lim and c.why_.startswith("open_budget")
+    # they come back with stalls: it gives back (that step, or Senpai's back-off), then holds
+    back = c.step(R.Obs(calm, calm, peak, 0.01, 5000, peak))
+    assert back > calm and c.why_ in ("open_refaults", "pressure")
     assert c.step(R.Obs(back, back, peak, 0.0, 0, peak)) == back
     # what it learned at that depth: refaults per reclaimed page over budget there
     assert np.nanmax(c.rate_) > c.budget
@@ -63,7 +67,19 @@ def test_learned_holds_while_the_program_grows():
     # page cache growing (files read once) is no reason to hold
     c2 = R.LearnedReclaimer()
     c2.step(R.Obs(50 * MB, peak, 50 * MB, 0.0, 0, peak, anon=10 * MB))
+    c2.step(R.Obs(50 * MB, peak, 50 * MB, 0.0, 0, peak, anon=10 * MB))  # the phase's last interval
     assert c2.step(R.Obs(80 * MB, peak, 80 * MB, 0.0, 0, peak, anon=10 * MB)) < 80 * MB
+
+
+def test_learned_makes_room_for_growth_under_a_limit_it_set():
+    """A program growing into a limit an earlier step left (kv's build after a pause) gets room
+    for its growth before it reaches the limit, never above its own limit."""
+    c = R.LearnedReclaimer()
+    peak = 200 * MB
+    c.step(R.Obs(60 * MB, 60 * MB, 60 * MB, 0.0, 0, peak, anon=50 * MB))
+    new = c.step(R.Obs(70 * MB, 72 * MB, 70 * MB, 0.0, 0, peak, anon=60 * MB))
+    assert new >= 70 * MB + 2 * 10 * MB and c.why_ == "growing_room"
+    assert c.step(R.Obs(190 * MB, 195 * MB, 190 * MB, 0.0, 0, peak, anon=180 * MB)) == peak
 
 
 def test_learned_backs_off_on_pressure_like_senpai():
@@ -114,8 +130,12 @@ def test_learned_reclaims_a_program_already_at_its_limit():
         c.step(R.Obs(peak, peak, peak, 0.01, 500, peak))
     lim = c.step(R.Obs(peak, peak, peak, 0.01, 500, peak))
     assert lim < peak
-    back = c.step(R.Obs(lim, lim, peak, 0.01, 500 + 3000, peak))
-    assert back > lim
+    # refaults above the baseline with no stall beyond its own: no learned step deeper
+    held = c.step(R.Obs(lim, lim, peak, 0.01, 500 + 3000, peak))
+    assert held <= lim and c.why_ != "step"
+    # with stalls beyond its own: it gives back
+    back = c.step(R.Obs(held, held, peak, 0.03, 500 + 3000, peak))
+    assert back > held
 
 
 def test_summary_leaves_failed_runs_out_and_counts_them():
@@ -165,9 +185,14 @@ def test_learned_does_not_take_thrashing_it_caused_for_the_programs_own():
         lim = c.step(R.Obs(lim, lim, peak, 0.0, 0, peak))
     start = lim
     assert start < peak
-    for _ in range(30):
-        lim = c.step(R.Obs(lim, lim, peak, 0.0, 600, peak))  # 1.5 % of its pages an interval
-        assert lim >= start
+    for _ in range(30):  # 1.5 % of its pages an interval, no stall: Senpai's probe at most
+        new = c.step(R.Obs(lim, lim, peak, 0.0, 600, peak))
+        assert new >= lim * (1 - c.max_probe) - 1 and c.why_ != "step"
+        lim = new
+    for _ in range(10):  # and with the pressure at Senpai's target: not deeper at all
+        new = c.step(R.Obs(lim, lim, peak, c.target, 600, peak))
+        assert new >= lim
+        lim = new
 
 
 def test_learned_holding_keeps_the_limit_not_usage():
@@ -200,6 +225,8 @@ def test_each_learned_step_says_why():
     c.step(R.Obs(50 * MB, peak, 50 * MB, 0.0, 0, peak, anon=40 * MB))
     c.step(R.Obs(80 * MB, peak, 80 * MB, 0.0, 0, peak, anon=70 * MB))
     assert c.why_ == "growing"
+    c.step(R.Obs(80 * MB, peak, 80 * MB, 0.0, 0, peak, anon=70 * MB))
+    assert c.why_ == "growing"  # a pause of one interval is still its phase
     c.step(R.Obs(80 * MB, peak, 80 * MB, 0.0, 0, peak, anon=70 * MB))
     assert c.why_ == "step"
     c.step(R.Obs(75 * MB, 75 * MB, 80 * MB, 0.05, 0, peak, anon=70 * MB))
