@@ -12,7 +12,9 @@ no step goes below usage minus what reclaim can free (page cache, anonymous memo
 swap holds, less the unevictable); on v1 the group's OOM killer is off while it runs, so a
 charge reclaim cannot meet waits (under_oom) and the driver raises the limit within a tick
 (the learned reclaimer keeps that limit as its floor). At the workload's own limit the kill is
-put back after OOM_WAIT s: there the kernel alone would have killed too.
+put back after OOM_WAIT s, which wakes the waiting charge to try once more. The kernel alone runs
+under the same rule (its OOM killer off, back on after OOM_WAIT s at its limit), so that second
+try is no config's advantage; each run reports oom_waits and oom_kills.
 """
 from __future__ import annotations
 
@@ -54,7 +56,7 @@ class Driver:
         self.errors: list[str] = []
         self.steps = self.limit_refused = 0
         self.guard = config != "kernel"  # the configs that move the limit
-        self.oom_raised = self.clamped = 0
+        self.oom_raised = self.clamped = self.oom_waits = 0
         self.oom_kill_back = False
         self._oom_since = None
         self.obs: list[R.Obs] = []
@@ -94,8 +96,7 @@ class Driver:
                 except FileNotFoundError:
                     self.errors.append("the cgroup vanished mid-run: control stopped")
                     return
-                if self.guard:
-                    limit = self._oom_guard(usage, limit, ceiling)
+                limit = self._oom_guard(usage, limit, ceiling)  # every config: the same wait at the ceiling
                 self.usage.append(usage)
                 self.limits.append(limit)
                 peak = max(peak, usage)
@@ -172,6 +173,8 @@ class Driver:
             return limit
         if limit >= ceiling:
             now = time.monotonic()
+            if self._oom_since is None:
+                self.oom_waits += 1
             self._oom_since = self._oom_since or now
             if now - self._oom_since > OOM_WAIT and not self.oom_kill_back:
                 self.oom_kill_back = self.lab.set_oom_kill(True)
@@ -235,8 +238,12 @@ def run_config(lab, wl, config: str, predictor=None) -> dict:
     lab.set_limit(wl.limit_mb << 20)
     d = Driver(lab, config, predictor)
     st0, psi0 = lab.stat(), lab.pressure_us()
-    if d.guard:
-        lab.set_oom_kill(False)
+    kills0 = _oom_kills(lab)
+    # every config, the kernel alone too: a charge that reclaim cannot meet at the workload's own
+    # limit waits OOM_WAIT s, then the kill is back on (which wakes it to try again). With the
+    # kill on from the start for the kernel alone, its charges had no such second try: one
+    # kernel-alone hot/cold run of three was OOM-killed where the others were not
+    lab.set_oom_kill(False)
     try:
         r = run_measured(wl.argv, preexec=lab.enter, during=d)
     finally:
@@ -257,7 +264,8 @@ def run_config(lab, wl, config: str, predictor=None) -> dict:
            "refaults": lab.refaults(st1) - lab.refaults(st0),
            "psi_some_ms": round((psi1 - psi0) / 1e3, 1), "limit_steps": d.steps,
            "limit_refused": d.limit_refused, "agent_cpu_s": round(d.cpu_s, 3), "errors": d.errors,
-           "oom_raised": d.oom_raised, "limit_clamped": d.clamped, "decisions": d.decisions}
+           "oom_raised": d.oom_raised, "limit_clamped": d.clamped, "decisions": d.decisions,
+           "oom_waits": d.oom_waits, "oom_kills": _oom_kills(lab) - kills0}
     if LOG:
         out["decision_log"] = d.log
     if d.pusher is not None:
@@ -265,6 +273,14 @@ def run_config(lab, wl, config: str, predictor=None) -> dict:
                    brought_back=d.pusher.brought_back, fault_refaults=d.pusher.fault_refaults)
     lab.set_limit(wl.limit_mb << 20)
     return out
+
+
+def _oom_kills(lab) -> int:
+    """The group's OOM kills so far (v1 memory.oom_control oom_kill; 0 where not shown)."""
+    try:
+        return (lab.oom_control() or {}).get("oom_kill", 0)
+    except OSError:
+        return 0
 
 
 def _rotate(seq, k):
