@@ -35,7 +35,7 @@ RANGES = {("agent", "log_max_mb"): (0.01, 1e6), ("agent", "log_backups"): (0, 10
           ("agent", "ring_mb"): (1, 1024), ("sched", "window_s"): (0.05, 60), ("sched", "confirm"): (1, 100),
           ("sched", "batch_nice"): (0, 19), ("sched", "max_actions"): (0.1, 1e4),
           ("memory", "min_faults"): (8, 1 << 30), ("security", "learn_s"): (0, 86400), ("memory", "min_accuracy"): (0, 1), ("memory", "depth"): (1, 64),
-          ("aipath", "top"): (1, 1000)}
+          ("aipath", "top"): (1, 20000)}  # the pilot keeps at most 20,000 processes
 DOMAINS = ("sched", "security", "memory", "aipath")
 
 

@@ -105,6 +105,7 @@ class AgentHost:
         self.t0 = time.monotonic()
         self.started = time.time()
         self.events = 0
+        self.busy: dict[str, float] = {}
         self.reloads = 0
         self._handlers = {}
 
@@ -200,10 +201,17 @@ class AgentHost:
                 self.otlp.emit(rec)
 
     # --- the loop ---
+    def _busy(self, what: str, t0: float) -> None:
+        """Seconds the loop spent on `what` (the sensor, each pilot, publishing): a slower part shows."""
+        self.busy[what] = self.busy.get(what, 0.0) + time.perf_counter() - t0
+
     def step(self, final: bool = False) -> int:
+        t0 = time.perf_counter()
         batch = self.observer.finish() if final else self.observer.poll()
+        self._busy("sensor", t0)
         self.events += len(batch)
         for name, p in list(self.pilots.items()):
+            t0 = time.perf_counter()
             try:
                 decisions = p.observe(batch)
                 if final and hasattr(p, "finish"):
@@ -218,6 +226,7 @@ class AgentHost:
             except Exception as e:
                 log.debug("pilot %s failed", name, exc_info=True)
                 self._drop(name, f"{type(e).__name__}: {e}")
+            self._busy(name, t0)
         self._reassert_signals()
         return len(batch)
 
@@ -303,7 +312,7 @@ class AgentHost:
         st = {"pid": os.getpid(), "started": self.started, "uptime_s": round(time.monotonic() - self.t0, 2),
               "mode": "enforce" if self.journal and self.journal.enforce else "dry-run",
               "sensor": self.observer.stats() if self.observer else {}, "events": self.events,
-              "log": str(self.log_path), "reloads": self.reloads, "domains": self.summary(),
+              "busy_s": {k: round(v, 3) for k, v in self.busy.items()}, "log": str(self.log_path), "reloads": self.reloads, "domains": self.summary(),
               "journal": dict(self.journal.counts) if self.journal else {}}
         p = self.pilots.get("sched")
         if p is not None:
@@ -315,7 +324,9 @@ class AgentHost:
 
     def _publish(self):
         if self.server:
+            t0 = time.perf_counter()
             self.server.blob = (json.dumps(self.state(), default=str) + "\n").encode()
+            self._busy("publish", t0)
 
     def stop(self) -> dict:
         """Final drain, pilots closed, every change rolled back; returns the summary per domain."""
@@ -327,6 +338,7 @@ class AgentHost:
         summary = self.summary()
         summary["agent"] = {"sensor": self.observer.stats() if self.observer else {}, "events": self.events,
                             "seconds": round(time.monotonic() - self.t0, 2), "stopped": self.stop_reason,
+                            "busy_s": {k: round(v, 3) for k, v in self.busy.items()},
                             "mode": "enforce" if self.journal and self.journal.enforce else "dry-run",
                             "log": str(self.log_path), "log_records": dict(self.elog.counts) if self.elog else {},
                             "stdout_lines_dropped": self.elog.stdout_dropped if self.elog else 0}

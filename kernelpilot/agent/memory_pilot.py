@@ -19,12 +19,19 @@ PAGE = 4096
 HISTORY = 2048
 EVAL_LAST = 384       # faults replayed per evaluation
 EVAL_SHARE = 0.02     # evaluations (pure Python) may take this share of one CPU, at most
+PRUNE_S = 10.0        # this often, live streams of processes that have exited are forgotten
+
+
+def history(cfg: dict) -> int:
+    """Faults a stream keeps: what its evaluation replays, or min_faults if more (up to HISTORY); a
+    longer history is never read (the old fixed 2,048 held 5x the ints by default)."""
+    return max(EVAL_LAST, min(cfg["min_faults"], HISTORY))
 
 
 class Stream:
-    def __init__(self, comm: str):
+    def __init__(self, comm: str, keep: int = HISTORY):
         self.comm = comm
-        self.pages: deque[int] = deque(maxlen=HISTORY)
+        self.pages: deque[int] = deque(maxlen=keep)
         self.new = 0
         self.faults = 0
         self.score: dict | None = None
@@ -69,6 +76,28 @@ class MemoryPilot(Pilot):
         self.planned = 0
         self.evaluations = 0
         self.budget_s, self.t_last = 0.05, time.monotonic()  # CPU seconds evaluations may spend now
+        self.t_prune = time.monotonic()
+        self.pruned = self.faults_forgotten = 0
+
+    def reconfigure(self) -> None:
+        """SIGHUP: a new min_faults changes how many faults the streams keep."""
+        keep = history(self.cfg)
+        for s in [*self.files.values(), *self.anon.values()]:
+            if s.pages.maxlen != keep:
+                s.pages = deque(s.pages, maxlen=keep)
+
+    def _prune(self, now: float | None = None) -> None:
+        """Streams of exited processes go (each short-lived process left its own, up to the tables'
+        bound of 4,096 each: a soak's burst a second kept adding them)."""
+        now = time.monotonic() if now is None else now
+        if not self.live or now - self.t_prune < PRUNE_S:
+            return
+        self.t_prune = now
+        for table in (self.files, self.anon):
+            gone = [k for k in table if not os.path.exists(f"/proc/{k[0] if isinstance(k, tuple) else k}")]
+            for k in gone:
+                self.faults_forgotten += table.pop(k).faults
+            self.pruned += len(gone)
 
     def _budget(self) -> bool:
         now = time.monotonic()
@@ -91,7 +120,8 @@ class MemoryPilot(Pilot):
             if s is None:
                 if len(table) > 4096:  # bounded: forget the oldest stream
                     table.pop(next(iter(table)))
-                s = table[k] = Stream(comms[a].decode(errors="replace") or _comm_of(int(keys[a][0] if keys.ndim == 2 else keys[a])))
+                s = table[k] = Stream(comms[a].decode(errors="replace") or _comm_of(int(keys[a][0] if keys.ndim == 2 else keys[a])),
+                                      history(self.cfg))
             new = pages[a:b].tolist()
             s.pages.extend(new)
             s.new += len(new)
@@ -102,6 +132,7 @@ class MemoryPilot(Pilot):
                 yield k, s
 
     def observe(self, batch: np.ndarray) -> list[Decision]:
+        self._prune()
         todo = []
         ff = batch[batch["kind"] == S.FILE_FAULT]
         ff = ff[np.argsort(ff["ts"], kind="stable")]  # a stream's faults in time order
@@ -198,7 +229,8 @@ class MemoryPilot(Pilot):
             return r
         scored = [(k, s) for k, s in self.files.items() if s.score] + [(k, s) for k, s in self.anon.items() if s.score]
         scored.sort(key=lambda ks: (-(ks[1].model is not None), -ks[1].faults))
-        return {"file_streams": len(self.files), "anon_streams": len(self.anon),
-                "faults_seen": sum(s.faults for s in self.files.values()) + sum(s.faults for s in self.anon.values()),
+        return {"file_streams": len(self.files), "anon_streams": len(self.anon), "streams_of_exited_forgotten": self.pruned,
+                "faults_seen": self.faults_forgotten + sum(s.faults for s in self.files.values())
+                + sum(s.faults for s in self.anon.values()),
                 "predictable_prefetching": self.decided, "pages_fadvised": self.fadvised,
                 "pages_planned": self.planned, "evaluations": self.evaluations, "swap": "off", "streams": [row(k, s) for k, s in scored[:10]]}

@@ -35,7 +35,9 @@ class MemWatch:
         self.next = now + self.every
         snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
         cur, _ = tracemalloc.get_traced_memory()
-        lines = [f"== t={time.time():.0f} rss_kb={rss_kb()} traced_kb={cur // 1024}"]
+        # tracemalloc's own tables are native memory in RSS too: subtract them to judge the agent
+        lines = [f"== t={time.time():.0f} rss_kb={rss_kb()} traced_kb={cur // 1024} "
+                 f"tracemalloc_kb={tracemalloc.get_tracemalloc_memory() // 1024}"]
         if self.base is None:
             self.base = snap
         else:

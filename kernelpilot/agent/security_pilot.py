@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import numpy as np
 from kernelpilot.agent.pilot import Decision, Pilot
 from kernelpilot.traces import schema as S
 
+ALERTS_KEPT = 1000  # alerts kept for the summary (a noisy host raises them without end)
 TRAIN = ("import sys, os\nfrom kernelpilot.security.live import default_model\n"
          "m = default_model(reps=2, system_s=2.0)\ntmp = f'{sys.argv[1]}.{os.getpid()}.tmp'\nm.save(tmp)\nos.replace(tmp, sys.argv[1])\n")
 
@@ -55,7 +57,8 @@ class SecurityPilot(Pilot):
         self.error = None
         self.syscalls = 0
         self.procs: set[int] = set()
-        self.alerts: list[dict] = []
+        self.alerts: deque[dict] = deque(maxlen=ALERTS_KEPT)  # the latest; n_alerts counts them all
+        self.n_alerts = 0
         self.pending: list[Decision] = []
         if not live:
             self.state = "off: the in-kernel stage needs live eBPF (root); syscalls of the replay are counted only"
@@ -128,6 +131,7 @@ class SecurityPilot(Pilot):
             if a.get("event", "alert") != "alert":
                 continue
             self.alerts.append(a)
+            self.n_alerts += 1
             out.append(Decision("security", "alert", f"{a['comm']}[{a['pid']}] suspicious system calls: score "
                                 f"{a['score']} > {a['threshold']} ({a['model']})", pid=a["pid"], comm=a["comm"],
                                 detail={k: a[k] for k in ("score", "threshold", "kernel_score", "model", "fired",
@@ -146,7 +150,7 @@ class SecurityPilot(Pilot):
 
     def summary(self) -> dict:
         out = {"state": self.state, "syscalls_seen": self.syscalls, "processes_seen": len(self.procs),
-               "alerts": len(self.alerts),
+               "alerts": self.n_alerts,
                "alerted": sorted({f"{a['comm']}[{a['pid']}]" for a in self.alerts})[:20]}
         if self.error:
             out["error"] = self.error

@@ -13,7 +13,9 @@ ns per run (BPF stats) under that switch flood, and the setup's CPU share (its p
 utime+stime over wall time) idle, under the syscall flood and under the switch flood.
 Soak: the agent under a mixed load (syscall bursts of a known count, switch flood, the demo's
 strided reader) for KPILOT_SOAK_S seconds (default 120, quick 30; 1800 for the 30-min soak):
-RSS growth after warm-up, and every known burst's syscalls seen or counted as dropped.
+RSS growth after warm-up (and RSS at each quarter, every 30 s), and every known burst's syscalls seen
+or counted as dropped. KPILOT_SOAK_BESIDE="MALLOC_ARENA_MAX=2" runs a second agent with those env
+settings beside the first, under the same load, for a ratio.
 Faults: kill -9 of an enforcing agent (a harmless child's policy restored by the guardian), bad
 input through the CLI (unknown key, wrong type, unwritable log, second agent: one line, exit != 0,
 the running agent untouched).
@@ -325,48 +327,105 @@ def cost(quick: bool, tmp: Path, model: Path) -> dict:
             "load_average": os.getloadavg()}
 
 
-def soak(seconds: float, tmp: Path, model: Path) -> dict:
-    """The agent under a mixed load; RSS growth after warm-up; known syscall bursts accounted for."""
+def soak(seconds: float, tmp: Path, model: Path, beside: dict | None = None) -> dict:
+    """The agent under a mixed load; RSS growth after warm-up; known syscall bursts accounted for.
+    `beside` (env settings, e.g. {"MALLOC_ARENA_MAX": "2"}): a second agent with them runs beside the
+    first under the same load (each watches the whole host), reported under "beside" for a ratio."""
     binary = build_c("syscall_load")
     cfg = tmp / "soak.toml"
-    cfg.write_text(f"[security]\nmodel = \"{model}\"\n[aipath]\ntop = 1000\n")
-    env = _env(tmp)
-    (tmp / "run").mkdir(exist_ok=True)
-    # stdout and stderr to files: a pipe nobody reads until the end fills in seconds (--json prints every
-    # record) and blocks the agent's loop, which then soaks nothing
-    out_f, err_f = open(tmp / "soak.out", "w"), open(tmp / "soak.err", "w")
-    a = subprocess.Popen(CLI + ["agent", "run", "--config", str(cfg), "--log", str(tmp / "soak.jsonl"), "--json",
-                                "-d", f"{seconds + 3600:g}"], env=env, stdout=out_f, stderr=err_f,
-                         text=True, cwd=str(ROOT))
+    # every process's counts in the summary: a 30-min soak runs over 1,000 bursts
+    cfg.write_text(f"[security]\nmodel = \"{model}\"\n[aipath]\ntop = 20000\n")
+    names = ["agent"] + (["beside"] if beside else [])
+    agents = {}
+    for name in names:
+        env = _env(tmp)
+        env["KPILOT_RUN_DIR"] = str(tmp / f"run-{name}")
+        (tmp / f"run-{name}").mkdir(exist_ok=True)
+        if name == "beside":
+            env.update(beside)
+        if env.get("KPILOT_TRACEMALLOC"):
+            env["KPILOT_TRACEMALLOC"] += f".{name}"
+        # stdout and stderr to files: a pipe nobody reads until the end fills in seconds (--json prints
+        # every record) and blocks the agent's loop, which then soaks nothing
+        out_f, err_f = open(tmp / f"soak-{name}.out", "w"), open(tmp / f"soak-{name}.err", "w")
+        agents[name] = (subprocess.Popen(CLI + ["agent", "run", "--config", str(cfg), "--log",
+                                                str(tmp / f"soak-{name}.jsonl"), "--json", "-d", f"{seconds + 3600:g}"],
+                                         env=env, stdout=out_f, stderr=err_f, text=True, cwd=str(ROOT)), out_f, err_f)
     from kernelpilot.agent.host import read_state
-    bursts, rss, taken, n_burst = [], [], [], 100_000
-    sw = None
+
+    def state(name):
+        return read_state(tmp / f"run-{name}" / "agent.sock") or {}
+
+    def alive():
+        return all(a.poll() is None for a, _, _ in agents.values())
+
+    bursts, n_burst = [], 100_000
+    rss, taken, busy = {n: [] for n in names}, {n: [] for n in names}, {n: [] for n in names}
+    sw = reader = None
     try:
-        _wait(lambda: (read_state(tmp / "run" / "agent.sock") or {}).get("events", 0) > 0 or a.poll() is not None,
-              120, "soak: agent up")
+        _wait(lambda: all(state(n).get("events", 0) > 0 for n in names) or not alive(), 120, "soak: agent up")
         t0 = time.monotonic()
         sw = subprocess.Popen(["stress-ng", "--switch", "1", "-t", f"{seconds:g}s", "--quiet"])
-        while time.monotonic() - t0 < seconds and a.poll() is None:
+        reader = _strided_reader(tmp)
+        while time.monotonic() - t0 < seconds and alive():
             p = subprocess.Popen([str(binary), str(n_burst), "400000"], stdout=subprocess.DEVNULL)
             bursts.append(p.pid)
             p.wait()
-            rss.append((round(time.monotonic() - t0, 1), rss_kb(a.pid)))
-            taken.append((round(time.monotonic() - t0, 1), (read_state(tmp / "run" / "agent.sock") or {}).get("events")))
+            t = round(time.monotonic() - t0, 1)
+            for n in names:
+                rss[n].append((t, rss_kb(agents[n][0].pid)))
+                st = state(n)
+                taken[n].append((t, st.get("events")))
+                busy[n].append((t, st.get("busy_s")))
             time.sleep(1.0)
     finally:
+        if reader:
+            reader.kill()
+            reader.wait()
         if sw and sw.poll() is None:
             sw.kill()
         if sw:
             sw.wait()
-        if a.poll() is None:
-            a.send_signal(signal.SIGTERM)
-        a.wait(timeout=120)
-        out_f.close()
-        err_f.close()
-        out, err = (tmp / "soak.out").read_text(), (tmp / "soak.err").read_text()
-    if a.returncode != 0:
-        raise KpError(f"bench agent: the soak's agent failed: {err.strip()[-300:]}")
-    s = json.loads(out.strip().splitlines()[-1])["summary"]
+        for a, _, _ in agents.values():
+            if a.poll() is None:
+                a.send_signal(signal.SIGTERM)
+        for a, out_f, err_f in agents.values():
+            a.wait(timeout=120)
+            out_f.close()
+            err_f.close()
+    res = {}
+    for n in names:
+        a = agents[n][0]
+        out, err = (tmp / f"soak-{n}.out").read_text(), (tmp / f"soak-{n}.err").read_text()
+        if a.returncode != 0:
+            raise KpError(f"bench agent: the soak's agent failed: {err.strip()[-300:]}")
+        res[n] = _soak_figures(json.loads(out.strip().splitlines()[-1])["summary"], seconds, bursts, n_burst,
+                               rss[n], taken[n], busy[n])
+    if beside:
+        res["agent"]["beside"] = {"env": beside, **res["beside"],
+                                  "rss_growth_ratio": _ratio(res["beside"]["rss_growth_after_warmup"],
+                                                             res["agent"]["rss_growth_after_warmup"])}
+    return res["agent"]
+
+
+def _strided_reader(tmp: Path) -> subprocess.Popen:
+    """The main job's demo reader (a strided mmap reader of a 32 MB file, its cache dropped each pass):
+    file-fault streams the memory pilot finds predictable and prefetches (planned)."""
+    from kernelpilot.agent.mainjob import READER_C
+    from kernelpilot.memory.live import build_c as build_helper
+    exe = build_helper(READER_C, tmp, "kp_soak_reader")
+    data = tmp / "soak-index.dat"
+    with open(data, "wb") as f:
+        f.write(os.urandom(32 << 20))
+    return subprocess.Popen([str(exe), str(data), "37", "2048"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _ratio(x, y):
+    return round(x / y, 3) if x is not None and y else None
+
+
+def _soak_figures(s: dict, seconds: float, bursts: list, n_burst: int, rss: list, taken: list,
+                  busy: list = ()) -> dict:
     layers = s["aipath"]["layers"]
     seen = {int(k.rsplit("[", 1)[1].rstrip("]")): v.get("syscalls", 0) for k, v in layers.items()}
     short = [p for p in bursts if seen.get(p, 0) < n_burst]
@@ -381,7 +440,42 @@ def soak(seconds: float, tmp: Path, model: Path) -> dict:
             "rss_kb_first_last": [warm[0], warm[-1]] if warm else None,
             "rss_growth_after_warmup": round(growth, 4) if growth is not None else None,
             "rss_target": "<= 0.10", "rss_met": growth is not None and growth <= 0.10,
-            "events_taken_per_quarter": _quarters(taken)}
+            "rss_kb_at_quarters": _at_quarters(rss), "rss_kb_median_per_quarter": _medians(warm),
+            "rss_growth_median_first_to_last_quarter": _growth(_medians(warm)),
+            "rss_kb_every_30s": _every(rss, 30.0),
+            "events_taken_per_quarter": _quarters(taken),
+            "busy_s_per_quarter": {k: [round(x, 2) for x in _quarters([(t, (b or {}).get(k)) for t, b in busy])]
+                                   for k in sorted({k for _, b in busy for k in (b or {})})}}
+
+
+def _medians(values: list) -> list:
+    """Median of each quarter of the samples: RSS swings by a batch's buffers from one sample to the
+    next (tens of MB), so two single samples say little about growth."""
+    n = len(values)
+    if n < 4:
+        return []
+    return [int(median(values[i * n // 4:(i + 1) * n // 4])) for i in range(4)]
+
+
+def _growth(meds: list):
+    return round((meds[-1] - meds[0]) / meds[0], 4) if meds and meds[0] else None
+
+
+def _every(samples: list, step: float) -> list:
+    """[t, value] of the first sample at or past each multiple of `step` seconds."""
+    out, nxt = [], 0.0
+    for t, v in samples:
+        if t >= nxt:
+            out.append([t, v])
+            nxt = (t // step + 1) * step
+    return out
+
+
+def _at_quarters(samples: list) -> list:
+    """[t, value] at the start, each quarter and the end of the samples."""
+    if not samples:
+        return []
+    return [list(samples[round(i * (len(samples) - 1) / 4)]) for i in range(5)]
 
 
 def _quarters(taken: list) -> list:
@@ -454,11 +548,12 @@ def run(quick: bool = False) -> dict:
     from kernelpilot.agent.security_pilot import ensure_host_model
     model = ensure_host_model()
     soak_s = float(os.environ.get("KPILOT_SOAK_S", 30 if quick else 120))
+    beside = dict(kv.split("=", 1) for kv in os.environ.get("KPILOT_SOAK_BESIDE", "").split() if "=" in kv)
     with tempfile.TemporaryDirectory(prefix="kpilot-bench-agent-") as d:
         tmp = Path(d)
         res = {"protocol": __doc__.split("\n\n")[0].replace("\n", " "), "host": os.uname().release,
                "cpus": os.cpu_count(), "quick": quick}
-        for part, fn in (("cost", lambda: cost(quick, tmp, model)), ("soak", lambda: soak(soak_s, tmp, model)),
+        for part, fn in (("cost", lambda: cost(quick, tmp, model)), ("soak", lambda: soak(soak_s, tmp, model, beside or None)),
                          ("faults", lambda: faults(tmp))):
             try:
                 res[part] = fn()

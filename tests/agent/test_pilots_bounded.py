@@ -20,3 +20,64 @@ def test_aipath_names_are_forgotten_with_their_rows():
     assert len(p.rows) <= 20_000
     assert set(p.comm) <= set(p.rows), (len(p.comm), len(p.rows))
     assert p.summary()["processes"] == len(p.rows)
+
+
+def _faults(tgids, kind):
+    ev = np.zeros(len(tgids) * 100, S.EVENT_DTYPE)
+    ev["kind"], ev["tgid"] = kind, np.repeat(tgids, 100)
+    ev["pid"], ev["ts"] = ev["tgid"], np.arange(len(ev))
+    ev["a0"] = (np.tile(np.arange(100), len(tgids)) << 12) if kind == S.PAGE_FAULT else 77  # address / inode
+    ev["a1"], ev["a3"] = np.tile(np.arange(100), len(tgids)), 5  # page, device
+    return ev
+
+
+def test_memory_streams_of_exited_processes_are_forgotten(monkeypatch):
+    import os
+    import subprocess
+
+    from kernelpilot.agent import memory_pilot as MP
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # exited and reaped: no /proc entry
+    me = os.getpid()
+    p = MP.MemoryPilot(C.defaults()["memory"], live=True)
+    for kind in (S.FILE_FAULT, S.PAGE_FAULT):
+        p.observe(_faults([gone.pid, me], kind))
+    assert len(p.files) == 2 and len(p.anon) == 2
+    monkeypatch.setattr(MP, "PRUNE_S", 0.0, raising=False)
+    p.observe(np.zeros(0, S.EVENT_DTYPE))
+    assert [k[0] for k in p.files] == [me] and list(p.anon) == [me]
+    s = p.summary()
+    assert s["faults_seen"] == 400 and s["streams_of_exited_forgotten"] == 2  # counted still, not kept
+
+
+def test_security_alerts_kept_are_bounded_and_all_counted():
+    from types import SimpleNamespace
+
+    from kernelpilot.agent.security_pilot import SecurityPilot
+    p = SecurityPilot(C.defaults()["security"], live=False)
+    n = iter(range(10**6))
+    p.watcher = SimpleNamespace(step=lambda: [{"pid": next(n), "comm": "noisy", "score": 1.0, "threshold": 0.5,
+                                               "model": "rule:x"} for _ in range(100)])
+    for _ in range(50):
+        assert len(p.observe(np.zeros(0, S.EVENT_DTYPE))) == 100
+    assert len(p.alerts) <= 1000 and p.n_alerts == 5000
+    p.watcher = None
+    assert p.summary()["alerts"] == 5000
+
+
+def test_memory_stream_keeps_only_the_faults_it_reads():
+    import os
+
+    from kernelpilot.agent import memory_pilot as MP
+    cfg = C.defaults()["memory"]
+    p = MP.MemoryPilot(cfg, live=True)
+    ev = _faults([os.getpid()], S.PAGE_FAULT)
+    for i in range(30):  # 3,000 faults of one process
+        ev["a0"] = (np.arange(100) + 100 * i) << 12
+        p.observe(ev)
+    s = p.anon[os.getpid()]
+    assert s.faults == 3000 and len(s.pages) == MP.EVAL_LAST and s.pages[-1] == 2999
+    cfg["min_faults"] = 1000  # a reload asking for more history keeps more
+    p.reconfigure()
+    p.observe(ev)
+    assert s.pages.maxlen == 1000 and list(s.pages)[-100:] == list(range(2900, 3000))

@@ -1,0 +1,18 @@
+"""The agent bench's soak figures from its samples: RSS per quarter and growth, bursts accounted for."""
+from kernelpilot.bench.agent import _at_quarters, _every, _soak_figures
+
+
+def test_soak_figures_from_samples():
+    rss = [(float(t), 1000 + (t // 100) * 10 + (50 if t % 2 else 0)) for t in range(0, 400)]  # swings by 50
+    summary = {"aipath": {"layers": {"syscall_load[11]": {"syscalls": 100}, "syscall_load[12]": {"syscalls": 90}}},
+               "agent": {"events": 5000, "sensor": {"dropped": 10}}}
+    f = _soak_figures(summary, 400.0, [11, 12, 13], 100, rss, [(float(t), t * 10) for t in range(400)])
+    assert f["bursts_short"] == 2 and f["syscalls_missing"] == 10 + 100 and f["no_loss_uncounted"] is False
+    # after warm-up (30 s): the endpoints land on a low and a high swing; the quarters' medians do not
+    assert f["rss_kb_first_last"] == [1000, 1080] and f["rss_growth_after_warmup"] == 0.08
+    assert f["rss_kb_at_quarters"] == [[0.0, 1000], [100.0, 1010], [200.0, 1020], [299.0, 1070], [399.0, 1080]]
+    assert f["rss_kb_median_per_quarter"] == [1030, 1020, 1050, 1080]
+    assert f["rss_growth_median_first_to_last_quarter"] == round(50 / 1030, 4)
+    assert [t for t, _ in f["rss_kb_every_30s"]][:3] == [0.0, 30.0, 60.0]
+    assert f["events_taken_per_quarter"] == [1000, 1000, 990, 1000]
+    assert _at_quarters([]) == [] and _every([], 30) == []
