@@ -99,14 +99,24 @@ class Demo:
             self.log.append(f"attack-like scenario '{ATTACK}' (its own temp files) at {self.attack_started} s"
                             + ("" if sec is not None and sec.ready else " (security watch not ready yet)"))
 
-    def seen(self, host) -> dict:
-        """What the pilots made of the demo's own processes."""
-        sp, mp = host.pilots.get("sched"), host.pilots.get("memory")
+    def is_attack(self, alert: dict) -> bool:
+        """The alert is on the attack or a descendant: the attack itself, a pid seen in its tree, or
+        one whose parent chain (the watch's, from exec and fork events) leads to it. The tree is walked
+        at ticks only: an attack (bash exec'ing its python) that ends before the next tick, or a child
+        that runs between two ticks, is never seen there."""
+        a = self.procs.get("attack")
+        pid = alert.get("pid")
+        return pid in self.attack_pids or (a is not None and (
+            pid == a.pid or any(p.get("pid") == a.pid for p in alert.get("parents") or ())))
+
+    def seen(self, pilots: dict) -> dict:
+        """What the pilots made of the demo's own processes (`pilots`: the host's, after its final drain)."""
+        sp, mp = pilots.get("sched"), pilots.get("memory")
         out = {"classes": {n: sp.classes.get(p.pid, "not classified") for n, p in self.procs.items()
                            if n in ("batch", "latency")} if sp else {}}
-        sec = host.pilots.get("security")
+        sec = pilots.get("security")
         if sec is not None:
-            hit = [a for a in sec.alerts if a.get("pid") in self.attack_pids]
+            hit = [a for a in sec.alerts if self.is_attack(a)]
             out["attack_alerted"] = sorted({str(a.get("fired") or a.get("model")) for a in hit})
             out["alerts_on_other_processes"] = len(sec.alerts) - len(hit)
         if mp:
@@ -169,9 +179,9 @@ def main_job(duration: float = 30.0, log: Path | None = None, json_out: bool = F
             try:
                 host.run(duration, on_tick=demo.tick)
             finally:
-                seen = demo.seen(host)
+                pilots = dict(host.pilots)  # stop() drains the ring last: alerts raised then count too
                 summary = host.stop()
-                summary["demo"] = {**demo.close(), **seen}
+                summary["demo"] = {**demo.close(), **demo.seen(pilots)}
     else:
         from kernelpilot.agent.observer import SAMPLE
         log = log or Path(tempfile.gettempdir()) / f"kpilot-run-{os.getuid()}.jsonl"
