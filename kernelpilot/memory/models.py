@@ -89,6 +89,34 @@ def _walk(x, cf, ct, cv, bias):
     return s
 
 
+@njit(cache=True, inline="always")
+def _rewalk(x, cf, ct, cv, ta, bias, ia, pos):
+    """_walk (the same sum, tree by tree in order), each tree resumed at node pos[r]; -> (score,
+    the first age that passes a threshold on feature `ia` (the age) where a path went left:
+    ta, see age_steps). pos[r] becomes the first node of the path that went left on the age
+    (the leaf where none did): until the age reaches that first age every tree takes the same
+    path, and after, each tree's path above pos[r] still stands (it read the age only going
+    right)."""
+    s = bias
+    n_int = ct.shape[1]
+    lim = np.inf
+    for r in range(cf.shape[0]):
+        j = np.int64(pos[r])
+        p = -1
+        while j < n_int:
+            f = cf[r, j]
+            right = x[f] > ct[r, j]
+            if f == ia and not right:
+                if p < 0:
+                    p = j
+                if ta[r, j] < lim:
+                    lim = ta[r, j]
+            j = 2 * j + 1 + right
+        pos[r] = j if p < 0 else p
+        s += cv[r, j - n_int]
+    return s, lim
+
+
 def score_rows(m, X) -> np.ndarray:
     feat, thr, left, right, val, roots, bias = _arrays(m)
     return _score_rows(np.ascontiguousarray(X, np.float64), feat, thr, left, right, val, roots, bias)
@@ -117,7 +145,7 @@ def _state(n_obj, n_grp, seed):
     """The learned kernel's state, kept between segments (a retrain sits between two)."""
     return (np.full(1, np.uint64(0x9E3779B97F4A7C15) + np.uint64(seed), np.uint64),
             *F.state_nb(n_obj, n_grp),
-            np.empty((n_obj, F.N_FEAT), np.float64),  # features at the last request
+            np.empty((n_obj, F.N_FEAT + 1), np.float64),  # features at the last request (lrb: and the age)
             np.zeros(n_obj, np.float64), np.zeros(n_obj, np.float64),  # key, gap
             np.zeros(n_obj, np.bool_),  # fresh: key/gap are the model's output for the last request
             np.full(n_obj, -1, np.int64),  # slot: index in `cached`
@@ -126,9 +154,60 @@ def _state(n_obj, n_grp, seed):
             np.zeros(2, np.int64))  # objects cached, bytes cached
 
 
+@njit(cache=True, inline="always")
+def _bucket(age):
+    """lrb's age feature: log2(1 + idle time) in half steps (age_bucket, one age)."""
+    return np.floor(2.0 * np.log2(1.0 + age)) / 2.0
+
+
+@njit(cache=True)
+def _next_bucket(age, lim):
+    """The first idle time past `age` whose bucket is above `lim` (at least age's bucket).
+    Found by _bucket itself around the closed form (the next half step's 2^(q/2) - 1), so it
+    agrees with _bucket exactly."""
+    a = max(age + 1, np.int64(np.ceil(2.0 ** ((np.floor(2.0 * lim) + 1.0) / 2.0) - 1.0)))
+    while a - 1 > age and _bucket(a - 1) > lim:
+        a -= 1
+    while _bucket(a) <= lim:
+        a += 1
+    return a
+
+
+@njit(cache=True, inline="always")
+def _pick_lrb(t, k, nc, st, cached, last, xs, key, gap, fresh, pos, cf, ct, cv, ta, bias, cs):
+    """lrb's eviction at request t: of k objects drawn from the nc cached, the one predicted to
+    come back last. An object is scored again only once its age bucket passes a threshold
+    where one of its trees' paths went left (gap: the time it does; -1 after its request or a
+    refit), each tree from where its path first went left on the age (pos); in between every
+    path, so the score, is the same. key holds 2^score. The draws come first, so that their
+    loads overlap: the same draws, scores and choice as scoring each one as it is drawn."""
+    for q in range(k):
+        cs[q] = cached[_rand(st, nc)]
+    for q in range(k):
+        c = cs[q]
+        if t >= gap[c]:
+            x = xs[c]
+            x[F.N_FEAT] = _bucket(t - last[c])
+            if not fresh[c]:  # requested (or refit) since its last score: from the roots
+                pos[c] = 0
+            sc, lim = _rewalk(x, cf, ct, cv, ta, bias, F.N_FEAT, pos[c])
+            key[c] = 2.0 ** sc  # the time left, as t + 2^score compared
+            gap[c] = last[c] + lim
+            fresh[c] = True
+    best = cs[0]
+    bscore = t + key[best]
+    for q in range(1, k):
+        v = t + key[cs[q]]
+        if v > bscore:
+            bscore = v
+            best = cs[q]
+    return best
+
+
 @njit(cache=True, nogil=True)
 def _segment(ids, grp, page, sz, cap, hl, cf, ct, cv, bias, mode, horizon, k, t0, t1, hit, evl, rec,
-             st, last, dl, edc, cnt, glast, gedc, gcnt, gpg, xs, key, gap, fresh, slot, cached, osz, occ_nc):
+             st, last, dl, edc, cnt, glast, gedc, gcnt, gpg, xs, key, gap, fresh, slot, cached, osz, occ_nc,
+             pos, ta):
     """Requests [t0, t1) of the one kernel for the three policies (state in, state out). Each
     request updates the object's features; an eviction samples k cached objects and evicts the
     worst. An object is scored lazily: the first time it is sampled after a request (the
@@ -139,8 +218,8 @@ def _segment(ids, grp, page, sz, cap, hl, cf, ct, cv, bias, mode, horizon, k, t0
                         from now: after as long as predicted)
       mode 3 (lrb, with the age) the model predicts log2 of the time left to the object's
                         next request from its last request's features and its age bucket
-                        (age_bucket: scored again when the bucket changes); evict the latest
-                        predicted return
+                        (age_bucket); evict the latest predicted return (_pick_lrb: scored
+                        again only when the age changes a path)
       mode 1 (imitate)  the model, given an object's features at its request, predicts the
                         log-odds that OPT keeps it; evict the least confident (half steps), an
                         object idle past twice its last gap and the horizon counts as averse;
@@ -151,36 +230,27 @@ def _segment(ids, grp, page, sz, cap, hl, cf, ct, cv, bias, mode, horizon, k, t0
                         else the lowest probability."""
     nc = occ_nc[0]
     occ = occ_nc[1]
-    xa = np.empty(F.N_FEAT + 1, np.float64)  # mode 3: features and age
+    cs = np.empty(k, np.int64)  # mode 3: the sampled objects
     for t in range(t0, t1):
         i = ids[t]
         s = sz[t]
         F.update(i, grp[t], page[t], t, s, last, dl, edc, cnt, glast, gedc, gcnt, gpg, hl, xs[i])
         fresh[i] = False
+        gap[i] = -1.0
         if rec.shape[0] > 0:  # lrb's refits read the rows (features.table's, built on the way)
-            rec[t] = xs[i]
+            rec[t] = xs[i, :F.N_FEAT]
         if slot[i] >= 0:
             hit[t] = 1
             continue
         while occ + s > cap:
             best = -1
             bscore = -1e300
-            for _ in range(min(k, nc)):
+            if mode == 3:
+                best = _pick_lrb(t, min(k, nc), nc, st, cached, last, xs, key, gap, fresh, pos,
+                                 cf, ct, cv, ta, bias, cs)
+            for _ in range(min(k, nc) if mode != 3 else 0):
                 c = cached[_rand(st, nc)]
                 age = t - last[c]
-                if mode == 3:  # lrb with the age: scored again when its age bucket changes
-                    b = np.floor(2.0 * np.log2(1.0 + age)) / 2.0
-                    if not fresh[c] or gap[c] != b:
-                        xa[:F.N_FEAT] = xs[c]
-                        xa[F.N_FEAT] = b
-                        key[c] = _walk(xa, cf, ct, cv, bias)
-                        gap[c] = b
-                        fresh[c] = True
-                    v = t + 2.0 ** key[c]
-                    if v > bscore:
-                        bscore = v
-                        best = c
-                    continue
                 if not fresh[c]:
                     sc = _walk(xs[c], cf, ct, cv, bias)
                     fresh[c] = True
@@ -250,6 +320,7 @@ def run(policy: str, tr, sz: np.ndarray, cap: int, model, evl=None, refits: list
     hl = F.half_lives(cap)
     cur, trees = model, complete(model)
     mode = 3 if policy == "lrb" and model.meta.get("age_feature") else MODES[policy]
+    pos, ta = _paths(n_obj if mode == 3 else 0, trees), age_steps(trees)
     times = retrain_times(model, len(d)) if policy == "lrb" else []
     if times and horizon > int(model.meta.get("retrain_window", RETRAIN_WINDOW)) / 2:
         if refits is not None:  # no check could refit: skip the feature table
@@ -259,7 +330,7 @@ def run(policy: str, tr, sz: np.ndarray, cap: int, model, evl=None, refits: list
     X = np.empty((len(d) if times else 0, F.N_FEAT), np.float64)
     t0 = 0
     for t1 in times + [len(d)]:
-        _segment(d, g, pg, sz, cap, hl, *trees, mode, horizon, K, t0, t1, hit, evl, X, *state)
+        _segment(d, g, pg, sz, cap, hl, *trees, mode, horizon, K, t0, t1, hit, evl, X, *state, pos, ta)
         if t1 < len(d):
             m, info = refit(X, nxt, t1, horizon, cur)
             if refits is not None:
@@ -267,11 +338,31 @@ def run(policy: str, tr, sz: np.ndarray, cap: int, model, evl=None, refits: list
             if m is not None:
                 cur, trees = m, complete(m)
                 state[_FRESH][:] = False  # cached objects get the new model's prediction
+                state[_FRESH - 1][:] = -1.0  # (lrb: its walks start again at the roots)
+                pos, ta = _paths(len(pos), trees), age_steps(trees)
         t0 = t1
     return hit
 
 
-_FRESH = 12  # index of `fresh` in _state's tuple
+_FRESH = 12  # index of `fresh` in _state's tuple (gap just before it)
+
+
+def age_steps(trees) -> np.ndarray:
+    """Per node of the complete trees, where it splits on lrb's age (the feature after F.NAMES):
+    the first idle time whose bucket is above its threshold (a walk that went left there holds
+    until then); elsewhere inf."""
+    cf, ct, _, _ = trees
+    out = np.full(ct.shape, np.inf)
+    for r, j in zip(*np.nonzero(cf == F.N_FEAT)):
+        if ct[r, j] < 60.0:  # (2^30 requests idle: never reached)
+            out[r, j] = float(_next_bucket(-1, ct[r, j]))
+    return out
+
+
+def _paths(n_obj, trees):
+    """lrb's resume points (_rewalk): a node per object and tree."""
+    cf, _, cv, _ = trees
+    return np.zeros((n_obj, cf.shape[0]), np.uint8 if 2 * cv.shape[1] <= 256 else np.int64)
 
 
 def _lrb_dist(pos: np.ndarray, nxt: np.ndarray, horizon: float) -> np.ndarray:
