@@ -191,8 +191,10 @@ def _budget(lines: list, cg_id: int, secs: float, since_ns: int) -> dict:
             "alert_lines_per_hour": _per_hour(len(mine), secs),
             "incidents_per_hour": _per_hour(len({a["incident"] for a in mine}), secs),
             "incidents_by_what_and_program": {k: len(v) for k, v in sorted(by.items())},
-            "examples": [{k: a.get(k) for k in ("time", "fired", "exe", "cmdline", "score", "live_score", "detail")}
-                         for a in mine[:5]],
+            "examples": [{k: a.get(k) for k in ("time", "fired", "pid", "exe", "cmdline", "parents", "score",
+                                                "program_score", "live_score", "live_learned", "calls_seen",
+                                                "window", "detail")}
+                         for a in mine[:5]],  # the window and calls_seen: what to look at when one fires
             "host_wide_by_program": dict(sorted(_count(f"{a['fired']}:{a.get('program', a['exe'])}"[:80]
                                                        for a in host).items(), key=lambda kv: -kv[1])[:12]),
             "host_wide_alert_lines": len(host), "host_wide_incidents": len({a["incident"] for a in host}),
