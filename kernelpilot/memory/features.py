@@ -36,7 +36,10 @@ GROUP_SHIFT = 28  # page traces: id = inode << 28 | page
 
 
 def half_lives(cap: int) -> np.ndarray:
-    return np.array([max(1.0, h * cap) for h in EDC_HALF])
+    """The counters' half-lives, then the group counter's decay over one request (update's
+    own expression for a gap of 1, computed once: most group gaps are 1)."""
+    hl = [max(1.0, h * cap) for h in EDC_HALF]
+    return np.array(hl + [math.exp(-1 * LN2 / hl[1])])
 
 
 def groups(raw_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -80,11 +83,15 @@ def update(o, g, pg, t, s, last, dl, edc, cnt, glast, gedc, gcnt, gpg, hl, out):
     cnt[o, 0] += 1
     j = N_DELTA + N_EDC
     out[j] = math.log2(1.0 + cnt[o, 0])
-    out[j + 1] = math.log2(1.0 + s)
+    out[j + 1] = 1.0 if s == 1 else math.log2(1.0 + s)  # log2(2) is exactly 1
     if glast[g] >= 0:
         ggap = t - glast[g]
-        out[j + 2] = math.log2(1.0 + ggap)
-        gedc[g] = 1.0 + gedc[g] * math.exp(-ggap * LN2 / hl[1])
+        if ggap == 1:  # the same values as below, without a log2 and an exp
+            out[j + 2] = 1.0
+            gedc[g] = 1.0 + gedc[g] * hl[N_EDC]
+        else:
+            out[j + 2] = math.log2(1.0 + ggap)
+            gedc[g] = 1.0 + gedc[g] * math.exp(-ggap * LN2 / hl[1])
     else:
         out[j + 2] = NEVER
         gedc[g] = 1.0

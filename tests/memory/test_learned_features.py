@@ -18,6 +18,31 @@ def test_group_features_tell_scanned_from_reread_files():
     assert col["gdelta"][0] == F.NEVER and col["gdelta"][3] == np.log2(3)  # file 1: t=1 -> t=3
 
 
+def test_group_gap_and_size_shortcuts_equal_the_plain_expressions():
+    """update skips a log2 and an exp for a group gap of 1 and a size of 1: the same bits."""
+    import math
+    rng = np.random.default_rng(4)
+    raw = (rng.integers(0, 3, 5000) << 28) | rng.integers(0, 200, 5000)
+    raw[1000:3000] = (7 << 28) | np.arange(2000)  # a run in one group: gaps of 1
+    sz = rng.choice([1, 1, 1, 4096, 7], 5000)
+    d = np.unique(raw, return_inverse=True)[1].astype(np.int64)
+    cap = 60
+    X = F.table(d, raw, sz, int(d.max()) + 1, cap)
+    h = max(1.0, cap * F.EDC_HALF[1])
+    last, gedc = {}, {}
+    for t, (r, s) in enumerate(zip(raw.tolist(), sz.tolist())):
+        g = r >> 28
+        assert X[t, F.NAMES.index("size")] == math.log2(1.0 + s)
+        if g in last:
+            gap = t - last[g]
+            assert X[t, F.NAMES.index("gdelta")] == math.log2(1.0 + gap)
+            gedc[g] = 1.0 + gedc[g] * math.exp(-gap * F.LN2 / h)
+        else:
+            gedc[g] = 1.0
+        last[g] = t
+        assert X[t, F.NAMES.index("gedc")] == gedc[g]
+
+
 @njit
 def _walk_rows(X, cf, ct, cv, bias):
     out = np.empty(X.shape[0])
