@@ -68,6 +68,7 @@ def scenario_part(quick: bool, tmp: str) -> dict:
     from kernelpilot.security.scenarios import ATTACKS, BENIGN
     from kernelpilot.security.scenarios.run import load_suite, record_suite
     reps = 4 if quick else 6
+    kinds = ("stide", "freq", "tree") if quick else ("stide", "freq", "tree", "cnn")  # quick: no cnn (time)
     cal_rep, test_rep = 1, 3
     t0 = time.perf_counter()
     record_suite(tmp, [s.name for s in BENIGN], reps)
@@ -79,9 +80,10 @@ def scenario_part(quick: bool, tmp: str) -> dict:
     cal = [t for r in benign if r["rep"] == cal_rep for t in r["traces"] if len(t)]
     test_runs = [r for r in benign if r["rep"] == test_rep]
     t0 = time.perf_counter()
-    m = SecurityModel.train(train, calibration=cal, cnn_epochs=1 if quick else 4)
+    m = SecurityModel.train(train, kinds, calibration=cal, cnn_epochs=4)
     fit_s = time.perf_counter() - t0
-    out = {"record_s": round(rec_s, 1), "fit_s": round(fit_s, 1), "benign_scenarios": len(BENIGN),
+    out = {"record_s": round(rec_s, 1), "fit_s": round(fit_s, 1), "detectors_run": list(kinds),
+           "benign_scenarios": len(BENIGN),
            "benign_runs": len(benign), "attack_runs": len(attacks), "split": f"train reps != {cal_rep},{test_rep}; "
            f"calibrate thresholds on rep {cal_rep}; test FPR on rep {test_rep}",
            "calibration_windows": m.info["n_calibration_windows"],
@@ -132,19 +134,25 @@ def run(quick: bool = False, only: list[str] | None = None) -> dict:
     from kernelpilot.security.livebench import mix_seconds
     parts = list(PARTS) if only is None else list(only)
     mix_s = mix_seconds(quick) if "live" in parts else None  # KPILOT_LIVE_MIX_S, checked before the long parts
-    res = {"quick": quick, "parts": parts}
+    res = {"quick": quick, "parts": parts, "part_s": {}}
     for name in ("fhids", "unm"):
         if name in parts:
+            t0 = time.perf_counter()
             res[name] = devset_part(name, quick)
+            res["part_s"][name] = round(time.perf_counter() - t0, 1)
     model = None
     if "scenarios" in parts:
+        t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="kp-bench-sec-") as tmp:
             try:
                 res["scenarios"], model = scenario_part(quick, os.path.join(tmp, "suite"))
             except Exception as e:  # the tracer needs root + eBPF; report why the part is missing
                 res["scenarios"] = {"skipped": f"{type(e).__name__}: {e}"}
+        res["part_s"]["scenarios"] = round(time.perf_counter() - t0, 1)
     if "live" in parts:
+        t0 = time.perf_counter()
         res["live"] = live_part(quick, model, mix_s)
+        res["part_s"]["live"] = round(time.perf_counter() - t0, 1)
     res["headline"] = headline(res)
     return res
 

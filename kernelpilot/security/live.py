@@ -647,12 +647,13 @@ def _flood_read(d: str, n: int, k) -> float:
         k.ring.poll()
 
 
-def overhead(model: SecurityModel, quick: bool = True) -> dict:
+def overhead(model: SecurityModel, quick: bool = True, reps: int | None = None) -> dict:
     """Compile workload and a getppid flood with and without the in-kernel stage, runs interleaved
-    (off/on, then on/off) so drift on a noisy machine hits both sides; medians compared."""
+    (off/on, then on/off) so drift on a noisy machine hits both sides; medians compared.
+    reps: pairs of runs (default 4 quick, 14 full)."""
     import subprocess
     import tempfile
-    reps = 4 if quick else 14
+    reps = reps or (4 if quick else 14)
     flood_n = 2_000_000 if quick else 10_000_000
     off, on, f_off, f_on, drops, seen, sent = [], [], [], [], 0, 0, 0
     with tempfile.TemporaryDirectory(prefix="kp-ovh-") as d:

@@ -5,7 +5,7 @@ Protocol (printed in the result): the host model is trained on the benign scenar
 which a first run of a benign mix of ordinary work (seed 1) runs, and only that run teaches it (on a
 shared host, other sessions' attack tests would otherwise be learned as normal); then a second,
 different run of the mix (seed 2: other sizes, contents, package names; KPILOT_LIVE_MIX_S seconds,
-default 600, 60 with --quick) is measured: alert lines and incidents
+default 600, 30 with --quick) is measured: alert lines and incidents
 per hour from its processes (attributed by cgroup), and host-wide. Then every attack scenario
 runs in its own cgroup: detected or not, seconds from its start to its first alert line, what
 fired. Last, the user-space stage's speed on one core on windows the kernel sent up from a
@@ -201,7 +201,7 @@ def _budget(lines: list, cg_id: int, secs: float, since_ns: int) -> dict:
             "host_wide_incidents_per_hour": _per_hour(len({a["incident"] for a in host}), secs)}
 
 
-def _time_passes(w: Watcher, recs) -> tuple[float, float, float]:
+def _time_passes(w: Watcher, recs, min_s: float = 3.0) -> tuple[float, float, float]:
     """(best, median, per CPU second) windows/s of w's user-space stage over recs, pinned to one
     core. The machine is shared: the fastest pass is the one least disturbed, the median is
     typical, and the thread's CPU time counts only the time it ran."""
@@ -212,7 +212,7 @@ def _time_passes(w: Watcher, recs) -> tuple[float, float, float]:
         try:
             w._windows(recs[:256])  # warm
             passes, t, cpu = [], time.perf_counter(), time.thread_time()
-            while time.perf_counter() - t < 3.0 or len(passes) < 3:
+            while time.perf_counter() - t < min_s or len(passes) < 3:
                 t1 = time.perf_counter()
                 w._windows(recs)
                 passes.append(time.perf_counter() - t1)
@@ -224,9 +224,10 @@ def _time_passes(w: Watcher, recs) -> tuple[float, float, float]:
     return len(recs) / min(passes), len(recs) / float(np.median(passes)), len(recs) * len(passes) / cpu
 
 
-def stage_speed(model, d: str, secs: float) -> dict:
+def stage_speed(model, d: str, secs: float, min_s: float = 3.0) -> dict:
     """Windows of a stretch of the mix, every window sent up (threshold -1), then scored by the
-    user-space stage (confirm, program and live profiles, incidents) pinned to one core."""
+    user-space stage (confirm, program and live profiles, incidents) pinned to one core, for at
+    least min_s seconds and 3 passes each way."""
     from kernelpilot.probes.libbpf import enable_stats
     k = KernelStage(model, threshold=-1)
     try:
@@ -247,8 +248,8 @@ def stage_speed(model, d: str, secs: float) -> dict:
         k.close()
     recs = np.concatenate(parts)
     recs["ts"] += np.uint64(time.monotonic_ns() + 1_000_000_000 - int(recs["ts"].min()))  # as if sent now
-    judge = _time_passes(Watcher(model, learn_s=0, new_s=0, cooldown_s=60), recs)  # every window judged
-    learn = _time_passes(Watcher(model, learn_s=600, cooldown_s=60), recs)         # every window learned
+    judge = _time_passes(Watcher(model, learn_s=0, new_s=0, cooldown_s=60), recs, min_s)  # every window judged
+    learn = _time_passes(Watcher(model, learn_s=600, cooldown_s=60), recs, min_s)         # every window learned
     best, med, cpu = judge
     return {"windows": int(len(recs)), "windows_per_s": round(best),
             "syscalls_per_s": round(best * STRIDE), "window_calls_per_s": round(best * WIN),
@@ -266,16 +267,16 @@ MIX_ENV = "KPILOT_LIVE_MIX_S"
 
 
 def mix_seconds(quick: bool) -> float:
-    """Length of the measured benign mix: KPILOT_LIVE_MIX_S if set (60-14400 s), else 60 quick, 600 full."""
+    """Length of the measured benign mix: KPILOT_LIVE_MIX_S if set (30-14400 s), else 30 quick, 600 full."""
     raw = os.environ.get(MIX_ENV)
     if raw is None or raw == "":
-        return 60.0 if quick else 600.0
+        return 30.0 if quick else 600.0
     try:
         secs = float(raw)
     except ValueError:
         raise KpError(f"{MIX_ENV}={raw!r}: not a number of seconds") from None
-    if not 60 <= secs <= 14400:
-        raise KpError(f"{MIX_ENV}={raw!r}: the measured mix must last 60 to 14400 seconds")
+    if not 30 <= secs <= 14400:
+        raise KpError(f"{MIX_ENV}={raw!r}: the measured mix must last 30 to 14400 seconds")
     return secs
 
 
@@ -318,8 +319,9 @@ def run_live(quick: bool = True, model=None, mix_s: float | None = None) -> dict
     finally:
         w.close()
     with tempfile.TemporaryDirectory(prefix="kp-mix-") as d:
-        speed = stage_speed(model, d, 3 if quick else 10)
-    ovh = overhead(model, quick=True)  # the full sizes take half an hour on a loaded 2-core host; per-syscall cost: kernel_stage_in_kernel
+        speed = stage_speed(model, d, 3 if quick else 10, 1.0 if quick else 3.0)
+    # the full sizes take half an hour on a loaded 2-core host; per-syscall cost: kernel_stage_in_kernel
+    ovh = overhead(model, quick=True, reps=2 if quick else None)
     lat = [a["latency_s"] for a in attacks.values() if a.get("detected")]
     return {
         "protocol": "model: benign scenario suite only; watch learns for learn_s while a first run "

@@ -19,7 +19,7 @@ def test_only_runs_just_the_named_parts(monkeypatch):
     assert ran == ["unm"] and res["parts"] == ["unm"] and "live" not in res and "fhids" not in res
     ran.clear()
     res = run_bench("security", quick=True, only="live, fhids")
-    assert ran == ["fhids", "live"] and res["live"]["mix_s"] == 60.0
+    assert ran == ["fhids", "live"] and res["live"]["mix_s"] == 30.0
 
 
 @pytest.mark.parametrize("only,msg", [("livee", "has the parts fhids, unm, scenarios, live"), (",", "has the parts")])

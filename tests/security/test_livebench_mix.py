@@ -11,7 +11,7 @@ from kernelpilot.security.livebench import MIX_ENV, mix_seconds
 
 def test_mix_seconds_default_and_set(monkeypatch):
     monkeypatch.delenv(MIX_ENV, raising=False)
-    assert mix_seconds(True) == 60.0 and mix_seconds(False) == 600.0
+    assert mix_seconds(True) == 30.0 and mix_seconds(False) == 600.0
     monkeypatch.setenv(MIX_ENV, "1800")
     assert mix_seconds(False) == 1800.0 and mix_seconds(True) == 1800.0
 
@@ -23,7 +23,7 @@ def test_mix_seconds_bad(monkeypatch, raw):
         mix_seconds(False)
 
 
-@pytest.mark.parametrize("raw,msg", [("ten", "not a number"), ("30", "60 to 14400")])
+@pytest.mark.parametrize("raw,msg", [("ten", "not a number"), ("20", "30 to 14400")])
 def test_bench_rejects_bad_mix_length_first(raw, msg):
     # checked before the bench's long parts start: a quick failure, one line, no traceback
     r = subprocess.run([KPILOT, "bench", "security", "--json"], capture_output=True, text=True, timeout=60,
