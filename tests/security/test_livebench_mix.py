@@ -54,3 +54,15 @@ def test_stale_livebench_cgroup_of_a_killed_bench_is_swept():
         for d in (dead, alive):
             if d.exists():
                 d.rmdir()
+
+
+def test_budget_examples_keep_the_window_and_scores():
+    """A mix incident's example keeps what is needed to trace it: its window, calls seen and the stage scores."""
+    from kernelpilot.security.livebench import _budget
+    a = {"event": "alert", "cgroup_id": 7, "incident": 1, "fired": "model", "exe": "/usr/bin/apt-cache", "ts": 5,
+         "program": "/usr/bin/apt-cache", "window": ["munmap", "close", "write"], "calls_seen": 812, "pid": 42,
+         "score": 0.5, "program_score": 0.4, "live_score": 0.34, "live_learned": 12, "parents": [{"pid": 1}]}
+    b = _budget([a, {**a, "cgroup_id": 8, "incident": 2}], 7, 3600.0, 0)
+    assert b["incidents"] == 1 and b["incidents_per_hour"] == 1.0 and b["host_wide_incidents"] == 2
+    ex = b["examples"][0]
+    assert ex["window"] == ["munmap", "close", "write"] and ex["calls_seen"] == 812 and ex["program_score"] == 0.4
