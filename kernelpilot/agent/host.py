@@ -86,6 +86,13 @@ def read_state(path: Path, timeout: float = 1.0) -> dict | None:
         s.close()
 
 
+def publish_interval(cost_s: float, share: float = 0.05) -> float:
+    """Seconds to the next state publication: each second, unless publishing (which grows with the
+    processes the pilots know: 20,000 after a 30-min soak took 0.39 s of each loop second) would
+    take more than `share` of the loop."""
+    return max(1.0, cost_s / share)
+
+
 class AgentHost:
     def __init__(self, cfg: dict, enforce: bool = False, config_path: Path | None = None,
                  log_path: Path | None = None, json_out: bool = False, live: bool = True,
@@ -243,7 +250,7 @@ class AgentHost:
     def run(self, duration: float | None = None, on_tick=None) -> str:
         poll = self.cfg["agent"]["poll_s"]
         end = None if duration is None else time.monotonic() + duration
-        last_pub = 0.0
+        last_pub, pub_every = 0.0, 1.0
         from kernelpilot.agent.memwatch import MemWatch
         mem = MemWatch.from_env()
         while self.stop_reason is None:
@@ -262,8 +269,8 @@ class AgentHost:
                 on_tick(self)
             if mem:
                 mem.tick()
-            if now - last_pub >= 1.0:
-                self._publish()
+            if now - last_pub >= pub_every:
+                pub_every = publish_interval(self._publish())
                 last_pub = now
             time.sleep(poll if end is None else max(0.0, min(poll, end - time.monotonic())))
         return self.stop_reason
@@ -322,11 +329,14 @@ class AgentHost:
             st["events_by_tgid"] = {str(t): int(r.sum()) for t, r in a.rows.items()}
         return st
 
-    def _publish(self):
-        if self.server:
-            t0 = time.perf_counter()
-            self.server.blob = (json.dumps(self.state(), default=str) + "\n").encode()
-            self._busy("publish", t0)
+    def _publish(self) -> float:
+        """The live state for the socket's readers; returns the seconds it took."""
+        if not self.server:
+            return 0.0
+        t0 = time.perf_counter()
+        self.server.blob = (json.dumps(self.state(), default=str) + "\n").encode()
+        self._busy("publish", t0)
+        return time.perf_counter() - t0
 
     def stop(self) -> dict:
         """Final drain, pilots closed, every change rolled back; returns the summary per domain."""

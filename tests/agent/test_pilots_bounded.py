@@ -81,3 +81,9 @@ def test_memory_stream_keeps_only_the_faults_it_reads():
     p.reconfigure()
     p.observe(ev)
     assert s.pages.maxlen == 1000 and list(s.pages)[-100:] == list(range(2900, 3000))
+
+
+def test_publishing_the_state_takes_a_bounded_share_of_the_loop():
+    from kernelpilot.agent.host import publish_interval
+    assert publish_interval(0.001) == 1.0  # small state: every second
+    assert publish_interval(0.4) == 8.0    # 0.4 s to publish: at most 5% of the loop
