@@ -1,18 +1,10 @@
 """`kpilot run` (what `make run` does: the agent beside a built-in demo) and `kpilot doctor`, as root
-and as an ordinary user (the shipped trace replayed through the same pilots)."""
+(serial). As an ordinary user (the shipped trace replayed, no probes): test_main_job_replay.py."""
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
-import pytest
-
 from conftest import need_root
-from kernelpilot.traces.store import read_trace
-
-SAMPLE = Path(__file__).resolve().parents[2] / "kernelpilot" / "data" / "sample.parquet"
-
 
 DOMAINS = ("sched", "security", "memory", "aipath")
 
@@ -40,36 +32,6 @@ def test_run_live_as_root(kpilot, tmp_path):
     recs = [json.loads(x) for x in log.read_text().splitlines()]
     assert {r["domain"] for r in recs} >= {"agent", "sched", "memory"}
     assert a["journal"]["applied"] == 0  # dry run: nothing changed
-
-
-def _nobody_dir():
-    d = Path(tempfile.mkdtemp(prefix="kpilot-nobody-"))
-    os.chmod(d, 0o777)
-    return d
-
-
-def test_run_without_root_replays_shipped_trace(kpilot):
-    if not shutil.which("setpriv"):
-        pytest.skip("setpriv missing")
-    d = _nobody_dir()
-    try:
-        r = kpilot("run", "--json", "--log", d / "run.jsonl", user="nobody", env={"HOME": str(d)}, timeout=300)
-        assert r.returncode == 0, r.stderr
-        assert "eBPF is not permitted here" in r.stderr and "sample.parquet" in r.stderr
-        s = json.loads(r.stdout)
-        assert all(s[k] for k in DOMAINS)
-        ev = read_trace(SAMPLE)[0]
-        assert s["agent"]["events"] == len(ev) and s["agent"]["stopped"] == "replay finished"
-        assert s["sched"]["windows"] >= 1 and s["sched"]["classes"]
-        faults = int(((ev["kind"] == 7) | (ev["kind"] == 13)).sum())
-        assert s["memory"]["faults_seen"] == faults
-        assert s["security"]["syscalls_seen"] == int((ev["kind"] == 6).sum())
-        assert s["aipath"]["processes"] > 0 and s["aipath"]["layers"]
-        doc = kpilot("doctor", "--json", user="nobody", env={"HOME": str(d)})
-        c = json.loads(doc.stdout)
-        assert c["root"] is False and c["record_source"]["source"] == "proc"
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def test_doctor_as_root_reports_this_kernel(kpilot):
