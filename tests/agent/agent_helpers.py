@@ -16,6 +16,15 @@ PY = str(ROOT / ".venv/bin/python")
 
 
 @pytest.fixture
+def rdir(tmp_path, monkeypatch):
+    """The agent's run dir (lock, socket) for one test: agents of different tests never meet."""
+    d = tmp_path / "run"
+    d.mkdir()
+    monkeypatch.setenv("KPILOT_RUN_DIR", str(d))
+    return d
+
+
+@pytest.fixture
 def run_dir(monkeypatch):
     """A journal directory anyone may write (the permission test runs as nobody)."""
     d = Path(tempfile.mkdtemp(prefix="kp-run-"))

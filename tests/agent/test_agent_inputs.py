@@ -9,17 +9,10 @@ import pytest
 
 from cli_checks import one_line_error  # noqa: E402
 
+from agent_helpers import rdir  # noqa: F401 (fixture)
 from conftest import need_root, run_kpilot
 from kernelpilot.agent.eventlog import FIELDS, EventLog
 from kernelpilot.agent.pilot import Decision
-
-
-@pytest.fixture
-def rdir(tmp_path, monkeypatch):
-    d = tmp_path / "run"
-    d.mkdir()
-    monkeypatch.setenv("KPILOT_RUN_DIR", str(d))
-    return d
 
 
 @pytest.mark.parametrize("text,words", [

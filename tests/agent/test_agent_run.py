@@ -14,17 +14,9 @@ from cli_checks import one_line_error  # noqa: E402
 
 from conftest import need_root, run_kpilot
 from kernelpilot.agent.eventlog import FIELDS
-from agent_helpers import ROOT, killed_if_left, stop_cleanly, wait_for
+from agent_helpers import ROOT, killed_if_left, rdir, stop_cleanly, wait_for  # noqa: F401 (rdir: fixture)
 
 QUIET = "[security]\nenabled = false\n"  # the watch learns a host model on first use: not here
-
-
-@pytest.fixture
-def rdir(tmp_path, monkeypatch):
-    d = tmp_path / "run"
-    d.mkdir()
-    monkeypatch.setenv("KPILOT_RUN_DIR", str(d))
-    return d
 
 
 def agent(args, rdir, **kw):
