@@ -136,6 +136,10 @@ class SecurityPilot(Pilot):
                                 f"{a['score']} > {a['threshold']} ({a['model']})", pid=a["pid"], comm=a["comm"],
                                 detail={k: a[k] for k in ("score", "threshold", "kernel_score", "model", "fired",
                                                           "incident", "exe", "cmdline", "window", "action") if k in a}))
+        take = getattr(self.watcher, "take_ended", None)  # closing lines: taken each step, a long watch keeps none
+        for e in take() if take else []:
+            out.append(Decision("security", "note", f"incident #{e['incident']} on {e['program']}[{e['pid']}] ended: "
+                                f"{e['hits']} hits in {e['seconds']} s", pid=e["pid"], detail=e))
         return out
 
     def act(self, d: Decision, journal) -> Decision | None:

@@ -14,6 +14,7 @@ import signal
 import socket
 import struct
 import time
+from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -35,6 +36,7 @@ SC_RULE_NRS = (1, 18, 20, 296, 328, 2, 257, 437, 43, 50, 288, 105, 106, 113, 114
 CFG = struct.Struct("<IiIII")  # struct sc_cfg: exclude_tgid, threshold, enabled, vmod, gen
 V2 = Path("/sys/fs/cgroup/unified") if Path("/sys/fs/cgroup/unified/cgroup.procs").exists() else Path("/sys/fs/cgroup")
 QUARANTINE = "kpilot-quarantine"
+ALERTS_KEPT = 1000  # alerts a watch keeps (a noisy host raises them without end; all are counted)
 LONG_LIVED_S = 60.0  # a process this old (or older than watch) is a long-lived one: its isolated windows are tolerated
 JOURNAL = Path(os.environ.get("KPILOT_STATE", "/var/lib/kernelpilot")) / "security-journal.jsonl"
 
@@ -292,8 +294,9 @@ class Watcher:
             self.kernel.close()
             raise
         self.names = number_to_name("x86_64")
-        self.alerts: list[dict] = []
-        self.ended: list[dict] = []
+        self.alerts: deque[dict] = deque(maxlen=ALERTS_KEPT)  # the latest; n_alerts counts them all
+        self.n_alerts = 0
+        self.ended: list[dict] = []  # incidents' closing lines, for the caller to take (take_ended)
         self.windows_up = self.windows_confirmed = self.events_up = 0
         self._pruned = 0
         self._known_cache: dict[str, bool] = {}
@@ -326,7 +329,13 @@ class Watcher:
             self.cpu.prune()
             self._pruned = now
         out = [a for a in out if a]
-        self.alerts += out
+        self.alerts.extend(out)
+        self.n_alerts += len(out)
+        return out
+
+    def take_ended(self) -> list[dict]:
+        """The closing lines of incidents ended since the last call (a long watch keeps none)."""
+        out, self.ended = self.ended, []
         return out
 
     def finish(self) -> list[dict]:
@@ -580,8 +589,7 @@ def _watch(model_path, enforce, action, allow, duration, json_out, confirm, out,
 
     def flush():
         report(w.step())
-        report(w.ended)
-        w.ended = []
+        report(w.take_ended())
     t0 = time.monotonic()
     try:
         try:
@@ -597,7 +605,7 @@ def _watch(model_path, enforce, action, allow, duration, json_out, confirm, out,
         w.close()
         if profiles:
             w.profiles.save(profiles)
-    err.print(escape(f"stats: {st}, windows up: {w.windows_up}, confirmed alerts: {len(w.alerts)}"), highlight=False)
+    err.print(escape(f"stats: {st}, windows up: {w.windows_up}, confirmed alerts: {w.n_alerts}"), highlight=False)
 
 
 WORKLOAD = r"""cd {dir}

@@ -108,8 +108,7 @@ def _pump(w: Watcher, lines: list, until) -> None:
     """Run watch's loop (step every 50 ms) until until() is true."""
     while not until():
         lines += w.step()
-        lines += w.ended
-        w.ended = []
+        lines += w.take_ended()
         time.sleep(0.05)
     lines += w.step()
 

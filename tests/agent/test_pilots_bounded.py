@@ -87,3 +87,23 @@ def test_publishing_the_state_takes_a_bounded_share_of_the_loop():
     from kernelpilot.agent.host import publish_interval
     assert publish_interval(0.001) == 1.0  # small state: every second
     assert publish_interval(0.4) == 8.0    # 0.4 s to publish: at most 5% of the loop
+
+
+def test_security_incident_endings_are_taken_each_step():
+    from types import SimpleNamespace
+
+    from kernelpilot.agent.security_pilot import SecurityPilot
+    p = SecurityPilot(C.defaults()["security"], live=False)
+    ended = []
+
+    def take():
+        out = list(ended)
+        ended.clear()
+        return out
+    p.watcher = SimpleNamespace(step=lambda: [], take_ended=take)
+    for i in range(3):
+        ended.append({"event": "incident_end", "incident": i, "pid": 7, "program": "/usr/bin/x", "hits": 2,
+                      "seconds": 1.5, "time": "2026-12-02T16:00:00.000+00:00"})
+        d = p.observe(np.zeros(0, S.EVENT_DTYPE))
+        assert [x.detail["incident"] for x in d] == [i] and "ended: 2 hits in 1.5 s" in d[0].what
+    assert ended == []

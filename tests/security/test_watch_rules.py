@@ -234,3 +234,16 @@ def test_exec_argv_is_the_programs_own(watcher):
     stale["args"][:] = np.frombuffer(b"/bin/true\0kpshort\0" + b"-march=x86-64 -O2".ljust(238, b"\0"), np.uint8)
     stale["kind"], stale["arg"] = EV_EXEC, len(b"/bin/true\0kpshort\0")
     assert argv_of(stale) == "/bin/true kpshort"
+
+
+def test_watch_keeps_its_latest_alerts_and_counts_all(watcher, monkeypatch):
+    from kernelpilot.security.live import ALERTS_KEPT
+    n0, pids = watcher.n_alerts, iter(range(5_000_000, 6_000_000))  # above pid_max: no real process
+    hits = lambda evs: [{"pid": (p := next(pids)), "tid": p, "ts": time.monotonic_ns(), "cgroup_id": 0,
+                         "comm": "noisy", "rule": "rename_storm", "detail": {}, "uid": 0} for _ in range(200)]
+    monkeypatch.setattr(watcher.rules, "on_events", hits)
+    out = [a for _ in range(8) for a in watcher.step()]  # (the host's own may come up too)
+    assert sum(a["comm"] == "noisy" for a in out) == 1600 and watcher.n_alerts - n0 == len(out)  # all counted ...
+    assert len(watcher.alerts) == ALERTS_KEPT < 1600  # ... the latest kept
+    assert max(a["pid"] for a in watcher.alerts) == 5_001_599
+    assert all(e["event"] == "incident_end" for e in watcher.take_ended()) and watcher.ended == []
