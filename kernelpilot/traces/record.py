@@ -20,8 +20,19 @@ class _Terminated(Exception):
     pass
 
 
-def _raise_terminated(signum, frame):
-    raise _Terminated()
+class _StopSignals:
+    """Ctrl-C and SIGTERM: each raises where it lands and is remembered, so one that lands in a ctypes callback
+    (libbpf's log hook while the probes load: an exception there is printed and dropped) still ends the loop."""
+
+    def __init__(self):
+        self.got = None
+
+    def __call__(self, signum, frame):
+        self.got = signum
+        raise KeyboardInterrupt() if signum == signal.SIGINT else _Terminated()
+
+    def reason(self) -> str:
+        return "interrupted (Ctrl-C)" if self.got == signal.SIGINT else "terminated (SIGTERM)"
 
 
 def spawn_held(argv: list[str], cpu: int | None = None, **popen_kw) -> tuple[subprocess.Popen, int]:
@@ -59,7 +70,8 @@ def run_recording(groups, sink, duration: float | None = None, cmd: list[str] | 
     kw = {"pids": pids}
     if source in ("auto", "ebpf"):
         kw.update(cgroup=cgroup, comm=comm, exclude_self=exclude_self)
-    old_term = signal.signal(signal.SIGTERM, _raise_terminated)
+    stop = _StopSignals()
+    old_term, old_int = signal.signal(signal.SIGTERM, stop), signal.signal(signal.SIGINT, stop)
     src = None
     t0 = time.monotonic()
     reason = "duration"
@@ -92,6 +104,9 @@ def run_recording(groups, sink, duration: float | None = None, cmd: list[str] | 
                 deliver(src.poll())
                 if on_poll:
                     on_poll(total, src)
+                if stop.got is not None:  # a signal whose exception a callback dropped
+                    reason = stop.reason()
+                    break
                 if proc is not None and proc.poll() is not None:
                     reason = "command exited"
                     break
@@ -106,6 +121,7 @@ def run_recording(groups, sink, duration: float | None = None, cmd: list[str] | 
         deliver(src.finish())  # what was left when we stopped, however we stopped
     finally:
         signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
         stats = src.stats() if src else {}
         if src:
             src.stop()

@@ -139,3 +139,17 @@ def test_comm_resolver_fills_from_earlier_events():
     nxt["pid"] = 5
     r(nxt)
     assert nxt["comm"][0] == b"cat"
+
+
+def test_ctrl_c_dropped_by_a_ctypes_callback_still_ends_the_recording():
+    # a signal landing in a ctypes callback (libbpf's log hook while probes load) raises there, and ctypes
+    # prints and drops the exception: the recorder must still stop on it
+    import ctypes
+
+    from kernelpilot.traces.record import run_recording
+    need_root()
+    hook = ctypes.CFUNCTYPE(None)(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(0.05)))
+    t0 = time.monotonic()
+    out = run_recording(["sched"], lambda b: None, duration=20, source="proc", on_poll=lambda n, src: hook())
+    assert out["stopped"] == "interrupted (Ctrl-C)" and time.monotonic() - t0 < 10
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
