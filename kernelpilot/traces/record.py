@@ -71,7 +71,9 @@ def run_recording(groups, sink, duration: float | None = None, cmd: list[str] | 
     if source in ("auto", "ebpf"):
         kw.update(cgroup=cgroup, comm=comm, exclude_self=exclude_self)
     stop = _StopSignals()
-    old_term, old_int = signal.signal(signal.SIGTERM, stop), signal.signal(signal.SIGINT, stop)
+    old_term, old_int = signal.signal(signal.SIGTERM, stop), signal.getsignal(signal.SIGINT)
+    if old_int is not signal.SIG_IGN:  # a process started to ignore Ctrl-C (a shell's background job) still does
+        signal.signal(signal.SIGINT, stop)
     src = None
     t0 = time.monotonic()
     reason = "duration"
