@@ -208,9 +208,12 @@ class AgentHost:
                 self.otlp.emit(rec)
 
     # --- the loop ---
-    def _busy(self, what: str, t0: float) -> None:
-        """Seconds the loop spent on `what` (the sensor, each pilot, publishing): a slower part shows."""
-        self.busy[what] = self.busy.get(what, 0.0) + time.perf_counter() - t0
+    def _busy(self, what: str, t0: float) -> float:
+        """Seconds the loop spent on `what` (the sensor, each pilot, publishing): a slower part shows.
+        Returns this time's."""
+        dt = time.perf_counter() - t0
+        self.busy[what] = self.busy.get(what, 0.0) + dt
+        return dt
 
     def step(self, final: bool = False) -> int:
         t0 = time.perf_counter()
@@ -335,8 +338,7 @@ class AgentHost:
             return 0.0
         t0 = time.perf_counter()
         self.server.blob = (json.dumps(self.state(), default=str) + "\n").encode()
-        self._busy("publish", t0)
-        return time.perf_counter() - t0
+        return self._busy("publish", t0)
 
     def stop(self) -> dict:
         """Final drain, pilots closed, every change rolled back; returns the summary per domain."""

@@ -298,7 +298,7 @@ def run(quick: bool = False, only: list[str] | None = None) -> dict:
         out["load_forecast"] = load_forecast()
     if "live" in parts:
         out["live"] = live(quick)
-    out = {k: out[k] for k in ("recorded", "synthetic", "load_forecast", "live", "cross_session") if k in out}
+    out = {k: out[k] for k in PARTS if k in out}
     if only is not None:
         out["parts"] = parts
     out["summary"] = summary(out, time.monotonic() - t0)

@@ -55,7 +55,6 @@ class Driver:
         self.limits: list[int] = []
         self.errors: list[str] = []
         self.steps = self.limit_refused = 0
-        self.guard = config != "kernel"  # the configs that move the limit
         self.oom_raised = self.clamped = self.oom_waits = 0
         self.oom_kill_back = False
         self._oom_since = None
