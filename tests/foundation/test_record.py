@@ -100,7 +100,10 @@ def test_signal_during_record_leaves_valid_file(tmp_path, sig):
     need_root()
     out = tmp_path / "s.parquet"
     p = subprocess.Popen([sys.executable, "-m", "kernelpilot.cli", "record", "-e", "sched,syscalls",
-                          "-d", "30", "-o", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                          "-d", "30", "-o", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         # Ctrl-C as a terminal's: an ignored SIGINT is inherited, and an earlier test in this
+                         # worker may have left it ignored (the recorder then rightly ignores it too)
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 20
     while not (tmp_path / "s.parquet.partial").exists() and time.time() < deadline:
         time.sleep(0.1)
