@@ -211,9 +211,20 @@ class LearnedReclaimer:
             self.hold_, self.hold_why_ = self.calm, "pressure"
             self.why_ = "pressure"
             return min(int(o.limit * (1 + f)), o.ceiling)
-        if self.growing_:  # the program is allocating (its phase): reclaiming now only swaps new
-            # memory; a limit under it (an earlier step) makes room for the growth before it
-            # reaches the limit (kv grew into one and refaulted its way back up, 2x slower)
+        if self.growing_:  # the program is allocating (its phase)
+            if o.pressure < self.target and open_rate <= self.budget and \
+                    self.predict(1 - base * (1 - self.max_probe) / max(o.peak, 1)) < self.budget:
+                # nothing taken comes back: follow usage down like Senpai (its savings on sqlite
+                # were the squeeze of the growth, the learned reclaimer held at 70 MB), with the
+                # probe's pages open, so their refaults stop it before stalls do
+                new = self._probe(o, base, "growing")
+                pages = max((min(o.limit, o.usage) - new) // PAGE, 0)
+                if pages:
+                    self.open_.append([self._bucket(1 - new / max(o.peak, 1)), pages, 0, 0])
+                return new
+            # what it took comes back: hold; reclaiming now only swaps new memory, and a limit under
+            # it (an earlier step) makes room for the growth before it reaches the limit (kv grew
+            # into one and refaulted its way back up, 2x slower)
             self.why_ = "growing"
             if o.limit < o.ceiling and o.usage + 2 * max(grew, 0) > o.limit:
                 self.why_ = "growing_room"
