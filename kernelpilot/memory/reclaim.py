@@ -110,6 +110,7 @@ class LearnedReclaimer:
         self.hold_, self.hold_why_ = 0, ""
         self.last_anon_ = 0
         self.growing_ = 0  # intervals left of the program's allocation phase
+        self.growth_ = 0   # its largest growth per interval in the phase (bytes)
         self.base_ref_ = self.base_psi_ = None
         self.peak_ = 0
         self.why_ = ""  # the reason of the last step: step, floor, pressure, growing, hold:<its cause>, own_gate,
@@ -195,8 +196,18 @@ class LearnedReclaimer:
         self.last_anon_ = o.anon
         if grew > self.grow * o.peak:
             self.growing_ = 2  # this interval and the next: a pause of one interval is still its phase
+            self.growth_ = max(self.growth_, grew)
         else:
             self.growing_ = max(self.growing_ - 1, 0)
+            self.growth_ = self.growth_ if self.growing_ else 0
+        if self.growing_ and stalls and o.limit < o.ceiling and o.usage + 2 * self.growth_ > o.limit:
+            # a limit under a program that allocates stalls it: room for the growth it had, not the
+            # step's pages (kv, squeezed to 66 MB at 67 MB/interval, got 1.3 MB back, then
+            # Senpai's back-off: 42k major faults, +49 %, as Senpai)
+            self.hold_, self.hold_why_ = self.calm, "growing_room"
+            self.open_ = []
+            self.why_ = "growing_room"
+            return min(int(o.usage + 2 * self.growth_), o.ceiling)
         open_rate = sum(s[2] for s in self.open_) / max(sum(s[1] for s in self.open_), 1)
         if open_rate > self.budget and stalls:  # refaults of fresh reclaim: give the last step back
             s = self.open_.pop()

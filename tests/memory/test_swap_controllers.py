@@ -74,6 +74,17 @@ def test_learned_follows_a_growing_program_down_until_its_pages_come_back():
     assert back == new and c.why_ == "growing"
 
 
+def test_learned_gives_a_squeezed_growing_program_room_for_its_growth():
+    """A probe under a fast-growing program that then stalls gives back room for the growth
+    it had (two intervals of it), not only the probe's pages; the old code gave back 2 %."""
+    c = R.LearnedReclaimer()
+    peak = 235 * MB
+    first = c.step(R.Obs(67 * MB, peak, 67 * MB, 0.0, 0, peak, anon=67 * MB))
+    assert first < 67 * MB
+    new = c.step(R.Obs(66 * MB, first, 67 * MB, 0.2, 20, peak, anon=66 * MB))
+    assert new >= 66 * MB + 2 * 60 * MB and c.why_ == "growing_room"
+
+
 def test_learned_holds_while_the_program_grows_and_refaults():
     c = R.LearnedReclaimer()
     peak = 100 * MB
