@@ -116,10 +116,9 @@ def run_recording(groups, sink, duration: float | None = None, cmd: list[str] | 
                     break
                 time.sleep(poll_interval)  # read in big batches: the producer pays for every cache line we touch
             time.sleep(0.02)
-        except KeyboardInterrupt:
-            reason = "interrupted (Ctrl-C)"
-        except _Terminated:
-            reason = "terminated (SIGTERM)"
+        except (KeyboardInterrupt, _Terminated) as e:
+            stop.got = signal.SIGTERM if isinstance(e, _Terminated) else signal.SIGINT
+            reason = stop.reason()
         deliver(src.finish())  # what was left when we stopped, however we stopped
     finally:
         signal.signal(signal.SIGTERM, old_term)
