@@ -321,7 +321,7 @@ class Watcher:
         now = time.monotonic_ns()
         self.ended += [self._end(i) for i in self.incidents.expire(now)]
         for k in [k for k, v in self.pending.items() if now - v[1] > self.frame_ns]:  # frames that passed
-            seen, _, held = self.pending.pop(k)
+            seen, _, held, _ = self.pending.pop(k)
             self._tolerate(k[1], held, seen)
         if now - self._pruned > 10e9:
             self.procs.prune(now)
@@ -408,19 +408,21 @@ class Watcher:
                 mine = mine[np.argsort(ts[rows[mine]], kind="stable")]
                 t_last = int(ts[rows[mine[-1]]])
                 if not self.incidents.is_open(int(pid), prog, int(ts[rows[mine[0]]])):
-                    seen, since, held = self.pending.get((int(pid), prog), (0, int(ts[rows[mine[0]]]), None))
+                    t0 = int(ts[rows[mine[0]]])
+                    seen, since, held, last = self.pending.get((int(pid), prog), (0, t0, None, {}))
                     if t_last - since > self.frame_ns:
                         self._tolerate(prog, held, seen)
-                        seen, since, held = 0, int(ts[rows[mine[0]]]), None
+                        seen, since, held, last = 0, t0, None, {}
                     need = self.min_windows - seen
-                    if len(mine) < need:
+                    fresh = np.cumsum(_apart(recs["pid"][rows[mine]], recs["count"][rows[mine]], last))
+                    if fresh[-1] < need:
                         if self._long_lived(int(pid), t_last) and self.profiles.keeps_learning(prof):
                             g = sc.grams(ids[rows[mine]])[whole[rows[mine]]]
                             held = g if held is None else np.concatenate([held, g])
-                        self.pending[(int(pid), prog)] = (seen + len(mine), since, held)
+                        self.pending[(int(pid), prog)] = (seen + int(fresh[-1]), since, held, last)
                         continue
                     self.pending.pop((int(pid), prog), None)
-                    mine = mine[max(need, 1) - 1:]  # the window that completes the frame opens it
+                    mine = mine[int(np.argmax(fresh >= need)):]  # the window that completes the frame opens it
                 j = mine[0]
                 i = rows[j]
                 inc, line = self.incidents.add(int(pid), prog, "model", int(ts[i]), len(mine), t_last)
@@ -523,6 +525,19 @@ class Watcher:
         if self.responder:
             self.responder.close()
         self.kernel.close()
+
+
+def _apart(tids, counts, last: dict) -> np.ndarray:
+    """Which windows (in time order) count towards opening an incident: those that share no call
+    with an earlier counted window of the same thread (last: tid -> its calls_seen, updated).
+    Windows overlap (WIN calls every STRIDE, and one more at exit_group), so one odd stretch of
+    calls, such as a short-lived process's rare ending, is confirmed in up to WIN/STRIDE + 1
+    windows: counted once, it no longer passes for min_windows separate ones."""
+    out = np.zeros(len(tids), dtype=bool)
+    for k, (t, c) in enumerate(zip(tids.tolist(), counts.tolist())):
+        if t not in last or c - last[t] >= WIN:
+            out[k], last[t] = True, c
+    return out
 
 
 def default_model(reps: int = 3, system_s: float = 5.0) -> SecurityModel:
