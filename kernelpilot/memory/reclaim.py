@@ -153,6 +153,13 @@ class LearnedReclaimer:
         self.open_ = []
         self.hold_, self.hold_why_ = self.horizon, "oom"
 
+    def _room(self, o: Obs, growth: int) -> int | None:
+        """A limit under a program in its allocation phase: room for two intervals of `growth`."""
+        if o.limit < o.ceiling and o.usage + 2 * growth > o.limit:
+            self.why_ = "growing_room"
+            return min(int(o.usage + 2 * growth), o.ceiling)
+        return None
+
     def _probe(self, o: Obs, base: int, why: str) -> int:
         """No learned step (`why`: the gate): below the pressure target itself, Senpai's probe
         (at most max_probe of usage); else hold. The refault model stops its own steps, not the
@@ -200,14 +207,13 @@ class LearnedReclaimer:
         else:
             self.growing_ = max(self.growing_ - 1, 0)
             self.growth_ = self.growth_ if self.growing_ else 0
-        if self.growing_ and stalls and o.limit < o.ceiling and o.usage + 2 * self.growth_ > o.limit:
+        if self.growing_ and stalls and (room := self._room(o, self.growth_)) is not None:
             # a limit under a program that allocates stalls it: room for the growth it had, not the
             # step's pages (kv, squeezed to 66 MB at 67 MB/interval, got 1.3 MB back, then
             # Senpai's back-off: 42k major faults, +49 %, as Senpai)
             self.hold_, self.hold_why_ = self.calm, "growing_room"
             self.open_ = []
-            self.why_ = "growing_room"
-            return min(int(o.usage + 2 * self.growth_), o.ceiling)
+            return room
         open_rate = sum(s[2] for s in self.open_) / max(sum(s[1] for s in self.open_), 1)
         if open_rate > self.budget and stalls:  # refaults of fresh reclaim: give the last step back
             s = self.open_.pop()
@@ -237,10 +243,8 @@ class LearnedReclaimer:
             # it (an earlier step) makes room for the growth before it reaches the limit (kv grew
             # into one and refaulted its way back up, 2x slower)
             self.why_ = "growing"
-            if o.limit < o.ceiling and o.usage + 2 * max(grew, 0) > o.limit:
-                self.why_ = "growing_room"
-                return min(int(o.usage + 2 * max(grew, 0)), o.ceiling)
-            return o.limit
+            room = self._room(o, max(grew, 0))
+            return o.limit if room is None else room
         # holding keeps the limit: lowering it to usage saves nothing, and each write below
         # usage makes the kernel reclaim at once, whatever is hot (hot/cold: 41k major faults
         # against 34k holding the limit)

@@ -407,8 +407,8 @@ class Watcher:
                 mine = np.flatnonzero(pids == pid)
                 mine = mine[np.argsort(ts[rows[mine]], kind="stable")]
                 t_last = int(ts[rows[mine[-1]]])
-                if not self.incidents.is_open(int(pid), prog, int(ts[rows[mine[0]]])):
-                    t0 = int(ts[rows[mine[0]]])
+                t0 = int(ts[rows[mine[0]]])
+                if not self.incidents.is_open(int(pid), prog, t0):
                     seen, since, held, last = self.pending.get((int(pid), prog), (0, t0, None, {}))
                     if t_last - since > self.frame_ns:
                         self._tolerate(prog, held, seen)
