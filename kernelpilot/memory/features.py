@@ -25,6 +25,8 @@ import math
 import numpy as np
 from numba import njit
 
+from kernelpilot.traces.requests import GROUP_SHIFT, groups  # noqa: F401  (re-exported)
+
 N_DELTA, N_EDC = 6, 4
 NAMES = ([f"delta{k + 1}" for k in range(N_DELTA)] + [f"edc{k + 1}" for k in range(N_EDC)] +
          ["freq", "size", "gdelta", "gedc", "greuse", "gpages", "seq", "rate"])
@@ -32,7 +34,6 @@ N_FEAT = len(NAMES)
 NEVER = 40.0  # log2 of "no such gap": larger than any real one
 EDC_HALF = (0.25, 1.0, 4.0, 16.0)
 LN2 = math.log(2.0)
-GROUP_SHIFT = 28  # page traces: id = inode << 28 | page
 
 
 def half_lives(cap: int) -> np.ndarray:
@@ -40,13 +41,6 @@ def half_lives(cap: int) -> np.ndarray:
     own expression for a gap of 1, computed once: most group gaps are 1)."""
     hl = [max(1.0, h * cap) for h in EDC_HALF]
     return np.array(hl + [math.exp(-1 * LN2 / hl[1])])
-
-
-def groups(raw_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """(dense group per request, low id bits per request, number of groups)."""
-    raw = np.asarray(raw_ids, np.int64)
-    uniq, g = np.unique(raw >> GROUP_SHIFT, return_inverse=True)
-    return g.astype(np.int64), raw & ((1 << GROUP_SHIFT) - 1), len(uniq)
 
 
 @njit(cache=True)

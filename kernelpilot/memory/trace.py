@@ -1,74 +1,11 @@
-"""A request trace for the simulators, and synthetic generators (Zipf, scans, loops, mixes)."""
+"""Loading request traces for the simulators (files, events, synthetic generators: Zipf, scans,
+loops, mixes); the Trace itself is kernelpilot.traces.requests."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
-from numba import njit
 
 from kernelpilot.errors import KpError
-
-
-@dataclass
-class Trace:
-    """Requests in order: object ids (int64), sizes in bytes (int64), optional timestamps."""
-    ids: np.ndarray
-    sizes: np.ndarray
-    name: str = "trace"
-    times: np.ndarray | None = None
-    by_popularity: np.ndarray | None = None  # IRM generators: object ids, most probable first
-    _dense: tuple | None = field(default=None, repr=False)
-    _groups: tuple | None = field(default=None, repr=False)
-
-    def __post_init__(self):
-        self.ids = np.ascontiguousarray(self.ids, dtype=np.int64)
-        self.sizes = np.ascontiguousarray(np.broadcast_to(self.sizes, self.ids.shape), dtype=np.int64)
-        if self.ids.ndim != 1:
-            raise KpError(f"trace {self.name}: object ids must be one-dimensional")
-        if len(self.ids) == 0:
-            raise KpError(f"trace {self.name}: no requests")
-        if (self.sizes <= 0).any():
-            bad = int(np.argmax(self.sizes <= 0))
-            raise KpError(f"trace {self.name}: request {bad} has size {int(self.sizes[bad])}; sizes must be > 0")
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def dense(self):
-        """(dense ids 0..n_obj-1, n_obj, next position of the same object or -1), cached."""
-        if self._dense is None:
-            uniq, inv = np.unique(self.ids, return_inverse=True)
-            inv = inv.astype(np.int64)
-            self._dense = (inv, len(uniq), next_positions(inv, len(uniq)))
-        return self._dense
-
-    def groups(self):
-        """(dense group per request, page within the group, n_groups), cached; for page traces
-        the group is the file (id = inode << 28 | page)."""
-        if self._groups is None:
-            from kernelpilot.memory.features import groups
-            self._groups = groups(self.ids)
-        return self._groups
-
-    def footprint(self, unit: bool = True) -> int:
-        """Distinct objects (unit) or distinct bytes (each object's first size)."""
-        d, n_obj, _ = self.dense()
-        if unit:
-            return n_obj
-        first = np.full(n_obj, -1, np.int64)
-        first[d[::-1]] = np.arange(len(d))[::-1]
-        return int(self.sizes[first].sum())
-
-
-@njit(cache=True)
-def next_positions(ids, n_obj):
-    n = ids.shape[0]
-    out = np.full(n, -1, np.int64)
-    last = np.full(n_obj, -1, np.int64)
-    for t in range(n - 1, -1, -1):
-        out[t] = last[ids[t]]
-        last[ids[t]] = t
-    return out
+from kernelpilot.traces.requests import Trace, next_positions, page_ids  # noqa: F401  (re-exported)
 
 
 # ---- synthetic traces -------------------------------------------------------------------------
@@ -149,10 +86,6 @@ FORMATS = ("auto", "oracle", "csv", "txt", "msr", "blkparse", "events", "lirs", 
            "scarab", "ucsd", "ucsd-page", "adaptsize")
 
 
-def _page_ids(ino, pages):
-    return (ino.astype(np.int64) << 28) | (pages.astype(np.int64) & ((1 << 28) - 1))
-
-
 def from_events(events: np.ndarray, kind: str = "auto", name: str = "events") -> Trace:
     """Foundation events -> page request trace.
       faults  page_fault: a0 = address -> virtual page number
@@ -180,8 +113,8 @@ def from_events(events: np.ndarray, kind: str = "auto", name: str = "events") ->
         raise KpError(f"{name}: file_read event with last page < first page")
     cnt = np.minimum(hi - lo + 1, 1 << 16)
     step = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-    ids = np.concatenate([_page_ids(np.repeat(reads["a0"], cnt), np.repeat(lo, cnt) + step),
-                          _page_ids(ffaults["a0"], ffaults["a1"])])
+    ids = np.concatenate([page_ids(np.repeat(reads["a0"], cnt), np.repeat(lo, cnt) + step),
+                          page_ids(ffaults["a0"], ffaults["a1"])])
     ts = np.concatenate([np.repeat(reads["ts"], cnt), ffaults["ts"]])
     return Trace(ids[np.argsort(ts, kind="stable")], 4096, name=name + ":files")
 

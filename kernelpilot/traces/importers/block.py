@@ -26,7 +26,7 @@ def _expand(offsets, lengths, block_size):
 def _read_extents(path, block_size: int, parse, empty_msg: str):
     """Read a text block trace: `parse(parts, where)` gives (byte offset, byte length) for a
     line's fields, or None to skip it; each request becomes one access per block it spans."""
-    from kernelpilot.memory.trace import Trace
+    from kernelpilot.traces.requests import Trace
     p = Path(path)
     if not p.is_file():
         raise KpError(f"trace file not found: {p}")

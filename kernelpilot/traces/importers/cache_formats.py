@@ -208,7 +208,7 @@ def sniff(p: Path) -> str | None:
 
 def read(path, fmt: str, limit: int | None = None):
     """-> Trace in format `fmt` (one of FORMATS)."""
-    from kernelpilot.memory.trace import Trace
+    from kernelpilot.traces.requests import Trace
     p = Path(path)
     if fmt not in READERS:
         raise KpError(f"unknown trace format '{fmt}'; choose from {', '.join(FORMATS)}")

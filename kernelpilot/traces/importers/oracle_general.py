@@ -14,7 +14,7 @@ assert RECORD.itemsize == 24
 
 def read_oracle_general(path, limit: int | None = None):
     """-> Trace. Checks the record size, sizes > 0 and next-access fields >= -1."""
-    from kernelpilot.memory.trace import Trace
+    from kernelpilot.traces.requests import Trace
     p = Path(path)
     if not p.is_file():
         raise KpError(f"trace file not found: {p}")

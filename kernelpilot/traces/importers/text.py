@@ -31,7 +31,7 @@ def _num(col, name, p) -> np.ndarray:
 
 
 def read_csv(path):
-    from kernelpilot.memory.trace import Trace
+    from kernelpilot.traces.requests import Trace
     p = Path(path)
     if not p.is_file():
         raise KpError(f"trace file not found: {p}")
@@ -60,7 +60,7 @@ def read_csv(path):
 
 
 def read_txt(path):
-    from kernelpilot.memory.trace import Trace
+    from kernelpilot.traces.requests import Trace
     p = Path(path)
     if not p.is_file():
         raise KpError(f"trace file not found: {p}")
