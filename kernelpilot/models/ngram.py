@@ -1,6 +1,7 @@
 """N-gram container (for syscall or event sequences): a table of known n-grams with integer
 scores. A window's score is the sum of its n-grams' scores, `unseen_score` for n-grams not in the
-table (score 0 for known, 1 for unseen gives the classic "stide" mismatch count). Integer only."""
+table (score 0 for known, 1 for unseen gives the classic "stide" mismatch count). Integer only;
+the scoring is predict.predict_int, as for every kind."""
 from __future__ import annotations
 
 import numpy as np
@@ -28,24 +29,3 @@ def from_sequences(seqs, n: int, vocab: list[str], unseen_score: int = 1,
             "classes": [0, 1], "quant": {"note": "integer model"}}
     return Model("ngram", [f"t{i}" for i in range(n)], params, meta)
 
-
-def pack(grams: np.ndarray, vocab_size: int) -> np.ndarray:
-    base = np.int64(vocab_size)
-    out = np.zeros(grams.shape[:-1], dtype=np.int64)
-    for j in range(grams.shape[-1]):
-        out = out * base + grams[..., j]
-    return out
-
-
-def score_sequences(m: Model, W) -> np.ndarray:
-    """Windows (rows of token ids, length >= n) -> 1 when the summed score > threshold."""
-    W = np.asarray(W, dtype=np.int64)
-    n, V = m.meta["n"], len(m.meta["vocab"])
-    if W.ndim != 2 or W.shape[1] < n:
-        raise KpError(f"n-gram windows must be rows of at least {n} token ids")
-    table = dict(zip(pack(m.params["keys"], V).tolist(), m.params["scores"].tolist()))
-    idx = np.arange(W.shape[1] - n + 1)[:, None] + np.arange(n)
-    packed = pack(W[:, idx], V)
-    unseen = m.meta["unseen_score"]
-    score = np.vectorize(lambda k: table.get(k, unseen), otypes=[np.int64])(packed).sum(axis=1)
-    return (score > m.meta["threshold"]).astype(np.int64)

@@ -80,12 +80,33 @@ def mlp_int_layers(m, Xint: np.ndarray) -> np.ndarray:
     return acc[:, 0]
 
 
+def pack_ngrams(grams: np.ndarray, vocab_size: int) -> np.ndarray:
+    base = np.int64(vocab_size)
+    out = np.zeros(grams.shape[:-1], dtype=np.int64)
+    for j in range(grams.shape[-1]):
+        out = out * base + grams[..., j]
+    return out
+
+
+def _ngram_windows(m, W) -> np.ndarray:
+    """Windows (rows of token ids, length >= n) -> 1 when the summed score > threshold."""
+    W = np.asarray(W, dtype=np.int64)
+    n, V = m.meta["n"], len(m.meta["vocab"])
+    if W.ndim != 2 or W.shape[1] < n:
+        raise KpError(f"n-gram windows must be rows of at least {n} token ids")
+    table = dict(zip(pack_ngrams(m.params["keys"], V).tolist(), m.params["scores"].tolist()))
+    idx = np.arange(W.shape[1] - n + 1)[:, None] + np.arange(n)
+    packed = pack_ngrams(W[:, idx], V)
+    unseen = m.meta["unseen_score"]
+    score = np.vectorize(lambda k: table.get(k, unseen), otypes=[np.int64])(packed).sum(axis=1)
+    return (score > m.meta["threshold"]).astype(np.int64)
+
+
 def predict_int(m, Xint) -> np.ndarray:
     """Integer reference. Xint: int32 feature rows as the kernel sees them (see Model.to_int)."""
     m.require_quantized()
     if m.kind == "ngram":  # windows of token ids, any length >= n
-        from kernelpilot.models.ngram import score_sequences
-        return score_sequences(m, Xint)
+        return _ngram_windows(m, Xint)
     X = _check_X(m, Xint, integer=True)
     p, q = m.params, m.meta["quant"]
     if m.kind in ("tree", "forest"):

@@ -1,0 +1,72 @@
+"""The package's import graph, lazy imports included, has no circles where the guide named them:
+traces/ never imports memory/ (memory builds on traces), and models/ is acyclic."""
+import ast
+import os
+
+from tests.conftest import ROOT
+
+PKG = os.path.join(ROOT, "kernelpilot")
+
+
+def _module(path):
+    rel = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
+    return rel[:-9] if rel.endswith(".__init__") else rel
+
+
+def _imports(path):
+    """Every kernelpilot module a file imports, at top level or inside functions."""
+    out = set()
+    for node in ast.walk(ast.parse(open(path).read())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.startswith("kernelpilot"):
+                out.add(node.module)
+                out.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.startswith("kernelpilot"))
+    return out
+
+
+def _graph(under):
+    files = []
+    for d, _, names in os.walk(os.path.join(PKG, under)):
+        files += [os.path.join(d, n) for n in names if n.endswith(".py")]
+    mods = {_module(f): f for f in files}
+    return {m: {i for i in _imports(f) if i in mods and i != m} for m, f in mods.items()}
+
+
+def _cycle(graph):
+    state = {}
+
+    def visit(m, path):
+        state[m] = 1
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                return path + [m, n]
+            if n not in state:
+                c = visit(n, path + [m])
+                if c:
+                    return c
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state:
+            c = visit(m, [])
+            if c:
+                return c
+    return None
+
+
+def test_traces_never_import_memory():
+    for d, _, names in os.walk(os.path.join(PKG, "traces")):
+        for n in names:
+            if n.endswith(".py"):
+                p = os.path.join(d, n)
+                bad = {i for i in _imports(p) if i.startswith("kernelpilot.memory")}
+                assert not bad, f"{os.path.relpath(p, ROOT)} imports {sorted(bad)}"
+
+
+def test_models_package_is_acyclic():
+    g = {m: {i for i in deps if i != "kernelpilot.models"} for m, deps in _graph("models").items()}
+    c = _cycle({m: d for m, d in g.items() if m != "kernelpilot.models"})
+    assert c is None, " -> ".join(c or [])
