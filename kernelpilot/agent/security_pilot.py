@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from kernelpilot.agent.pilot import Decision, Pilot
+from kernelpilot.security.live import ALERTS_KEPT
 from kernelpilot.traces import schema as S
 
-ALERTS_KEPT = 1000  # alerts kept for the summary (a noisy host raises them without end)
 TRAIN = ("import sys, os\nfrom kernelpilot.security.live import default_model\n"
          "m = default_model(reps=2, system_s=2.0)\ntmp = f'{sys.argv[1]}.{os.getpid()}.tmp'\nm.save(tmp)\nos.replace(tmp, sys.argv[1])\n")
 

@@ -36,7 +36,7 @@ SC_RULE_NRS = (1, 18, 20, 296, 328, 2, 257, 437, 43, 50, 288, 105, 106, 113, 114
 CFG = struct.Struct("<IiIII")  # struct sc_cfg: exclude_tgid, threshold, enabled, vmod, gen
 V2 = Path("/sys/fs/cgroup/unified") if Path("/sys/fs/cgroup/unified/cgroup.procs").exists() else Path("/sys/fs/cgroup")
 QUARANTINE = "kpilot-quarantine"
-ALERTS_KEPT = 1000  # alerts a watch keeps (a noisy host raises them without end; all are counted)
+ALERTS_KEPT = 1000  # alerts a watch and the agent's security pilot keep (a noisy host raises them without end; all are counted)
 LONG_LIVED_S = 60.0  # a process this old (or older than watch) is a long-lived one: its isolated windows are tolerated
 JOURNAL = Path(os.environ.get("KPILOT_STATE", "/var/lib/kernelpilot")) / "security-journal.jsonl"
 
