@@ -49,7 +49,19 @@ int main(int argc, char **argv) {
   }
 }
 """
+READER_STRIDE, READER_COUNT = 37, 2048  # record i is page i*37; 2048 records a pass
 ATTACK = "ransomware"
+
+
+def strided_reader(workdir: Path, name: str) -> list[str]:
+    """The strided reader's command line (the demo's, the soak's): builds READER_C as `name` in
+    workdir and writes its 32 MB file of random bytes beside it."""
+    from kernelpilot.memory.live import build_c
+    exe = build_c(READER_C, workdir, name)
+    data = workdir / f"{name}.dat"
+    with open(data, "wb") as f:
+        f.write(os.urandom(32 << 20))
+    return [str(exe), str(data), str(READER_STRIDE), str(READER_COUNT)]
 
 
 class Demo:
@@ -63,10 +75,8 @@ class Demo:
         self.attack_started = None
         self.attack_pids: set[int] = set()
         self.exe = {n: build_c(src, workdir, n) for n, src in
-                    (("kp_demo_batch", BATCH_C), ("kp_demo_latency", LATENCY_C), ("kp_demo_reader", READER_C))}
-        self.file = workdir / "demo-index.dat"
-        with open(self.file, "wb") as f:
-            f.write(os.urandom(32 << 20))
+                    (("kp_demo_batch", BATCH_C), ("kp_demo_latency", LATENCY_C))}
+        self.reader = strided_reader(workdir, "kp_demo_reader")
         self.t0 = None
 
     def _spawn(self, name, argv, cpu=None):
@@ -82,11 +92,13 @@ class Demo:
             self._spawn("batch", [str(self.exe["kp_demo_batch"])], cpu)
             self._spawn("latency", [str(self.exe["kp_demo_latency"])], cpu)
             self.log.append(f"batch loop and latency-sensitive sleeper on CPU {cpu}")
-            self._spawn("reader", [str(self.exe["kp_demo_reader"]), str(self.file), "37", "2048"])
-            self.log.append(f"strided mmap reader of {self.file.name} (32 MB, page i*37), cache dropped each pass")
+            self._spawn("reader", self.reader)
+            self.log.append(f"strided mmap reader of {Path(self.reader[1]).name} (32 MB, page i*{READER_STRIDE}), "
+                            "cache dropped each pass")
         a = self.procs.get("attack")
         if a is not None and a.poll() is None:
-            self.attack_pids |= _tree(a.pid)
+            from kernelpilot.sched.session import tree_pids
+            self.attack_pids |= tree_pids({a.pid})
         sec = host.pilots.get("security")
         late = now - self.t0 >= max(self.duration - 6.0, self.duration * 0.5)
         if self.attack_started is None and (late or (sec is not None and sec.ready)):
@@ -135,20 +147,6 @@ class Demo:
             p.wait()
         return {"pieces": self.log,
                 "pids": {n: p.pid for n, p in self.procs.items()}}
-
-
-def _tree(pid: int) -> set[int]:
-    out, todo = set(), [pid]
-    while todo:
-        p = todo.pop()
-        out.add(p)
-        try:
-            for t in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{t}/children") as f:
-                    todo += [int(c) for c in f.read().split()]
-        except OSError:
-            pass
-    return out
 
 
 def main_job(duration: float = 30.0, log: Path | None = None, json_out: bool = False) -> dict:

@@ -32,9 +32,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from kernelpilot.agent.mainjob import strided_reader
 from kernelpilot.agent.memwatch import rss_kb
 from kernelpilot.bench.common import build_c, median
 from kernelpilot.errors import CapabilityError, KpError
+from kernelpilot.sched.session import tree_pids
 
 SETUPS = ("none", "record", "separate", "agent")
 KP_PROGS = ("kp_sched_switch", "kp_sched_wakeup", "kp_sys_enter", "kp_page_fault", "sc_sys_enter",
@@ -110,19 +112,6 @@ def _cpu_s(pids) -> float:
     return total / tick
 
 
-def _tree(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            for t in os.listdir(f"/proc/{p}/task"):
-                todo += [int(c) for c in Path(f"/proc/{p}/task/{t}/children").read_text().split()]
-        except OSError:
-            pass
-    return out
-
-
 class Setup:
     """The kernelpilot processes of one setup, started from the CLI and ready (probes attached)."""
 
@@ -159,7 +148,7 @@ class Setup:
                                            text=True, cwd=str(ROOT)))
 
     def pids(self) -> list[int]:
-        return [q for p in self.procs if p.poll() is None for q in _tree(p.pid)]
+        return [q for p in self.procs if p.poll() is None for q in tree_pids({p.pid})]
 
     def stop(self):
         for p in self.procs:
@@ -249,7 +238,7 @@ def _quiet_share(tmp: Path, model: Path, seconds: float) -> dict:
     try:
         _wait(lambda: _events(tmp) is not None or p.poll() is not None, 120, "quiet agent up")
         time.sleep(2.0)
-        pids = _tree(p.pid)
+        pids = tree_pids({p.pid})
         c0, e0, t0 = _cpu_s(pids), _events(tmp), time.monotonic()
         time.sleep(seconds)
         c1, e1, dt = _cpu_s(pids), _events(tmp), time.monotonic() - t0
@@ -366,7 +355,9 @@ def soak(seconds: float, tmp: Path, model: Path, beside: dict | None = None) -> 
         _wait(lambda: all(state(n).get("events", 0) > 0 for n in names) or not alive(), 120, "soak: agent up")
         t0 = time.monotonic()
         sw = subprocess.Popen(["stress-ng", "--switch", "1", "-t", f"{seconds:g}s", "--quiet"])
-        reader = _strided_reader(tmp)
+        # the main job's demo reader: file-fault streams the memory pilot finds predictable (planned)
+        reader = subprocess.Popen(strided_reader(tmp, "kp_soak_reader"), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
         while time.monotonic() - t0 < seconds and alive():
             p = subprocess.Popen([str(binary), str(n_burst), "400000"], stdout=subprocess.DEVNULL)
             bursts.append(p.pid)
@@ -406,18 +397,6 @@ def soak(seconds: float, tmp: Path, model: Path, beside: dict | None = None) -> 
                                   "rss_growth_ratio": _ratio(res["beside"]["rss_growth_after_warmup"],
                                                              res["agent"]["rss_growth_after_warmup"])}
     return res["agent"]
-
-
-def _strided_reader(tmp: Path) -> subprocess.Popen:
-    """The main job's demo reader (a strided mmap reader of a 32 MB file, its cache dropped each pass):
-    file-fault streams the memory pilot finds predictable and prefetches (planned)."""
-    from kernelpilot.agent.mainjob import READER_C
-    from kernelpilot.memory.live import build_c as build_helper
-    exe = build_helper(READER_C, tmp, "kp_soak_reader")
-    data = tmp / "soak-index.dat"
-    with open(data, "wb") as f:
-        f.write(os.urandom(32 << 20))
-    return subprocess.Popen([str(exe), str(data), "37", "2048"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _ratio(x, y):
@@ -487,7 +466,18 @@ def _quarters(taken: list) -> list:
     return [pts[j][1] - pts[i][1] for i, j in zip(idx, idx[1:])]
 
 
-SPIN = "import ctypes\nctypes.CDLL(None).prctl(15, b'kpb-spin')\nwhile True:\n    pass\n"
+SPIN = "import ctypes\nctypes.CDLL(None).prctl(15, b'{}')\nwhile True:\n    pass\n"
+
+
+def spinner(comm: str) -> subprocess.Popen:
+    """A busy loop named `comm` (a batch task to the sched pilot)."""
+    return subprocess.Popen([sys.executable, "-c", SPIN.format(comm)])
+
+
+def sched_only(comm: str) -> str:
+    """An agent config: the sched pilot alone, on `comm`'s processes only, deciding every 0.25 s."""
+    return (f"[sched]\nonly = [\"{comm}\"]\nwindow_s = 0.25\n"
+            + "".join(f"[{d}]\nenabled = false\n" for d in ("security", "memory", "aipath")))
 
 
 def faults(tmp: Path) -> dict:
@@ -496,9 +486,8 @@ def faults(tmp: Path) -> dict:
     out = {}
     # kill -9 of an enforcing agent: the guardian restores the child's policy
     cfg = tmp / "kill.toml"
-    cfg.write_text("[sched]\nonly = [\"kpb-spin\"]\nwindow_s = 0.25\n[security]\nenabled = false\n"
-                   "[memory]\nenabled = false\n[aipath]\nenabled = false\n")
-    child = subprocess.Popen([sys.executable, "-c", SPIN])
+    cfg.write_text(sched_only("kpb-spin"))
+    child = spinner("kpb-spin")
     a = None
     try:
         _wait(lambda: Path(f"/proc/{child.pid}/comm").read_text().strip() == "kpb-spin", 10, "spinner named")

@@ -14,6 +14,7 @@ from cli_checks import one_line_error  # noqa: E402
 
 from conftest import need_root, run_kpilot
 from kernelpilot.agent.eventlog import FIELDS
+from kernelpilot.bench.agent import sched_only, spinner
 from agent_helpers import ROOT, killed_if_left, rdir, stop_cleanly, wait_for  # noqa: F401 (rdir: fixture)
 
 QUIET = "[security]\nenabled = false\n"  # the watch learns a host model on first use: not here
@@ -73,17 +74,13 @@ def test_one_agent_state_socket_reload_and_stop(tmp_path, rdir):
     assert any("config reloaded" in r["what"] for r in recs)
 
 
-SPIN = "import ctypes\nctypes.CDLL(None).prctl(15, b'kpt-spin')\nwhile True:\n    pass\n"
-
-
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_enforced_change_undone_on_kill9_and_sigterm(tmp_path, rdir, sig):
     """SIGTERM: the agent rolls back itself; kill -9: its guardian does."""
     need_root()
     cfg = tmp_path / "a.toml"
-    cfg.write_text("[sched]\nonly = [\"kpt-spin\"]\nwindow_s = 0.25\n[security]\nenabled = false\n"
-                   "[memory]\nenabled = false\n[aipath]\nenabled = false\n")
-    child = subprocess.Popen([sys.executable, "-c", SPIN])
+    cfg.write_text(sched_only("kpt-spin"))
+    child = spinner("kpt-spin")
     a = None
     try:
         assert wait_for(lambda: Path(f"/proc/{child.pid}/comm").read_text().strip() == "kpt-spin", 10)
