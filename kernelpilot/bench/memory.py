@@ -173,21 +173,26 @@ def _cell(tr, size: int, start: int) -> dict:
     return row
 
 
-def _policies(quick: bool) -> dict:
+def _policies(quick: bool, dev: bool = True, recorded: bool = True) -> dict:
+    """Cells of the dev traces (`dev`) and of the recorded programs (`recorded`, not in a quick run)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from kernelpilot.errors import KpError
     from kernelpilot.memory import trace as T
     root = dataset_dir()
+    names = (QUICK_TRACES if quick else DEV_TRACES) if dev else ()
     out = {"protocol": PROTOCOL.format(prefix=PREFIX[quick]), "dataset_dir": str(root), "traces": {},
-           "traces_read": list(QUICK_TRACES if quick else DEV_TRACES)}
+           "traces_read": list(names)}
     traces = []
-    for rel in QUICK_TRACES if quick else DEV_TRACES:
+    for rel in names:
         try:
             traces.append(T.load(str(root / rel), limit=PREFIX[quick]))
         except KpError as e:
             out["traces"][rel] = f"not read: {e}"
-    real, info = _real_traces(quick) if not quick else ([], {"skipped": "quick run"})
+    if quick or not recorded:
+        real, info = [], {"skipped": "quick run" if quick else "not among --only's parts"}
+    else:
+        real, info = _real_traces(quick)
     out["recorded_programs"] = info
     traces += real
 
@@ -366,11 +371,25 @@ def _summary(pol: dict, speed: dict | None = None) -> dict:
     return out
 
 
-def run(quick: bool = False) -> dict:
+# `--only` chooses among these: the dev traces' cells, the recorded programs' cells (root and eBPF;
+# both go into "policies" and the summary), prefetchers vs Leap, simulator speed, live runs (root)
+PARTS = ("policies", "recorded", "prefetch", "speed", "live")
+
+
+def run(quick: bool = False, only: list[str] | None = None) -> dict:
+    """Every part (PARTS) unless `only` names some; `parts` says which ran."""
+    parts = [p for p in PARTS if only is None or p in only]
     t0 = time.perf_counter()
-    pol = _policies(quick)
-    speed = _speed(quick)
-    res = {"policies": pol, "learned_summary": _summary(pol, speed),
-           "prefetch": _prefetch(quick), "speed": speed, "live": _live(quick)}
+    res = {"parts": parts}
+    if "policies" in parts or "recorded" in parts:
+        res["policies"] = _policies(quick, "policies" in parts, "recorded" in parts)
+    if "speed" in parts:
+        res["speed"] = _speed(quick)
+    if "policies" in res:
+        res["learned_summary"] = _summary(res["policies"], res.get("speed"))
+    if "prefetch" in parts:
+        res["prefetch"] = _prefetch(quick)
+    if "live" in parts:
+        res["live"] = _live(quick)
     res["seconds"] = round(time.perf_counter() - t0, 1)
     return res
