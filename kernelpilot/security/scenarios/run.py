@@ -67,7 +67,10 @@ def record_suite(out, names=None, reps: int = 2, progress=None) -> dict:
 
 def events_to_traces(ev: np.ndarray, label: str = "normal", family: str = "normal",
                      run: str = "") -> list[Trace]:
-    """Syscall events -> one Trace per process (tgid), calls named, timestamps kept."""
+    """Syscall events -> one Trace per thread, calls named, timestamps kept; every thread is named
+    by its process's comm (process_comm). Per thread, as the live stage keeps its windows: a
+    threaded server's calls interleaved per process (http.server, a thread per request) made
+    6-grams that depend on scheduling, seen neither live nor in the next recording."""
     ev = S.of_kind(ev, "syscall")
     if not len(ev):
         return []
@@ -76,11 +79,28 @@ def events_to_traces(ev: np.ndarray, label: str = "normal", family: str = "norma
     names = np.array([table.get(int(n), "unknown") for n in ev["a0"]], dtype=object)
     out = []
     for tgid in np.unique(ev["tgid"]):
-        m = ev["tgid"] == tgid
-        comm = ev["comm"][m][-1].decode(errors="replace")
-        out.append(Trace(name=f"{run}:{tgid}:{comm}", calls=list(names[m]), label=label, family=family,
-                         ts=ev["ts"][m].astype(np.int64), pid=int(tgid), comm=comm, meta={"run": run}))
+        m = np.flatnonzero(ev["tgid"] == tgid)
+        comm = process_comm(ev[m], int(tgid))
+        for tid in np.unique(ev["pid"][m]):
+            k = m[ev["pid"][m] == tid]
+            name = f"{run}:{tgid}:{comm}" + (f":{tid}" if tid != tgid else "")
+            out.append(Trace(name=name, calls=list(names[k]), label=label, family=family,
+                             ts=ev["ts"][k].astype(np.int64), pid=int(tgid), comm=comm, meta={"run": run}))
     return out
+
+
+def process_comm(ev: np.ndarray, tgid: int) -> str:
+    """A process's comm: the latest one its main thread's events carry, else any thread's; never
+    the tracer's "?" (the name of a thread that exited before it was looked up) while a real one
+    is known. The last event's comm was "?" whenever a short-lived worker thread made it, so one
+    recording named the http.server process "?" and the next "python": its windows were novel for
+    the python profile and raised every program's confirm threshold to 1.0."""
+    comms = ev["comm"]
+    for sel in (ev["pid"] == tgid, np.ones(len(ev), dtype=bool)):
+        real = comms[sel & (comms != b"?") & (comms != b"")]
+        if len(real):
+            return real[-1].decode(errors="replace")
+    return "?"
 
 
 def load_suite(path) -> list[dict]:
