@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import sys
 import tempfile
@@ -26,8 +27,11 @@ def free_port() -> int:
 
 
 def script_for(sc: Scenario, workdir: str, n: int) -> str:
-    # scenario output must not mix into kpilot's own stdout (JSON)
-    return "exec >/dev/null 2>&1\n" + sc.script.format(dir=workdir, py=sys.executable, port=free_port(), n=n)
+    """The scenario's bash script. It starts in its temp dir or not at all: a script whose own
+    `cd {dir} && ...` failed would run its remaining lines (Makefiles, rm -f) where it was started.
+    Its output must not mix into kpilot's own stdout (JSON)."""
+    body = sc.script.format(dir=workdir, py=sys.executable, port=free_port(), n=n)
+    return f"exec >/dev/null 2>&1\ncd -- {shlex.quote(workdir)} || exit 97\n{body}"
 
 
 def record_one(sc: Scenario, n: int = 2, timeout: float = 20.0) -> tuple[np.ndarray, dict]:
