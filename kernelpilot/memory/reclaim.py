@@ -88,7 +88,9 @@ class LearnedReclaimer:
     under target. Refaults give a step back only with stalls beyond the program's own. While the
     program allocates (anonymous memory up by more than `grow` of the peak in an interval, or the
     interval before: its phase) it holds, and makes room under a limit below it: that memory is
-    new, not cold. Page cache growing (files read once) does not hold it. Refaults and pressure
+    new, not cold; room only where what it took comes back (a stall with nothing back, page cache
+    read once, gets Senpai's back-off, and is not learned as refaults). Page cache growing (files
+    read once) does not hold it. Refaults and pressure
     are counted beyond the program's own (their EWMA while the limit is its own): a
     program already at its limit is not a reason to stop, unless its own pages already refault
     at the budget rate per interval (then none is cold)."""
@@ -194,6 +196,10 @@ class LearnedReclaimer:
         # its closed steps' pages coming back (beyond the program's own with its noise, 1.5x as
         # PSI): learned at this depth, where they stop deeper learned steps
         late = o.refaults - 1.5 * self.base_ref_
+        # what was reclaimed coming back (that, over budget per page under the peak): a stall without
+        # it is reclaim of what is not used again (compileall's page cache, read once), cheap, and
+        # says nothing about refaults
+        back = late > self.budget * max((o.peak - base) // PAGE, 0)
         if not self.open_ and late > 0 and o.limit < o.ceiling:
             r = late / max((o.peak - base) // PAGE, 1)
             b = self._bucket(depth)
@@ -207,10 +213,12 @@ class LearnedReclaimer:
         else:
             self.growing_ = max(self.growing_ - 1, 0)
             self.growth_ = self.growth_ if self.growing_ else 0
-        if self.growing_ and stalls and (room := self._room(o, self.growth_)) is not None:
-            # a limit under a program that allocates stalls it: room for the growth it had, not the
-            # step's pages (kv, squeezed to 66 MB at 67 MB/interval, got 1.3 MB back, then
-            # Senpai's back-off: 42k major faults, +49 %, as Senpai)
+        if self.growing_ and stalls and back and (room := self._room(o, self.growth_)) is not None:
+            # a limit under a program that allocates stalls it and its pages come back: room for the
+            # growth it had, not the step's pages (kv, squeezed to 66 MB at 67 MB/interval, got
+            # 1.3 MB back, then Senpai's back-off: 42k major faults, +49 %, as Senpai). Stalls with
+            # nothing back get Senpai's back-off (compileall: room of 2 growths, 32 MB, where
+            # Senpai went back to 16-17 MB and saved 38 % to its 20 %, dev seed 101)
             self.hold_, self.hold_why_ = self.calm, "growing_room"
             self.open_ = []
             return room
@@ -223,8 +231,9 @@ class LearnedReclaimer:
             return min(int(base + s[1] * PAGE), o.ceiling)
         if stalls:  # back off like Senpai (in proportion to the excess), and hold a little
             f = min((o.pressure / (self.target + 1.5 * self.base_psi_) - 1) / self.coeff_backoff, 1.0)
-            b = self._bucket(depth)
-            self.rate_[b] = max(np.nan_to_num(self.rate_[b]), 2 * self.budget)
+            if back:  # learned as refaults over budget at this depth only where pages came back
+                b = self._bucket(depth)
+                self.rate_[b] = max(np.nan_to_num(self.rate_[b]), 2 * self.budget)
             self.hold_, self.hold_why_ = self.calm, "pressure"
             self.why_ = "pressure"
             return min(int(o.limit * (1 + f)), o.ceiling)

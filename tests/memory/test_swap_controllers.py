@@ -85,6 +85,22 @@ def test_learned_gives_a_squeezed_growing_program_room_for_its_growth():
     assert new >= 66 * MB + 2 * 60 * MB and c.why_ == "growing_room"
 
 
+def test_learned_gives_a_stall_with_nothing_back_senpais_back_off_not_room():
+    """A growing program squeezed to the floor that stalls while nothing comes back (compileall:
+    page cache read once, reclaimed cheaply) gets Senpai's back-off, not room for two intervals
+    of its growth (the old rule: 32 MB, where Senpai went back to 16-17 MB), the refault model
+    learns no refaults from it, and it follows the program down again."""
+    c, s = R.LearnedReclaimer(), R.SenpaiController()
+    ceil = 256 * MB
+    first = c.step(R.Obs(9 * MB, ceil, 9 * MB, 0.0, 13, ceil, anon=6 * MB))
+    assert first == 16 * MB and c.why_ == "growing>probe"
+    o = R.Obs(16 * MB, first, 16 * MB, 0.023, 13, ceil, anon=14 * MB)
+    new = c.step(o)
+    assert c.why_ == "pressure" and first < new <= s.step(o)
+    assert np.isnan(c.rate_).all()
+    assert c.step(R.Obs(18 * MB, new, 18 * MB, 0.0, 0, ceil, anon=14 * MB)) < 18 * MB
+
+
 def test_learned_holds_while_the_program_grows_and_refaults():
     c = R.LearnedReclaimer()
     peak = 100 * MB
