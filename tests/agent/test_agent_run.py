@@ -80,26 +80,19 @@ def test_enforced_change_undone_on_kill9_and_sigterm(tmp_path, rdir, sig):
     need_root()
     cfg = tmp_path / "a.toml"
     cfg.write_text(sched_only("kpt-spin"))
-    child = spinner("kpt-spin")
-    a = None
-    try:
+    with killed_if_left(spinner("kpt-spin")) as child:
         assert wait_for(lambda: Path(f"/proc/{child.pid}/comm").read_text().strip() == "kpt-spin", 10)
         assert os.sched_getscheduler(child.pid) == os.SCHED_OTHER
-        a = agent(["--config", cfg, "--enforce", "--log", tmp_path / "e.jsonl", "-d", "120"], rdir)
-        assert wait_for(lambda: os.sched_getscheduler(child.pid) == os.SCHED_BATCH, 60), \
-            (tmp_path / "e.jsonl").read_text()[-2000:] if (tmp_path / "e.jsonl").exists() else ""
-        assert list(rdir.glob("journal-*.jsonl"))
-        os.kill(a.pid, sig)
-        a.wait(60)
+        with killed_if_left(agent(["--config", cfg, "--enforce", "--log", tmp_path / "e.jsonl", "-d", "120"],
+                                  rdir)) as a:
+            assert wait_for(lambda: os.sched_getscheduler(child.pid) == os.SCHED_BATCH, 60), \
+                (tmp_path / "e.jsonl").read_text()[-2000:] if (tmp_path / "e.jsonl").exists() else ""
+            assert list(rdir.glob("journal-*.jsonl"))
+            os.kill(a.pid, sig)
+            a.wait(60)
         assert a.returncode == (0 if sig == signal.SIGTERM else -signal.SIGKILL)
         assert wait_for(lambda: os.sched_getscheduler(child.pid) == os.SCHED_OTHER, 20)
         assert wait_for(lambda: not list(rdir.glob("journal-*.jsonl")), 10)
-    finally:
-        if a and a.poll() is None:
-            a.kill()
-            a.wait()
-        child.kill()
-        child.wait()
 
 
 def test_failing_domain_leaves_others_running(tmp_path, rdir):
