@@ -412,15 +412,19 @@ def _soak_figures(s: dict, seconds: float, bursts: list, n_burst: int, rss: list
     dropped = s["agent"]["sensor"]["dropped"]
     warm = [r for t, r in rss if t >= min(30.0, seconds / 3)] or [r for _, r in rss]
     growth = (warm[-1] - warm[0]) / warm[0] if warm and warm[0] else None
+    meds = _medians(warm)
+    med_growth = _growth(meds)
+    # met only if neither measure passes 10%: two single samples can land on a low and a high swing
+    met = growth is not None and growth <= 0.10 and (med_growth is None or med_growth <= 0.10)
     return {"seconds": seconds, "bursts": len(bursts), "syscalls_per_burst": n_burst,
             "bursts_fully_seen": len(bursts) - len(short), "bursts_short": len(short),
             "events": s["agent"]["events"], "dropped_counted": dropped,
             "syscalls_missing": missing, "no_loss_uncounted": missing <= dropped,
             "rss_kb_first_last": [warm[0], warm[-1]] if warm else None,
             "rss_growth_after_warmup": round(growth, 4) if growth is not None else None,
-            "rss_target": "<= 0.10", "rss_met": growth is not None and growth <= 0.10,
-            "rss_kb_at_quarters": _at_quarters(rss), "rss_kb_median_per_quarter": _medians(warm),
-            "rss_growth_median_first_to_last_quarter": _growth(_medians(warm)),
+            "rss_target": "<= 0.10 (endpoints and quarter medians)", "rss_met": met,
+            "rss_kb_at_quarters": _at_quarters(rss), "rss_kb_median_per_quarter": meds,
+            "rss_growth_median_first_to_last_quarter": med_growth,
             "rss_kb_every_30s": _every(rss, 30.0),
             "events_taken_per_quarter": _quarters(taken),
             "busy_s_per_quarter": {k: [round(x, 2) for x in _quarters([(t, (b or {}).get(k)) for t, b in busy])]

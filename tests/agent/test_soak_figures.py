@@ -16,3 +16,15 @@ def test_soak_figures_from_samples():
     assert [t for t, _ in f["rss_kb_every_30s"]][:3] == [0.0, 30.0, 60.0]
     assert f["events_taken_per_quarter"] == [1000, 1000, 990, 1000]
     assert _at_quarters([]) == [] and _every([], 30) == []
+
+
+def test_rss_met_needs_the_quarter_medians_too():
+    """Endpoints on a high and a low swing hide growth the quarters' medians show (a 30-min soak:
+    +6.4 % between the endpoints, +20.9 % from the first quarter's median to the last's)."""
+    rss = [(float(t), 1000 + t // 2 - (90 if t == 399 else 0)) for t in range(0, 400)]
+    summary = {"aipath": {"layers": {}}, "agent": {"events": 1, "sensor": {"dropped": 0}}}
+    f = _soak_figures(summary, 400.0, [], 100, rss, [])
+    assert f["rss_growth_after_warmup"] <= 0.10 < f["rss_growth_median_first_to_last_quarter"]
+    assert f["rss_met"] is False
+    flat = _soak_figures(summary, 400.0, [], 100, [(float(t), 1000 + t % 3) for t in range(400)], [])
+    assert flat["rss_met"] is True
