@@ -16,6 +16,16 @@ log = logging.getLogger("kernelpilot.agent")
 WAKE, OUT_VOL, OUT_INVOL, IN = 0, 1, 2, 3
 CLASS_NAMES = {0: "batch", 1: "latency-critical"}
 
+POLICY_NAMES = {os.SCHED_OTHER: "SCHED_OTHER", os.SCHED_BATCH: "SCHED_BATCH", os.SCHED_IDLE: "SCHED_IDLE"}
+
+
+def change_text(knob: str, value) -> str:
+    """One planned or applied change for people: a policy by name (the journal keeps the numbers)."""
+    if knob == "policy":
+        policy, flags = value[0] & ~os.SCHED_RESET_ON_FORK, value[0] & os.SCHED_RESET_ON_FORK
+        return f"policy -> {POLICY_NAMES.get(policy, policy)}" + (" (reset on fork)" if flags else "")
+    return f"{knob} -> {value}"
+
 
 def load_classifier(path: str = ""):
     """The given model, else the default one, cached in the state dir by code version."""
@@ -214,7 +224,7 @@ class SchedPilot(Pilot):
         if not wanted:
             return None
         target = {"tid": tid, "start": start_time(tid), "comm": s.comm}
-        done = [f"{k} -> {v}" for k, v in wanted.items() if journal.change(k, target, v)]
+        done = [change_text(k, v) for k, v in wanted.items() if journal.change(k, target, v)]
         if not done:
             return None
         kind = "action" if journal.enforce else "plan"

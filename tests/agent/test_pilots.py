@@ -1,4 +1,6 @@
 """The pilots on events built by hand (unit fixtures) and on the shipped trace."""
+import os
+
 import numpy as np
 import pytest
 
@@ -62,3 +64,11 @@ def test_pilots_on_the_shipped_trace(tmp_path):
     assert s["sched"]["windows"] == 1 and s["sched"]["classes"]
     assert s["memory"]["faults_seen"] > 0 and s["aipath"]["processes"] > 0
     assert s["security"]["state"].startswith("off")
+
+
+def test_planned_changes_name_the_policy():
+    """The summary and log said 'policy -> [1073741824, 0]' (SCHED_OTHER with reset-on-fork's bit)."""
+    from kernelpilot.agent.sched_pilot import change_text
+    assert change_text("policy", [os.SCHED_OTHER | os.SCHED_RESET_ON_FORK, 0]) == "policy -> SCHED_OTHER (reset on fork)"
+    assert change_text("policy", [os.SCHED_BATCH, 0]) == "policy -> SCHED_BATCH"
+    assert change_text("nice", -5) == "nice -> -5"
