@@ -147,6 +147,14 @@ def _replayed(hits: np.ndarray, log: np.ndarray):
     return fn
 
 
+def _classics(d, sz, size: int, n_obj: int, nxt, start: int, names) -> dict:
+    """Miss ratios over requests [start, end) of the classic policies `names` and Belady."""
+    from kernelpilot.memory import policies
+    row = {p: 1.0 - float(policies.CLASSIC[p](d, sz, size, n_obj)[start:].mean()) for p in dict.fromkeys(names)}
+    row["belady"] = 1.0 - float(policies.belady(d, sz, size, n_obj, nxt)[start:].mean())
+    return row
+
+
 def _cell(tr, size: int, start: int) -> dict:
     """Miss ratios over requests [start, end) of the classics, Belady, lrb and mix (with
     successive elimination: its pruned experts stop, so each classic is also run in full here)."""
@@ -157,10 +165,8 @@ def _cell(tr, size: int, start: int) -> dict:
     log = mix._logs(1, len(d))[0]
     lrb = models.run("lrb", tr, sz, size, model, log)
     f = mix.serve(d, sz, size, n_obj, _replayed(lrb, log), learned_from=start)
-    row = {p: 1.0 - float(policies.CLASSIC[p](d, sz, size, n_obj)[start:].mean())
-           for p in dict.fromkeys(mix.EXPERTS + LISTED)}
+    row = _classics(d, sz, size, n_obj, nxt, start, mix.EXPERTS + LISTED)
     row["lrb"] = 1.0 - float(lrb[start:].mean())
-    row["belady"] = 1.0 - float(policies.belady(d, sz, size, n_obj, nxt)[start:].mean())
     row["mix"] = 1.0 - float(f.hit[start:].mean())
     # objects a switch fetched (no request asked for them), per scored request
     row["mix_fetched_per_request"] = float(f.fetched[start:].sum()) / max(1, len(d) - start)
@@ -173,22 +179,74 @@ def _cell(tr, size: int, start: int) -> dict:
     return row
 
 
+def _load(names, quick: bool, errors: dict) -> list:
+    """The dev traces `names`, each to its prefix; one that cannot be read says why in `errors`."""
+    from kernelpilot.errors import KpError
+    from kernelpilot.memory import trace as T
+    out = []
+    for rel in names:
+        try:
+            out.append(T.load(str(dataset_dir() / rel), limit=PREFIX[quick]))
+        except KpError as e:
+            errors[rel] = f"not read: {e}"
+    return out
+
+
+def _sizes(tr) -> list[int]:
+    return sorted({max(2, int(f * tr.footprint())) for f in FRACS})
+
+
+DEV_SPLIT = ("the training half of each dev trace only (its first {half} requests of {prefix}; the policies "
+             "part's scored half is never read): lrb trains on that half's first half and is scored on its "
+             "second beside the classics and Belady, cache sizes 1/5/10/20% of that half's footprint; "
+             "lrb's settings are chosen here and reported on the policies part")
+
+
+def _devsplit(quick: bool) -> dict:
+    """lrb against the best classic on the dev traces' training halves (DEV_SPLIT), where its
+    settings are chosen; the summary counts the cells with room as the policies part does."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kernelpilot.memory import models
+    from kernelpilot.memory.trace import Trace
+    out = {"protocol": DEV_SPLIT.format(half=PREFIX[quick] // 2, prefix=PREFIX[quick]), "traces": {}}
+    traces = _load(QUICK_TRACES if quick else DEV_TRACES, quick, out["traces"])
+
+    def one(tr):
+        half = Trace(tr.ids[:len(tr) // 2], tr.sizes[:len(tr) // 2], name=tr.name)
+        d, n_obj, nxt = half.dense()
+        sz, start = np.ones(len(d), np.int64), len(d) // 2
+        cells = {}
+        for size in _sizes(half):
+            row = _classics(d, sz, size, n_obj, nxt, start, LISTED + ("plfu",))
+            m = models.train("lrb", half, size, True, start)
+            row["lrb"] = 1.0 - float(models.run("lrb", half, sz, size, m)[start:].mean())
+            row = {k: round(v, 5) for k, v in row.items()}
+            best = min(LISTED + ("plfu",), key=row.get)
+            row.update(best_classic=best, room_to_belady=round(row[best] - row["belady"], 5),
+                       learned_below_best=row["lrb"] < row[best],
+                       learned_gap_closed=_closed(row[best], row["lrb"], row["belady"]))
+            cells[str(size)] = row
+        return tr.name, {"requests": len(half), "scored_from": start, "cells": cells}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        out["traces"].update(pool.map(one, traces))
+    sel = [r for t in out["traces"].values() if isinstance(t, dict) for r in t["cells"].values()
+           if r["room_to_belady"] >= ROOM]
+    if sel:
+        out["with_room"] = {"cells": len(sel),
+                            "learned_below_best_classic": f"{sum(r['learned_below_best'] for r in sel)}/{len(sel)}",
+                            "median_gap_closed_learned": float(np.median([r["learned_gap_closed"] for r in sel]))}
+    return out
+
+
 def _policies(quick: bool, dev: bool = True, recorded: bool = True) -> dict:
     """Cells of the dev traces (`dev`) and of the recorded programs (`recorded`, not in a quick run)."""
     from concurrent.futures import ThreadPoolExecutor
-
-    from kernelpilot.errors import KpError
-    from kernelpilot.memory import trace as T
     root = dataset_dir()
     names = (QUICK_TRACES if quick else DEV_TRACES) if dev else ()
     out = {"protocol": PROTOCOL.format(prefix=PREFIX[quick]), "dataset_dir": str(root), "traces": {},
            "traces_read": list(names)}
-    traces = []
-    for rel in names:
-        try:
-            traces.append(T.load(str(root / rel), limit=PREFIX[quick]))
-        except KpError as e:
-            out["traces"][rel] = f"not read: {e}"
+    traces = _load(names, quick, out["traces"])
     if quick or not recorded:
         real, info = [], {"skipped": "quick run" if quick else "not among --only's parts"}
     else:
@@ -198,7 +256,7 @@ def _policies(quick: bool, dev: bool = True, recorded: bool = True) -> dict:
 
     def one(tr):
         start = len(tr) // 2
-        sizes = sorted({max(2, int(f * tr.footprint())) for f in FRACS})
+        sizes = _sizes(tr)
         lcs = _lcs_learned(tr, sizes, start) if len(tr) <= LCS_BUDGET[quick] else \
             {s: {n: f"not run: {len(tr)} requests, over this run's budget ({LCS_BUDGET[quick]})"
                  for n in LCS_LEARNED} for s in sizes}
@@ -372,8 +430,9 @@ def _summary(pol: dict, speed: dict | None = None) -> dict:
 
 
 # `--only` chooses among these: the dev traces' cells, the recorded programs' cells (root and eBPF;
-# both go into "policies" and the summary), prefetchers vs Leap, simulator speed, live runs (root)
-PARTS = ("policies", "recorded", "prefetch", "speed", "live")
+# both go into "policies" and the summary), lrb on the training halves only (where its settings
+# are chosen), prefetchers vs Leap, simulator speed, live runs (root)
+PARTS = ("policies", "recorded", "devsplit", "prefetch", "speed", "live")
 
 
 def run(quick: bool = False, only: list[str] | None = None) -> dict:
@@ -383,6 +442,8 @@ def run(quick: bool = False, only: list[str] | None = None) -> dict:
     res = {"parts": parts}
     if "policies" in parts or "recorded" in parts:
         res["policies"] = _policies(quick, "policies" in parts, "recorded" in parts)
+    if "devsplit" in parts:
+        res["devsplit"] = _devsplit(quick)
     if "speed" in parts:
         res["speed"] = _speed(quick)
     if "policies" in res:
