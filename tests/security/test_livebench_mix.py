@@ -66,3 +66,17 @@ def test_budget_examples_keep_the_window_and_scores():
     assert b["incidents"] == 1 and b["incidents_per_hour"] == 1.0 and b["host_wide_incidents"] == 2
     ex = b["examples"][0]
     assert ex["window"] == ["munmap", "close", "write"] and ex["calls_seen"] == 812 and ex["program_score"] == 0.4
+
+
+def test_late_alerts_tell_a_lagging_watch_from_a_miss():
+    """An attack with no alert line 1 s after it ended but one by the end of the attack phase is late
+    (the watch fell behind), not missed; one never alerted stays out."""
+    from kernelpilot.security.livebench import detection, late_alerts
+    start = 10_000_000_000
+    at_end = [{"event": "alert", "cgroup_id": 7, "ts": start + 300_000_000, "fired": "model", "incident": 1}]
+    attacks = {"a": detection([], 7, start), "b": detection([], 8, start)}  # neither had a line in time
+    later = at_end + [{"event": "incident_end", "cgroup_id": 8, "ts": start}]
+    assert attacks["a"]["detected"] is False
+    assert late_alerts(later, attacks, {"a": (7, start), "b": (8, start)}) == {
+        "a": {"latency_s": 0.3, "first_fired": "model"}}
+    assert detection(at_end, 7, start)["latency_s_by_fired"] == {"model": 0.3}
