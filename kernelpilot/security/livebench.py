@@ -13,6 +13,7 @@ stretch of the mix with every window sent, and the in-kernel stage's cost per sy
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -27,7 +28,8 @@ from kernelpilot.security.live import STRIDE, V2, WIN, KernelStage, Watcher, def
 from kernelpilot.security.scenarios.run import free_port
 
 MIX = r"""exec >/dev/null 2>&1
-cd @DIR@ && mkdir -p www && RANDOM=@SEED@
+cd -- @DIR@ || exit 97
+mkdir -p www && RANDOM=@SEED@
 for k in 0 1 2 3; do head -c $((RANDOM % 50000 + 1000)) /dev/urandom > www/f$k.bin; done; echo hi > www/index.html
 @PY@ -m http.server --bind 127.0.0.1 @PORT@ -d www &
 srv=$!
@@ -113,11 +115,16 @@ def _pump(w: Watcher, lines: list, until) -> None:
     lines += w.step()
 
 
+def mix_script(d: str, seed: int, secs: float) -> str:
+    """The benign mix's bash script for temp dir d; it runs in d or not at all (its rm -rf are relative)."""
+    return (MIX.replace("@DIR@", shlex.quote(d)).replace("@PY@", sys.executable).replace("@PORT@", str(free_port()))
+            .replace("@SEED@", str(seed)).replace("@SECS@", str(int(secs))))
+
+
 def _run_mix(w: Watcher, lines: list, d: str, seed: int, secs: float, name: str, mine: set | None = None
              ) -> tuple[int, float]:
     """One run of the mix in its own cgroup (its id added to mine); returns (cgroup id, seconds it ran)."""
-    script = (MIX.replace("@DIR@", d).replace("@PY@", sys.executable).replace("@PORT@", str(free_port()))
-              .replace("@SEED@", str(seed)).replace("@SECS@", str(int(secs))))
+    script = mix_script(d, seed, secs)
     cg = Cgroup(name)
     if mine is not None:
         mine.add(cg.id)
@@ -250,8 +257,7 @@ def stage_speed(model, d: str, secs: float, min_s: float = 3.0) -> dict:
     k = KernelStage(model, threshold=-1)
     try:
         st0 = k.prog.run_stats()
-        script = (MIX.replace("@DIR@", d).replace("@PY@", sys.executable).replace("@PORT@", str(free_port()))
-                  .replace("@SEED@", "3").replace("@SECS@", str(int(secs))))
+        script = mix_script(d, 3, secs)
         p = subprocess.Popen(["bash", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         parts = []
         with enable_stats():
