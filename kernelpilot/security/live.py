@@ -623,7 +623,7 @@ def _watch(model_path, enforce, action, allow, duration, json_out, confirm, out,
     err.print(escape(f"stats: {st}, windows up: {w.windows_up}, confirmed alerts: {w.n_alerts}"), highlight=False)
 
 
-WORKLOAD = r"""cd {dir}
+WORKLOAD = r"""cd -- {dir} || exit 97
 for i in $(seq 24); do printf '#include <stdio.h>\nint f%d(int x){{return x*%d;}}\n' $i $i > f$i.c; done
 ls f*.c | xargs -P 2 -n 4 gcc -O1 -c && gcc -shared -o lib.so *.o
 """
