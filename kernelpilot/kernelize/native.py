@@ -18,13 +18,13 @@ GCC_FLAGS = ["-O2", "-std=c99", "-ffreestanding", "-nostdlib", "-fPIC", "-shared
              "-Wall", "-Wextra", "-Werror"]
 
 
-def compile_c(model, workdir: Path | None = None) -> Path:
-    """Compile the model's fixed-point C with gcc (no libc, warnings are errors); returns the .so."""
+def compile_c(model, workdir: Path) -> Path:
+    """Compile the model's fixed-point C with gcc (no libc, warnings are errors) in workdir; returns the .so."""
     gcc = shutil.which("gcc")
     if not gcc:
         raise CapabilityError("gcc is not installed; apt-get install gcc")
     src = emit_c(model, target="c")
-    d = Path(workdir or tempfile.mkdtemp(prefix="kp-c-"))
+    d = Path(workdir)
     name = hashlib.sha256(src.encode()).hexdigest()[:12]
     c, so = d / f"kp_model_{name}.c", d / f"kp_model_{name}.so"
     c.write_text(src)
@@ -36,11 +36,17 @@ def compile_c(model, workdir: Path | None = None) -> Path:
 
 
 class NativeModel:
-    """The compiled C, loaded with ctypes."""
+    """The compiled C, loaded with ctypes. Without a workdir it is built in a temp dir that is
+    removed once the library is loaded (`so` then names a path that is gone)."""
 
     def __init__(self, model, workdir: Path | None = None):
-        self.so = compile_c(model, workdir)
-        self.lib = C.CDLL(str(self.so))
+        if workdir is None:
+            with tempfile.TemporaryDirectory(prefix="kp-c-") as d:
+                self.so = compile_c(model, Path(d))
+                self.lib = C.CDLL(str(self.so))
+        else:
+            self.so = compile_c(model, workdir)
+            self.lib = C.CDLL(str(self.so))
         self.fn = self.lib.kp_model_predict
         self.fn.restype, self.fn.argtypes = C.c_int32, [C.c_void_p]
         self.n = model.n_features

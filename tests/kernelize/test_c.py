@@ -45,3 +45,12 @@ def test_emit_rejects_bad_prefix_and_target(models):
         emit_c(models["tree"], prefix="1x")
     with pytest.raises(KpError, match="unknown C target"):
         emit_c(models["tree"], target="wasm")
+
+
+def test_native_model_leaves_no_temp_dir(models, tmp_path, monkeypatch):
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    m = models["tree"]
+    X = sample_vectors(m, 100)
+    assert NativeModel(m).predict(X).tolist() == m.predict_int(X).tolist()
+    assert list(tmp_path.iterdir()) == []
