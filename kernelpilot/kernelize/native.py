@@ -2,6 +2,7 @@
 through ctypes (one call per inference, crossing included) and the parity check against numpy."""
 from __future__ import annotations
 
+import contextlib
 import ctypes as C
 import hashlib
 import shutil
@@ -40,12 +41,9 @@ class NativeModel:
     removed once the library is loaded (`so` then names a path that is gone)."""
 
     def __init__(self, model, workdir: Path | None = None):
-        if workdir is None:
-            with tempfile.TemporaryDirectory(prefix="kp-c-") as d:
-                self.so = compile_c(model, Path(d))
-                self.lib = C.CDLL(str(self.so))
-        else:
-            self.so = compile_c(model, workdir)
+        where = tempfile.TemporaryDirectory(prefix="kp-c-") if workdir is None else contextlib.nullcontext(workdir)
+        with where as d:
+            self.so = compile_c(model, Path(d))
             self.lib = C.CDLL(str(self.so))
         self.fn = self.lib.kp_model_predict
         self.fn.restype, self.fn.argtypes = C.c_int32, [C.c_void_p]

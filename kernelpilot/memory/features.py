@@ -25,7 +25,7 @@ import math
 import numpy as np
 from numba import njit
 
-from kernelpilot.traces.requests import GROUP_SHIFT, groups  # noqa: F401  (re-exported)
+from kernelpilot.traces.requests import groups
 
 N_DELTA, N_EDC = 6, 4
 NAMES = ([f"delta{k + 1}" for k in range(N_DELTA)] + [f"edc{k + 1}" for k in range(N_EDC)] +

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernelpilot.errors import KpError
-from kernelpilot.traces.requests import Trace, next_positions, page_ids  # noqa: F401  (re-exported)
+from kernelpilot.traces.requests import Trace, page_ids
 
 
 # ---- synthetic traces -------------------------------------------------------------------------

@@ -623,8 +623,7 @@ def _watch(model_path, enforce, action, allow, duration, json_out, confirm, out,
     err.print(escape(f"stats: {st}, windows up: {w.windows_up}, confirmed alerts: {w.n_alerts}"), highlight=False)
 
 
-WORKLOAD = r"""cd -- {dir} || exit 97
-for i in $(seq 24); do printf '#include <stdio.h>\nint f%d(int x){{return x*%d;}}\n' $i $i > f$i.c; done
+WORKLOAD = r"""for i in $(seq 24); do printf '#include <stdio.h>\nint f%d(int x){return x*%d;}\n' $i $i > f$i.c; done
 ls f*.c | xargs -P 2 -n 4 gcc -O1 -c && gcc -shared -o lib.so *.o
 """
 FLOOD_C = r"""#include <unistd.h>
@@ -640,7 +639,8 @@ clock_gettime(CLOCK_MONOTONIC, &b); printf("%f\n", n / ((b.tv_sec - a.tv_sec) + 
 def _time_workload(d: str) -> float:
     import subprocess
     t = time.perf_counter()
-    subprocess.run(["bash", "-c", WORKLOAD.format(dir=d)], check=True, capture_output=True)
+    from kernelpilot.security.scenarios.run import in_workdir
+    subprocess.run(["bash", "-c", in_workdir(d, WORKLOAD)], check=True, capture_output=True)
     return time.perf_counter() - t
 
 

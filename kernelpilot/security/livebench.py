@@ -13,7 +13,6 @@ stretch of the mix with every window sent, and the in-kernel stage's cost per sy
 from __future__ import annotations
 
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -25,10 +24,9 @@ import numpy as np
 
 from kernelpilot.errors import KpError
 from kernelpilot.security.live import STRIDE, V2, WIN, KernelStage, Watcher, default_model, overhead
-from kernelpilot.security.scenarios.run import free_port
+from kernelpilot.security.scenarios.run import free_port, in_workdir
 
 MIX = r"""exec >/dev/null 2>&1
-cd -- @DIR@ || exit 97
 mkdir -p www && RANDOM=@SEED@
 for k in 0 1 2 3; do head -c $((RANDOM % 50000 + 1000)) /dev/urandom > www/f$k.bin; done; echo hi > www/index.html
 @PY@ -m http.server --bind 127.0.0.1 @PORT@ -d www &
@@ -116,9 +114,9 @@ def _pump(w: Watcher, lines: list, until) -> None:
 
 
 def mix_script(d: str, seed: int, secs: float) -> str:
-    """The benign mix's bash script for temp dir d; it runs in d or not at all (its rm -rf are relative)."""
-    return (MIX.replace("@DIR@", shlex.quote(d)).replace("@PY@", sys.executable).replace("@PORT@", str(free_port()))
-            .replace("@SEED@", str(seed)).replace("@SECS@", str(int(secs))))
+    """The benign mix's bash script for temp dir d; it runs in d or not at all (in_workdir: its rm -rf are relative)."""
+    return in_workdir(d, MIX.replace("@PY@", sys.executable).replace("@PORT@", str(free_port()))
+                      .replace("@SEED@", str(seed)).replace("@SECS@", str(int(secs))))
 
 
 def _run_mix(w: Watcher, lines: list, d: str, seed: int, secs: float, name: str, mine: set | None = None

@@ -26,12 +26,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def in_workdir(workdir: str, body: str) -> str:
+    """bash that runs `body` in workdir or not at all: a script whose own `cd DIR && ...` failed
+    would run its remaining lines (Makefiles, rm -rf) where it was started."""
+    return f"cd -- {shlex.quote(workdir)} || exit 97\n{body}"
+
+
 def script_for(sc: Scenario, workdir: str, n: int) -> str:
-    """The scenario's bash script. It starts in its temp dir or not at all: a script whose own
-    `cd {dir} && ...` failed would run its remaining lines (Makefiles, rm -f) where it was started.
-    Its output must not mix into kpilot's own stdout (JSON)."""
+    """The scenario's bash script, in its temp dir (in_workdir). Its output must not mix into
+    kpilot's own stdout (JSON)."""
     body = sc.script.format(dir=workdir, py=sys.executable, port=free_port(), n=n)
-    return f"exec >/dev/null 2>&1\ncd -- {shlex.quote(workdir)} || exit 97\n{body}"
+    return "exec >/dev/null 2>&1\n" + in_workdir(workdir, body)
 
 
 def record_one(sc: Scenario, n: int = 2, timeout: float = 20.0) -> tuple[np.ndarray, dict]:
