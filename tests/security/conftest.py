@@ -1,16 +1,5 @@
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
-
-KPILOT = str(Path(sys.executable).parent / "kpilot")
-
-
-def kpilot(*args, timeout=300):
-    return subprocess.run([KPILOT, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+from sec_common import KPILOT, kpilot, need_root_ebpf, pump  # noqa: F401 (older imports)
 
 
 @pytest.fixture(scope="session")
@@ -27,21 +16,3 @@ def model_file(corpus, tmp_path_factory):
     r = kpilot("security", "train", "--normal", corpus[0], "-o", out, "--epochs", "2")
     assert r.returncode == 0, r.stderr
     return out
-
-
-def need_root_ebpf():
-    if os.geteuid() != 0:
-        pytest.skip("needs root for eBPF")
-    if not Path("/sys/kernel/btf/vmlinux").exists():
-        pytest.skip("kernel has no BTF")
-
-
-def pump(w, pred, timeout=20.0):
-    """Step the watcher until pred(lines) holds or the deadline passes; all lines seen."""
-    lines, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        lines += w.step()
-        if pred(lines):
-            return lines
-        time.sleep(0.05)
-    return lines

@@ -3,7 +3,7 @@ import subprocess
 
 import pytest
 
-from conftest import KPILOT
+from sec_common import KPILOT
 from kernelpilot.bench import security
 from kernelpilot.bench.cli import run_bench
 from kernelpilot.errors import KpError

@@ -1,6 +1,6 @@
 import json
 
-from conftest import kpilot
+from sec_common import kpilot
 
 
 def test_train_eval_json(corpus, model_file):

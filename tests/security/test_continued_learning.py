@@ -6,7 +6,7 @@ import sys
 import time
 
 import pytest
-from conftest import need_root_ebpf
+from sec_common import need_root_ebpf
 
 PY = sys.executable
 # phase A: stat calls; phase B: calls phase A never makes; the phase is read from a file

@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from conftest import need_root_ebpf, pump
+from sec_common import need_root_ebpf, pump
 
 PY = sys.executable
 BURN = ("import hashlib, time\nt = time.time(); h = b'{tag}'\n"

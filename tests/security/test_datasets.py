@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import kpilot
+from sec_common import kpilot
 from kernelpilot.errors import KpError
 from kernelpilot.security import datasets as DS
 

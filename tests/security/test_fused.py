@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import kpilot
+from sec_common import kpilot
 from kernelpilot.security import datasets as DS
 from kernelpilot.security import devsets
 from kernelpilot.security import fused as F

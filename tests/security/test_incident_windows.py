@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from conftest import need_root_ebpf
+from sec_common import need_root_ebpf
 
 # a short-lived program: stat calls, then (modes once/twice) calls it never made while learning, at its end
 SCRIPT = """import os, sys, time

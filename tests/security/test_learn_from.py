@@ -58,7 +58,7 @@ def test_watcher_learns_windows_only_from_chosen_cgroups(model_file):
     import subprocess
     import sys
 
-    from conftest import need_root_ebpf, pump
+    from sec_common import need_root_ebpf, pump
     from kernelpilot.security.live import Watcher
     from kernelpilot.security.model import SecurityModel
     need_root_ebpf()

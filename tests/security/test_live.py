@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import kpilot, need_root_ebpf
+from sec_common import kpilot, need_root_ebpf
 
 from kernelpilot.security.live import CTX, V2, KernelStage, protected
 

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from conftest import KPILOT
+from sec_common import KPILOT
 from kernelpilot.errors import KpError
 from kernelpilot.security.livebench import MIX_ENV, mix_seconds
 

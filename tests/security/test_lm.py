@@ -77,7 +77,7 @@ def test_lm_and_mismatch_save_load_and_other_vocabulary(tmp_path):
 def test_adfa_layout_commands_take_the_new_detectors(corpus, tmp_path):
     import json
 
-    from conftest import kpilot
+    from sec_common import kpilot
     out = tmp_path / "m.json"
     r = kpilot("security", "train", "--normal", corpus[0], "-o", out, "--detectors", "mismatch,stide")
     assert r.returncode == 0, r.stderr

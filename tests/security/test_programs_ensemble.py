@@ -1,6 +1,6 @@
 import numpy as np
 
-from conftest import kpilot
+from sec_common import kpilot
 from kernelpilot.security.evaluate import evaluate
 from kernelpilot.security.features import Trace
 from kernelpilot.security.model import SecurityModel

@@ -8,7 +8,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from conftest import kpilot
+from sec_common import kpilot
 from kernelpilot.security import datasets as DS
 from kernelpilot.security import detectors as D  # before sequence: detectors registers every kind
 from kernelpilot.security.features import Trace, Vocabulary

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import KPILOT, need_root_ebpf
+from sec_common import KPILOT, need_root_ebpf
 
 from kernelpilot.security.live import V2
 

@@ -11,7 +11,7 @@ import time
 from datetime import datetime
 
 import pytest
-from conftest import KPILOT, kpilot, need_root_ebpf, pump
+from sec_common import KPILOT, kpilot, need_root_ebpf, pump
 
 PY = sys.executable
 
