@@ -179,6 +179,12 @@ class SwapLab:
         with _captured():  # refused steps are counted by the caller, not logged line by line
             return self.j.change("file", {"path": str(self.limit_file())}, str(nbytes))
 
+    def write_limit(self, nbytes: int) -> int:
+        """A controller's step, one raw write(2) (a signal interrupts it: limitwriter) outside the
+        journal, whose setup entry for this file holds the value restored on exit: 0 or the errno."""
+        from kernelpilot.memory.limitwriter import write_raw
+        return write_raw(self.limit_file(), f"{max(int(nbytes) // 4096 * 4096, 4096)}\n".encode())
+
     def reclaim(self, nbytes: int) -> bool:
         """v2 memory.reclaim (a one-shot request, nothing to restore); False where absent."""
         f = self.cg / "memory.reclaim"

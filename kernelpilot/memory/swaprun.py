@@ -18,6 +18,7 @@ try is no config's advantage; each run reports oom_waits and oom_kills.
 """
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -26,6 +27,7 @@ import numpy as np
 
 from kernelpilot.errors import KpError
 from kernelpilot.memory import reclaim as R
+from kernelpilot.memory.limitwriter import LimitWriter, interrupts
 from kernelpilot.memory.live import run_measured
 from kernelpilot.memory.swaplab import reclaimable
 
@@ -35,6 +37,10 @@ TICK, SCAN_EVERY, CONTROL_EVERY, MARGIN = 0.02, 5, 13, 4 << 20  # 20 ms ticks, s
 # pages likeliest back (at most HOT_SHARE of the limit) referenced
 HOT_SHARE = 0.35  # at 0.5 the kernel found too little to reclaim once and OOM-killed hot/cold
 OOM_RAISE, OOM_HEADROOM, OOM_WAIT = 1.25, 16 << 20, 1.0
+# a limit write still reclaiming after this (s) is interrupted, the old limit kept: before the next
+# control step, which never submits while one is in flight (limitwriter.py: v1 writes below usage
+# can run until the program ends)
+WRITE_DEADLINE, SLACK = (CONTROL_EVERY - 2) * TICK, 1 << 20
 # the page-fault tracer beside the scans (refaults seen as they happen): off, since on hot/cold it
 # cost more time than it saved (interleaved: 11.3 s against 9.8 s without, the same major faults)
 FAULT_EVENTS = False
@@ -45,7 +51,8 @@ MB = 1 << 20
 
 class Driver:
     """The agent thread of one run: samples the group each tick; a controller step every
-    CONTROL_EVERY ticks; the pusher (kernelpilot) each tick."""
+    CONTROL_EVERY ticks; the pusher (kernelpilot) each tick. Limit steps are written by a
+    LimitWriter thread, so a write that reclaims for long never stops the sampling."""
 
     def __init__(self, lab, config: str, predictor: R.RefaultPredictor | None = None, tick: float = TICK):
         self.lab, self.config, self.tick = lab, config, tick
@@ -54,7 +61,8 @@ class Driver:
         self.usage: list[int] = []
         self.limits: list[int] = []
         self.errors: list[str] = []
-        self.steps = self.limit_refused = 0
+        self.steps = self.limit_refused = self.limit_interrupted = self.write_busy = 0
+        self.writer: LimitWriter | None = None
         self.oom_raised = self.clamped = self.oom_waits = 0
         self.oom_kill_back = False
         self._oom_since = None
@@ -87,14 +95,17 @@ class Driver:
             loader = threading.Thread(target=lambda: src_box.append(self._fault_source(pid)), daemon=True)
             loader.start()
         src = None
+        self.writer = LimitWriter(lab.write_limit, WRITE_DEADLINE)
         try:
             while not stop.wait(self.tick):
                 k += 1
                 try:
                     usage = lab.usage()
+                    limit = self._written(limit)
                 except FileNotFoundError:
                     self.errors.append("the cgroup vanished mid-run: control stopped")
                     return
+                self.writer.expire()
                 limit = self._oom_guard(usage, limit, ceiling)  # every config: the same wait at the ceiling
                 self.usage.append(usage)
                 self.limits.append(limit)
@@ -110,6 +121,9 @@ class Driver:
                     if scan:  # scans cost: at most a fifth of the time between them
                         next_scan = k + max(SCAN_EVERY, int(5 * (time.monotonic() - t_scan) / self.tick))
                 if k % CONTROL_EVERY or self.config == "kernel":
+                    continue
+                if self.writer.busy():  # the last step still reclaiming: its interval goes on
+                    self.write_busy += 1
                     continue
                 try:
                     psi, st = lab.pressure_us(), lab.stat()
@@ -140,16 +154,9 @@ class Driver:
                     self.steps += 1
                     if self.pusher is not None and new < usage:
                         self._push(fds, usage, new, scan=False, forced=False)  # coldest anonymous first
-                    if lab.set_limit(new):
-                        limit = max(int(new) // 4096 * 4096, 4096)
-                    else:
-                        self.limit_refused += 1
-                        try:
-                            limit = lab.limit()
-                        except FileNotFoundError:
-                            self.errors.append("the cgroup vanished mid-run: control stopped")
-                            return
+                    self.writer.submit(new)  # the limit is `new` once written (_written)
         finally:
+            self.writer.close()
             for fd in fds.values():
                 R.close_fd(fd)
             if loader is not None:
@@ -159,10 +166,30 @@ class Driver:
             if src is not None:
                 src.stop()
 
+    def _written(self, limit: int) -> int:
+        """The limit after the writes the writer finished: a written one, else the file's (an
+        interrupted or refused write keeps the old limit). A write past its deadline keeps what
+        it reclaimed: the limit follows to usage (+ SLACK), a write that lands at once, and the
+        program's own charges reclaim from there as under any limit. FileNotFoundError: group gone."""
+        for nbytes, err in self.writer.poll():
+            if err == 0:
+                limit = max(nbytes // 4096 * 4096, 4096)
+                continue
+            if err == errno.EINTR:
+                self.limit_interrupted += 1
+            elif err != errno.ECANCELED:
+                self.limit_refused += 1
+            limit = self.lab.limit()
+            if err == errno.EINTR:
+                follow = max(nbytes, self.lab.usage() + SLACK)
+                if follow < limit - SLACK:
+                    self.writer.submit(follow)
+        return limit
+
     def _oom_guard(self, usage: int, limit: int, ceiling: int) -> int:
-        """A charge waits on the limit (under_oom, v1, its OOM killer off): raise the limit at
-        once and tell the controller; at the workload's own limit, put the kill back after
-        OOM_WAIT s. Returns the limit now."""
+        """A charge waits on the limit (under_oom, v1, its OOM killer off): stop a limit write in
+        flight, raise the limit at once and tell the controller; at the workload's own limit, put
+        the kill back after OOM_WAIT s. Returns the limit now."""
         try:
             oc = self.lab.oom_control()
         except OSError:
@@ -170,6 +197,12 @@ class Driver:
         if not oc or not oc.get("under_oom"):
             self._oom_since = None
             return limit
+        if self.writer is not None and self.writer.busy():  # a lower write must not undo the raise
+            self.writer.cancel()
+            try:
+                limit = self._written(limit)
+            except FileNotFoundError:
+                return limit
         if limit >= ceiling:
             now = time.monotonic()
             if self._oom_since is None:
@@ -244,7 +277,8 @@ def run_config(lab, wl, config: str, predictor=None) -> dict:
     # kernel-alone hot/cold run of three was OOM-killed where the others were not
     lab.set_oom_kill(False)
     try:
-        r = run_measured(wl.argv, preexec=lab.enter, during=d)
+        with interrupts():  # a limit write past its deadline can be stopped
+            r = run_measured(wl.argv, preexec=lab.enter, during=d)
     finally:
         lab.set_oom_kill(True)
     if d.pusher is not None:  # each page's quick refaults: the next run's history
@@ -262,7 +296,8 @@ def run_config(lab, wl, config: str, predictor=None) -> dict:
            "major_faults": lab.majfaults(st1) - lab.majfaults(st0), "program_major_faults": r["major_faults"],
            "refaults": lab.refaults(st1) - lab.refaults(st0),
            "psi_some_ms": round((psi1 - psi0) / 1e3, 1), "limit_steps": d.steps,
-           "limit_refused": d.limit_refused, "agent_cpu_s": round(d.cpu_s, 3), "errors": d.errors,
+           "limit_refused": d.limit_refused, "limit_interrupted": d.limit_interrupted,
+           "control_skipped_write_busy": d.write_busy, "agent_cpu_s": round(d.cpu_s, 3), "errors": d.errors,
            "oom_raised": d.oom_raised, "limit_clamped": d.clamped, "decisions": d.decisions,
            "oom_waits": d.oom_waits, "oom_kills": _oom_kills(lab) - kills0}
     if LOG:
