@@ -59,7 +59,7 @@ def check(m, targets=None, n: int = 100_000, repeat: int = 20000) -> dict:
     from kernelpilot.probes.libbpf import BpfError
     if targets is None:
         targets = (["bpf-map"] if m.kind in ("tree", "forest") else []) + ["bpf-code", "c"]
-    report = {"model": describe(m), "n": n, "targets": {}}
+    report = {"model": m.describe(), "n": n, "targets": {}}
     X = sample_vectors(m, n)
     for t in targets:
         r: dict = {"limits": limits.check_limits(m, t)}
@@ -83,18 +83,6 @@ def check(m, targets=None, n: int = 100_000, repeat: int = 20000) -> dict:
     report["ok"] = all(r.get("verifier", "accepted") == "accepted" and r["parity"]["rate"] == 1.0
                        for r in report["targets"].values())
     return report
-
-
-def describe(m) -> dict:
-    d = {"kind": m.kind, "features": m.n_features, "output": m.meta.get("output"),
-         "source": m.meta.get("source"), "quantized": m.quantized}
-    if m.kind in ("tree", "forest"):
-        d.update(depth=m.meta["depth"], trees=m.meta["n_trees"], nodes=int(m.params["feature"].size))
-    elif m.kind == "mlp":
-        d.update(shape=m.meta["shape"], weight_bits=m.meta.get("quant", {}).get("weight_bits"))
-    if m.quantized:
-        d["quant_report"] = m.meta["quant"].get("report")
-    return d
 
 
 def require_ok(report: dict) -> None:

@@ -4,17 +4,17 @@ from __future__ import annotations
 import numpy as np
 
 from kernelpilot.errors import KpError
+from kernelpilot.models.validate import MAX_MLP_WIDTH as MLP_MAX_WIDTH
+from kernelpilot.models.validate import MAX_TREE_DEPTH as CODE_MAX_DEPTH
 
 TARGETS = ("bpf-map", "bpf-code", "c")
 MAX_FEATURES = 32          # the feature vector a kernel program carries
 MAP_MAX_DEPTH = 16         # bounded loop in the map interpreter
 MAP_MAX_NODES = 8192       # nodes per model slot
 MAP_MAX_TREES = 64
-CODE_MAX_DEPTH = 64
 BPF_STACK = 512            # bytes
 BPF_INSN_BUDGET = 1_000_000  # verified instructions; also the program size limit for root
 CODE_INSNS_PER_NODE = 3    # compare + branch (+ load), measured ~2.6 on clang 14
-MLP_MAX_WIDTH = 64
 
 
 def estimate(m) -> dict:

@@ -13,10 +13,9 @@ models_app = typer.Typer(no_args_is_help=True, help="Model files: inspect, make 
 def info(model: Path = typer.Argument(..., help="model file (.json or .npz)"),
          json_out: bool = typer.Option(False, "--json", help="print JSON")):
     """Kind, features, size, quantization scales and the accuracy-loss report."""
-    from kernelpilot.kernelize.harness import describe
     from kernelpilot.models.format import Model
     m = Model.load(model)
-    d = describe(m)
+    d = m.describe()
     d["feature_names"] = m.feature_names
     if m.quantized:
         d["quant"] = {k: v for k, v in m.meta["quant"].items() if k != "report"}

@@ -61,6 +61,19 @@ class Model:
         from kernelpilot.models.quant import quantize
         return quantize(self, X, y, bits=bits)
 
+    def describe(self) -> dict:
+        """Kind, features, size and the quantization report, for `kpilot models info`."""
+        d = {"kind": self.kind, "features": self.n_features, "output": self.meta.get("output"),
+             "source": self.meta.get("source"), "quantized": self.quantized}
+        if self.kind in ("tree", "forest"):
+            d.update(depth=self.meta["depth"], trees=self.meta["n_trees"],
+                     nodes=int(self.params["feature"].size))
+        elif self.kind == "mlp":
+            d.update(shape=self.meta["shape"], weight_bits=self.meta.get("quant", {}).get("weight_bits"))
+        if self.quantized:
+            d["quant_report"] = self.meta["quant"].get("report")
+        return d
+
     # --- files ----------------------------------------------------------------------------
     def to_dict(self) -> dict:
         params = {k: {"dtype": str(v.dtype), "shape": list(v.shape), "data": v.ravel().tolist()}

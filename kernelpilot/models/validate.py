@@ -1,8 +1,9 @@
 """The model validator: run on every load, before anything else reads the file. A model is code that
 ends up inside the kernel, so each array is checked for dtype, shape and range, each tree for
 links that stay inside it and reach every node once (no cycle, no shared child), the depth and
-node limits of kernelize/limits.py, finite thresholds and weights, and quantization fields that
-the integer predictor, the C emitter and the map encoder can use without overflow.
+width bounds below (kernelize/limits.py reads them), finite thresholds and weights, and
+quantization fields that the integer predictor, the C emitter and the map encoder can use without
+overflow.
 
 Errors are one `KpError` line: `<file>: <field>: <problem>`, naming the first bad element."""
 from __future__ import annotations
@@ -12,11 +13,12 @@ import math
 import numpy as np
 
 from kernelpilot.errors import KpError
-from kernelpilot.kernelize import limits
 
 OUTPUTS = ("label", "score", "binary")
 ARRAY_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
                 "float32", "float64")
+MAX_TREE_DEPTH = 64            # deepest tree any target compiles (unrolled eBPF, C)
+MAX_MLP_WIDTH = 64             # widest MLP layer
 MAX_ELEMENTS = 1 << 22          # per array in a model file (a map slot holds 8192 nodes)
 MAX_FEATURES = 4096             # the C target has no feature limit; a file with more is not ours
 MAX_NODES = 1 << 20
@@ -251,7 +253,7 @@ def _trees(m, where) -> None:
     want = {"n_trees": nt, "n_nodes": n}
     if "depth" not in meta:
         fail(where, "meta.depth", "missing")
-    d = _int(where, "meta.depth", meta["depth"], 0, limits.CODE_MAX_DEPTH)
+    d = _int(where, "meta.depth", meta["depth"], 0, MAX_TREE_DEPTH)
     if d != depth:
         fail(where, "meta.depth", f"says {d}, the trees are {depth} deep")
     for k, v in want.items():
@@ -317,7 +319,7 @@ def _tree_depth(where, feat, left, right, roots, ends) -> int:
         fail(where, "params.left/right", f"node {int(bad[0])} has {parents[bad[0]]} parents: "
              "the links must form trees")
     depth, level, seen = 0, roots.astype(np.int64), 0
-    for d in range(limits.CODE_MAX_DEPTH + 1):
+    for d in range(MAX_TREE_DEPTH + 1):
         seen += level.size
         kids = level[inner[level]]
         if kids.size == 0:
@@ -325,7 +327,7 @@ def _tree_depth(where, feat, left, right, roots, ends) -> int:
             break
         level = np.concatenate([left[kids], right[kids]]).astype(np.int64)
     else:
-        fail(where, "meta.depth", f"the trees are deeper than {limits.CODE_MAX_DEPTH}")
+        fail(where, "meta.depth", f"the trees are deeper than {MAX_TREE_DEPTH}")
     if seen != n:
         # every node has at most one parent and no root is a child, so a node not reached sits on a cycle
         fail(where, "params.left/right", f"{n - seen} of {n} nodes are not reached from a root "
@@ -344,8 +346,8 @@ def _mlp(m, where) -> None:
         b = _arr(where, p, f"b{i}", "if", 1, W.shape[1])
         _finite(where, f"params.W{i}", W)
         _finite(where, f"params.b{i}", b)
-        if not 1 <= W.shape[1] <= limits.MLP_MAX_WIDTH:
-            fail(where, f"params.W{i}", f"{W.shape[1]} units; 1..{limits.MLP_MAX_WIDTH} are supported")
+        if not 1 <= W.shape[1] <= MAX_MLP_WIDTH:
+            fail(where, f"params.W{i}", f"{W.shape[1]} units; 1..{MAX_MLP_WIDTH} are supported")
         width = W.shape[1]
     if width != 1:
         fail(where, f"params.W{L - 1}", f"the MLP ends in {width} units, not one")

@@ -10,7 +10,7 @@ import pytest
 from cli_checks import one_line_error  # noqa: E402
 
 from agent_helpers import rdir  # noqa: F401 (fixture)
-from conftest import need_root, run_kpilot
+from tests.conftest import need_root, run_kpilot
 from kernelpilot.agent.eventlog import FIELDS, EventLog
 from kernelpilot.agent.pilot import Decision
 

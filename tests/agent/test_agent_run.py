@@ -12,7 +12,7 @@ import pytest
 
 from cli_checks import one_line_error  # noqa: E402
 
-from conftest import need_root, run_kpilot
+from tests.conftest import need_root, run_kpilot
 from kernelpilot.agent.eventlog import FIELDS
 from kernelpilot.bench.agent import sched_only, spinner
 from agent_helpers import ROOT, killed_if_left, rdir, stop_cleanly, wait_for  # noqa: F401 (rdir: fixture)

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from agent_helpers import ROOT, killed_if_left, stop_cleanly, wait_for
-from conftest import need_root
+from tests.conftest import need_root
 
 
 @pytest.fixture(scope="module")

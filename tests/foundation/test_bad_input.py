@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import need_root
+from tests.conftest import need_root
 from kernelpilot.traces import schema as S
 from kernelpilot.traces.store import write_trace
 

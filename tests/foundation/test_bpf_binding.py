@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import need_root
+from tests.conftest import need_root
 from kernelpilot.bpf.build import build_object, builtin_object, vmlinux_h
 from kernelpilot.errors import KpError
 from kernelpilot.probes.libbpf import BpfLoadError, BpfObject, enable_stats

@@ -1,5 +1,6 @@
 """The package's import graph, lazy imports included, has no circles where the guide named them:
-traces/ never imports memory/ (memory builds on traces), and models/ is acyclic."""
+traces/ never imports memory/ (memory builds on traces), models/ never imports kernelize/
+(kernelize compiles models), and models/ is acyclic."""
 import ast
 import os
 
@@ -57,13 +58,21 @@ def _cycle(graph):
     return None
 
 
-def test_traces_never_import_memory():
-    for d, _, names in os.walk(os.path.join(PKG, "traces")):
+def _never_imports(lower, upper):
+    for d, _, names in os.walk(os.path.join(PKG, lower)):
         for n in names:
             if n.endswith(".py"):
                 p = os.path.join(d, n)
-                bad = {i for i in _imports(p) if i.startswith("kernelpilot.memory")}
+                bad = {i for i in _imports(p) if i.startswith(f"kernelpilot.{upper}")}
                 assert not bad, f"{os.path.relpath(p, ROOT)} imports {sorted(bad)}"
+
+
+def test_traces_never_import_memory():
+    _never_imports("traces", "memory")
+
+
+def test_models_never_import_kernelize():
+    _never_imports("models", "kernelize")
 
 
 def test_models_package_is_acyclic():

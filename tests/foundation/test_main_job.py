@@ -4,7 +4,7 @@ import json
 import os
 from pathlib import Path
 
-from conftest import need_root
+from tests.conftest import need_root
 
 DOMAINS = ("sched", "security", "memory", "aipath")
 

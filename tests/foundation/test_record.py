@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import ROOT, need_root
+from tests.conftest import ROOT, need_root
 from kernelpilot.traces import schema as S
 from kernelpilot.traces.record import trace_command
 from kernelpilot.traces.store import ReplaySource, from_arrow, read_trace, to_arrow, write_trace
