@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -289,7 +290,8 @@ CONTROLLERS = {"kernel": KernelOnly, "senpai": SenpaiController, "kernelpilot": 
 # ---- per-page refault predictor and the cold pusher -------------------------------------------
 
 FEATURES = ("bias", "recency", "quick_return", "block_quick_return", "history", "history_block", "region_phase")
-NEVER = 1000  # intervals: 'never refaulted' ages
+NEVER = 1000  # scan intervals (SCAN_S each): 'never refaulted' ages
+SCAN_S = 0.1  # the nominal time between scans: the unit of the recency feature
 # quick return: of the times a page went out (pushed or reclaimed), the share it came back
 # within the horizon (shrunk to UNKNOWN for pages never out). Before any label: an unknown page
 # may go (P 0.3); one that comes back quickly when out (now or in an earlier run), or whose block
@@ -364,14 +366,16 @@ def features(t, last_ref, quick, hist, phase, block: int = 64) -> np.ndarray:
 
 
 class _Region:
+    """Times are seconds since the pusher's first scan (-1: none)."""
     def __init__(self, n: int, hist: np.ndarray | None):
         self.prev_swapped = np.zeros(n, bool)
-        self.out_at = np.full(n, -1, np.int64)     # scan it was first seen out
-        self.last_ref = np.full(n, -NEVER, np.int64)
+        self.out_at = np.full(n, -1.0)             # when it was first seen out
+        self.last_ref = np.full(n, -NEVER * SCAN_S)
+        self.last_scan = -1.0                      # when this region was last scanned
         self.fast = np.zeros(n)                    # decayed: came back within the horizon
         self.outs = np.zeros(n)                    # decayed: went out
         self.hist = hist if hist is not None and len(hist) == n else np.full(n, UNKNOWN)
-        self.pushed_at = np.full(n, -1, np.int64)
+        self.pushed_at = np.full(n, -1.0)
         self.x_push = np.zeros((n, len(FEATURES)), np.float32)
         self.x_last = None                         # features at the last scan
         self.seen = np.zeros(n, bool)              # present at some scan: a fault on it is a refault
@@ -379,31 +383,42 @@ class _Region:
 
 class ColdPusher:
     """`scan(pid)` reads the pid's anonymous regions (pagemap), labels what was pushed (back
-    within the horizon: 1; still out after it: 0), trains the predictor, and ranks the pages:
+    within the horizon: 1; still out after it: 0), trains the predictor, and ranks the pages.
+    The horizon and a page's history are kept in time (`horizon_s`), not in scans: scans are
+    spaced by their cost and the host's load, and a count of them was a horizon that stretched
+    with both (and shrank with each extra process scanned in a tick).
     `push(pid, pidfd, n)` pushes the n present pages least likely to come back (none with
     P >= keep); `bring_back(pid, pidfd, n)` swaps in (MADV_WILLNEED) up to n pages that are out
     but predicted back, before the program stalls on them. A region is named by its size and
     order, so `history()` (each page's quick refaults) carries over to the program's next run."""
     BLOCK = 64
 
-    def __init__(self, predictor: RefaultPredictor | None = None, horizon: int = 6, keep: float = 0.5,
-                 back: float = 1.01, cold: float = 0.8, decay: float = 1.0, seed: int = 0):
+    def __init__(self, predictor: RefaultPredictor | None = None, horizon_s: float = 6.5 * SCAN_S,
+                 keep: float = 0.5, back: float = 1.01, cold: float = 0.8, decay: float = 1.0, seed: int = 0):
+        # horizon: 6 scans at the nominal SCAN_S (what it was in scans), half a scan of slack
         self.model = predictor or RefaultPredictor()
-        self.horizon, self.keep, self.back, self.cold, self.decay = horizon, keep, back, cold, decay
+        self.horizon, self.keep, self.back, self.cold, self.decay = horizon_s, keep, back, cold, decay
         self.rng = np.random.default_rng(seed)
         self.regions: dict[tuple, _Region] = {}
-        self.t = 0
+        self.t = 0.0     # the last scan's time (s since the first)
+        self._t0 = None  # time.monotonic() at the first scan
         self.pushed = self.refaulted = self.labels = self.brought_back = 0
         self._cold: dict[int, list] = {}  # pid -> [addresses of present pages, coldest first, cursor]
         self._hot: dict[int, list] = {}   # pid -> addresses out but predicted back
         self._layout: dict[int, list] = {}  # pid -> [(start, end, region)] at the last scan
         self.fault_refaults = 0
 
-    def faults(self, pid: int, addrs: np.ndarray):
+    def _now(self, now: float | None) -> float:
+        now = time.monotonic() if now is None else now
+        if self._t0 is None:
+            self._t0 = now
+        return max(now - self._t0, 0.0)
+
+    def faults(self, pid: int, addrs: np.ndarray, now: float | None = None):
         """Page faults of pid (the page-fault tracepoint, between scans): a fault on a page seen
         present before is a refault, seen the moment it happens, where a scan every 100 ms
         misses a hot page that goes out and comes back between two scans."""
-        t = self.t
+        t = self._now(now)
         X_all, y_all = [], []
         for a, b, r in self._layout.get(pid, []):
             sel = addrs[(addrs >= a) & (addrs < b)]
@@ -432,61 +447,70 @@ class ColdPusher:
             self.labels += len(y)
             self.refaulted += int(y.sum())
 
-    def scan(self, pid: int) -> int:
-        """Returns the pages that came back since the last scan. OSError when pid is gone."""
-        from kernelpilot.memory.pagesignal import PM_PRESENT, PM_SWAPPED, _bit, anon_regions
-        t = self.t
+    @staticmethod
+    def pagemap(pid: int):
+        """(start, end, pagemap entries) of each anonymous region of pid."""
+        from kernelpilot.memory.pagesignal import anon_regions
+        with open(f"/proc/{pid}/pagemap", "rb", buffering=0) as pm:
+            for a, b in anon_regions(pid):
+                pm.seek(a // PAGE * 8)
+                yield a, b, np.frombuffer(pm.read((b - a) // PAGE * 8), np.uint64)
+
+    def scan(self, pid: int, now: float | None = None) -> int:
+        """Returns the pages that came back since the last scan. OSError when pid is gone.
+        `now`: time.monotonic() of the scan (default: now)."""
+        from kernelpilot.memory.pagesignal import PM_PRESENT, PM_SWAPPED, _bit
+        t = self._now(now)
         back_total = 0
         seen: dict[int, int] = {}
         X_all, y_all, cold, hot, layout = [], [], [], [], []
-        with open(f"/proc/{pid}/pagemap", "rb", buffering=0) as pm:
-            for a, b in anon_regions(pid):
-                n = (b - a) // PAGE
-                key = (n, seen.setdefault(n, 0))  # size and order name a region across runs
-                seen[n] += 1
-                r = self.regions.get((pid,) + key)
-                if r is None:
-                    r = self.regions[(pid,) + key] = _Region(n, self.model.history_.get(key))
-                pm.seek(a // PAGE * 8)
-                ent = np.frombuffer(pm.read(n * 8), np.uint64)
-                if len(ent) != n:
-                    continue
-                present, swapped = _bit(ent, PM_PRESENT), _bit(ent, PM_SWAPPED)
-                layout.append((a, b, r))
-                r.seen |= present
-                back = r.prev_swapped & present
-                newly_out = swapped & (r.out_at < 0)
-                r.out_at[newly_out] = t
-                if r.x_last is not None:  # the kernel reclaimed it: a label too, from the last features
-                    k_out = newly_out & (r.pushed_at < 0)
-                    r.pushed_at[k_out] = t - 1
-                    r.x_push[k_out] = r.x_last[k_out]
-                r.outs *= self.decay
-                r.outs[newly_out | (r.pushed_at == t - 1)] += 1
-                quick = back & (r.out_at >= 0) & (t - r.out_at <= self.horizon)
-                r.out_at[present] = -1
-                r.prev_swapped = swapped
-                back_total += int(back.sum())
-                pushed = r.pushed_at >= 0
-                yes = pushed & back & (t - r.pushed_at <= self.horizon)
-                no = pushed & swapped & (t - r.pushed_at >= self.horizon)
-                done = yes | no | (pushed & back)
-                if done.any():
-                    X_all.append(r.x_push[done])
-                    y_all.append(yes[done].astype(float))
-                    r.pushed_at[done] = -1
-                r.last_ref[back] = t
-                r.fast *= self.decay
-                r.fast[quick | yes] += 1
-                X = features(t, r.last_ref, quick_return(r.fast, r.outs), r.hist, float(back.mean()), self.BLOCK)
-                z = self.model.decision_function(X)  # ranks by the logit: P saturates near 0 and 1
-                p = 1 / (1 + np.exp(-z))
-                r.x_last = X.astype(np.float32)
-                idx = np.flatnonzero(present & (r.pushed_at < 0))
-                idx = idx[np.argsort(z[idx] + self.rng.random(len(idx)) * 1e-6, kind="stable")]
-                cold.append((z[idx], a + idx * PAGE, r, idx, X[idx], p[idx]))
-                hp = np.flatnonzero((present & (p >= self.keep)) | (swapped & (p >= self.back)))
-                hot.append((z[hp], a + hp * PAGE))
+        for a, b, ent in self.pagemap(pid):
+            n = (b - a) // PAGE
+            key = (n, seen.setdefault(n, 0))  # size and order name a region across runs
+            seen[n] += 1
+            r = self.regions.get((pid,) + key)
+            if r is None:
+                r = self.regions[(pid,) + key] = _Region(n, self.model.history_.get(key))
+            if len(ent) != n:
+                continue
+            present, swapped = _bit(ent, PM_PRESENT), _bit(ent, PM_SWAPPED)
+            layout.append((a, b, r))
+            r.seen |= present
+            back = r.prev_swapped & present
+            newly_out = swapped & (r.out_at < 0)
+            r.out_at[newly_out] = t
+            last, r.last_scan = r.last_scan, t
+            if r.x_last is not None:  # the kernel reclaimed it: a label too, from the last features
+                k_out = newly_out & (r.pushed_at < 0)
+                r.pushed_at[k_out] = last
+                r.x_push[k_out] = r.x_last[k_out]
+            r.outs *= self.decay
+            r.outs[newly_out | ((r.pushed_at == last) & (last >= 0))] += 1  # out since the last scan
+            quick = back & (r.out_at >= 0) & (t - r.out_at <= self.horizon)
+            r.out_at[present] = -1
+            r.prev_swapped = swapped
+            back_total += int(back.sum())
+            pushed = r.pushed_at >= 0
+            yes = pushed & back & (t - r.pushed_at <= self.horizon)
+            no = pushed & swapped & (t - r.pushed_at >= self.horizon)
+            done = yes | no | (pushed & back)
+            if done.any():
+                X_all.append(r.x_push[done])
+                y_all.append(yes[done].astype(float))
+                r.pushed_at[done] = -1
+            r.last_ref[back] = t
+            r.fast *= self.decay
+            r.fast[quick | yes] += 1
+            X = features(t / SCAN_S, r.last_ref / SCAN_S, quick_return(r.fast, r.outs), r.hist,
+                         float(back.mean()), self.BLOCK)
+            z = self.model.decision_function(X)  # ranks by the logit: P saturates near 0 and 1
+            p = 1 / (1 + np.exp(-z))
+            r.x_last = X.astype(np.float32)
+            idx = np.flatnonzero(present & (r.pushed_at < 0))
+            idx = idx[np.argsort(z[idx] + self.rng.random(len(idx)) * 1e-6, kind="stable")]
+            cold.append((z[idx], a + idx * PAGE, r, idx, X[idx], p[idx]))
+            hp = np.flatnonzero((present & (p >= self.keep)) | (swapped & (p >= self.back)))
+            hot.append((z[hp], a + hp * PAGE))
         if y_all:
             X, y = np.concatenate(X_all), np.concatenate(y_all)
             self.model.partial_fit(X, y)
@@ -497,7 +521,7 @@ class ColdPusher:
         hp = np.concatenate([h[0] for h in hot]) if hot else np.zeros(0)
         ha = np.concatenate([h[1] for h in hot]) if hot else np.zeros(0, np.int64)
         self._hot[pid] = ha[np.argsort(-hp, kind="stable")]
-        self.t += 1
+        self.t = t
         return back_total
 
     def push(self, pid: int, pidfd: int, pages: int, forced: bool = True) -> int:
@@ -528,7 +552,7 @@ class ColdPusher:
             if len(sel) == 0:
                 continue
             pg = idx[sel]
-            r.pushed_at[pg] = self.t - 1
+            r.pushed_at[pg] = r.last_scan  # pushed since that scan: counted out by the next
             r.x_push[pg] = X[sel]
             r.prev_swapped[pg] = True  # back by the next scan: a refault, even if never seen out
             o = np.argsort(pg)
