@@ -15,7 +15,8 @@ Soak: the agent under a mixed load (syscall bursts of a known count, switch floo
 strided reader) for KPILOT_SOAK_S seconds (default 120, quick 30; 1800 for the 30-min soak):
 RSS growth after warm-up (and RSS at each quarter, every 30 s), and every known burst's syscalls seen
 or counted as dropped. KPILOT_SOAK_BESIDE="MALLOC_ARENA_MAX=2" runs a second agent with those env
-settings beside the first, under the same load, for a ratio.
+settings beside the first, under the same load, for a ratio; CHECKOUT=DIR among them runs that one
+from another checkout (e.g. a `git archive` of an older commit: before and after in one run).
 Faults: kill -9 of an enforcing agent (a harmless child's policy restored by the guardian), bad
 input through the CLI (unknown key, wrong type, unwritable log, second agent: one line, exit != 0,
 the running agent untouched).
@@ -320,6 +321,8 @@ def soak(seconds: float, tmp: Path, model: Path, beside: dict | None = None) -> 
     """The agent under a mixed load; RSS growth after warm-up; known syscall bursts accounted for.
     `beside` (env settings, e.g. {"MALLOC_ARENA_MAX": "2"}): a second agent with them runs beside the
     first under the same load (each watches the whole host), reported under "beside" for a ratio."""
+    if beside:
+        beside_root(beside)  # a bad CHECKOUT is refused before anything starts
     binary = build_c("syscall_load")
     cfg = tmp / "soak.toml"
     # every process's counts in the summary: a 30-min soak runs over 1,000 bursts
@@ -327,11 +330,13 @@ def soak(seconds: float, tmp: Path, model: Path, beside: dict | None = None) -> 
     names = ["agent"] + (["beside"] if beside else [])
     agents = {}
     for name in names:
-        env = _env(tmp)
+        env, root = _env(tmp), ROOT
         env["KPILOT_RUN_DIR"] = str(tmp / f"run-{name}")
         (tmp / f"run-{name}").mkdir(exist_ok=True)
         if name == "beside":
-            env.update(beside)
+            env.update({k: v for k, v in beside.items() if k != "CHECKOUT"})
+            root = beside_root(beside)  # python -m runs the package in its cwd
+            env["PYTHONPATH"] = str(root)
         if env.get("KPILOT_TRACEMALLOC"):
             env["KPILOT_TRACEMALLOC"] += f".{name}"
         # stdout and stderr to files: a pipe nobody reads until the end fills in seconds (--json prints
@@ -339,7 +344,7 @@ def soak(seconds: float, tmp: Path, model: Path, beside: dict | None = None) -> 
         out_f, err_f = open(tmp / f"soak-{name}.out", "w"), open(tmp / f"soak-{name}.err", "w")
         agents[name] = (subprocess.Popen(CLI + ["agent", "run", "--config", str(cfg), "--log",
                                                 str(tmp / f"soak-{name}.jsonl"), "--json", "-d", f"{seconds + 3600:g}"],
-                                         env=env, stdout=out_f, stderr=err_f, text=True, cwd=str(ROOT)), out_f, err_f)
+                                         env=env, stdout=out_f, stderr=err_f, text=True, cwd=str(root)), out_f, err_f)
     from kernelpilot.agent.host import read_state
 
     def state(name):
@@ -397,6 +402,14 @@ def soak(seconds: float, tmp: Path, model: Path, beside: dict | None = None) -> 
                                   "rss_growth_ratio": _ratio(res["beside"]["rss_growth_after_warmup"],
                                                              res["agent"]["rss_growth_after_warmup"])}
     return res["agent"]
+
+
+def beside_root(beside: dict) -> Path:
+    """The checkout the beside agent runs from: CHECKOUT=DIR in KPILOT_SOAK_BESIDE, else this one."""
+    root = Path(beside.get("CHECKOUT", ROOT)).resolve()
+    if not (root / "kernelpilot" / "cli.py").is_file():
+        raise KpError(f"bench agent: KPILOT_SOAK_BESIDE's CHECKOUT={root} holds no kernelpilot checkout")
+    return root
 
 
 def _ratio(x, y):
