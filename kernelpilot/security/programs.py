@@ -24,7 +24,7 @@ class Programs:
         self.calls: dict[str, int] = {}
         self.fallback = np.zeros(0, dtype=np.uint64)
         self.thresholds: dict[str, float] = {}  # per program, from held-out normal windows
-        self.base = 0.0                          # the global 0.1% threshold; no program goes below
+        self.base = 0.0                          # the floor (floor()); no program goes below
 
     @staticmethod
     def key(comm: str) -> str:
@@ -53,15 +53,15 @@ class Programs:
 
     def calibrate(self, traces: list[Trace], seqs: list[np.ndarray], q: float = 0.999,
                   q_program: float = PROGRAM_Q) -> "Programs":
-        """Thresholds: the global q-quantile of held-out normal windows, raised per program to the
-        q_program-quantile of that program's own held-out windows."""
+        """Thresholds: the floor, the global q-quantile of held-out normal windows robust to any one
+        program (floor()), raised per program to the q_program-quantile of its own held-out windows."""
         per: dict[str, list[np.ndarray]] = {}
         for t, s in zip(traces, seqs):
             k = self.key(t.comm) if self.known(t.comm) else ""
             per.setdefault(k, []).append(self.window_scores(s, t.comm))
         if not per:
             return self
-        self.base = float(np.quantile(np.concatenate([w for ws in per.values() for w in ws]), q))
+        self.base = floor({k: np.concatenate(ws) for k, ws in per.items()}, q)
         self.thresholds = {k: max(self.base, float(np.quantile(np.concatenate(ws), q_program)))
                            for k, ws in per.items() if k}
         return self
@@ -87,3 +87,19 @@ class Programs:
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise KpError(f"per-program tables in the model are corrupt ({type(e).__name__})") from None
         return me
+
+
+def floor(per: dict[str, np.ndarray], q: float) -> float:
+    """The q-quantile of the held-out windows of all programs, robust to any single one: the lowest
+    such quantile with one program's windows left out. One program whose held-out windows are novel
+    for it (a threaded server's threads, cut apart differently in training) otherwise lifts every
+    program's threshold with it, up to 1.0, where no window can pass."""
+    allw = np.concatenate(list(per.values()))
+    base = float(np.quantile(allw, q))
+    if len(per) < 2:
+        return base
+    for k in per:
+        rest = np.concatenate([w for j, w in per.items() if j != k])
+        if len(rest):
+            base = min(base, float(np.quantile(rest, q)))
+    return base

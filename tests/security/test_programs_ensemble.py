@@ -82,3 +82,27 @@ def test_ensemble_needs_its_parts(corpus, tmp_path):
     r = kpilot("security", "train", "--normal", corpus[0], "-o", tmp_path / "m.json", "--detectors", "freq,ensemble")
     assert r.returncode != 0 and "needs at least two of stide, tree, cnn" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_one_programs_novel_held_out_windows_do_not_lift_the_floor():
+    """The floor under every program's threshold (and the bar of programs with no table) is robust
+    to one program: a server whose held-out windows are all novel for it (its threads cut apart
+    differently in training) once lifted it to 1.0, where no window of any program could pass."""
+    ids = {c: i for i, c in enumerate(dict.fromkeys(SHELL + SERVER))}
+
+    def enc(t):
+        return np.array([ids[c] for c in t.calls])
+    train = [_prog("bash", SHELL, 80, i) for i in range(3)] + [_prog("httpd", SERVER, 80, i) for i in range(3)]
+    P = Programs().fit(train, [enc(t) for t in train])
+    shell_cal = [_prog("bash", SHELL, 200, f"c{i}") for i in range(5)]
+    odd = Trace("c:odd", (SHELL[::-1] + SERVER[::-1]) * 40, comm="httpd")  # every window novel for httpd
+    cal = shell_cal + [odd]
+    P.calibrate(cal, [enc(t) for t in cal])
+    assert P.window_scores(enc(odd), "httpd").min() > 0.9 and P.threshold("httpd") > 0.9
+    # the shells' held-out windows are all normal: the floor is theirs, not the odd server's
+    assert P.base < 0.1 and P.threshold("bash") < 0.1 and P.threshold("newprog") < 0.1
+    # with the server's windows normal too, the floor is unchanged
+    Q = Programs().fit(train, [enc(t) for t in train])
+    cal2 = shell_cal + [_prog("httpd", SERVER, 40, "c")]
+    Q.calibrate(cal2, [enc(t) for t in cal2])
+    assert Q.base == P.base
