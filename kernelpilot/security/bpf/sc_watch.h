@@ -20,6 +20,10 @@ static __always_inline __u64 sc_arg(void *ctx, int i);
  * second, while an attack phase of a few ms still sends several (a quiet counted in calls once
  * spent itself on a startup window stage 2 dismissed and hid the attack that followed). */
 #define SC_QUIET_NS 2000000ull
+/* A connect burst: SC_CONN_BURST TCP connects by one thread to one address and port, each within
+ * SC_CONN_GAP_NS of the run's first (a password guesser's shape), send one SC_EV_CONNECT. */
+#define SC_CONN_BURST 16
+#define SC_CONN_GAP_NS 10000000000ull
 
 /* gen: the loaded model's generation (never 0), so a thread's memo of its last score is never
  * taken across models */
@@ -36,6 +40,8 @@ struct sc_nrinfo { __u64 spread; __u32 vid; __u32 rules; };
 #define SC_EV_SETID_FILE 6
 #define SC_EV_RENAME 7
 #define SC_EV_FORK 8
+#define SC_EV_CONNECT 9     /* arg: port, arg2: the burst's seconds in ns */
+#define SC_EV_SOCKIO 10     /* the thread's fds 0-2 holding an inet socket changed; arg: their bits */
 #define SC_PROC_SERVER 1    /* sc_proc.flags: this thread's listen/accept on inet was sent */
 struct sc_proc {
 	__u64 sums;                 /* SC_NFEAT fields of SC_FBITS bits */
@@ -44,6 +50,9 @@ struct sc_proc {
 	__u16 prev1, prev2;         /* vocabulary id + 1 of the last two calls, 0 = none */
 	__u32 writes;               /* write-family calls so far (the rename-storm rule) */
 	__u32 flags;
+	__u32 conn_n;               /* connects in the current run to conn_dest (connect burst) */
+	__u32 sock_fds;             /* bit i: fd i (0-2) was last dup'ed from an inet socket */
+	__u64 conn_dest, conn_since;
 	__u64 memo_sums;            /* the last window scored (its packed features) and its score: */
 	__s32 memo_score;           /* a window equal to it is not scored again (the tree is a */
 	__u32 memo_gen;             /* function of the features alone); valid for model memo_gen */
@@ -142,8 +151,8 @@ static __always_inline void commit(struct sc_event *e)
 	bump(4);
 }
 
-/* Socket family of the current task's fd, 0 if none. */
-static __always_inline __u16 fd_family(int fd)
+/* The current task's fd as a socket (0 if it is none). */
+static __always_inline struct socket *fd_socket(int fd)
 {
 	struct task_struct *t = bpf_get_current_task_btf();
 	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
@@ -154,8 +163,46 @@ static __always_inline __u16 fd_family(int fd)
 	bpf_probe_read_kernel(&f, sizeof(f), fds + fd);
 	if (!f)
 		return 0;
-	struct socket *sock = (struct socket *)BPF_CORE_READ(f, private_data);
-	return BPF_CORE_READ(sock, sk, __sk_common.skc_family);
+	return (struct socket *)BPF_CORE_READ(f, private_data);
+}
+
+/* Socket family of the current task's fd, 0 if none. */
+static __always_inline __u16 fd_family(int fd)
+{
+	struct socket *sock = fd_socket(fd);
+	return sock ? BPF_CORE_READ(sock, sk, __sk_common.skc_family) : 0;
+}
+
+/* connect(fd, addr): count the thread's run of TCP connects to one address and port. */
+static __always_inline void on_connect(struct sc_proc *st, int fd, __u64 uaddr)
+{
+	__u8 sa[24] = {};
+	if (bpf_probe_read_user(sa, sizeof(sa), (void *)uaddr))
+		return;
+	__u16 fam = sa[0] | (sa[1] << 8);
+	if (fam != 2 && fam != 10)  /* AF_INET, AF_INET6 */
+		return;
+	struct socket *sock = fd_socket(fd);
+	if (!sock || BPF_CORE_READ(sock, type) != 1)  /* SOCK_STREAM: DNS lookups connect UDP sockets */
+		return;
+	__u64 port = (sa[2] << 8) | sa[3], dest = port << 48;
+	if (fam == 2) {  /* the address at 4 */
+		dest |= sa[4] | (sa[5] << 8) | (sa[6] << 16) | ((__u64)sa[7] << 24);
+	} else {         /* IPv6: its 16 bytes at 8, folded */
+		for (int i = 0; i < 16; i++)
+			dest ^= (__u64)sa[8 + i] << (8 * (i & 7));
+	}
+	__u64 now = bpf_ktime_get_ns();
+	if (dest != st->conn_dest || now - st->conn_since > SC_CONN_GAP_NS) {
+		st->conn_dest = dest;
+		st->conn_since = now;
+		st->conn_n = 0;
+	}
+	if (++st->conn_n == SC_CONN_BURST) {
+		struct sc_event *e = event(SC_EV_CONNECT, (__u32)port, now - st->conn_since);
+		if (e)
+			commit(e);
+	}
 }
 
 static __always_inline void path_event(__u32 kind, __u32 nr, __u64 arg2, __u64 p1, __u64 p2)
@@ -193,6 +240,23 @@ static __always_inline void behaviour(void *ctx, struct sc_proc *st, long nr)
 		if (fam == 2 || fam == 10) {  /* AF_INET, AF_INET6 */
 			st->flags |= SC_PROC_SERVER;
 			struct sc_event *e = event(SC_EV_SERVER, nr, fam);
+			if (e)
+				commit(e);
+		}
+		return;
+	}
+	case 42:  /* connect */
+		on_connect(st, (int)sc_arg(ctx, 0), sc_arg(ctx, 1));
+		return;
+	case 33: case 292: {  /* dup2 dup3 onto stdin, stdout or stderr: from an inet socket or not */
+		__u32 to = (__u32)sc_arg(ctx, 1);
+		if (to > 2)
+			return;
+		__u16 fam = fd_family((int)sc_arg(ctx, 0));
+		__u32 bits = fam == 2 || fam == 10 ? st->sock_fds | (1u << to) : st->sock_fds & ~(1u << to);
+		if (bits != st->sock_fds) {  /* only changes go up: shells redirect 0-2 all the time */
+			st->sock_fds = bits;
+			struct sc_event *e = event(SC_EV_SOCKIO, bits, fam);
 			if (e)
 				commit(e);
 		}
