@@ -35,7 +35,7 @@ from kernelpilot.errors import KpError
 from kernelpilot.sched import evaluate as E
 from kernelpilot.sched import features as F
 from kernelpilot.sched import models as M
-from kernelpilot.sched.synth import synthetic_trace
+from kernelpilot.sched.sim import synthetic_trace
 
 
 def _mean(xs):

@@ -83,24 +83,3 @@ def flow_svg(result: dict) -> str:
             out.append(f'<text x="{x_strip}" y="{y + 30}" fill="#888">none</text>')
     out.append("</svg>")
     return "\n".join(out)
-
-
-def aipath_figures(result: dict, title: str) -> list[dict]:
-    from kernelpilot.report.plots import _ax, svg
-    figs = [{"title": f"AI path (layers): {title}", "svg": flow_svg(result)}]
-    phases = result.get("phases", [])
-    if phases:
-        import numpy as np
-        names = [p["name"] for p in phases]
-        parts = {"on CPU": [p["layers"][0]["time_s"] for p in phases],
-                 "waiting for a CPU": [p["layers"][3]["time_s"] for p in phases],
-                 "blocked": [p["layers"][3]["detail"]["blocked_s"] for p in phases]}
-        fig, ax = _ax(f"thread time per phase: {title}", w=6, h=3)
-        bottom = np.zeros(len(phases))
-        for k, v in parts.items():
-            ax.bar(names, v, bottom=bottom, label=k)
-            bottom += np.asarray(v, dtype=float)
-        ax.set_ylabel("thread-seconds")
-        ax.legend(fontsize=7)
-        figs.append({"title": f"thread time per phase: {title}", "svg": svg(fig)})
-    return figs

@@ -17,6 +17,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from kernelpilot.report.flow import flow_svg  # noqa: E402
+
 plt.rcParams.update({"svg.hashsalt": "kernelpilot", "figure.dpi": 100, "font.size": 9})
 
 _NUM = re.compile(r"^\d+(\.\d+)?$")
@@ -105,13 +107,32 @@ def _percentiles(d: dict) -> list | None:
     return sorted(pts) if len(pts) >= 3 else None
 
 
+def aipath_figures(result: dict, title: str) -> list[dict]:
+    figs = [{"title": f"AI path (layers): {title}", "svg": flow_svg(result)}]
+    phases = result.get("phases", [])
+    if phases:
+        import numpy as np
+        names = [p["name"] for p in phases]
+        parts = {"on CPU": [p["layers"][0]["time_s"] for p in phases],
+                 "waiting for a CPU": [p["layers"][3]["time_s"] for p in phases],
+                 "blocked": [p["layers"][3]["detail"]["blocked_s"] for p in phases]}
+        fig, ax = _ax(f"thread time per phase: {title}", w=6, h=3)
+        bottom = np.zeros(len(phases))
+        for k, v in parts.items():
+            ax.bar(names, v, bottom=bottom, label=k)
+            bottom += np.asarray(v, dtype=float)
+        ax.set_ylabel("thread-seconds")
+        ax.legend(fontsize=7)
+        figs.append({"title": f"thread time per phase: {title}", "svg": svg(fig)})
+    return figs
+
+
 def find(tree, path=()) -> list[dict]:
     """Every plot the tree holds: [{"title", "svg"}], in tree order."""
     found: list[dict] = []
     title = " / ".join(map(str, path)) or "result"
     if isinstance(tree, dict):
         if tree.get("bench") == "aipath" and "layers" in tree:
-            from kernelpilot.report.flow import aipath_figures
             return aipath_figures(tree, title)
         if (c := _roc_curves(tree)):
             fig, ax = _ax(f"ROC: {title}")

@@ -36,7 +36,7 @@ def simulate_cmd(trace: Path = typer.Option(None, "--trace", help="recorded trac
     """Replay tasks under FCFS, RR, CFS-like, SJF/SRPT (oracle and predicted bursts)."""
     from kernelpilot.sched import evaluate as E
     from kernelpilot.sched import features as F
-    from kernelpilot.sched.synth import synthetic_trace
+    from kernelpilot.sched.sim import synthetic_trace
     if trace:  # read (and reject a bad file) before training
         f, lat = F.extract(_read_events(trace)), None
     else:

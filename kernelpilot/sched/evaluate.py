@@ -117,7 +117,7 @@ class Item:
 
 def synthetic_items(seeds=(0,), horizon_s: float = 2.0) -> list[Item]:
     """Synthetic task mixes (loaded and light hosts, with and without CPU hogs)."""
-    from kernelpilot.sched.synth import synthetic_trace
+    from kernelpilot.sched.sim import synthetic_trace
     out = []
     for s in seeds:
         for i, mix in enumerate(TRAIN_MIXES):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kernelpilot.errors import KpError
-from kernelpilot.sched.synth import LATENCY, MS, US, Workload
+from kernelpilot.sched.synth import LATENCY, MS, S, US, Workload, generate
 
 INF = 1 << 62
 POLICIES = ("fcfs", "rr", "cfs", "sjf", "srpt", "sjf-pred", "srpt-pred")
@@ -302,3 +302,10 @@ def simulate(wl: Workload, policy: str, ncpu: int = 2, pred: list[np.ndarray] | 
     d = np.array(sim.done, dtype=np.int64).reshape(-1, 5)
     return SimResult(policy, d[:, 0], d[:, 1], d[:, 2], d[:, 3], d[:, 4], sim.switches, end,
                      _events(sim.trace) if trace else None)
+
+
+def synthetic_trace(seed: int = 0, ncpu: int = 2, horizon_s: float = 2.0, **mix):
+    """(events, workload): the workload replayed under the CFS-like policy, as schema events."""
+    wl = generate(seed, horizon_s=horizon_s, **mix)
+    res = simulate(wl, "cfs", ncpu=ncpu, until=int(horizon_s * S), trace=True)
+    return res.events, wl

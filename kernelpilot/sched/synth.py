@@ -87,11 +87,3 @@ def generate(seed: int = 0, n_interactive: int = 4, n_io: int = 4, n_batch: int 
                     start=rng.integers(0, 20 * MS, n).astype(np.int64),
                     bursts=bursts, sleeps=sleeps, weight=np.full(n, 1024, dtype=np.int64),
                     label=label, comm=kinds)
-
-
-def synthetic_trace(seed: int = 0, ncpu: int = 2, horizon_s: float = 2.0, **mix):
-    """(events, workload): the workload replayed under the CFS-like policy, as schema events."""
-    from kernelpilot.sched.sim import simulate
-    wl = generate(seed, horizon_s=horizon_s, **mix)
-    res = simulate(wl, "cfs", ncpu=ncpu, until=int(horizon_s * S), trace=True)
-    return res.events, wl

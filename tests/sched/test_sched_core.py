@@ -7,8 +7,8 @@ from kernelpilot.models import Model
 from kernelpilot.sched import evaluate as E
 from kernelpilot.sched import features as F
 from kernelpilot.sched import models as M
-from kernelpilot.sched.sim import POLICIES, simulate
-from kernelpilot.sched.synth import LATENCY, MS, Workload, generate, synthetic_trace
+from kernelpilot.sched.sim import POLICIES, simulate, synthetic_trace
+from kernelpilot.sched.synth import LATENCY, MS, Workload, generate
 from kernelpilot.traces.schema import EVENT_DTYPE, SCHED_SWITCH, SCHED_WAKEUP
 
 
