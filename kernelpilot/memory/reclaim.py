@@ -379,6 +379,8 @@ class _Region:
         self.x_push = np.zeros((n, len(FEATURES)), np.float32)
         self.x_last = None                         # features at the last scan
         self.seen = np.zeros(n, bool)              # present at some scan: a fault on it is a refault
+        self.kept = np.zeros(n)                    # scans seen present, since first seen
+        self.scans = np.zeros(n)                   # scans since first seen
 
 
 class ColdPusher:
@@ -476,6 +478,8 @@ class ColdPusher:
             present, swapped = _bit(ent, PM_PRESENT), _bit(ent, PM_SWAPPED)
             layout.append((a, b, r))
             r.seen |= present
+            r.scans[r.seen] += 1
+            r.kept[present] += 1
             back = r.prev_swapped & present
             newly_out = swapped & (r.out_at < 0)
             r.out_at[newly_out] = t
@@ -510,7 +514,10 @@ class ColdPusher:
             idx = idx[np.argsort(z[idx] + self.rng.random(len(idx)) * 1e-6, kind="stable")]
             cold.append((z[idx], a + idx * PAGE, r, idx, X[idx], p[idx]))
             hp = np.flatnonzero((present & (p >= self.keep)) | (swapped & (p >= self.back)))
-            hot.append((z[hp], a + hp * PAGE))
+            # kept first: the pages present at most scans since first seen, then by P (by P alone
+            # the quick returners, evidence the others lack, ranked first; hot/cold side by side:
+            # program major faults lower in 4 of 5 rounds, median 39.5k against 40.8k)
+            hot.append((r.kept[hp] / np.maximum(r.scans[hp], 1) * 100 + np.tanh(z[hp]), a + hp * PAGE))
         if y_all:
             X, y = np.concatenate(X_all), np.concatenate(y_all)
             self.model.partial_fit(X, y)
@@ -566,10 +573,11 @@ class ColdPusher:
         return len(order)
 
     def keep_hot(self, pid: int, pages: int) -> int:
-        """Touch (process_vm_readv, one byte a page) the `pages` pages likeliest back: present
-        ones with P >= keep (the kernel's reclaim sees them referenced and takes others) and out
-        ones with P >= back (they come back in the agent's time, not the program's; off by
-        default: on the hot/cold program such swap-ins cost as many faults as they saved)."""
+        """Touch (process_vm_readv, one byte a page) the `pages` pages likeliest back, those kept
+        present at most scans first: present ones with P >= keep (the kernel's reclaim sees them
+        referenced and takes others) and out ones with P >= back (they come back in the agent's
+        time, not the program's; off by default: on the hot/cold program such swap-ins cost as
+        many faults as they saved)."""
         hot = self._hot.get(pid)
         hot = np.sort(hot[:max(pages, 0)]) if hot is not None else []
         if len(hot):

@@ -39,3 +39,21 @@ def test_labels_and_quick_returns_do_not_depend_on_the_scan_interval():
         assert r.fast.tolist() == [1, 0, 0, 0]      # only page 0's return was quick
         assert r.outs.tolist() == [1, 1, 0, 0]
     assert np.allclose(r_fast.last_ref[:2], [0.9, 1.8]) and np.allclose(r_slow.last_ref[:2], [0.9, 1.8])
+
+
+def test_keep_hot_touches_the_pages_the_kernel_kept_present_most(monkeypatch):
+    """Pages 2 and 3 go out and come back quickly each second, pages 0 and 1 are always present:
+    P ranks the quick returners hotter (their quick-return share is evidence, the others have
+    none), but the pages kept present are what a program reads most, and the ones to keep."""
+    touched = []
+    monkeypatch.setattr(R, "touch", lambda pid, addrs: touched.append(sorted(addrs)) or len(addrs))
+    c = Scripted()
+    for k in range(30):
+        t = k * 0.1
+        c.ent = np.array([PRESENT, PRESENT] + [SWAPPED if k % 10 == 5 else PRESENT] * 2, np.uint64)
+        c.scan(1, now=t)
+    (r,) = c.regions.values()
+    assert r.fast[2] > 0 and r.fast[0] == 0  # P has the evidence for pages 2 and 3
+    c.keep = 0.0  # every present page a candidate
+    c.keep_hot(1, 2)
+    assert touched == [[0x10000, 0x10000 + R.PAGE]]
