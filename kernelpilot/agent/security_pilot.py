@@ -162,6 +162,10 @@ class SecurityPilot(Pilot):
             st = self.watcher.stats() if hasattr(self.watcher, "stats") else self.watcher.kernel.stats()
             out["watch"] = {k: v for k, v in st.items() if isinstance(v, (int, float, str))}
             out["windows_up"] = self.watcher.windows_up
+            out["events_up"] = self.watcher.events_up  # exec/fork/exit events of the host
+            cpu = getattr(self.watcher, "cpu", None)
+            if cpu is not None:
+                out["cpu_burn_candidates"] = len(cpu.samples)  # processes the cpu_burn rule samples each tick
         return out
 
     def close(self) -> None:

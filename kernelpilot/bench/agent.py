@@ -239,14 +239,35 @@ def _quiet_share(tmp: Path, model: Path, seconds: float) -> dict:
     try:
         _wait(lambda: _events(tmp) is not None or p.poll() is not None, 120, "quiet agent up")
         time.sleep(2.0)
-        pids = tree_pids({p.pid})
-        c0, e0, t0 = _cpu_s(pids), _events(tmp), time.monotonic()
+        from kernelpilot.agent.host import read_state
+        pids, sock = tree_pids({p.pid}), tmp / "run" / "agent.sock"
+        s0, c0, t0 = read_state(sock) or {}, _cpu_s(pids), time.monotonic()
         time.sleep(seconds)
-        c1, e1, dt = _cpu_s(pids), _events(tmp), time.monotonic() - t0
+        s1, c1, dt = read_state(sock) or {}, _cpu_s(pids), time.monotonic() - t0
     finally:
         p.send_signal(signal.SIGTERM)
         p.wait(60)
-    return {"cpu_share": round((c1 - c0) / dt, 4), "events_per_s": round((e1 - e0) / dt, 1), "seconds": round(dt, 1)}
+    return quiet_figures(s0, s1, c1 - c0, dt)
+
+
+def quiet_figures(s0: dict, s1: dict, cpu_s: float, dt: float) -> dict:
+    """The quiet agent's CPU share and what it went to, from its state at the start and end: each
+    loop part's share of the wall time (busy_s) and what the security watch took in meanwhile (the
+    host's windows its in-kernel tree sent up, its exec/fork/exit events, the cpu_burn rule's
+    processes sampled), which on a shared host are other sessions' work, not the agent's own."""
+    def rate(get):
+        a, b = get(s0), get(s1)
+        return round((b - a) / dt, 1) if a is not None and b is not None else None
+
+    def sec(st, k):
+        return (st.get("domains", {}).get("security") or {}).get(k)
+    b0, b1 = s0.get("busy_s", {}), s1.get("busy_s", {})
+    busy = {k: round((v - b0.get(k, 0.0)) / dt, 4) for k, v in b1.items()}
+    return {"cpu_share": round(cpu_s / dt, 4), "events_per_s": rate(lambda st: st.get("events")), "seconds": round(dt, 1),
+            "busy_share": busy, "busy_share_without_security": round(sum(v for k, v in busy.items() if k != "security"), 4),
+            "security_windows_up_per_s": rate(lambda st: sec(st, "windows_up")),
+            "security_exec_fork_exit_per_s": rate(lambda st: sec(st, "events_up")),
+            "cpu_burn_candidates": sec(s1, "cpu_burn_candidates")}
 
 
 def cost(quick: bool, tmp: Path, model: Path) -> dict:

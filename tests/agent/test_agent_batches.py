@@ -82,3 +82,32 @@ def test_beside_checkout_must_be_a_checkout(tmp_path):
     assert beside_root({}) == ROOT and beside_root({"CHECKOUT": str(ROOT)}) == ROOT
     with pytest.raises(KpError, match="holds no kernelpilot checkout"):
         beside_root({"CHECKOUT": str(tmp_path)})
+
+
+def test_quiet_figures_say_what_the_idle_share_went_to():
+    """The idle figure alone (2.5 % of a CPU) hid that the security watch, reacting to the host's
+    other processes, took nearly all of it; the loop's other parts are shown beside it."""
+    from kernelpilot.bench.agent import quiet_figures
+    sec = lambda w, e, c: {"security": {"windows_up": w, "events_up": e, "cpu_burn_candidates": c}}  # noqa: E731
+    s0 = {"events": 10, "busy_s": {"sensor": 1.0, "security": 2.0, "publish": 0.5}, "domains": sec(100, 40, 3)}
+    s1 = {"events": 10, "busy_s": {"sensor": 1.1, "security": 2.4, "publish": 0.6, "memory": 0.05},
+          "domains": sec(1100, 240, 5)}
+    f = quiet_figures(s0, s1, 0.5, 20.0)
+    assert f["cpu_share"] == 0.025 and f["events_per_s"] == 0.0 and f["seconds"] == 20.0
+    assert f["busy_share"] == {"sensor": 0.005, "security": 0.02, "publish": 0.005, "memory": 0.0025}
+    assert f["busy_share_without_security"] == 0.0125
+    assert f["security_windows_up_per_s"] == 50.0 and f["security_exec_fork_exit_per_s"] == 10.0
+    assert f["cpu_burn_candidates"] == 5
+    assert quiet_figures({}, {}, 0.0, 1.0)["security_windows_up_per_s"] is None  # no agent answered
+
+
+def test_security_summary_counts_what_the_watch_took_in():
+    from types import SimpleNamespace
+
+    from kernelpilot.agent.security_pilot import SecurityPilot
+    p = SecurityPilot(C.defaults()["security"], live=False)
+    k = SimpleNamespace(stats=lambda: {"syscalls": 7})
+    p.watcher = SimpleNamespace(step=lambda: [], stats=k.stats, kernel=k, windows_up=3, events_up=5,
+                                cpu=SimpleNamespace(samples={(1, 0): None, (2, 0): None}))
+    s = p.summary()
+    assert (s["windows_up"], s["events_up"], s["cpu_burn_candidates"]) == (3, 5, 2)
