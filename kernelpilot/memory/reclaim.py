@@ -22,7 +22,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -388,7 +387,11 @@ class ColdPusher:
     within the horizon: 1; still out after it: 0), trains the predictor, and ranks the pages.
     The horizon and a page's history are kept in time (`horizon_s`), not in scans: scans are
     spaced by their cost and the host's load, and a count of them was a horizon that stretched
-    with both (and shrank with each extra process scanned in a tick).
+    with both (and shrank with each extra process scanned in a tick). The time is each program's
+    own (`clock`; default its CPU time, user + system, zram's swap-ins included): a hot page read
+    once a round comes back after the same work at any load, where in wall time a loaded host
+    stretched its return past the horizon and it was labelled cold (hot/cold at load 14: 2-9k
+    pages kept a run, against 50-66k at load 5-8).
     `push(pid, pidfd, n)` pushes the n present pages least likely to come back (none with
     P >= keep); `bring_back(pid, pidfd, n)` swaps in (MADV_WILLNEED) up to n pages that are out
     but predicted back, before the program stalls on them. A region is named by its size and
@@ -396,31 +399,31 @@ class ColdPusher:
     BLOCK = 64
 
     def __init__(self, predictor: RefaultPredictor | None = None, horizon_s: float = 6.5 * SCAN_S,
-                 keep: float = 0.5, back: float = 1.01, cold: float = 0.8, decay: float = 1.0, seed: int = 0):
+                 keep: float = 0.5, back: float = 1.01, cold: float = 0.8, decay: float = 1.0, seed: int = 0,
+                 clock=None):
         # horizon: 6 scans at the nominal SCAN_S (what it was in scans), half a scan of slack
+        self.clock = clock or program_seconds
         self.model = predictor or RefaultPredictor()
         self.horizon, self.keep, self.back, self.cold, self.decay = horizon_s, keep, back, cold, decay
         self.rng = np.random.default_rng(seed)
         self.regions: dict[tuple, _Region] = {}
-        self.t = 0.0     # the last scan's time (s since the first)
-        self._t0 = None  # time.monotonic() at the first scan
+        self.t = 0.0     # the last scan's time (s since the pid's first)
+        self._t0: dict[int, float] = {}  # pid -> its clock at its first scan
         self.pushed = self.refaulted = self.labels = self.brought_back = 0
         self._cold: dict[int, list] = {}  # pid -> [addresses of present pages, coldest first, cursor]
         self._hot: dict[int, list] = {}   # pid -> addresses out but predicted back
         self._layout: dict[int, list] = {}  # pid -> [(start, end, region)] at the last scan
         self.fault_refaults = 0
 
-    def _now(self, now: float | None) -> float:
-        now = time.monotonic() if now is None else now
-        if self._t0 is None:
-            self._t0 = now
-        return max(now - self._t0, 0.0)
+    def _now(self, pid: int, now: float | None) -> float:
+        now = self.clock(pid) if now is None else now
+        return max(now - self._t0.setdefault(pid, now), 0.0)
 
     def faults(self, pid: int, addrs: np.ndarray, now: float | None = None):
         """Page faults of pid (the page-fault tracepoint, between scans): a fault on a page seen
         present before is a refault, seen the moment it happens, where a scan every 100 ms
         misses a hot page that goes out and comes back between two scans."""
-        t = self._now(now)
+        t = self._now(pid, now)
         X_all, y_all = [], []
         for a, b, r in self._layout.get(pid, []):
             sel = addrs[(addrs >= a) & (addrs < b)]
@@ -460,9 +463,9 @@ class ColdPusher:
 
     def scan(self, pid: int, now: float | None = None) -> int:
         """Returns the pages that came back since the last scan. OSError when pid is gone.
-        `now`: time.monotonic() of the scan (default: now)."""
+        `now`: the pid's clock at the scan (default: read now)."""
         from kernelpilot.memory.pagesignal import PM_PRESENT, PM_SWAPPED, _bit
-        t = self._now(now)
+        t = self._now(pid, now)
         back_total = 0
         seen: dict[int, int] = {}
         X_all, y_all, cold, hot, layout = [], [], [], [], []
@@ -632,6 +635,16 @@ def touch(pid: int, addrs) -> int:
             raise ProcessLookupError(pid)
         done += r
     return done
+
+
+def program_seconds(pid: int) -> float:
+    """pid's CPU time so far (utime + stime, /proc/PID/stat). OSError when it is gone."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def pidfd_open(pid: int) -> int:

@@ -57,3 +57,19 @@ def test_keep_hot_touches_the_pages_the_kernel_kept_present_most(monkeypatch):
     c.keep = 0.0  # every present page a candidate
     c.keep_hot(1, 2)
     assert touched == [[0x10000, 0x10000 + R.PAGE]]
+
+
+def test_the_horizon_is_the_programs_own_time_not_the_wall_clock():
+    """A page out across 0.8 s of wall time in which the program did no work (here: this process,
+    asleep; on a loaded host: waiting for a CPU) came back after no work of its own: within the
+    horizon. In wall time it was past the 0.65 s horizon, and labelled cold."""
+    import os
+    import time
+    c = Scripted()
+    for k, state in enumerate([PRESENT, SWAPPED, PRESENT]):
+        c.ent = np.array([state, PRESENT, PRESENT, PRESENT], np.uint64)
+        c.scan(os.getpid())
+        if k == 1:
+            time.sleep(0.8)
+    (r,) = c.regions.values()
+    assert c.labels == 1 and c.refaulted == 1 and r.fast[0] == 1
