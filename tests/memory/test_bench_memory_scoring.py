@@ -45,6 +45,20 @@ def test_summary_counts_cells_with_room_separately():
                                 "median_gap_closed": False}
 
 
+def test_fetched_objects_counted_as_misses():
+    """What mix's switches fetched (per scored request) is traffic no request asked for: counted
+    as misses, a mixture below the best classic only by what it fetched is not below it."""
+    r = score_cell(cell(mix=0.55, mix_fetched_per_request=0.1, lrb=0.58))
+    assert r["mix_below_best"] and r["mix_fetched_as_misses"] == pytest.approx(0.65)
+    assert not r["mix_below_best_fetched_as_misses"] and r["gap_closed_fetched_as_misses"] == pytest.approx(-0.25)
+    q = score_cell(cell(mix=0.5, mix_fetched_per_request=0.02))
+    assert q["mix_below_best_fetched_as_misses"] and q["gap_closed_fetched_as_misses"] == pytest.approx(0.4)
+    s = _summary({"traces": {"a": {"cells": {"10": r, "20": q}}}})["with_room"]
+    assert s["mix_below_best_classic"] == "2/2" and s["mix_below_best_classic_fetched_as_misses"] == "1/2"
+    assert s["mix_or_learned_below_best_classic_fetched_as_misses"] == "2/2"  # r: lrb is below
+    assert s["median_gap_closed_mix_fetched_as_misses"] == pytest.approx((-0.25 + 0.4) / 2)
+
+
 def test_popularity_oracle_holds_the_most_requested():
     from kernelpilot.bench.memory import popularity_oracle
     from kernelpilot.memory.trace import Trace
