@@ -319,3 +319,26 @@ def test_socket_shell(watcher, listener):
     assert fd3.pid not in by and fd3.returncode == 0
     # the shells the reverse shell starts (its .bashrc's) are its doing: one alert each
     assert len(hits) == 2, [(a["pid"], a["ppid"], a["cmdline"]) for a in hits]
+
+
+@pytest.mark.parametrize("name,rule", [("brute_force", "connect_burst"), ("reverse_shell", "socket_shell")])
+def test_scenario_caught_by_its_rule_with_the_model_blind(model_file, tmp_path, name, rule):
+    """The suite's brute_force and reverse_shell, which only the model caught before, each have a
+    rule of their own: with no window ever confirmed (confirm threshold over 1.0) they still alert."""
+    need_root_ebpf()
+    from kernelpilot.security.live import Watcher
+    from kernelpilot.security.model import SecurityModel
+    from kernelpilot.security.scenarios import SCENARIOS
+    from kernelpilot.security.scenarios.run import script_for
+    w = Watcher(SecurityModel.load(model_file), learn_s=0, confirm_threshold=1.01)
+    try:
+        p = subprocess.Popen(["bash", "-c", script_for(SCENARIOS[name], str(tmp_path), 3)])
+        p.wait(60)
+
+        def mine(a):
+            return a["pid"] == p.pid or any(x["pid"] == p.pid for x in a["parents"])
+        lines = pump(w, lambda ls: any(a["fired"] == rule and mine(a) for a in ls))
+    finally:
+        w.close()
+    assert [a for a in lines if a["fired"] == rule and mine(a)], [(a["fired"], a["comm"]) for a in lines][:10]
+    assert not [a for a in lines if a["fired"] == "model" and mine(a)]
