@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,9 @@ import numpy as np
 from kernelpilot.errors import KpError
 
 PAGE = 4096
+# keep_hot's cap: pages touched per second of the program's own time (0: none). Uncapped, the
+# program clock's keep_hot touched 73-103k pages a hot/cold run (two shared cores)
+HOT_RATE = 0.0
 
 
 @dataclass
@@ -258,6 +262,12 @@ class LearnedReclaimer:
         # holding keeps the limit: lowering it to usage saves nothing, and each write below
         # usage makes the kernel reclaim at once, whatever is hot (hot/cold: 41k major faults
         # against 34k holding the limit)
+        if self.hold_ > 0 and self.hold_why_ == "growing_room" and not back:
+            # the room expires once the program's pages stop coming back (beyond its own refaults):
+            # Senpai's probe again, from usage. Held for `calm` intervals whatever came back, kv kept
+            # the room (up to its own limit) 2-6 times a run where Senpai probed the next interval
+            self.hold_ = 0
+            return self._probe(o, base, "room_expired")
         if self.hold_ > 0:
             self.hold_ -= 1
             self.why_ = f"hold:{self.hold_why_}"
@@ -400,9 +410,16 @@ class ColdPusher:
 
     def __init__(self, predictor: RefaultPredictor | None = None, horizon_s: float = 6.5 * SCAN_S,
                  keep: float = 0.5, back: float = 1.01, cold: float = 0.8, decay: float = 1.0, seed: int = 0,
-                 clock=None):
+                 clock=None, hot_rate: float | None = None, hot_clock=None):
         # horizon: 6 scans at the nominal SCAN_S (what it was in scans), half a scan of slack
         self.clock = clock or program_seconds
+        # keep_hot's budget: pages per second of `hot_clock(pid)` (default: the program's clock, so
+        # a program waiting for a CPU earns no touches), a second's worth at most held over
+        # (None: HOT_RATE; 0 or less: no cap)
+        self.hot_rate = HOT_RATE if hot_rate is None else hot_rate
+        self.hot_clock = hot_clock or self.clock
+        self._hot_bucket: dict[int, list] = {}  # pid -> [pages it may touch, its clock then]
+        self.hot_s = 0.0  # wall time in keep_hot's touches
         self.model = predictor or RefaultPredictor()
         self.horizon, self.keep, self.back, self.cold, self.decay = horizon_s, keep, back, cold, decay
         self.rng = np.random.default_rng(seed)
@@ -580,12 +597,31 @@ class ColdPusher:
         present at most scans first: present ones with P >= keep (the kernel's reclaim sees them
         referenced and takes others) and out ones with P >= back (they come back in the agent's
         time, not the program's; off by default: on the hot/cold program such swap-ins cost as
-        many faults as they saved)."""
+        many faults as they saved). At most the budget `hot_rate` leaves (_hot_budget)."""
+        pages = min(pages, self._hot_budget(pid))
         hot = self._hot.get(pid)
         hot = np.sort(hot[:max(pages, 0)]) if hot is not None else []
         if len(hot):
+            t0 = time.monotonic()
             self.brought_back += touch(pid, hot)
+            self.hot_s += time.monotonic() - t0
+            if pid in self._hot_bucket:
+                self._hot_bucket[pid][0] -= len(hot)
         return len(hot)
+
+    def _hot_budget(self, pid: int) -> int:
+        """Pages keep_hot may touch in pid now: `hot_rate` per second of its hot_clock since the
+        last call, at most a second's worth (the first call: a second's worth)."""
+        if self.hot_rate <= 0:
+            return 1 << 62
+        now = self.hot_clock(pid)
+        b = self._hot_bucket.get(pid)
+        if b is None:
+            b = self._hot_bucket[pid] = [self.hot_rate, now]
+        else:
+            b[0] = min(self.hot_rate, b[0] + max(now - b[1], 0.0) * self.hot_rate)
+            b[1] = now
+        return int(b[0])
 
     def history(self) -> dict:
         """Per region (size, order): each page's quick-return share, this run's where it went

@@ -304,7 +304,8 @@ def run_config(lab, wl, config: str, predictor=None) -> dict:
         out["decision_log"] = d.log
     if d.pusher is not None:
         out.update(pushed=d.pusher.pushed, pushed_back=d.pusher.refaulted, labels=d.pusher.labels,
-                   brought_back=d.pusher.brought_back, fault_refaults=d.pusher.fault_refaults)
+                   brought_back=d.pusher.brought_back, fault_refaults=d.pusher.fault_refaults,
+                   keep_hot_s=round(d.pusher.hot_s, 3))
     lab.set_limit(wl.limit_mb << 20)
     return out
 

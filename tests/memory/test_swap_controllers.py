@@ -85,6 +85,29 @@ def test_learned_gives_a_squeezed_growing_program_room_for_its_growth():
     assert new >= 66 * MB + 2 * 60 * MB and c.why_ == "growing_room"
 
 
+def test_learned_room_for_growth_expires_when_nothing_comes_back():
+    """The room given to a squeezed growing program lasts while its pages come back: the interval
+    after, with none back (beyond its own refaults) and no stall, it probes like Senpai from
+    usage (the old code held the room `calm` intervals whatever came back: kv kept 2-6 rooms a
+    run, up to its own limit, where Senpai probed the next interval)."""
+    def squeezed():
+        c = R.LearnedReclaimer()
+        peak = 235 * MB
+        first = c.step(R.Obs(67 * MB, peak, 67 * MB, 0.0, 0, peak, anon=67 * MB))
+        room = c.step(R.Obs(66 * MB, first, 67 * MB, 0.2, 20, peak, anon=66 * MB))
+        assert c.why_ == "growing_room" and room < peak
+        return c, room, peak
+    c, room, peak = squeezed()
+    o = R.Obs(100 * MB, room, 100 * MB, 0.0, 0, peak, anon=66 * MB)
+    new = c.step(o)
+    assert c.why_ == "room_expired>probe"
+    assert new < 100 * MB and new == R.SenpaiController().step(o)
+    # its pages still coming back: the room is held
+    c, room, peak = squeezed()
+    assert c.step(R.Obs(100 * MB, room, 100 * MB, 0.0, 5000, peak, anon=66 * MB)) == room
+    assert c.why_ == "hold:growing_room"
+
+
 def test_learned_gives_a_stall_with_nothing_back_senpais_back_off_not_room():
     """A growing program squeezed to the floor that stalls while nothing comes back (compileall:
     page cache read once, reclaimed cheaply) gets Senpai's back-off, not room for two intervals
