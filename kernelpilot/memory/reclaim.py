@@ -117,6 +117,7 @@ class LearnedReclaimer:
         self.last_anon_ = 0
         self.growing_ = 0  # intervals left of the program's allocation phase
         self.growth_ = 0   # its largest growth per interval in the phase (bytes)
+        self.room_ = 0     # intervals left of a room given to it, while its pages come back
         self.base_ref_ = self.base_psi_ = None
         self.peak_ = 0
         self.why_ = ""  # the reason of the last step: step, floor, pressure, growing, hold:<its cause>, own_gate,
@@ -163,6 +164,7 @@ class LearnedReclaimer:
         """A limit under a program in its allocation phase: room for two intervals of `growth`."""
         if o.limit < o.ceiling and o.usage + 2 * growth > o.limit:
             self.why_ = "growing_room"
+            self.room_ = self.calm  # until it expires (step)
             return min(int(o.usage + 2 * growth), o.ceiling)
         return None
 
@@ -242,6 +244,16 @@ class LearnedReclaimer:
             self.hold_, self.hold_why_ = self.calm, "pressure"
             self.why_ = "pressure"
             return min(int(o.limit * (1 + f)), o.ceiling)
+        if self.room_ > 0 and not back and o.usage + 2 * max(grew, 0) <= o.limit:
+            # a room expires once the program's pages stop coming back (beyond its own refaults)
+            # and its growth now fits under the limit: Senpai's probe again, from usage, whatever the
+            # model learned deeper. Kept `calm` intervals (or while it grew, the model saying deeper
+            # refaults), kv kept 2-6 rooms a run up to its own limit where Senpai probed on
+            self.room_ = 0
+            if self.hold_why_ == "growing_room":
+                self.hold_ = 0
+            return self._probe(o, base, "room_expired")
+        self.room_ = max(self.room_ - 1, 0)
         if self.growing_:  # the program is allocating (its phase)
             if o.pressure < self.target and open_rate <= self.budget and \
                     self.predict(1 - base * (1 - self.max_probe) / max(o.peak, 1)) < self.budget:
@@ -262,12 +274,6 @@ class LearnedReclaimer:
         # holding keeps the limit: lowering it to usage saves nothing, and each write below
         # usage makes the kernel reclaim at once, whatever is hot (hot/cold: 41k major faults
         # against 34k holding the limit)
-        if self.hold_ > 0 and self.hold_why_ == "growing_room" and not back:
-            # the room expires once the program's pages stop coming back (beyond its own refaults):
-            # Senpai's probe again, from usage. Held for `calm` intervals whatever came back, kv kept
-            # the room (up to its own limit) 2-6 times a run where Senpai probed the next interval
-            self.hold_ = 0
-            return self._probe(o, base, "room_expired")
         if self.hold_ > 0:
             self.hold_ -= 1
             self.why_ = f"hold:{self.hold_why_}"

@@ -87,9 +87,10 @@ def test_learned_gives_a_squeezed_growing_program_room_for_its_growth():
 
 def test_learned_room_for_growth_expires_when_nothing_comes_back():
     """The room given to a squeezed growing program lasts while its pages come back: the interval
-    after, with none back (beyond its own refaults) and no stall, it probes like Senpai from
-    usage (the old code held the room `calm` intervals whatever came back: kv kept 2-6 rooms a
-    run, up to its own limit, where Senpai probed the next interval)."""
+    after, with none back (beyond its own refaults), no stall and its growth fitting under the
+    limit, it probes like Senpai from usage, still growing or not (the old code held the room
+    `calm` intervals whatever came back, and while it grew the model's deeper refaults held it:
+    kv kept 2-6 rooms a run, up to its own limit, where Senpai probed the next interval)."""
     def squeezed():
         c = R.LearnedReclaimer()
         peak = 235 * MB
@@ -102,6 +103,13 @@ def test_learned_room_for_growth_expires_when_nothing_comes_back():
     new = c.step(o)
     assert c.why_ == "room_expired>probe"
     assert new < 100 * MB and new == R.SenpaiController().step(o)
+    # still growing, the model saying deeper steps refault (learned before): nothing came back,
+    # so it probes (the old code held the room, and gave more as the program grew into it)
+    c, room, peak = squeezed()
+    c.rate_[:] = 2 * c.budget
+    o = R.Obs(100 * MB, room, 100 * MB, 0.0, 0, peak, anon=100 * MB)
+    new = c.step(o)
+    assert c.why_ == "room_expired>probe" and new == R.SenpaiController().step(o)
     # its pages still coming back: the room is held
     c, room, peak = squeezed()
     assert c.step(R.Obs(100 * MB, room, 100 * MB, 0.0, 5000, peak, anon=66 * MB)) == room
