@@ -31,9 +31,11 @@ import numpy as np
 from kernelpilot.errors import KpError
 
 PAGE = 4096
-# keep_hot's cap: pages touched per second of the program's own time (0: none). Uncapped, the
-# program clock's keep_hot touched 73-103k pages a hot/cold run (two shared cores)
-HOT_RATE = 0.0
+# keep_hot's cap: pages touched per second of the program's own time (0: none). Uncapped it
+# touched 42-78k pages a hot/cold run (~3 s of the program's CPU); at 6000 12-23k, for 35.0-37.6k
+# major faults against 32.1-41.0k uncapped (kernel 41.0k), faster than the kernel in 4 rounds of
+# 5 (side by side, load 12.9-14.8); on kv 7.7-7.8k major faults against 11.6-12.6k uncapped
+HOT_RATE = 6000.0
 
 
 @dataclass
