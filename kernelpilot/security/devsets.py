@@ -100,7 +100,7 @@ def _fuse(res, dev, progress=None) -> None:
         return
     t0 = time.perf_counter()
     dev_normal, dev_novel, how = dev(parts)
-    choice = F.choose(dev_normal, dev_novel, ranks=True)
+    choice = F.choose(dev_normal, dev_novel)
     choice["dev_split"] = how
     sc, sn, sa = F.fuse(choice["rule"], *({p: res["detectors"][p]["_scored"][i] for p in parts} for i in range(3)))
     r = evaluate_scores(sc, sn, sa, res["_families"], res["_starts"])
@@ -110,13 +110,8 @@ def _fuse(res, dev, progress=None) -> None:
     for cand in choice["dev"]:
         c_cal, c_n, c_a = F.fuse(cand, *({p: res["detectors"][p]["_scored"][i] for p in parts} for i in range(3)))
         t1 = threshold([s.score for s in c_cal], 0.01)
-        hit = [s.score > t1 for s in c_a]
-        fams = res["_families"]
         diag[cand] = {"trace_auc": auc([s.score for s in c_n], [s.score for s in c_a]),
-                      "offline_dr_1pct": round(float(np.mean(hit)), 4) if c_a else None,
-                      "test_normal_fpr_1pct": round(float(np.mean([s.score > t1 for s in c_n])), 4) if c_n else None,
-                      "families_offline_dr_1pct": {f: round(float(np.mean([h for h, g in zip(hit, fams) if g == f])), 4)
-                                                   for f in sorted(set(fams))}}
+                      "offline_dr_1pct": round(float(np.mean([s.score > t1 for s in c_a])), 4) if c_a else None}
     r["candidates_on_test_not_used_to_choose"] = diag
     res["detectors"]["fused"] = r
     if progress:

@@ -7,11 +7,7 @@
   common from the once-seen.
 - fused: each part's score becomes a calibrated z-score (its calibration normals' median and 99th
   percentile: z = (x - median) / (p99 - median)), and the rule combines them: the mean or the
-  maximum of the parts' z, or one part alone. Rank rules ('rmax:', 'rmean:'; the offline bench
-  only) use each part's calibration rank instead (the share of calibration normals at or below the
-  score; above the largest, 1 plus the excess in units of (largest - median)): 'rmax' alarms when
-  either part passes its own calibration quantile, one quantile for all, set so that 1% of
-  calibration traces alarm overall. The rule is chosen on a dev split made of normal
+  maximum of the parts' z, or one part alone. The rule is chosen on a dev split made of normal
   traces only (kernelpilot.security.devsets builds it; never the test split): candidates are
   scored by detection at 1% dev-normal FPR, then AUC, and a combination is kept only when it
   beats every single part there; otherwise fused is its best part."""
@@ -92,33 +88,14 @@ def normaliser(normal) -> tuple[float, float]:
     return med, scale if scale > 1e-12 else 1.0
 
 
-def ranker(normal):
-    """x -> its rank among normal scores (share at or below x); above the largest normal score,
-    1 + (x - largest) / (largest - median), so the order beyond calibration is kept."""
-    s = np.sort(np.asarray(normal, dtype=np.float64))
-    if not len(s):
-        return lambda x: np.asarray(x, dtype=np.float64)
-    top, span = s[-1], s[-1] - float(np.median(s))
-    span = span if span > 1e-12 else 1.0
-
-    def rank(x):
-        x = np.asarray(x, dtype=np.float64)
-        return np.where(x > top, 1.0 + (x - top) / span, np.searchsorted(s, x, side="right") / len(s))
-    return rank
-
-
-OPS = ("mean", "max", "rmean", "rmax")  # r*: on calibration ranks, not z-scores
-
-
-def candidates(parts, ranks=False) -> list[str]:
-    """Rules: each part alone, then 'mean:a+b(+c)' and 'max:...' (with ranks also 'rmax:', 'rmean:')
-    over every subset of two or more."""
+def candidates(parts) -> list[str]:
+    """Rules: each part alone, then 'mean:a+b(+c)' and 'max:...' over every subset of two or more."""
     parts = [p for p in PARTS if p in parts]
     out = list(parts)
     subsets = [parts] if len(parts) == 2 else [parts] + [[a, b] for i, a in enumerate(parts) for b in parts[i + 1:]]
     if len(parts) >= 2:
         for s in subsets:
-            out += [f"{op}:{'+'.join(s)}" for op in (OPS if ranks else OPS[:2])]
+            out += [f"mean:{'+'.join(s)}", f"max:{'+'.join(s)}"]
     return out
 
 
@@ -126,28 +103,16 @@ def rule_parts(rule: str) -> list[str]:
     return rule.split(":", 1)[1].split("+") if ":" in rule else [rule]
 
 
-def is_rank(rule: str) -> bool:
-    return rule.startswith("r") and ":" in rule
-
-
 def combine(rule: str, z: dict[str, np.ndarray]) -> np.ndarray:
-    """Apply a rule to z-scores (ranks for a rank rule; arrays of the same shape per part)."""
+    """Apply a rule to z-scores (arrays of the same shape per part)."""
     ps = rule_parts(rule)
     if ":" not in rule:
         return np.asarray(z[rule], dtype=np.float64)
     stack = np.stack([np.asarray(z[p], dtype=np.float64) for p in ps])
-    return stack.mean(axis=0) if "mean:" in rule else stack.max(axis=0)
+    return stack.mean(axis=0) if rule.startswith("mean:") else stack.max(axis=0)
 
 
-def scaler(rule: str, normal):
-    """The map from a part's raw scores to what the rule combines, from normal scores."""
-    if is_rank(rule):
-        return ranker(normal)
-    m, sc = normaliser(normal)
-    return lambda x: (np.asarray(x, dtype=np.float64) - m) / sc
-
-
-def choose(dev_normal: dict[str, np.ndarray], dev_novel: dict[str, np.ndarray], ranks=False) -> dict:
+def choose(dev_normal: dict[str, np.ndarray], dev_novel: dict[str, np.ndarray]) -> dict:
     """The dev-split rule. Inputs: per part, trace scores of dev normal and dev novel traces.
     Returns the chosen rule, every candidate's dev figures and whether an ensemble was kept."""
     parts = [p for p in PARTS if p in dev_normal]
@@ -157,11 +122,12 @@ def choose(dev_normal: dict[str, np.ndarray], dev_novel: dict[str, np.ndarray], 
     if not n_norm or not n_nov:
         return {"rule": parts[0], "ensemble_kept": False, "dev": {}, "n_dev_normal": n_norm, "n_dev_novel": n_nov,
                 "why": "empty dev split: first part kept"}
+    norm = {p: normaliser(dev_normal[p]) for p in parts}
+    zn = {p: (np.asarray(dev_normal[p]) - norm[p][0]) / norm[p][1] for p in parts}
+    za = {p: (np.asarray(dev_novel[p]) - norm[p][0]) / norm[p][1] for p in parts}
     dev = {}
-    for r in candidates(parts, ranks):
-        f = {p: scaler(r, dev_normal[p]) for p in rule_parts(r)}
-        sn = combine(r, {p: f[p](dev_normal[p]) for p in f})
-        sa = combine(r, {p: f[p](dev_novel[p]) for p in f})
+    for r in candidates(parts):
+        sn, sa = combine(r, zn), combine(r, za)
         dev[r] = {"dr_1pct": round(float(np.mean(sa > threshold(sn, 0.01))), 4), "auc": auc(sn, sa)}
     key = {r: (v["dr_1pct"], v["auc"] or 0.0) for r, v in dev.items()}
     best_part = max(parts, key=lambda p: key[p])
@@ -202,18 +168,18 @@ def leave_groups_out(train, cal, vocab, parts, group, score, max_calls=None, see
 
 
 def fuse(rule: str, cal: dict[str, list[Scored]], *groups: dict[str, list[Scored]]) -> list[list[Scored]]:
-    """Fused Scored traces for calibration and each further group, z-scores (ranks) from calibration:
+    """Fused Scored traces for calibration and each further group, z-scores from calibration:
     offline by the parts' offline scores, streams position by position (every part scores every call)."""
     ps = rule_parts(rule)
-    off = {p: scaler(rule, [s.score for s in cal[p]]) for p in ps}
-    stm = {p: scaler(rule, [s.stream.max() for s in cal[p]]) for p in ps}
+    off = {p: normaliser([s.score for s in cal[p]]) for p in ps}
+    stm = {p: normaliser([s.stream.max() for s in cal[p]]) for p in ps}
     out = []
     for g in (cal, *groups):
         n = len(g[ps[0]])
         res = []
         for i in range(n):
-            z_off = {p: off[p](np.array([g[p][i].score])) for p in ps}
-            z_st = {p: stm[p](g[p][i].stream) for p in ps}
+            z_off = {p: np.array([(g[p][i].score - off[p][0]) / off[p][1]]) for p in ps}
+            z_st = {p: (g[p][i].stream - stm[p][0]) / stm[p][1] for p in ps}
             res.append(Scored(float(combine(rule, z_off)[0]), g[ps[0]][i].ends, combine(rule, z_st)))
         out.append(res)
     return out
