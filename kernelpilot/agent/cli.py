@@ -43,7 +43,7 @@ def run_cmd(config: Path = typer.Option(None, "--config", "-c", help="TOML confi
 @agent_app.command("state")
 def state_cmd(sock: Path = typer.Option(None, "--socket", help="state socket (default /run/kernelpilot/agent.sock)")):
     """The running agent's live state (JSON), read from its unix socket."""
-    from kernelpilot.agent.host import read_state
+    from kernelpilot.agent.state import read_state
     from kernelpilot.agent.state import default_socket
     path = sock or default_socket()
     st = read_state(path)

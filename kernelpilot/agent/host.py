@@ -67,25 +67,6 @@ class StateServer:
         self.path.unlink(missing_ok=True)
 
 
-def read_state(path: Path, timeout: float = 1.0) -> dict | None:
-    """The running agent's state from its socket, or None if no agent answers there."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect(str(path))
-        chunks = []
-        while True:
-            b = s.recv(1 << 16)
-            if not b:
-                break
-            chunks.append(b)
-        return json.loads(b"".join(chunks))
-    except (OSError, ValueError):
-        return None
-    finally:
-        s.close()
-
-
 def publish_interval(cost_s: float, share: float = 0.05) -> float:
     """Seconds to the next state publication: each second, unless publishing (which grows with the
     processes the pilots know: 20,000 after a 30-min soak took 0.39 s of each loop second) would

@@ -1,9 +1,11 @@
-"""Where the agent keeps its files: the pid lock, the state socket, cached models."""
+"""Where the agent keeps its files: the pid lock, the state socket (and its reader), cached models."""
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
+import socket
 from pathlib import Path
 
 from kernelpilot.agent.rollback import run_dir
@@ -20,6 +22,25 @@ def default_socket() -> Path:
 
 def default_log() -> Path:
     return run_dir() / "agent.jsonl"
+
+
+def read_state(path: Path, timeout: float = 1.0) -> dict | None:
+    """The running agent's state from its socket, or None if no agent answers there."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(str(path))
+        chunks = []
+        while True:
+            b = s.recv(1 << 16)
+            if not b:
+                break
+            chunks.append(b)
+        return json.loads(b"".join(chunks))
+    except (OSError, ValueError):
+        return None
+    finally:
+        s.close()
 
 
 def code_key(*modules) -> str:

@@ -181,7 +181,7 @@ def _switch_flood(seconds: float, cpu: int) -> tuple[float, float]:
 
 
 def _events(tmp: Path) -> int | None:
-    from kernelpilot.agent.host import read_state
+    from kernelpilot.agent.state import read_state
     st = read_state(tmp / "run" / "agent.sock")
     return st.get("events") if st else None
 
@@ -239,7 +239,7 @@ def _quiet_share(tmp: Path, model: Path, seconds: float) -> dict:
     try:
         _wait(lambda: _events(tmp) is not None or p.poll() is not None, 120, "quiet agent up")
         time.sleep(2.0)
-        from kernelpilot.agent.host import read_state
+        from kernelpilot.agent.state import read_state
         pids, sock = tree_pids({p.pid}), tmp / "run" / "agent.sock"
         s0, c0, t0 = read_state(sock) or {}, _cpu_s(pids), time.monotonic()
         time.sleep(seconds)
@@ -366,7 +366,7 @@ def soak(seconds: float, tmp: Path, model: Path, beside: dict | None = None) -> 
         agents[name] = (subprocess.Popen(CLI + ["agent", "run", "--config", str(cfg), "--log",
                                                 str(tmp / f"soak-{name}.jsonl"), "--json", "-d", f"{seconds + 3600:g}"],
                                          env=env, stdout=out_f, stderr=err_f, text=True, cwd=str(root)), out_f, err_f)
-    from kernelpilot.agent.host import read_state
+    from kernelpilot.agent.state import read_state
 
     def state(name):
         return read_state(tmp / f"run-{name}" / "agent.sock") or {}

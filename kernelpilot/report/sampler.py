@@ -139,8 +139,7 @@ class Sampler:
         """A running `kpilot agent run` answers on its state socket: read its events and classes
         instead of loading probes of our own."""
         try:
-            from kernelpilot.agent.host import read_state
-            from kernelpilot.agent.state import default_socket
+            from kernelpilot.agent.state import default_socket, read_state
         except ImportError:
             return None
         path = default_socket()
@@ -153,7 +152,7 @@ class Sampler:
         return path
 
     def _from_agent(self) -> None:
-        from kernelpilot.agent.host import read_state
+        from kernelpilot.agent.state import read_state
         st = read_state(self.agent)
         if st is None:
             return

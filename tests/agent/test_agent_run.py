@@ -27,7 +27,7 @@ def agent(args, rdir, **kw):
 
 
 def state(rdir):
-    from kernelpilot.agent.host import read_state
+    from kernelpilot.agent.state import read_state
     return read_state(rdir / "agent.sock")
 
 

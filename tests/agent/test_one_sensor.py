@@ -42,7 +42,7 @@ def test_agent_one_sys_enter_program_feeds_trace_and_security(tmp_path, model_fi
     import shutil
     if not shutil.which("bpftool"):
         pytest.skip("bpftool missing")
-    from kernelpilot.agent.host import read_state
+    from kernelpilot.agent.state import read_state
     from kernelpilot.probes.libbpf import enable_stats
     rdir = tmp_path / "run"
     rdir.mkdir()
