@@ -39,12 +39,12 @@ import numpy as np
 from numba import njit
 
 from kernelpilot.memory import policies
+from kernelpilot.memory.models import MIX_LEARNED as LEARNED  # the learned expert
 
 # 2Q, CLOCK, LFU, FIFO and SIEVE lead some dev cells (OLTP, P2, orm-busy, sprite) by up to 0.9
 # points over the five before them; with them mix is below the best classic in 26 of the 65 cells
 # with room (23 without), at twice the cost per request
 EXPERTS = ("s3fifo", "arc", "lirs", "lru", "plfu", "2q", "clock", "lfu", "fifo", "sieve")
-LEARNED = "lrb"  # the learned expert (its model is what `models.train("mix", ...)` fits)
 # hysteresis in cache sizes of misses, chosen on the dev traces (500 k request prefixes x
 # 1/5/10/20%, the bench's cells): 0.005 had a worst regret of 0.3 points; 0.003 cut it to 0.2 at
 # 12% more fetched traffic, 0.01 let it grow to 0.6, counts of 1-16 misses flapped between

@@ -24,6 +24,8 @@ from numba import njit
 from kernelpilot.errors import KpError
 from kernelpilot.memory import features as F, policies
 
+MIX_LEARNED = "lrb"  # the mixture's learned expert: what train("mix", ...) fits
+
 N_TREES, DEPTH, SAMPLES, K = 30, 4, 40_000, 32
 # lrb's tree depth, chosen on the dev traces' training halves only (`kpilot bench memory --only
 # devsplit`: trained on each half's first half, scored on its second, 69 cells with room): depth 3
@@ -558,8 +560,7 @@ def train(policy: str, tr, cache_size: int | None = None, unit: bool = True, end
     from kernelpilot.memory.trace import Trace
     from kernelpilot.models.trees import from_sklearn_trees
     if policy == "mix":
-        from kernelpilot.memory.mix import LEARNED
-        policy = LEARNED  # the mixture's learned expert
+        policy = MIX_LEARNED
     if policy not in MODES:
         raise KpError(f"unknown learned policy '{policy}'; choose {', '.join(MODES)} or mix")
     end = len(tr) if end is None else int(end)

@@ -67,7 +67,7 @@ def read_threads(pid: int) -> dict[int, tuple[int, int]]:
 
 def cgroup_id(pid: int) -> int:
     """The cgroup v2 id of the process (the inode of its cgroup directory), 0 if unknown."""
-    from kernelpilot.security.live import V2
+    from kernelpilot.security.procinfo import V2
     try:
         line = Path(f"/proc/{pid}/cgroup").read_text().strip().splitlines()[-1]
         return os.stat(V2 / line.split(":", 2)[2].lstrip("/")).st_ino

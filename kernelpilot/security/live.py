@@ -23,6 +23,7 @@ import numpy as np
 from kernelpilot.errors import CapabilityError, KpError
 from kernelpilot.security.features import FBITS
 from kernelpilot.security.model import SecurityModel
+from kernelpilot.security.procinfo import V2
 from kernelpilot.security.profiles import RELEARN_MAX
 from kernelpilot.security.syscalls import UNKNOWN, number_to_name
 
@@ -34,7 +35,6 @@ ALERT_DTYPE = np.dtype([("ts", "<u8"), ("cgroup", "<u8"), ("pid", "<u4"), ("tgid
 SC_RULE_NRS = (1, 18, 20, 296, 328, 2, 257, 437, 42, 33, 292, 43, 50, 288, 105, 106, 113, 114, 117, 119, 122, 123,
                126, 90, 91, 268, 452, 188, 189, 190, 82, 264, 316)
 CFG = struct.Struct("<IiIII")  # struct sc_cfg: exclude_tgid, threshold, enabled, vmod, gen
-V2 = Path("/sys/fs/cgroup/unified") if Path("/sys/fs/cgroup/unified/cgroup.procs").exists() else Path("/sys/fs/cgroup")
 QUARANTINE = "kpilot-quarantine"
 ALERTS_KEPT = 1000  # alerts a watch and the agent's security pilot keep (a noisy host raises them without end; all are counted)
 LONG_LIVED_S = 60.0  # a process this old (or older than watch) is a long-lived one: its isolated windows are tolerated

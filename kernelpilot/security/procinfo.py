@@ -10,6 +10,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# the cgroup v2 hierarchy: its own mount beside v1 controllers, or the whole /sys/fs/cgroup
+V2 = Path("/sys/fs/cgroup/unified") if Path("/sys/fs/cgroup/unified/cgroup.procs").exists() else Path("/sys/fs/cgroup")
 CHAIN_MAX = 32       # parent chain depth kept in an alert
 KEEP_GONE_S = 300.0  # an exited process's entry is kept this long (late windows, children's chains)
 # an interpreter runs many programs: its program is the interpreter and what it runs

@@ -78,7 +78,7 @@ def test_models_never_import_kernelize():
 
 
 ACYCLIC = ("models", "kernelize", "traces", "probes", "sched", "aipath", "agent", "report", "bench",
-           "fleet")
+           "memory", "fleet")
 
 
 @pytest.mark.parametrize("pkg", ACYCLIC)
@@ -89,8 +89,9 @@ def test_package_is_acyclic(pkg):
     assert c is None, " -> ".join(c or [])
 
 
-# packages whose own modules still import each other in a circle (ARCHITECTURE lists them)
-CIRCLES_INSIDE = ("security", "memory")
+# packages whose own modules still import each other in a circle (ARCHITECTURE lists them):
+# security's detectors register in one table from three modules
+CIRCLES_INSIDE = ("security",)
 
 
 def test_whole_package_is_acyclic_across_packages():

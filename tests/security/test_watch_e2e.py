@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sec_common import KPILOT, need_root_ebpf
 
-from kernelpilot.security.live import V2
+from kernelpilot.security.procinfo import V2
 
 ATTACKS = ("reverse_shell", "useradd_ns", "ransomware")
 BENIGN = ("gcc_build", "git")
