@@ -102,6 +102,11 @@ def must_change(journal):
     return must
 
 
+def page_limit(nbytes) -> int:
+    """A memory limit as the kernel keeps it: whole pages, at least one."""
+    return max(int(nbytes) // 4096 * 4096, 4096)
+
+
 class SwapLab:
     """`with SwapLab(journal, limit_mb, zram_mb) as lab:` then run children with
     `preexec=lab.enter`; `lab.set_limit(bytes)`, `lab.usage()`, `lab.stat()`, `lab.pressure_us()`."""
@@ -172,7 +177,7 @@ class SwapLab:
     def set_limit(self, nbytes: int, setup: bool = False) -> bool:
         """v1: memory.limit_in_bytes (the kernel reclaims down to it, or refuses: False);
         v2: memory.high. Journaled: the old value comes back on exit."""
-        nbytes = max(int(nbytes) // 4096 * 4096, 4096)
+        nbytes = page_limit(nbytes)
         if setup:
             self._must("file", {"path": str(self.limit_file())}, str(nbytes), "the memory limit")
             return True
@@ -183,7 +188,7 @@ class SwapLab:
         """A controller's step, one raw write(2) (a signal interrupts it: limitwriter) outside the
         journal, whose setup entry for this file holds the value restored on exit: 0 or the errno."""
         from kernelpilot.memory.limitwriter import write_raw
-        return write_raw(self.limit_file(), f"{max(int(nbytes) // 4096 * 4096, 4096)}\n".encode())
+        return write_raw(self.limit_file(), f"{page_limit(nbytes)}\n".encode())
 
     def reclaim(self, nbytes: int) -> bool:
         """v2 memory.reclaim (a one-shot request, nothing to restore); False where absent."""
@@ -242,7 +247,7 @@ class SwapLab:
         """An emergency raise, written at once (no rate limit): the journal's setup entry for this
         file still holds the value restored on exit."""
         try:
-            self.limit_file().write_text(f"{max(int(nbytes) // 4096 * 4096, 4096)}\n")
+            self.limit_file().write_text(f"{page_limit(nbytes)}\n")
             return True
         except OSError:
             return False

@@ -29,7 +29,7 @@ from kernelpilot.errors import KpError
 from kernelpilot.memory import reclaim as R
 from kernelpilot.memory.limitwriter import LimitWriter, interrupts
 from kernelpilot.memory.live import run_measured
-from kernelpilot.memory.swaplab import reclaimable
+from kernelpilot.memory.swaplab import page_limit, reclaimable
 
 CONFIGS = ("kernel", "senpai", "kernelpilot")
 TICK, SCAN_EVERY, CONTROL_EVERY, MARGIN = 0.02, 5, 13, 4 << 20  # 20 ms ticks, scans each 100 ms,
@@ -173,7 +173,7 @@ class Driver:
         program's own charges reclaim from there as under any limit. FileNotFoundError: group gone."""
         for nbytes, err in self.writer.poll():
             if err == 0:
-                limit = max(nbytes // 4096 * 4096, 4096)
+                limit = page_limit(nbytes)
                 continue
             if err == errno.EINTR:
                 self.limit_interrupted += 1
