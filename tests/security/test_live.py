@@ -170,3 +170,17 @@ def test_rule_syscalls_match_the_behaviour_switch():
     body = text[text.index("void behaviour("):text.index("/* The current thread's state")]
     cases = {int(n) for n in re.findall(r"case (\d+):", body)}
     assert len(cases) > 20 and cases == set(SC_RULE_NRS) and len(SC_RULE_NRS) == len(cases)
+
+
+def test_constants_match_the_kernel_header():
+    """Each sc_watch.h #define with a Python twin (window, rule events, the connect burst) equals it."""
+    import re
+
+    from kernelpilot.security import features, live, rules
+    text = (live.SRC.parent / "sc_watch.h").read_text()
+    defs = {k: int(v) for k, v in re.findall(r"#define SC_(\w+) (\d+)", text)}
+    twins = {"WIN": live.WIN, "STRIDE": live.STRIDE, "CTX": live.CTX, "NFEAT": live.NFEAT,
+             "MAXNR": live.MAXNR, "FBITS": features.FBITS, "GRAM_BITS": features.GRAM_BITS,
+             "CONN_BURST": rules.CONN_BURST}
+    twins.update({f"EV_{n[3:]}": getattr(rules, n) for n in dir(rules) if re.fullmatch(r"EV_[A-Z_]+", n)})
+    assert len(twins) == 18 and {k: defs.get(k) for k in twins} == twins
