@@ -256,7 +256,7 @@ class AgentHost:
             if now - last_pub >= pub_every:
                 pub_every = publish_interval(self._publish())
                 last_pub = now
-            if getattr(self.observer, "backlog", False):
+            if self.observer.backlog:
                 continue  # a ring holds more than one poll takes: no pause (bounded batches, no drops)
             time.sleep(poll if end is None else max(0.0, min(poll, end - time.monotonic())))
         return self.stop_reason

@@ -17,6 +17,7 @@ SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample.parquet"
 
 class LiveObserver:
     live = True
+    backlog = False  # the last poll took a ring's MAX_EVENTS: more wait, poll again at once
 
     def __init__(self, ring_mb: int = 16, comm: str = "", with_security: bool = True):
         from kernelpilot.agent.sensor import AgentSource
@@ -34,7 +35,6 @@ class LiveObserver:
         self.name = (f"ebpf (kp_trace{' + security stage' if self.merged else ''}, "
                      + (f"tasks named {comm}*)" if comm else "system-wide)"))
         self.events = 0
-        self.backlog = False  # the last poll took a ring's MAX_EVENTS: more wait, poll again at once
 
     @property
     def security_sensor(self):
@@ -78,6 +78,7 @@ class LiveObserver:
 class ReplayObserver:
     """The shipped trace, in time order, at recorded pace (speed) or as fast as possible."""
     live = False
+    backlog = False  # a replay paces itself: the loop's pause always applies
 
     def __init__(self, path: Path = SAMPLE, speed: float | None = None):
         from kernelpilot.traces.store import ReplaySource

@@ -111,3 +111,16 @@ def test_security_summary_counts_what_the_watch_took_in():
                                 cpu=SimpleNamespace(samples={(1, 0): None, (2, 0): None}))
     s = p.summary()
     assert (s["windows_up"], s["events_up"], s["cpu_burn_candidates"]) == (3, 5, 2)
+
+
+def test_every_observer_says_whether_a_backlog_waits():
+    """The loop reads `observer.backlog` plainly: the replay observer has one too (always False)."""
+    from kernelpilot.agent.observer import LiveObserver, ReplayObserver
+    assert LiveObserver.backlog is False
+    obs = ReplayObserver()
+    try:
+        assert obs.backlog is False
+        obs.poll()
+        assert obs.backlog is False
+    finally:
+        obs.close()
