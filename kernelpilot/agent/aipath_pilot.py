@@ -3,6 +3,8 @@ page faults, context switches, page-cache activity, device ioctls), the figures 
 draws for one program, kept for every process. A process's first ioctl on a device is a note."""
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 
 from kernelpilot.agent.pilot import Decision, Pilot
@@ -11,6 +13,7 @@ from kernelpilot.traces import schema as S
 COLS = ("syscalls", "memory", "sync", "files", "device", "process", "other", "page_faults", "switches_vol",
         "switches_invol", "file_reads", "file_misses", "file_faults", "ioctls", "mmaps")
 C = {c: i for i, c in enumerate(COLS)}
+MAX_ROWS = 20000  # processes kept; past it the longest-quiet ones go (counted in the summary)
 
 
 def category_table(n: int = 512) -> np.ndarray:
@@ -27,8 +30,10 @@ class AipathPilot(Pilot):
         super().__init__(live)
         self.cfg = cfg
         self.cat = category_table()
-        self.rows: dict[int, np.ndarray] = {}
+        self.rows: OrderedDict[int, np.ndarray] = OrderedDict()  # least recently seen first
         self.comm: dict[int, str] = {}
+        self.evicted = 0                                  # processes whose rows went (MAX_ROWS)
+        self.evicted_counts = np.zeros(len(COLS), np.int64)  # and what those rows had counted
         self.devices: set[tuple[int, int]] = set()
         self.accel: set[int] = set()
 
@@ -56,15 +61,21 @@ class AipathPilot(Pilot):
         named = np.flatnonzero(cm != b"")  # batched kinds carry no comm; switches, execs do
         last = np.full(k, -1, np.int64)
         last[inv[named]] = named
+        rows = self.rows
         for t, row, j in zip(keys.tolist(), counts, last.tolist()):
-            r = self.rows.get(t)
-            self.rows[t] = row if r is None else r + row
+            r = rows.get(t)
+            if r is None:
+                rows[t] = row.copy()  # a view would keep this batch's whole table alive
+            else:
+                r += row
+                rows.move_to_end(t)
             if j >= 0:
                 self.comm[t] = cm[j].decode(errors="replace")
-        if len(self.rows) > 20000:  # bounded: keep the busiest half
-            top = sorted(self.rows, key=lambda t: -self.rows[t].sum())[:10000]
-            self.rows = {t: self.rows[t] for t in top}
-            self.comm = {t: self.comm[t] for t in top if t in self.comm}  # names go with their rows
+        while len(rows) > MAX_ROWS:  # bounded: the longest-quiet process goes, its counts summed
+            t, r = rows.popitem(last=False)
+            self.comm.pop(t, None)  # names go with their rows
+            self.evicted += 1
+            self.evicted_counts += r
         return self._devices(batch[kind == S.IOCTL])
 
     def _devices(self, io) -> list[Decision]:
@@ -88,9 +99,12 @@ class AipathPilot(Pilot):
                                 pid=tgid, comm=name, detail=desc))
         return out
 
-    def summary(self) -> dict:
-        top = sorted(self.rows.items(), key=lambda kv: -int(kv[1].sum()))[: self.cfg["top"]]
-        return {"processes": len(self.rows), "device_files_used": len(self.devices),
-                "processes_on_accelerators": len(self.accel),
+    def summary(self, top: int | None = None) -> dict:
+        """The `top` busiest processes' layers (default the config's)."""
+        n = self.cfg["top"] if top is None else min(top, self.cfg["top"])
+        top = sorted(self.rows.items(), key=lambda kv: -int(kv[1].sum()))[:n]
+        return {"processes": len(self.rows), "processes_evicted": self.evicted,
+                "evicted_counts": {c: int(v) for c, v in zip(COLS, self.evicted_counts) if v},
+                "device_files_used": len(self.devices), "processes_on_accelerators": len(self.accel),
                 "layers": {f"{self.comm.get(t, '?')}[{t}]": {c: int(v) for c, v in zip(COLS, row) if v}
                            for t, row in top}}

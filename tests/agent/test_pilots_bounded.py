@@ -107,3 +107,65 @@ def test_security_incident_endings_are_taken_each_step():
         d = p.observe(np.zeros(0, S.EVENT_DTYPE))
         assert [x.detail["incident"] for x in d] == [i] and "ended: 2 hits in 1.5 s" in d[0].what
     assert ended == []
+
+
+def _held_by(module_file, fn) -> int:
+    """Bytes allocated in module_file during fn() that are still alive after it."""
+    import gc
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        keep = fn()
+        gc.collect()
+        snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(True, module_file)])
+        return keep, sum(s.size for s in snap.statistics("filename"))
+    finally:
+        tracemalloc.stop()
+
+
+def test_aipath_rows_hold_their_own_counts_not_the_batch_table():
+    """A process seen once (a short-lived one) kept a view of its batch's whole counts table, which
+    kept the table (every process of that batch) alive: ~200x the row on a busy host."""
+    from kernelpilot.agent import aipath_pilot as AP
+    steady = np.arange(1, 200)
+
+    def run():
+        p = AipathPilot(C.defaults()["aipath"], live=False)
+        for i in range(300):  # each batch: the same 199 processes and one new one, never seen again
+            p.observe(_switches(np.r_[steady, 1000 + i]))
+        return p
+    p, held = _held_by(AP.__file__, run)
+    assert len(p.rows) == 499
+    assert held < len(p.rows) * 1000, (held, len(p.rows))  # old code: 300 tables of 200 x 15 int64 (7 MB)
+
+
+def test_aipath_evicts_the_longest_quiet_processes_and_counts_them(monkeypatch):
+    from kernelpilot.agent import aipath_pilot as AP
+    monkeypatch.setattr(AP, "MAX_ROWS", 100)
+    p = AipathPilot(C.defaults()["aipath"], live=False)
+    p.observe(_switches(np.arange(1, 101)))       # 100 processes, one switch each
+    p.observe(_switches(np.array([1, 1, 1])))     # process 1 again: the most recently seen now
+    p.observe(_switches(np.arange(101, 151)))     # 50 new ones: the 50 quiet the longest go
+    assert len(p.rows) == 100 and 1 in p.rows and 2 not in p.rows and 51 not in p.rows and 52 in p.rows
+    s = p.summary()
+    assert s["processes_evicted"] == 50 and s["evicted_counts"]["switches_invol"] == 50
+    assert sum(int(r[AP.C["switches_invol"]]) for r in p.rows.values()) + 50 == 153  # nothing lost uncounted
+    assert set(p.comm) <= set(p.rows)
+
+
+def test_state_socket_carries_the_busiest_layers_only(tmp_path):
+    """The soak's `top = 20000` put every process's layers into each state publication (1.6 MB
+    after 30 min); the final summary keeps them all."""
+    from kernelpilot.agent.host import STATE_TOP, AgentHost
+    cfg = C.defaults()
+    cfg["aipath"]["top"] = 20000
+    h = AgentHost(cfg, live=False, lock=False, log_path=tmp_path / "a.jsonl", socket_path=tmp_path / "a.sock")
+    p = AipathPilot(cfg["aipath"], live=False)
+    p.observe(_switches(np.repeat(np.arange(1, 5001), 2)))
+    p.observe(_switches(np.arange(1, 6)))  # processes 1-5 the busiest
+    h.pilots = {"aipath": p}
+    st = h.state()
+    layers = st["domains"]["aipath"]["layers"]
+    assert len(layers) == STATE_TOP and {"short[1]", "short[5]"} <= set(layers)
+    assert len(st["events_by_tgid"]) == 5000  # top and serve still see every process's events
+    assert len(h.summary()["aipath"]["layers"]) == 5000
