@@ -56,7 +56,8 @@ class SecurityPilot(Pilot):
         self.state = "starting"
         self.error = None
         self.syscalls = 0
-        self.procs: set[int] = set()
+        self.seen = np.zeros(1 << 15, bool)  # tgid -> seen making a system call (grows to the pids used)
+        self.n_procs = 0
         self.alerts: deque[dict] = deque(maxlen=ALERTS_KEPT)  # the latest; n_alerts counts them all
         self.n_alerts = 0
         self.pending: list[Decision] = []
@@ -115,8 +116,7 @@ class SecurityPilot(Pilot):
     def observe(self, batch: np.ndarray) -> list[Decision]:
         sc = batch["kind"] == S.SYSCALL
         self.syscalls += int(sc.sum())
-        if len(self.procs) < 100000:
-            self.procs.update(np.unique(batch["tgid"][sc]).tolist())
+        self._count_processes(batch["tgid"][sc])
         if self.trainer is not None and self.trainer.poll() is not None:
             rc, err = self.trainer.returncode, (self.trainer.stderr.read() or "").strip().splitlines()
             self.trainer = None
@@ -142,6 +142,17 @@ class SecurityPilot(Pilot):
                                 f"{e['hits']} hits in {e['seconds']} s", pid=e["pid"], detail=e))
         return out
 
+    def _count_processes(self, tgids: np.ndarray) -> None:
+        """Distinct processes seen, in one flag per pid (a set of every tgid grew all run)."""
+        if not len(tgids):
+            return
+        top = int(tgids.max())
+        if top >= len(self.seen):
+            self.seen = np.r_[self.seen, np.zeros(max(top + 1, 2 * len(self.seen)) - len(self.seen), bool)]
+        new = np.unique(tgids[~self.seen[tgids]])
+        self.seen[new] = True
+        self.n_procs += len(new)
+
     def act(self, d: Decision, journal) -> Decision | None:
         act = d.detail.get("action")  # the watch's responder acted already (its own journal)
         if d.kind == "alert" and act:
@@ -153,7 +164,7 @@ class SecurityPilot(Pilot):
         return self.watcher is not None
 
     def summary(self) -> dict:
-        out = {"state": self.state, "syscalls_seen": self.syscalls, "processes_seen": len(self.procs),
+        out = {"state": self.state, "syscalls_seen": self.syscalls, "processes_seen": self.n_procs,
                "alerts": self.n_alerts,
                "alerted": sorted({f"{a['comm']}[{a['pid']}]" for a in self.alerts})[:20]}
         if self.error:

@@ -169,3 +169,19 @@ def test_state_socket_carries_the_busiest_layers_only(tmp_path):
     assert len(layers) == STATE_TOP and {"short[1]", "short[5]"} <= set(layers)
     assert len(st["events_by_tgid"]) == 5000  # top and serve still see every process's events
     assert len(h.summary()["aipath"]["layers"]) == 5000
+
+
+def test_security_counts_processes_in_fixed_memory():
+    """processes_seen came from a set of every tgid (up to 100,000 kept, then no more counted)."""
+    from kernelpilot.agent import security_pilot as SP
+
+    def run():
+        p = SP.SecurityPilot(C.defaults()["security"], live=False)
+        for i in range(30):  # 30,000 processes, each batch 1,000 new and 1,000 seen before
+            ev = np.zeros(2000, S.EVENT_DTYPE)
+            ev["kind"], ev["tgid"] = S.SYSCALL, np.r_[np.arange(1000) + 1000 * i, np.arange(1000)] + 1
+            p.observe(ev)
+        return p
+    p, held = _held_by(SP.__file__, run)
+    assert p.summary()["processes_seen"] == 30_000
+    assert held < 100_000, held  # one flag per pid: 32 kB; the set held over 1 MB
