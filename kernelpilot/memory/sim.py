@@ -11,8 +11,9 @@ from kernelpilot.memory import policies
 from kernelpilot.memory.trace import Trace
 
 CLASSIC = list(policies.CLASSIC) + ["belady"]
+ONLINE = ["vote", "lecar"]  # expert followers that need no model: memory/vote.py, memory/lecar.py
 LEARNED = ["lrb", "imitate", "reuse", "mix"]
-ALL = CLASSIC + LEARNED
+ALL = CLASSIC + ONLINE + LEARNED
 ALIASES = {"opt": "belady", "twoq": "2q", "s3-fifo": "s3fifo", "learned": "mix"}
 
 
@@ -60,6 +61,12 @@ def hits(tr: Trace, policy: str, cache_size: int, unit: bool = True, model=None)
         return policies.belady(d, sz, cache_size, n_obj, nxt)
     if policy in policies.CLASSIC:
         return policies.CLASSIC[policy](d, sz, cache_size, n_obj)
+    if policy == "vote":
+        from kernelpilot.memory import vote
+        return vote.vote(d, sz, cache_size, n_obj)
+    if policy == "lecar":
+        from kernelpilot.memory import lecar
+        return lecar.lecar(d, sz, cache_size, n_obj)
     if policy in LEARNED:
         from kernelpilot.memory import models as learned
         if model is None:
