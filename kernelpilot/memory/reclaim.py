@@ -106,8 +106,11 @@ class LearnedReclaimer:
                  min_step: float = 0.01, buckets: int = 20, target: float = 0.0017,
                  coeff_backoff: float = 20.0, floor: int = 16 << 20, alpha: float = 0.5,
                  grow: float = 0.02, own_gate: float = 1.0, coeff_probe: float = 10.0, max_probe: float = 0.02,
-                 calm: int = 2):
-        self.calm = calm  # intervals held after a pressure back-off (after a step given back: horizon)
+                 calm: int = 2, backoff_hold: int = 0):
+        self.calm = calm  # intervals a room given to a growing program is held (after a step given back: horizon)
+        # intervals held after a pressure back-off: none, Senpai's probe from usage the next calm
+        # interval (held 2, sqlite's page cache filled the room a back-off gave; see the guide)
+        self.backoff_hold = backoff_hold
         self.coeff_probe, self.max_probe = coeff_probe, max_probe  # Senpai's probe, where the model holds
         self.own_gate = own_gate  # hold where the program's own refaults per page reach own_gate x budget
         self.budget, self.horizon, self.max_step, self.min_step = budget, horizon, max_step, min_step
@@ -118,7 +121,6 @@ class LearnedReclaimer:
         self.hold_, self.hold_why_ = 0, ""
         self.last_anon_ = 0
         self.growing_ = 0  # intervals left of the program's allocation phase
-        self.growth_ = 0   # its largest growth per interval in the phase (bytes)
         self.room_ = 0     # intervals left of a room given to it, while its pages come back
         self.base_ref_ = self.base_psi_ = None
         self.peak_ = 0
@@ -163,8 +165,9 @@ class LearnedReclaimer:
         self.hold_, self.hold_why_ = self.horizon, "oom"
 
     def _room(self, o: Obs, growth: int) -> int | None:
-        """A limit under a program in its allocation phase: room for two intervals of `growth`."""
-        if o.limit < o.ceiling and o.usage + 2 * growth > o.limit:
+        """A limit under a program in its allocation phase: room for two intervals of `growth`
+        (None where it did not grow by `grow` of the peak, or that fits under the limit)."""
+        if o.limit < o.ceiling and growth > self.grow * o.peak and o.usage + 2 * growth > o.limit:
             self.why_ = "growing_room"
             self.room_ = self.calm  # until it expires (step)
             return min(int(o.usage + 2 * growth), o.ceiling)
@@ -218,16 +221,17 @@ class LearnedReclaimer:
         self.last_anon_ = o.anon
         if grew > self.grow * o.peak:
             self.growing_ = 2  # this interval and the next: a pause of one interval is still its phase
-            self.growth_ = max(self.growth_, grew)
         else:
             self.growing_ = max(self.growing_ - 1, 0)
-            self.growth_ = self.growth_ if self.growing_ else 0
-        if self.growing_ and stalls and back and (room := self._room(o, self.growth_)) is not None:
+        if self.growing_ and stalls and back and (room := self._room(o, max(grew, 0))) is not None:
             # a limit under a program that allocates stalls it and its pages come back: room for the
-            # growth it had, not the step's pages (kv, squeezed to 66 MB at 67 MB/interval, got
-            # 1.3 MB back, then Senpai's back-off: 42k major faults, +49 %, as Senpai). Stalls with
-            # nothing back get Senpai's back-off (compileall: room of 2 growths, 32 MB, where
-            # Senpai went back to 16-17 MB and saved 38 % to its 20 %, dev seed 101)
+            # growth it has now (anonymous memory counts what went to swap: a squeezed program still
+            # grows), not the step's pages (kv, squeezed at 67 MB/interval, got 1.3 MB back, then
+            # Senpai's back-off: 42k major faults, +49 %). Not the phase's largest growth: sqlite's
+            # start-up (22 MB of anonymous memory from 0 in its first interval, then page cache)
+            # got 44 MB of room its page cache filled, where Senpai backed off to 32 MB and probed.
+            # Stalls with nothing back get Senpai's back-off (compileall: room of 2 growths, 32 MB,
+            # where Senpai went back to 16-17 MB and saved 38 % to its 20 %, dev seed 101)
             self.hold_, self.hold_why_ = self.calm, "growing_room"
             self.open_ = []
             return room
@@ -238,12 +242,12 @@ class LearnedReclaimer:
             self.hold_, self.hold_why_ = self.horizon, "open_refaults"
             self.why_ = "open_refaults"
             return min(int(base + s[1] * PAGE), o.ceiling)
-        if stalls:  # back off like Senpai (in proportion to the excess), and hold a little
+        if stalls:  # back off like Senpai (in proportion to the excess), held `backoff_hold` intervals
             f = min((o.pressure / (self.target + 1.5 * self.base_psi_) - 1) / self.coeff_backoff, 1.0)
             if back:  # learned as refaults over budget at this depth only where pages came back
                 b = self._bucket(depth)
                 self.rate_[b] = max(np.nan_to_num(self.rate_[b]), 2 * self.budget)
-            self.hold_, self.hold_why_ = self.calm, "pressure"
+            self.hold_, self.hold_why_ = self.backoff_hold, "pressure"
             self.why_ = "pressure"
             return min(int(o.limit * (1 + f)), o.ceiling)
         if self.room_ > 0 and not back and o.usage + 2 * max(grew, 0) <= o.limit:
