@@ -47,7 +47,9 @@ def register(app: typer.Typer) -> None:
             from kernelpilot.security.scenarios.run import host_training_set
             with tempfile.TemporaryDirectory(prefix="kp-host-") as d:
                 traces, cal = host_training_set(d, reps=4)
-            m = SecurityModel.train(traces, kinds, cnn_epochs=epochs, calibration=cal)
+            from kernelpilot.security.features import SCHEDULED
+            skip = () if {"ensemble", "fused"} & set(kinds) else SCHEDULED  # the watch's model
+            m = SecurityModel.train(traces, kinds, cnn_epochs=epochs, calibration=cal, skip=skip)
         else:
             m = SecurityModel.train(load_normal(normal, check_abi(abi)), kinds, cnn_epochs=epochs)
         m.save(output)

@@ -15,7 +15,8 @@ MULT = np.uint64(1000003)
 
 class BatchScorer:
     def __init__(self, model, stide=None, ctx: int = 64, window: int = 32):
-        """stide: the host's stide detector (None: hashes only, for the program profiles)."""
+        """stide: the host's stide detector (None: hashes only, for the program profiles). The calls
+        the model's stide and program tables skip (Stide.skip) are left out of every row here too."""
         names = number_to_name("x86_64")
         # syscall number (u16 in the record) -> vocabulary id + 1; 0 is "before the first call"
         self.ids = np.array([model.vocab.index.get(names.get(nr, UNKNOWN), 0) + 1 for nr in range(1 << 16)],
@@ -24,12 +25,18 @@ class BatchScorer:
         self.n = stide.n if stide is not None else (progs.n if progs is not None else 6)
         if progs is not None and progs.n != self.n:
             raise KpError(f"the model's stide uses {self.n}-grams, the program profiles {progs.n}-grams")
+        skip = stide.skip if stide is not None else (progs.skip if progs is not None else ())
+        if progs is not None and set(progs.skip) != set(skip):
+            raise KpError("the model's stide and program profiles skip different calls")
+        # by vocabulary id + 1, as Stide.kept: a skipped name the vocabulary lacks is an unknown call
+        self.skipped = np.zeros(len(model.vocab) + 1, dtype=bool)
+        self.skipped[[model.vocab.index[s] + 1 for s in skip if s in model.vocab.index]] = True
         self.table = stide.table if stide is not None else np.zeros(0, dtype=np.uint64)
         self.ctx, self.window = ctx, window
 
     def ids_of(self, calls: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(m, ctx) vocabulary ids + 1, right-aligned (0 before a trace's first call), and the (m,)
-        number of calls each row holds."""
+        """(m, ctx) vocabulary ids + 1 of the calls kept (not skipped), right-aligned (0 before
+        them), and the (m,) number of calls each row holds."""
         m, c = calls.shape
         n = np.minimum(counts.astype(np.int64), c)
         ids = self.ids[calls]
@@ -37,7 +44,18 @@ class BatchScorer:
         if len(short):  # a record from a trace start: its n calls move to the end, zeros before
             col = np.arange(c)[None, :] - (c - n[short])[:, None]
             ids[short] = np.where(col >= 0, np.take_along_axis(ids[short], np.maximum(col, 0), 1), np.uint64(0))
+        drop = self.skipped[ids]
+        if drop.any():  # the kept calls close up to the right, in order
+            ids = np.take_along_axis(ids, np.argsort(~drop & (ids > 0), axis=1, kind="stable"), 1)
+            n = n - drop.sum(1)
+            ids[np.arange(c)[None, :] < (c - n)[:, None]] = 0
         return ids, n
+
+    def whole(self, n: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """(m, ctx) True where a row's n-gram is whole: every kept call of a record from a trace
+        start (the zeros before it are the start), else those with n - 1 kept calls before them."""
+        first = self.ctx - n + np.where(counts <= self.ctx, 0, self.n - 1)
+        return np.arange(self.ctx)[None, :] >= first[:, None]
 
     def grams(self, ids: np.ndarray, first: int = 0) -> np.ndarray:
         """n-gram hashes of columns first.. (as ngram_hashes: h = h * MULT + the call k back;
@@ -55,8 +73,11 @@ class BatchScorer:
         ids, n = self.ids_of(calls, counts)
         return self.grams(ids), n
 
-    def window_mask(self, n: np.ndarray) -> np.ndarray:
-        """(m, window) True where the last-window position holds a call."""
+    def window_mask(self, n: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+        """(m, window) True where the last-window position holds a call (with counts: a call whose
+        n-gram is whole, see whole(); calls skipped can leave a record's context short of it)."""
+        if counts is not None:
+            return self.whole(n, counts)[:, self.ctx - self.window:]
         w = np.minimum(n, self.window)
         return np.arange(self.window)[None, :] >= (self.window - w)[:, None]
 

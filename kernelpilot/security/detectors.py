@@ -43,30 +43,43 @@ class Detector:
 
 
 class Stide(Detector):
+    """skip: syscall names left out of the sequence before its n-grams and windows are taken
+    (features.SCHEDULED for live models: where a thread's futex calls fall depends on the scheduler)."""
     kind = "stide"
 
-    def __init__(self, vocab, n: int = 6, **kw):
+    def __init__(self, vocab, n: int = 6, skip=(), **kw):
         super().__init__(vocab, **kw)
         self.n = n
+        self.skip = tuple(skip)
         self.table = np.zeros(0, dtype=np.uint64)
 
     def fit(self, seqs, seed=0):
-        self.table = np.unique(np.concatenate([ngram_hashes(s, self.n) for s in seqs]))
+        self.table = np.unique(np.concatenate([ngram_hashes(self.kept(s), self.n) for s in seqs]))
         return self
 
+    def kept(self, seq):
+        return without(seq, self.vocab, self.skip)
+
     def position_scores(self, seq):
-        return (~_member(ngram_hashes(seq, self.n), self.table)).astype(np.float64)
+        return (~_member(ngram_hashes(self.kept(seq), self.n), self.table)).astype(np.float64)
 
     def window_scores(self, seq):
         return window_means(self.position_scores(seq), self.window, self.stride)
 
     def params(self):
-        return {"n": self.n, "table": [int(x) for x in self.table]}
+        return {"n": self.n, "skip": list(self.skip), "table": [int(x) for x in self.table]}
 
     def load(self, p):
         self.n = int(p["n"])
+        self.skip = tuple(str(x) for x in p.get("skip", ()))  # models from before skip: none
         self.table = np.array(p["table"], dtype=np.uint64)
         return self
+
+
+def without(seq: np.ndarray, vocab: Vocabulary, skip) -> np.ndarray:
+    """seq with the calls named in skip left out."""
+    ids = [vocab.index[s] for s in skip if s in vocab.index]
+    return seq[~np.isin(seq, ids)] if ids else seq
 
 
 def _member(x: np.ndarray, table: np.ndarray) -> np.ndarray:

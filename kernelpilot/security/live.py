@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from kernelpilot.errors import CapabilityError, KpError
-from kernelpilot.security.features import FBITS
+from kernelpilot.security.features import FBITS, SCHEDULED
 from kernelpilot.security.model import SecurityModel
 from kernelpilot.security.procinfo import V2
 from kernelpilot.security.profiles import RELEARN_MAX
@@ -355,7 +355,8 @@ class Watcher:
             if not len(recs):
                 return out
         ids, n = sc.ids_of(recs["calls"], recs["count"])
-        hw, mask = sc.grams(ids, CTX - WIN), sc.window_mask(n)
+        whole = sc.whole(n, recs["count"])  # positions whose 6-gram is whole
+        hw, mask = sc.grams(ids, CTX - WIN), whole[:, CTX - WIN:]
         if self.kname == "stide":
             nov2 = sc.novel(hw, sc.table)
             s2 = sc.share(nov2, mask)
@@ -367,9 +368,6 @@ class Watcher:
         ukey, ufirst, cinv = np.unique(cw[:, 0] * np.uint64(0x9E3779B97F4A7C15) ^ cw[:, 1], return_index=True,
                                        return_inverse=True)
         comms = [recs["comm"][i].decode(errors="replace") for i in ufirst]
-        # positions whose 6-gram is whole: all of a record from a trace start, else past the first 5
-        first = np.where(recs["count"] <= CTX, CTX - n, sc.n - 1)
-        whole = np.arange(CTX)[None, :] >= first[:, None]
         for prog, rows in self._by_program(recs, ts, cinv, comms).items():
             comm = comms[cinv[rows[0]]]
             prof = self.profiles.get(prog, int(ts[rows].min()))
@@ -548,7 +546,7 @@ def default_model(reps: int = 3, system_s: float = 5.0) -> SecurityModel:
     from kernelpilot.security.scenarios.run import host_training_set
     with tempfile.TemporaryDirectory(prefix="kp-watch-") as d:
         train, cal = host_training_set(d, reps, system_s)
-    return SecurityModel.train(train, ("tree", "stide"), calibration=cal)
+    return SecurityModel.train(train, ("tree", "stide"), calibration=cal, skip=SCHEDULED)
 
 
 def watch(model_path, enforce=False, action="freeze", allow=(), duration=None, json_out=False,

@@ -28,12 +28,15 @@ class SecurityModel:
     @classmethod
     def train(cls, traces: list[Trace], kinds=DEFAULT_KINDS, calibrate: float = 0.2, seed: int = 0,
               window: int = WINDOW, stride: int = STRIDE, cnn_epochs: int = 6,
-              progress=None, calibration: list[Trace] | None = None) -> "SecurityModel":
+              progress=None, calibration: list[Trace] | None = None, skip=()) -> "SecurityModel":
         """Fit on normal traces; thresholds at 1% / 0.1% window FPR come from `calibration`
-        (held-out normal traces) or, without it, from a `calibrate` share of the traces."""
+        (held-out normal traces) or, without it, from a `calibrate` share of the traces.
+        skip: syscall names stide and the per-program tables leave out (features.SCHEDULED for live models)."""
         traces = [t for t in traces if len(t)]
         if len(traces) < 2:
             raise KpError("training needs at least 2 non-empty normal traces")
+        if skip and {"ensemble", "fused"} & set(kinds):
+            raise KpError("ensemble and fused combine windows of their parts: train them without skipped calls")
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(traces))
         n_cal = int(len(traces) * calibrate) if len(traces) >= 10 and calibration is None else 0
@@ -46,7 +49,7 @@ class SecurityModel:
             if kind in ("ensemble", "fused"):
                 continue
             t0 = time.perf_counter()
-            kw = {"epochs": cnn_epochs} if kind == "cnn" else {}
+            kw = {"epochs": cnn_epochs} if kind == "cnn" else {"skip": tuple(skip)} if kind == "stide" else {}
             det = D.make(kind, m.vocab, window=window, stride=stride, **kw).fit(seqs, seed)
             m.detectors[kind] = det
             m.info[f"{kind}_fit_s"] = round(time.perf_counter() - t0, 2)
@@ -71,7 +74,7 @@ class SecurityModel:
                                       "fpr_0.1pct": float(np.quantile(w, 0.999))}
         if cal and len({t.comm for t in fit if t.comm}) >= 2:
             from kernelpilot.security.programs import Programs
-            m.programs = Programs(window=window, stride=stride).fit(fit, seqs)
+            m.programs = Programs(window=window, stride=stride, skip=skip, vocab=m.vocab).fit(fit, seqs)
             m.programs.calibrate(cal, [m.vocab.encode(t.calls) for t in cal])
             m.info["n_programs"] = len(m.programs.tables)
         m.info.update(n_traces=len(fit), n_calibration=len(cal), n_calls=int(sum(len(s) for s in seqs)),
@@ -122,7 +125,7 @@ class SecurityModel:
         if isinstance(doc.get("programs"), dict):
             from kernelpilot.security.programs import Programs
             try:
-                m.programs = Programs.load(doc["programs"], m.window, m.stride)
+                m.programs = Programs.load(doc["programs"], m.window, m.stride, m.vocab)
             except (KeyError, TypeError, ValueError, OverflowError, IndexError, AttributeError) as e:
                 raise KpError(f"model {path}: programs are corrupt ({type(e).__name__}: {str(e)[:80]})") from None
         return m

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernelpilot.errors import KpError
-from kernelpilot.security.detectors import _member
+from kernelpilot.security.detectors import _member, without
 from kernelpilot.security.features import STRIDE, WINDOW, Trace, ngram_hashes, window_means
 
 MIN_CALLS = 400  # below this a program's own table is too thin to judge by: use the global one
@@ -18,8 +18,11 @@ PROGRAM_Q = 0.999
 
 
 class Programs:
-    def __init__(self, n: int = 6, window: int = WINDOW, stride: int = STRIDE, min_calls: int = MIN_CALLS):
+    def __init__(self, n: int = 6, window: int = WINDOW, stride: int = STRIDE, min_calls: int = MIN_CALLS,
+                 skip=(), vocab=None):
+        """skip: syscall names left out before n-grams (as the host's Stide), by vocab's ids."""
         self.n, self.window, self.stride, self.min_calls = n, window, stride, min_calls
+        self.skip, self.vocab = tuple(skip), vocab
         self.tables: dict[str, np.ndarray] = {}
         self.calls: dict[str, int] = {}
         self.fallback = np.zeros(0, dtype=np.uint64)
@@ -35,6 +38,7 @@ class Programs:
         grams: dict[str, list[np.ndarray]] = {}
         for t, s in zip(traces, seqs):
             k = self.key(t.comm)
+            s = self.kept(s)
             grams.setdefault(k, []).append(ngram_hashes(s, self.n))
             self.calls[k] = self.calls.get(k, 0) + len(s)
         self.tables = {k: np.unique(np.concatenate(g)) for k, g in grams.items() if self.calls[k] >= self.min_calls}
@@ -47,8 +51,11 @@ class Programs:
     def known(self, comm: str) -> bool:
         return self.key(comm) in self.tables
 
+    def kept(self, seq: np.ndarray) -> np.ndarray:
+        return without(seq, self.vocab, self.skip) if self.skip else seq
+
     def window_scores(self, seq: np.ndarray, comm: str) -> np.ndarray:
-        novel = (~_member(ngram_hashes(seq, self.n), self.table(comm))).astype(np.float64)
+        novel = (~_member(ngram_hashes(self.kept(seq), self.n), self.table(comm))).astype(np.float64)
         return window_means(novel, self.window, self.stride)
 
     def calibrate(self, traces: list[Trace], seqs: list[np.ndarray], q: float = 0.999,
@@ -70,15 +77,16 @@ class Programs:
         return self.thresholds.get(self.key(comm), self.base)
 
     def params(self) -> dict:
-        return {"n": self.n, "min_calls": self.min_calls, "calls": self.calls, "base": self.base,
+        return {"n": self.n, "min_calls": self.min_calls, "skip": list(self.skip), "calls": self.calls, "base": self.base,
                 "thresholds": self.thresholds,
                 "fallback": [int(x) for x in self.fallback],
                 "tables": {k: [int(x) for x in v] for k, v in self.tables.items()}}
 
     @classmethod
-    def load(cls, p: dict, window: int = WINDOW, stride: int = STRIDE) -> "Programs":
+    def load(cls, p: dict, window: int = WINDOW, stride: int = STRIDE, vocab=None) -> "Programs":
         try:
-            me = cls(int(p["n"]), window, stride, int(p["min_calls"]))
+            me = cls(int(p["n"]), window, stride, int(p["min_calls"]), tuple(str(x) for x in p.get("skip", ())),
+                     vocab)
             me.calls = {str(k): int(v) for k, v in p["calls"].items()}
             me.fallback = np.array(p["fallback"], dtype=np.uint64)
             me.tables = {str(k): np.array(v, dtype=np.uint64) for k, v in p["tables"].items()}

@@ -90,7 +90,7 @@ def stage_scores(model_path, name: str, n: int) -> str:
     recs = recs[recs["cgroup"] == cid]
     sc = w.scorer
     ids, k = sc.ids_of(recs["calls"], recs["count"])
-    hw, mask = sc.grams(ids, CTX - WIN), sc.window_mask(k)
+    hw, mask = sc.grams(ids, CTX - WIN), sc.window_mask(k, recs["count"])
     nov = sc.novel(hw, sc.table)
     s2 = sc.share(nov, mask)
     out = [f"{name} again: {len(recs)} windows up (kernel threshold {w.kernel.threshold}), host stide threshold "
