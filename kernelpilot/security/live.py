@@ -32,7 +32,7 @@ WIN, STRIDE, CTX, NFEAT, MAXNR = 32, 8, 64, 9, 512
 ALERT_DTYPE = np.dtype([("ts", "<u8"), ("cgroup", "<u8"), ("pid", "<u4"), ("tgid", "<u4"), ("count", "<u4"), ("score", "<i4"),
                         ("feats", "<u2", 12), ("calls", "<u2", CTX), ("comm", "S16")])  # struct sc_alert
 # the syscalls behaviour() in bpf/sc_watch.h looks at (its case labels; a test keeps them equal)
-SC_RULE_NRS = (1, 18, 20, 296, 328, 2, 257, 437, 42, 33, 292, 43, 50, 288, 105, 106, 113, 114, 117, 119, 122, 123,
+SC_RULE_NRS = (1, 18, 20, 296, 328, 2, 257, 437, 42, 43, 50, 288, 105, 106, 113, 114, 117, 119, 122, 123,
                126, 90, 91, 268, 452, 188, 189, 190, 82, 264, 316)
 CFG = struct.Struct("<IiIII")  # struct sc_cfg: exclude_tgid, threshold, enabled, vmod, gen
 QUARANTINE = "kpilot-quarantine"

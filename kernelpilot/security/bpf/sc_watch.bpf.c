@@ -11,7 +11,7 @@
  * buffer with their last SC_CTX syscalls (the window and its context). Per syscall: one task-storage get, two inlined array lookups.
  *
  * Behaviour events for the rules (kernelpilot/security/rules.py) go up a second ring, sc_events:
- * exec (sched_process_exec: file, interpreter, argv), fork of a process, leader exit, an open of /etc/shadow or
+ * exec (sched_process_exec: file, interpreter, argv, which of fds 0-2 are inet sockets), fork of a process, leader exit, an open of /etc/shadow or
  * /etc/gshadow, listen/accept on an inet socket (once per thread), setuid-family calls asking for
  * an id other than the real one, capset,
  * chmod with S_ISUID/S_ISGID, setxattr of security.capability, and renames (with the thread's

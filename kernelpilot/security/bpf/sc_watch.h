@@ -32,7 +32,7 @@ struct sc_cfg { __u32 exclude_tgid; __s32 threshold; __u32 enabled; __u32 vmod; 
  * rules = 1 for the calls behaviour() looks at (SC_RULE_NRS in security/live.py: the others skip it) */
 struct sc_nrinfo { __u64 spread; __u32 vid; __u32 rules; };
 /* sc_event kinds */
-#define SC_EV_EXEC 1
+#define SC_EV_EXEC 1        /* arg: argv's length, arg2: which of fds 0-2 are inet sockets (bits) */
 #define SC_EV_EXIT 2
 #define SC_EV_SHADOW 3
 #define SC_EV_SERVER 4
@@ -41,7 +41,6 @@ struct sc_nrinfo { __u64 spread; __u32 vid; __u32 rules; };
 #define SC_EV_RENAME 7
 #define SC_EV_FORK 8
 #define SC_EV_CONNECT 9     /* arg: port, arg2: the burst's seconds in ns */
-#define SC_EV_SOCKIO 10     /* the thread's fds 0-2 holding an inet socket changed; arg: their bits */
 #define SC_PROC_SERVER 1    /* sc_proc.flags: this thread's listen/accept on inet was sent */
 struct sc_proc {
 	__u64 sums;                 /* SC_NFEAT fields of SC_FBITS bits */
@@ -51,7 +50,6 @@ struct sc_proc {
 	__u32 writes;               /* write-family calls so far (the rename-storm rule) */
 	__u32 flags;
 	__u32 conn_n;               /* connects in the current run to conn_dest (connect burst) */
-	__u32 sock_fds;             /* bit i: fd i (0-2) was last dup'ed from an inet socket */
 	__u64 conn_dest, conn_since;
 	__u64 memo_sums;            /* the last window scored (its packed features) and its score: */
 	__s32 memo_score;           /* a window equal to it is not scored again (the tree is a */
@@ -151,7 +149,7 @@ static __always_inline void commit(struct sc_event *e)
 	bump(4);
 }
 
-/* The current task's fd as a socket (0 if it is none). */
+/* The current task's fd as a socket (0 if it is none: a pipe's or a tty's private_data is no socket). */
 static __always_inline struct socket *fd_socket(int fd)
 {
 	struct task_struct *t = bpf_get_current_task_btf();
@@ -161,7 +159,7 @@ static __always_inline struct socket *fd_socket(int fd)
 	struct file **fds = BPF_CORE_READ(fdt, fd);
 	struct file *f = 0;
 	bpf_probe_read_kernel(&f, sizeof(f), fds + fd);
-	if (!f)
+	if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & 0170000) != 0140000)  /* S_IFMT, S_IFSOCK */
 		return 0;
 	return (struct socket *)BPF_CORE_READ(f, private_data);
 }
@@ -203,6 +201,20 @@ static __always_inline void on_connect(struct sc_proc *st, int fd, __u64 uaddr)
 		if (e)
 			commit(e);
 	}
+}
+
+/* Bit i: the current task's fd i (0-2) is an inet socket. At exec (the fds the new program
+ * starts with, close-on-exec done): however the socket got there, a dup2 here or in a parent,
+ * inherited, or an accept or socket that took a free fd 0. */
+static __always_inline __u64 inet_stdio(void)
+{
+	__u64 bits = 0;
+	for (int fd = 0; fd < 3; fd++) {
+		__u16 fam = fd_family(fd);
+		if (fam == 2 || fam == 10)  /* AF_INET, AF_INET6 */
+			bits |= 1ull << fd;
+	}
+	return bits;
 }
 
 static __always_inline void path_event(__u32 kind, __u32 nr, __u64 arg2, __u64 p1, __u64 p2)
@@ -248,20 +260,6 @@ static __always_inline void behaviour(void *ctx, struct sc_proc *st, long nr)
 	case 42:  /* connect */
 		on_connect(st, (int)sc_arg(ctx, 0), sc_arg(ctx, 1));
 		return;
-	case 33: case 292: {  /* dup2 dup3 onto stdin, stdout or stderr: from an inet socket or not */
-		__u32 to = (__u32)sc_arg(ctx, 1);
-		if (to > 2)
-			return;
-		__u16 fam = fd_family((int)sc_arg(ctx, 0));
-		__u32 bits = fam == 2 || fam == 10 ? st->sock_fds | (1u << to) : st->sock_fds & ~(1u << to);
-		if (bits != st->sock_fds) {  /* only changes go up: shells redirect 0-2 all the time */
-			st->sock_fds = bits;
-			struct sc_event *e = event(SC_EV_SOCKIO, bits, fam);
-			if (e)
-				commit(e);
-		}
-		return;
-	}
 	case 105: case 106: case 113: case 114: case 117: case 119: case 122: case 123: {
 		/* setuid..setfsgid: only a call that asks for an id other than the real one (make and
 		 * many daemons set the ids they already have) */
@@ -352,6 +350,7 @@ int BPF_PROG(sc_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 		bpf_probe_read_user(e->args, n & 0xff, (void *)a);
 	e->args[n & 0xff] = 0;
 	e->arg = n;  /* argv's length: the ring slot is not zeroed, bytes after it are stale */
+	e->arg2 = inet_stdio();
 	commit(e);
 	sc_state_reset(p);  /* the new program's windows start empty */
 	return 0;
