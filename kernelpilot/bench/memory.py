@@ -97,6 +97,12 @@ def score_cell(row: dict) -> dict:
                mix_below_best=row["mix"] < row[best], learned_below_best=row["lrb"] < row[best],
                gap_closed=_closed(row[best], row["mix"], opt),
                learned_gap_closed=_closed(row[best], row["lrb"], opt))
+    if "vote" in row:  # the followers that fetch nothing (memory/vote.py, memory/lecar.py)
+        from kernelpilot.memory import vote
+        vexp = min(vote.EXPERTS, key=row.get)
+        row.update(vote_regret=round(row["vote"] - row[vexp], 5), vote_below_best=row["vote"] < row[best],
+                   vote_gap_closed=_closed(row[best], row["vote"], opt),
+                   lecar_below_best=row["lecar"] < row[best], lecar_gap_closed=_closed(row[best], row["lecar"], opt))
     if "mix_fetched_per_request" in row:
         # mix with what its switches fetched counted as misses (no request asked for those
         # objects: traffic an actual cache pays like a miss's); the issue's figures above leave it out
@@ -174,6 +180,7 @@ def _cell(tr, size: int, start: int) -> dict:
     row = _classics(d, sz, size, n_obj, nxt, start, mix.EXPERTS + LISTED)
     row["lrb"] = 1.0 - float(lrb[start:].mean())
     row["mix"] = 1.0 - float(f.hit[start:].mean())
+    row.update(_honest(d, sz, size, n_obj, start))
     # objects a switch fetched (no request asked for them), per scored request
     row["mix_fetched_per_request"] = float(f.fetched[start:].sum()) / max(1, len(d) - start)
     row = {k: round(v, 5) for k, v in row.items()}
@@ -183,6 +190,15 @@ def _cell(tr, size: int, start: int) -> dict:
     row["mix_led"] = {k: v for k, v in f.led.items() if v}
     row["mix_pruned_at"] = f.pruned  # expert -> request from which it no longer ran
     return row
+
+
+def _honest(d, sz, size: int, n_obj: int, start: int) -> dict:
+    """Miss ratios over requests [start, end) of the followers that fetch nothing: vote (its
+    experts in full, one core) and lecar."""
+    from kernelpilot.memory import lecar, vote
+    h, fallbacks, _ = vote.run(d, sz, size, n_obj)
+    return {"vote": 1.0 - float(h[start:].mean()), "vote_fallbacks": int(fallbacks),
+            "lecar": 1.0 - float(lecar.lecar(d, sz, size, n_obj)[start:].mean())}
 
 
 def _load(names, quick: bool, errors: dict) -> list:
@@ -227,11 +243,15 @@ def _devsplit(quick: bool) -> dict:
             row = _classics(d, sz, size, n_obj, nxt, start, LISTED + ("plfu",))
             m = models.train("lrb", half, size, True, start)
             row["lrb"] = 1.0 - float(models.run("lrb", half, sz, size, m)[start:].mean())
+            row.update(_honest(d, sz, size, n_obj, start))
             row = {k: round(v, 5) for k, v in row.items()}
             best = min(LISTED + ("plfu",), key=row.get)
             row.update(best_classic=best, room_to_belady=round(row[best] - row["belady"], 5),
                        learned_below_best=row["lrb"] < row[best],
                        learned_gap_closed=_closed(row[best], row["lrb"], row["belady"]))
+            for p in ("vote", "lecar"):
+                row.update({f"{p}_below_best": row[p] < row[best],
+                            f"{p}_gap_closed": _closed(row[best], row[p], row["belady"])})
             cells[str(size)] = row
         return tr.name, {"requests": len(half), "scored_from": start, "cells": cells}
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -242,6 +262,11 @@ def _devsplit(quick: bool) -> dict:
         out["with_room"] = {"cells": len(sel),
                             "learned_below_best_classic": f"{sum(r['learned_below_best'] for r in sel)}/{len(sel)}",
                             "median_gap_closed_learned": float(np.median([r["learned_gap_closed"] for r in sel]))}
+        for p in ("vote", "lecar"):
+            out["with_room"].update({f"{p}_below_best_classic": f"{sum(r[p + '_below_best'] for r in sel)}/{len(sel)}",
+                                     f"median_gap_closed_{p}": float(np.median([r[p + "_gap_closed"] for r in sel]))})
+        either = sum(r["vote_below_best"] or r["learned_below_best"] for r in sel)
+        out["with_room"]["vote_or_learned_below_best_classic"] = f"{either}/{len(sel)}"
     return out
 
 
@@ -310,7 +335,7 @@ def _speed(quick: bool) -> dict:
     half = len(tr) // 2
     m = models.train("lrb", tr, size, True, half)
     small = T.Trace(tr.ids[:2000], 1)
-    for p in ("lru", "s3fifo", "lrb", "mix"):  # compile outside the timing
+    for p in ("lru", "s3fifo", "lrb", "mix", "vote", "lecar"):  # compile outside the timing
         sim.simulate(small, p, 50, model=m)
     sz = np.ones(len(d), np.int64)
     served = {}
@@ -319,7 +344,8 @@ def _speed(quick: bool) -> dict:
         def go():
             served["f"] = mix.serve(d, sz, size, n_obj, learned, learned_from=half, threads=1)
         return go
-    runs = {p: (lambda p=p: sim.simulate(tr, p, size, model=m)) for p in ("lru", "s3fifo", "lrb", "mix")}
+    # vote runs its experts on one core, then votes
+    runs = {p: (lambda p=p: sim.simulate(tr, p, size, model=m)) for p in ("lru", "s3fifo", "lrb", "mix", "vote", "lecar")}
     runs["mix_classic_one_core"] = one_core(None)
     runs["mix_one_core"] = one_core(mix.learned_expert(mix.LEARNED, tr, sz, size, m))
     best = {}
@@ -332,7 +358,7 @@ def _speed(quick: bool) -> dict:
         best[p] = min(secs)
     out = {f"{p}_mreq_per_s": round(len(tr) / s / 1e6, 2) for p, s in best.items()}
     out.update({f"{p}_vs_lru": round(best["lru"] / best[p], 3)
-                for p in ("lrb", "mix", "mix_one_core", "mix_classic_one_core")})
+                for p in ("lrb", "mix", "mix_one_core", "mix_classic_one_core", "vote", "lecar")})
     out.update(trace=f"orm-busy (first {len(tr)} requests)", cache_size=size, cores=os.cpu_count(),
                mix_threads=min(len(mix.EXPERTS) + 1, os.cpu_count() or 1), mix_learned_from=half,
                mix_pruned_at=served["f"].pruned, mix_warm=max(mix.WARM, mix.WARM_CACHES * size),
@@ -423,6 +449,19 @@ def _summary(pol: dict, speed: dict | None = None) -> dict:
                       "mix_or_learned_below_best_share": round(either / len(sel), 3),
                       "median_gap_closed_mix": float(np.median([r["gap_closed"] for r in sel])),
                       "median_gap_closed_learned": float(np.median([r["learned_gap_closed"] for r in sel]))}
+        vs = [r for r in sel if "vote" in r]
+        if vs:  # the followers that fetch nothing
+            worst_v = max(vs, key=lambda r: r["vote_regret"])
+            either_v = sum(r["vote_below_best"] or r["learned_below_best"] for r in vs)
+            out[label].update(
+                vote_worst_regret=worst_v["vote_regret"], vote_worst_regret_cell=f"{worst_v['trace']}@{worst_v['size']}",
+                vote_worst_above_best_classic=round(max(r["vote"] - r[r["best_classic"]] for r in vs), 5),
+                vote_below_best_classic=f"{sum(r['vote_below_best'] for r in vs)}/{len(vs)}",
+                vote_or_learned_below_best_classic=f"{either_v}/{len(vs)}",
+                vote_or_learned_below_best_share=round(either_v / len(vs), 3),
+                median_gap_closed_vote=float(np.median([r["vote_gap_closed"] for r in vs])),
+                lecar_below_best_classic=f"{sum(r['lecar_below_best'] for r in vs)}/{len(vs)}",
+                median_gap_closed_lecar=float(np.median([r["lecar_gap_closed"] for r in vs])))
         fm = [r for r in sel if "mix_fetched_as_misses" in r]
         if fm:  # the same with mix's fetched objects counted as misses (score_cell)
             either_fm = sum(r["mix_below_best_fetched_as_misses"] or r["learned_below_best"] for r in fm)
@@ -439,6 +478,13 @@ def _summary(pol: dict, speed: dict | None = None) -> dict:
             met["mreq_per_s"] = min(speed["mix_one_core_mreq_per_s"], speed["lrb_mreq_per_s"]) >= TARGETS["mreq_per_s"]
             met["mix_mreq_per_s"] = speed["mix_one_core_mreq_per_s"] >= TARGETS["mreq_per_s"]
         out["targets_met"] = met
+        if "vote_below_best_classic" in room:  # the same targets for the follower that fetches nothing
+            honest = {"vote_worst_regret": out["all"]["vote_worst_regret"] <= TARGETS["mix_worst_regret"],
+                      "below_best_share_with_room": room["vote_or_learned_below_best_share"] >= TARGETS["below_best_share_with_room"],
+                      "median_gap_closed": max(room["median_gap_closed_vote"], room["median_gap_closed_learned"]) >= TARGETS["median_gap_closed"]}
+            if speed and "vote_mreq_per_s" in speed:
+                honest["vote_mreq_per_s"] = speed["vote_mreq_per_s"] >= TARGETS["mreq_per_s"]
+            out["targets_met_without_fetching"] = honest
     return out
 
 

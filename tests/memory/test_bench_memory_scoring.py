@@ -88,3 +88,21 @@ def test_irm_optimal_is_the_best_online_policy_on_a_zipf_trace():
     opt = 1 - policies.belady(d, sz, cap, n_obj, nxt)[start:].mean()
     assert opt < a0 <= mr["plfu"] < a0 + 0.01 < mr["lru"] - 0.05, (opt, a0, mr)
     assert irm_optimal(T.loop(1000, 50), 10, 0) is None
+
+
+def test_followers_that_fetch_nothing_scored_beside_mix():
+    """vote and lecar (no objects fetched) get their own regret, below-best flags and gap closed,
+    and the summary's targets for them beside mix's."""
+    r = score_cell(cell(mix=0.5, vote=0.55, lecar=0.62, mix_fetched_per_request=0.2))
+    # vote's experts are the classics (no lrb): the best of them is lirs at 0.6
+    assert r["vote_below_best"] and r["vote_regret"] == pytest.approx(-0.05)
+    assert r["vote_gap_closed"] == pytest.approx(0.25) and not r["lecar_below_best"]
+    q = score_cell(cell(mix=0.5, vote=0.66, lecar=0.5, lrb=0.58))
+    assert not q["vote_below_best"] and q["vote_regret"] == pytest.approx(0.06) and q["lecar_below_best"]
+    s = _summary({"traces": {"a": {"cells": {"10": r, "20": q}}}})
+    w = s["with_room"]
+    assert w["vote_below_best_classic"] == "1/2" and w["vote_or_learned_below_best_classic"] == "2/2"
+    assert w["lecar_below_best_classic"] == "1/2" and w["median_gap_closed_vote"] == pytest.approx((0.25 - 0.3) / 2)
+    assert s["all"]["vote_worst_regret"] == pytest.approx(0.06) and s["all"]["vote_worst_regret_cell"] == "a@20"
+    assert s["targets_met_without_fetching"] == {"vote_worst_regret": False, "below_best_share_with_room": True,
+                                                 "median_gap_closed": False}
