@@ -141,9 +141,10 @@ def _run_mix(w: Watcher, lines: list, d: str, seed: int, secs: float, name: str,
 
 def _attacks(w: Watcher, lines: list, n: int) -> tuple[dict, dict]:
     """Each attack scenario in its own cgroup; per family what its alert lines say 1 s after it
-    ended, and (cgroup id, start ns) to look again later (late_alerts)."""
+    ended, from its start and from its first real step (after its set-up), and (cgroup id, start
+    ns, step ns) to look again later (late_alerts)."""
     from kernelpilot.security.scenarios import ATTACKS
-    from kernelpilot.security.scenarios.run import script_for
+    from kernelpilot.security.scenarios.run import script_for, step_time
     out, where = {}, {}
     for sc in ATTACKS:
         if sc.needs_root and os.geteuid() != 0:
@@ -153,7 +154,7 @@ def _attacks(w: Watcher, lines: list, n: int) -> tuple[dict, dict]:
             cg = Cgroup(sc.name)
             try:
                 start = time.monotonic_ns()
-                p = cg.popen(["bash", "-c", script_for(sc, d, n)])
+                p = cg.popen(["bash", "-c", script_for(sc, d, n, step=True)])
                 deadline = time.monotonic() + 60
                 _pump(w, lines, lambda: p.poll() is not None or time.monotonic() > deadline)
                 if p.poll() is None:
@@ -161,19 +162,24 @@ def _attacks(w: Watcher, lines: list, n: int) -> tuple[dict, dict]:
                 p.wait()
                 end = time.monotonic() + 1.0  # windows and events still on their way up
                 _pump(w, lines, lambda: time.monotonic() > end)
+                t = step_time(d)
+                step = None if t is None else round(t * 1e9) - w.wall_offset_ns  # as the alerts' ts
             finally:
                 cg.close()
-        out[sc.name] = {**detection(lines, cg.id, start), "ran_s": round((time.monotonic_ns() - start) / 1e9, 2)}
-        where[sc.name] = (cg.id, start)
+        out[sc.name] = {**detection(lines, cg.id, start, step), "ran_s": round((time.monotonic_ns() - start) / 1e9, 2)}
+        where[sc.name] = (cg.id, start, step)
     return out, where
 
 
-def detection(lines: list, cg_id: int, start_ns: int) -> dict:
-    """What the alert lines of one cgroup say: detected, seconds from start_ns to the first, what fired."""
+def detection(lines: list, cg_id: int, start_ns: int, step_ns: int | None = None) -> dict:
+    """What the alert lines of one cgroup say: detected, seconds from start_ns (the scenario's start)
+    and from step_ns (its first real step; negative: an alert in its set-up) to the first, what fired."""
     mine = sorted((a for a in lines if a["event"] == "alert" and a["cgroup_id"] == cg_id), key=lambda a: a["ts"])
     first = mine[0] if mine else None
     return {"detected": bool(mine),
             "latency_s": round((first["ts"] - start_ns) / 1e9, 3) if first else None,
+            "latency_from_step_s": round((first["ts"] - step_ns) / 1e9, 3) if first and step_ns else None,
+            "setup_s": round((step_ns - start_ns) / 1e9, 3) if step_ns else None,
             "first_fired": first["fired"] if first else None,
             "fired": sorted({a["fired"] for a in mine}),
             "latency_s_by_fired": {f: round((min(a["ts"] for a in mine if a["fired"] == f) - start_ns) / 1e9, 3)
@@ -185,11 +191,11 @@ def late_alerts(lines: list, attacks: dict, where: dict) -> dict:
     """Families with no alert line 1 s after they ended that have one by the end of the attack phase:
     a watch that fell behind (load), not a miss; their latency then, from the alert's kernel time."""
     late = {}
-    for name, (cg_id, start) in where.items():
+    for name, (cg_id, start, step) in where.items():
         if not attacks[name].get("detected"):
-            d = detection(lines, cg_id, start)
+            d = detection(lines, cg_id, start, step)
             if d["detected"]:
-                late[name] = {k: d[k] for k in ("latency_s", "first_fired")}
+                late[name] = {k: d[k] for k in ("latency_s", "latency_from_step_s", "first_fired")}
     return late
 
 
@@ -348,6 +354,7 @@ def run_live(quick: bool = True, model=None, mix_s: float | None = None) -> dict
     # the full sizes take half an hour on a loaded 2-core host; per-syscall cost: kernel_stage_in_kernel
     ovh = overhead(model, quick=True, reps=2 if quick else None)
     lat = [a["latency_s"] for a in attacks.values() if a.get("detected")]
+    from_step = [a["latency_from_step_s"] for a in attacks.values() if a.get("latency_from_step_s") is not None]
     return {
         "protocol": "model: benign scenario suite only; watch learns for learn_s while a first run "
                     "of the benign mix (seed 1) runs, from that run's cgroup only (other sessions' processes on a "
@@ -362,6 +369,10 @@ def run_live(quick: bool = True, model=None, mix_s: float | None = None) -> dict
         "families_within_1s": f"{sum(1 for a in attacks.values() if a.get('detected') and a['latency_s'] <= 1.0)}"
                               f"/{len(attacks)}",
         "max_latency_s": max(lat) if lat else None,
+        "families_within_1s_from_step": f"{sum(1 for x in from_step if x <= 1.0)}/{len(attacks)}",
+        "max_latency_from_step_s": max(from_step) if from_step else None,
+        "latency_note": "latency_s counts from the scenario's start, latency_from_step_s from its first real "
+                        "step (setup_s after the start: listeners, files, a server to attack)",
         "attacks_load_avg_1m_end": attacks_load,
         "late_alerts": late,
         "watch_stats": stats,

@@ -77,6 +77,28 @@ def test_late_alerts_tell_a_lagging_watch_from_a_miss():
     attacks = {"a": detection([], 7, start), "b": detection([], 8, start)}  # neither had a line in time
     later = at_end + [{"event": "incident_end", "cgroup_id": 8, "ts": start}]
     assert attacks["a"]["detected"] is False
-    assert late_alerts(later, attacks, {"a": (7, start), "b": (8, start)}) == {
-        "a": {"latency_s": 0.3, "first_fired": "model"}}
+    assert late_alerts(later, attacks, {"a": (7, start, start + 100_000_000), "b": (8, start, None)}) == {
+        "a": {"latency_s": 0.3, "latency_from_step_s": 0.2, "first_fired": "model"}}
     assert detection(at_end, 7, start)["latency_s_by_fired"] == {"model": 0.3}
+
+
+def test_latency_from_the_attacks_first_real_step(tmp_path):
+    """Each attack notes the time before its first real step (a bash builtin, only when asked);
+    detection counts from there as well as from the scenario's start."""
+    import time
+
+    from kernelpilot.security.livebench import detection
+    from kernelpilot.security.scenarios import ATTACKS, BENIGN, Scenario
+    from kernelpilot.security.scenarios.run import STEP, script_for, step_time
+    assert all(a.script.count("{step}") == 1 for a in ATTACKS) and not any("{step}" in b.script for b in BENIGN)
+    assert all("EPOCHREALTIME" not in script_for(a, str(tmp_path), 2) for a in ATTACKS)
+    sc = Scenario("t", "attack", "sleep 0.3\n{step}sleep 0.2\n")
+    t0 = time.time()
+    subprocess.run(["bash", "-c", script_for(sc, str(tmp_path), 2, step=True)], check=True)
+    t = step_time(str(tmp_path))
+    assert (tmp_path / STEP).exists() and t0 + 0.25 < t < time.time() - 0.15
+    assert step_time(str(tmp_path / "none")) is None
+    start, step = 10_000_000_000, 10_400_000_000
+    d = detection([{"event": "alert", "cgroup_id": 7, "ts": start + 500_000_000, "fired": "model", "incident": 1}],
+                  7, start, step)
+    assert (d["latency_s"], d["latency_from_step_s"], d["setup_s"]) == (0.5, 0.1, 0.4)

