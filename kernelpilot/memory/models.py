@@ -34,13 +34,6 @@ N_TREES, DEPTH, SAMPLES, K = 30, 4, 40_000, 32
 LRB_DEPTH = 3
 REUSE_HORIZON = 2.0  # reuse: the horizon in OPT horizons (cache / OPT miss ratio)
 HORIZON_CAP = 100  # lrb: next requests further than this many OPT horizons all look alike
-# lrb's ghost features (train(ghosts=...)): whether each of these classic policies, run as a shadow
-# of the same size over the same requests, still holds the object when it is sampled for eviction
-# (the experts' decisions as features, read at eviction time like the age). Off: on the devsplit
-# (69 cells with room) ARC, LIRS and S3-FIFO as ghosts left lrb below the best classic in 23 (28
-# without), median gap closed -3.5% (-3.6%): it won multi2 at 805 (0.93 -> 0.72 misses) but lost
-# gli at 322 (0.80 -> 0.98), at three more classic runs per request
-GHOSTS = ()
 
 
 @njit(cache=True, inline="always")
@@ -155,12 +148,11 @@ def _rand(st, n):
     return np.int64(x >> np.uint64(33)) % n
 
 
-def _state(n_obj, n_grp, seed, n_ghost=0):
+def _state(n_obj, n_grp, seed):
     """The learned kernel's state, kept between segments (a retrain sits between two)."""
     return (np.full(1, np.uint64(0x9E3779B97F4A7C15) + np.uint64(seed), np.uint64),
             *F.state_nb(n_obj, n_grp),
-            # features at the last request (lrb: then the age and the ghosts' holds, set when scored)
-            np.zeros((n_obj, F.N_FEAT + 1 + n_ghost), np.float64),
+            np.empty((n_obj, F.N_FEAT + 1), np.float64),  # features at the last request (lrb: and the age)
             np.zeros(n_obj, np.float64), np.zeros(n_obj, np.float64),  # key, gap
             np.zeros(n_obj, np.bool_),  # fresh: key/gap are the model's output for the last request
             np.full(n_obj, -1, np.int64),  # slot: index in `cached`
@@ -189,17 +181,13 @@ def _next_bucket(age, lim):
 
 
 @njit(cache=True, inline="always")
-def _pick_lrb(t, k, nc, st, cached, last, xs, key, gap, fresh, pos, cf, ct, cv, ta, bias, cs, kept):
+def _pick_lrb(t, k, nc, st, cached, last, xs, key, gap, fresh, pos, cf, ct, cv, ta, bias, cs):
     """lrb's eviction at request t: of k objects drawn from the nc cached, the one predicted to
     come back last. An object is scored again only once its age bucket passes a threshold
-    where one of its trees' paths went left, or a ghost lets it go (gap: the time it does; -1
-    after its request or a refit), each tree from where its path first went left on the age
-    (pos; from the roots where a ghost's hold changed); in between every path, so the score,
-    is the same. key holds 2^score. The draws come first, so that their loads overlap: the
-    same draws, scores and choice as scoring each one as it is drawn.
-    kept (ghosts x requests, see ghost_kept): ghost g holds the object at t iff
-    kept[g, its last request] >= t."""
-    ng = kept.shape[0]
+    where one of its trees' paths went left (gap: the time it does; -1 after its request or a
+    refit), each tree from where its path first went left on the age (pos); in between every
+    path, so the score, is the same. key holds 2^score. The draws come first, so that their
+    loads overlap: the same draws, scores and choice as scoring each one as it is drawn."""
     for q in range(k):
         cs[q] = cached[_rand(st, nc)]
     for q in range(k):
@@ -209,18 +197,9 @@ def _pick_lrb(t, k, nc, st, cached, last, xs, key, gap, fresh, pos, cf, ct, cv, 
             x[F.N_FEAT] = _bucket(t - last[c])
             if not fresh[c]:  # requested (or refit) since its last score: from the roots
                 pos[c] = 0
-            nxt_change = np.inf
-            for g in range(ng):
-                kg = kept[g, last[c]]
-                held = 1.0 if kg >= t else 0.0
-                if x[F.N_FEAT + 1 + g] != held:
-                    x[F.N_FEAT + 1 + g] = held
-                    pos[c] = 0
-                if kg >= t and kg + 1.0 < nxt_change:
-                    nxt_change = kg + 1.0  # it lets go during request kg: no longer held after
             sc, lim = _rewalk(x, cf, ct, cv, ta, bias, F.N_FEAT, pos[c])
             key[c] = 2.0 ** sc  # the time left, as t + 2^score compared
-            gap[c] = min(last[c] + lim, nxt_change)
+            gap[c] = last[c] + lim
             fresh[c] = True
     best = cs[0]
     bscore = t + key[best]
@@ -235,7 +214,7 @@ def _pick_lrb(t, k, nc, st, cached, last, xs, key, gap, fresh, pos, cf, ct, cv, 
 @njit(cache=True, nogil=True)
 def _segment(ids, grp, page, sz, cap, hl, cf, ct, cv, bias, mode, horizon, k, t0, t1, hit, evl, rec,
              st, last, dl, edc, cnt, glast, gedc, gcnt, gpg, xs, key, gap, fresh, slot, cached, osz, occ_nc,
-             pos, ta, kept):
+             pos, ta):
     """Requests [t0, t1) of the one kernel for the three policies (state in, state out). Each
     request updates the object's features; an eviction samples k cached objects and evicts the
     worst. An object is scored lazily: the first time it is sampled after a request (the
@@ -275,7 +254,7 @@ def _segment(ids, grp, page, sz, cap, hl, cf, ct, cv, bias, mode, horizon, k, t0
             bscore = -1e300
             if mode == 3:
                 best = _pick_lrb(t, min(k, nc), nc, st, cached, last, xs, key, gap, fresh, pos,
-                                 cf, ct, cv, ta, bias, cs, kept)
+                                 cf, ct, cv, ta, bias, cs)
             for _ in range(min(k, nc) if mode != 3 else 0):
                 c = cached[_rand(st, nc)]
                 age = t - last[c]
@@ -344,12 +323,10 @@ def run(policy: str, tr, sz: np.ndarray, cap: int, model, evl=None, refits: list
     g, pg, n_grp = tr.groups()
     horizon = float(model.meta.get("horizon_per_cache", 4.0)) * cap
     hit = np.zeros(len(d), np.uint8)
-    mode = 3 if policy == "lrb" and model.meta.get("age_feature") else MODES[policy]
-    ghosts = tuple(model.meta.get("ghosts", ())) if mode == 3 else ()
-    kept = ghost_kept(ghosts, d, sz, cap, n_obj) if ghosts else np.zeros((0, 1), np.int64)
-    state = _state(n_obj, n_grp, 1, len(ghosts))
+    state = _state(n_obj, n_grp, 1)
     hl = F.half_lives(cap)
     cur, trees = model, complete(model)
+    mode = 3 if policy == "lrb" and model.meta.get("age_feature") else MODES[policy]
     pos, ta = _paths(n_obj if mode == 3 else 0, trees), age_steps(trees)
     times = retrain_times(model, len(d)) if policy == "lrb" else []
     if times and horizon > int(model.meta.get("retrain_window", RETRAIN_WINDOW)) / 2:
@@ -360,9 +337,9 @@ def run(policy: str, tr, sz: np.ndarray, cap: int, model, evl=None, refits: list
     X = np.empty((len(d) if times else 0, F.N_FEAT), np.float64)
     t0 = 0
     for t1 in times + [len(d)]:
-        _segment(d, g, pg, sz, cap, hl, *trees, mode, horizon, K, t0, t1, hit, evl, X, *state, pos, ta, kept)
+        _segment(d, g, pg, sz, cap, hl, *trees, mode, horizon, K, t0, t1, hit, evl, X, *state, pos, ta)
         if t1 < len(d):
-            m, info = refit(X, nxt, t1, horizon, cur, kept)
+            m, info = refit(X, nxt, t1, horizon, cur)
             if refits is not None:
                 refits.append(info)
             if m is not None:
@@ -375,50 +352,6 @@ def run(policy: str, tr, sz: np.ndarray, cap: int, model, evl=None, refits: list
 
 
 _FRESH = 12  # index of `fresh` in _state's tuple (gap just before it)
-
-
-def ghost_kept(ghosts, d, sz, cap: int, n_obj: int) -> np.ndarray:
-    """Per ghost (a classic policy of the cache's size over the same requests) and request t:
-    the request during which the ghost let request t's object go (evicted it, or did not admit
-    it: t itself), NO_EVICT where it still held it at its next request or the end. The ghost
-    holds the object at request T > t, before T is served, iff kept >= T: what the ghost's
-    state after request T - 1 says, so reading it at T looks only back (ghosts x n int64)."""
-    out = np.empty((len(ghosts), len(d)), np.int64)
-    for g, name in enumerate(ghosts):
-        evl = np.empty((len(d) + 2, 2), np.int64)
-        evl[0, 0] = 0
-        policies.CLASSIC[name](d, sz, cap, n_obj, evl)
-        _kept(d, evl, n_obj, out[g])
-    return out
-
-
-NO_EVICT = np.iinfo(np.int64).max // 2
-
-
-@njit(cache=True, nogil=True)
-def _kept(ids, evl, n_obj, out):
-    """ghost_kept for one ghost from its eviction log (policies._ev's rows)."""
-    cur = np.full(n_obj, -1, np.int64)  # the object's last request while the ghost holds it
-    gone = np.full(n_obj, -1, np.int64)  # its last request when the ghost let it go
-    p = 1
-    for t in range(ids.shape[0]):
-        x = ids[t]
-        out[t] = NO_EVICT
-        cur[x] = t  # served: hit or admitted (a row below may say it was not)
-        while p <= evl[0, 0] and evl[p, 0] == t:
-            v = evl[p, 1]
-            if v >= 0:
-                if cur[v] >= 0:
-                    out[cur[v]] = t
-                    gone[v] = cur[v]
-                cur[v] = -1
-            else:  # -1 - v: v is back (LIRS keeps a block it just let go)
-                v = -1 - v
-                if cur[v] < 0 and gone[v] >= 0:
-                    cur[v] = gone[v]
-                    out[gone[v]] = NO_EVICT
-            p += 1
-    return out
 
 
 def age_steps(trees) -> np.ndarray:
@@ -452,11 +385,8 @@ def _lrb_target(pos: np.ndarray, nxt: np.ndarray, horizon: float) -> np.ndarray:
 
 
 def feature_names(meta: dict) -> list[str]:
-    """The features a saved model reads: the request's, then (lrb with the age) the age and
-    whether each ghost holds the object."""
-    if not meta.get("age_feature"):
-        return list(F.NAMES)
-    return F.NAMES + ["age"] + [f"held_{g}" for g in meta.get("ghosts", ())]
+    """The features a saved model reads: the request's, then (lrb with the age) the age."""
+    return F.NAMES + ["age"] if meta.get("age_feature") else list(F.NAMES)
 
 
 def age_bucket(age):
@@ -464,45 +394,39 @@ def age_bucket(age):
     return np.floor(2.0 * np.log2(1.0 + np.asarray(age, np.float64))) / 2.0
 
 
-def _with_age(X, pos, nxt, horizon, idle_max, seed, kept=None):
+def _with_age(X, pos, nxt, horizon, idle_max, seed):
     """Rows for lrb with the age (LRB's training points): each request's object seen idle for
     an age drawn log-uniformly below its distance to the next request (and below `idle_max`,
-    what is known idle); the label is log2(1 + the time left to its next request). kept
-    (ghost_kept's, ghosts x requests): then whether each ghost holds the object at that age,
-    as the kernel reads it (held at pos + a iff kept >= pos + a; the age stays below the next
-    request and below idle_max, so below what is known)."""
+    what is known idle); the label is log2(1 + the time left to its next request)."""
     dist = _lrb_dist(pos, nxt, horizon)
     lim = np.minimum(dist, idle_max)
     u = np.random.default_rng(seed).uniform(0.0, 1.0, len(pos))
     a = np.minimum(np.floor(2.0 ** (u * np.log2(1.0 + lim))) - 1.0, lim - 1.0).clip(0.0)
-    cols = [X, age_bucket(a)[:, None]]
-    if kept is not None and kept.shape[0]:
-        cols.append((kept[:, pos] >= pos + np.maximum(a, 1.0).astype(np.int64)).T.astype(np.float64))
-    return np.hstack(cols), np.log2(1.0 + dist - a)
+    return np.hstack([X, age_bucket(a)[:, None]]), np.log2(1.0 + dist - a)
 
 
-def _fit_lrb(X, y, ghosts=()):
+def _fit_lrb(X, y):
     from sklearn.ensemble import GradientBoostingRegressor
 
     from kernelpilot.models.trees import from_sklearn_trees
     est = GradientBoostingRegressor(n_estimators=N_TREES, max_depth=LRB_DEPTH, learning_rate=0.2,
                                     random_state=0).fit(X, y)
-    m = from_sklearn_trees(est, feature_names({"age_feature": X.shape[1] > F.N_FEAT, "ghosts": ghosts}))
+    m = from_sklearn_trees(est, feature_names({"age_feature": X.shape[1] > F.N_FEAT}))
     m.meta["fit_mse"] = float(np.mean((est.predict(X) - y) ** 2))  # lrb's drift check compares to it
     return m
 
 
-def _settled(X, nxt, rows, now, horizon, age, seed, kept=None):
+def _settled(X, nxt, rows, now, horizon, age, seed):
     """Feature rows and labels of requests `rows` (each at least a horizon before `now`) as known
     at `now`: a next request at or after `now` is not read (not seen by then: beyond OPT's
-    horizon, LRB's Belady-boundary label), nor a ghost's hold after `now`."""
+    horizon, LRB's Belady-boundary label)."""
     seen = np.where(nxt[rows] < now, nxt[rows], -1)
     if age:
-        return _with_age(X[rows], rows, seen, horizon, now - rows, seed, kept)
+        return _with_age(X[rows], rows, seen, horizon, now - rows, seed)
     return X[rows], _lrb_target(rows, seen, horizon)
 
 
-def refit(X: np.ndarray, nxt: np.ndarray, now: int, horizon: float, model, kept=None):
+def refit(X: np.ndarray, nxt: np.ndarray, now: int, horizon: float, model):
     """lrb's check before request `now`, from requests before it only -> (new model or None,
     what was done). The latest settled requests (at least a horizon old) check the model; where
     its error there exceeds DRIFT x its fit's, a refit on the settled requests before them
@@ -516,13 +440,13 @@ def refit(X: np.ndarray, nxt: np.ndarray, now: int, horizon: float, model, kept=
         return None, dict(info, why="too few settled requests")
     cut = hi - CHECK_ROWS // 4 - (hi - lo) // 5
     age = bool(model.meta.get("age_feature"))
-    Xc, yc = _settled(X, nxt, cut + _sample(hi - cut, CHECK_ROWS, now), now, horizon, age, now + 1, kept)
+    Xc, yc = _settled(X, nxt, cut + _sample(hi - cut, CHECK_ROWS, now), now, horizon, age, now + 1)
     err = float(np.mean((score_rows(model, Xc) - yc) ** 2))
     info["error"], info["fit_error"] = round(err, 4), model.meta.get("fit_mse")
     if "fit_mse" in model.meta and err <= DRIFT * float(model.meta["fit_mse"]):
         return None, dict(info, why="no drift")
     rows = lo + _sample(cut - lo, int(model.meta.get("retrain_samples", RETRAIN_SAMPLES)), now)
-    m = _fit_lrb(*_settled(X, nxt, rows, now, horizon, age, now, kept), tuple(model.meta.get("ghosts", ())))
+    m = _fit_lrb(*_settled(X, nxt, rows, now, horizon, age, now))
     new = float(np.mean((score_rows(m, Xc) - yc) ** 2))
     info.update(rows=len(rows), new_error=round(new, 4))
     if new >= err:
@@ -548,7 +472,7 @@ def horizon_of(opt_hit: np.ndarray, cap: int) -> float:
 
 
 def train(policy: str, tr, cache_size: int | None = None, unit: bool = True, end: int | None = None,
-          horizon_factor: float = REUSE_HORIZON, ghosts=GHOSTS):
+          horizon_factor: float = REUSE_HORIZON):
     """Fit the model of `policy` on requests [0, end) of `tr` -> kernelpilot Model. All learn
     from OPT at `cache_size` (the features and the horizon are relative to it):
       lrb      regress log2 of the next-request distance, capped at OPT's horizon
@@ -585,9 +509,7 @@ def train(policy: str, tr, cache_size: int | None = None, unit: bool = True, end
     kw = dict(n_estimators=N_TREES, max_depth=DEPTH, learning_rate=0.2, random_state=0)
     if policy == "lrb":
         if AGE:
-            kept = ghost_kept(ghosts, d, sz, cap, n_obj) if ghosts else None
-            m = _fit_lrb(*_with_age(X[rows], rows, nxt[rows], horizon, np.inf, 0, kept), ghosts)
-            m.meta.update(ghosts=list(ghosts))
+            m = _fit_lrb(*_with_age(X[rows], rows, nxt[rows], horizon, np.inf, 0))
         else:
             m = _fit_lrb(X[rows], _lrb_target(rows, nxt[rows], horizon))
         m.meta.update(age_feature=AGE)

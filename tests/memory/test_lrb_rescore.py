@@ -1,30 +1,15 @@
 """lrb's eviction kernel scores a sampled object again only when its age changes a tree's path
-or a ghost lets it go (models._pick_lrb); it must decide exactly as the plain rule: score again
-whenever the age bucket changes, evict the largest t + 2^score. The ghosts' holds it reads are
-those of the ghost policies' own eviction logs replayed, as of the request before."""
+(models._pick_lrb); it must decide exactly as the plain rule: score again whenever the age
+bucket changes, evict the largest t + 2^score."""
 import numpy as np
-import pytest
 
-from kernelpilot.memory import features as F, models, policies, trace as T
+from kernelpilot.memory import features as F, models, trace as T
 from kernelpilot.models.format import Model
 
 
-def _ghost_logs(ghosts, d, cap, n_obj):
-    logs = []
-    for g in ghosts:
-        evl = np.zeros((len(d) + 2, 2), np.int64)
-        policies.CLASSIC[g](d, np.ones(len(d), np.int64), cap, n_obj, evl)
-        logs.append(evl)
-    return logs
-
-
 def _plain_lrb(tr, cap, model):
-    """The plain rule in Python (no refits): -> (hit flags, evictions as (t, object)). The
-    ghosts' holds come from replaying their logs: at request t, what they hold after t - 1."""
+    """The plain rule in Python (no refits): -> (hit flags, evictions as (t, object))."""
     d, n_obj, _ = tr.dense()
-    ghosts = list(model.meta.get("ghosts", ()))
-    logs, ptr = _ghost_logs(ghosts, d, cap, n_obj), [1] * len(ghosts)
-    held = np.zeros((len(ghosts), n_obj), bool)
     g, pg, n_grp = tr.groups()
     cf, ct, cv, bias = models.complete(model)
     hl = F.half_lives(cap)
@@ -36,13 +21,6 @@ def _plain_lrb(tr, cap, model):
     cached, slot = [], {}
     hit, ev = np.zeros(len(d), np.uint8), []
     for t, i in enumerate(d):
-        if t > 0:  # the ghosts' rows of request t - 1
-            for e, lg in enumerate(logs):
-                held[e, d[t - 1]] = True
-                while ptr[e] <= lg[0, 0] and lg[ptr[e], 0] == t - 1:
-                    v = lg[ptr[e], 1]
-                    held[e, v if v >= 0 else -1 - v] = v < 0
-                    ptr[e] += 1
         F.update(i, g[t], pg[t], t, 1, *fs, hl, xs[i])
         fresh[i] = False
         if i in slot:
@@ -53,10 +31,7 @@ def _plain_lrb(tr, cap, model):
             for _ in range(min(models.K, len(cached))):
                 c = cached[models._rand(st, len(cached))]
                 b = float(models.age_bucket(t - fs[0][c]))
-                if ghosts:  # scored every time: the plainest rule
-                    x = np.concatenate([xs[c], [b], held[:, c].astype(float)])
-                    key[c] = models._walk(x, cf, ct, cv, bias)
-                elif not fresh[c] or bucket[c] != b:
+                if not fresh[c] or bucket[c] != b:
                     key[c] = models._walk(np.append(xs[c], b), cf, ct, cv, bias)
                     bucket[c], fresh[c] = b, True
                 v = t + 2.0 ** key[c]
@@ -79,15 +54,11 @@ def _kernel_lrb(tr, cap, model):
     return hit, log[1:int(log[0, 0]) + 1]
 
 
-@pytest.mark.parametrize("ghosts", [(), ("arc", "lirs", "s3fifo")])
-def test_lrb_kernel_decides_as_the_plain_rule(ghosts):
+def test_lrb_kernel_decides_as_the_plain_rule():
     # a loop, then skewed draws over other objects: young and old objects, ages passing thresholds
     tr = T.Trace(np.concatenate([T.loop(4000, 400, 1).ids, T.zipf(6000, 2000, 0.8, 2).ids + 10**6]), 1)
-    m = models.train("lrb", tr, 120, True, 5000, ghosts=ghosts)
+    m = models.train("lrb", tr, 120, True, 5000)
     m = Model(m.kind, m.feature_names, m.params, dict(m.meta, retrain_every=0))  # no refits
-    if ghosts:  # the trees read the ghosts' holds
-        used = {m.feature_names[f] for f in m.params["feature"] if f >= 0}
-        assert m.feature_names[-len(ghosts):] == [f"held_{g}" for g in ghosts] and used & set(m.feature_names[-len(ghosts):])
     hit, ev = _kernel_lrb(tr, 120, m)
     ref_hit, ref_ev = _plain_lrb(tr, 120, m)
     assert len(ev) > 3000
