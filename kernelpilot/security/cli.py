@@ -10,7 +10,7 @@ from kernelpilot.errors import KpError
 
 
 def _kinds(spec: str) -> list[str]:
-    from kernelpilot.security.detectors import DETECTORS
+    from kernelpilot.security.registry import DETECTORS
     kinds = [k.strip() for k in spec.split(",") if k.strip()]
     bad = [k for k in kinds if k not in DETECTORS]
     if bad or not kinds:

@@ -329,7 +329,7 @@ class Ensemble(Detector):
             kw = {"epochs": cnn_epochs} if k == "cnn" else {}
             w = []
             for a, b in (halves, halves[::-1]):
-                det = make(k, self.vocab, window=self.window, stride=self.stride, **kw).fit(a, seed)
+                det = type(parts[k])(self.vocab, window=self.window, stride=self.stride, **kw).fit(a, seed)
                 w += [det.window_scores(s) for s in b]
             self.ref[k] = np.quantile(np.concatenate(w), np.linspace(0, 1, self.NREF))
         return self
@@ -347,14 +347,3 @@ class Ensemble(Detector):
         self.part_names = list(p["parts"])
         return self
 
-
-DETECTORS = {c.kind: c for c in (Stide, Freq, Tree, CNN, Ensemble)}
-
-
-def make(kind: str, vocab: Vocabulary, **kw) -> Detector:
-    if kind not in DETECTORS:
-        raise KpError(f"unknown detector '{kind}'; choose from {', '.join(DETECTORS)}")
-    return DETECTORS[kind](vocab, **kw)
-
-
-from kernelpilot.security import sequence as _sequence  # noqa: E402,F401  registers mismatch and lm

@@ -19,6 +19,7 @@ from kernelpilot.security import detectors as D
 from kernelpilot.security import fused as F
 from kernelpilot.security.features import Vocabulary
 from kernelpilot.security.metrics import auc, evaluate_scores, threshold
+from kernelpilot.security.registry import DETECTORS, make
 from kernelpilot.security.sequence import scored
 
 KINDS = ("mismatch", "lfc", "hamming", "lm", "rarity", "fused", "stide", "freq", "tree", "cnn", "ensemble")
@@ -60,7 +61,7 @@ def fit(kinds, train_seqs, vocab, quick=False, seed=DS.SEED) -> tuple[dict, dict
                     raise KpError("needs two of stide, tree, cnn and two training traces")
                 dets[k] = D.Ensemble(vocab).fit_from(seqs, parts, seed, _options("cnn", quick)["epochs"])
             else:
-                dets[k] = D.make(k, vocab, **_options(k, quick)).fit(seqs, seed)
+                dets[k] = make(k, vocab, **_options(k, quick)).fit(seqs, seed)
         except (KpError, ValueError) as e:
             skipped[k] = str(e)
             continue
@@ -299,9 +300,9 @@ def unm_summary(out) -> dict:
 def run(name: str, path=None, kinds=KINDS, quick=False, progress=None) -> dict:
     if name not in DS.NAMES:
         raise KpError(f"unknown data set '{name}'; choose from {', '.join(DS.NAMES)}")
-    bad = [k for k in kinds if k not in D.DETECTORS]
+    bad = [k for k in kinds if k not in DETECTORS]
     if bad:
-        raise KpError(f"unknown detector {', '.join(bad)}; choose from {', '.join(D.DETECTORS)}")
+        raise KpError(f"unknown detector {', '.join(bad)}; choose from {', '.join(DETECTORS)}")
     return (fhids if name == "fhids" else unm)(path, kinds, quick, progress)
 
 

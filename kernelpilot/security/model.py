@@ -10,6 +10,7 @@ import numpy as np
 
 from kernelpilot.errors import KpError
 from kernelpilot.security import detectors as D
+from kernelpilot.security.registry import make
 from kernelpilot.security.features import STRIDE, WINDOW, Trace, Vocabulary, window_bounds
 
 FORMAT = "kernelpilot.security.model"
@@ -50,7 +51,7 @@ class SecurityModel:
                 continue
             t0 = time.perf_counter()
             kw = {"epochs": cnn_epochs} if kind == "cnn" else {"skip": tuple(skip)} if kind == "stide" else {}
-            det = D.make(kind, m.vocab, window=window, stride=stride, **kw).fit(seqs, seed)
+            det = make(kind, m.vocab, window=window, stride=stride, **kw).fit(seqs, seed)
             m.detectors[kind] = det
             m.info[f"{kind}_fit_s"] = round(time.perf_counter() - t0, 2)
             if progress:
@@ -112,7 +113,7 @@ class SecurityModel:
         try:
             m = cls(Vocabulary.from_json(doc["vocabulary"]), int(doc["window"]), int(doc["stride"]))
             for name, p in doc["detectors"].items():
-                m.detectors[name] = D.make(p["kind"], m.vocab, window=m.window, stride=m.stride).load(p)
+                m.detectors[name] = make(p["kind"], m.vocab, window=m.window, stride=m.stride).load(p)
             ens = m.detectors.get("ensemble")
             if ens is not None:
                 ens.parts = {k: m.detectors[k] for k in ens.part_names}

@@ -306,9 +306,3 @@ def scored(det: D.Detector, seqs) -> list[Scored]:
         out.append(Scored(float(w.max()), window_bounds(len(s), det.window, det.stride), w))
     return out
 
-
-D.DETECTORS.update({Mismatch.kind: Mismatch, LFC.kind: LFC, Hamming.kind: Hamming, LM.kind: LM})
-
-
-# rarity and fused build on Mismatch: registered once it exists, whichever module is imported first
-from kernelpilot.security import fused as _fused  # noqa: E402,F401

@@ -10,10 +10,10 @@ import pytest
 
 from sec_common import kpilot
 from kernelpilot.security import datasets as DS
-from kernelpilot.security import detectors as D  # before sequence: detectors registers every kind
 from kernelpilot.security.features import Trace, Vocabulary
+from kernelpilot.security.registry import DETECTORS
 
-LFC = D.DETECTORS["lfc"]
+LFC = DETECTORS["lfc"]
 
 XLOCK = "UNM/5.xlock/normal/xlock-synth-unm.tar"
 
@@ -129,7 +129,7 @@ def test_hamming_is_the_distance_to_the_closest_normal_gram(tmp_path):
     from kernelpilot.security.model import SecurityModel
     cyc = ["openat", "read", "write", "close"]
     vocab = Vocabulary.from_traces([Trace("n", cyc), Trace("x", ["execve", "socket"])])
-    det = D.DETECTORS["hamming"](vocab, n=4).fit([vocab.encode(cyc * 10)])
+    det = DETECTORS["hamming"](vocab, n=4).fit([vocab.encode(cyc * 10)])
     seq = vocab.encode(cyc * 3 + ["execve"] + cyc * 2 + ["socket", "socket", "socket", "socket"])
     grams = det._matrix(seq)
     brute = [min(float(np.mean(g != h)) for h in det.normal) for g in grams]
