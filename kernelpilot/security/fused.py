@@ -88,19 +88,27 @@ def normaliser(normal) -> tuple[float, float]:
     return med, scale if scale > 1e-12 else 1.0
 
 
+WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9)  # a pair's weighted rules: the first part's weight
+
+
 def candidates(parts) -> list[str]:
-    """Rules: each part alone, then 'mean:a+b(+c)' and 'max:...' over every subset of two or more."""
+    """Rules: each part alone, then 'mean:a+b(+c)' and 'max:...' over every subset of two or more,
+    and for every pair the weighted ones: 'wmean:a+b@w' (w z_a + (1 - w) z_b) and 'wmax:a+b@w' (an
+    OR of the parts, max(w z_a, (1 - w) z_b): a alarms past t / w, b past t / (1 - w))."""
     parts = [p for p in PARTS if p in parts]
     out = list(parts)
-    subsets = [parts] if len(parts) == 2 else [parts] + [[a, b] for i, a in enumerate(parts) for b in parts[i + 1:]]
+    pairs = [[a, b] for i, a in enumerate(parts) for b in parts[i + 1:]]
+    subsets = pairs if len(parts) == 2 else [parts] + pairs
     if len(parts) >= 2:
         for s in subsets:
             out += [f"mean:{'+'.join(s)}", f"max:{'+'.join(s)}"]
+        for a, b in pairs:
+            out += [f"{how}:{a}+{b}@{w:g}" for how in ("wmean", "wmax") for w in WEIGHTS]
     return out
 
 
 def rule_parts(rule: str) -> list[str]:
-    return rule.split(":", 1)[1].split("+") if ":" in rule else [rule]
+    return rule.split(":", 1)[1].split("@")[0].split("+") if ":" in rule else [rule]
 
 
 def combine(rule: str, z: dict[str, np.ndarray]) -> np.ndarray:
@@ -109,7 +117,12 @@ def combine(rule: str, z: dict[str, np.ndarray]) -> np.ndarray:
     if ":" not in rule:
         return np.asarray(z[rule], dtype=np.float64)
     stack = np.stack([np.asarray(z[p], dtype=np.float64) for p in ps])
-    return stack.mean(axis=0) if rule.startswith("mean:") else stack.max(axis=0)
+    how = rule.split(":", 1)[0]
+    if how in ("wmean", "wmax"):
+        w = float(rule.rsplit("@", 1)[1])
+        stack = stack * np.array([w, 1 - w]).reshape(2, *([1] * (stack.ndim - 1)))
+        return stack.sum(axis=0) if how == "wmean" else stack.max(axis=0)
+    return stack.mean(axis=0) if how == "mean" else stack.max(axis=0)
 
 
 def choose(dev_normal: dict[str, np.ndarray], dev_novel: dict[str, np.ndarray]) -> dict:

@@ -40,7 +40,24 @@ def test_choose_keeps_a_part_that_beats_every_combination():
     novel = {"mismatch": rng.normal(6, 1, 100), "rarity": rng.normal(0, 1, 100)}  # rarity is blind
     c = F.choose(normal, novel)
     assert c["rule"] == "mismatch" and not c["ensemble_kept"]
-    assert set(c["dev"]) == {"mismatch", "rarity", "mean:mismatch+rarity", "max:mismatch+rarity"}
+    assert set(c["dev"]) == {"mismatch", "rarity", "mean:mismatch+rarity", "max:mismatch+rarity",
+                             *(f"{h}:mismatch+rarity@{w:g}" for h in ("wmean", "wmax") for w in F.WEIGHTS)}
+
+
+def test_weighted_rules():
+    """wmean weighs the pair's z-scores, wmax is an OR with a threshold per part; a dev split where
+    one part sees the novel traces better than the other chooses a weighted mean leaning on it."""
+    z = {"mismatch": np.array([1.0, 4.0]), "lm": np.array([3.0, 0.0])}
+    assert F.rule_parts("wmean:lm+mismatch@0.3") == ["lm", "mismatch"]
+    assert np.allclose(F.combine("wmean:lm+mismatch@0.3", z), [0.3 * 3 + 0.7 * 1, 0.7 * 4])
+    assert np.allclose(F.combine("wmax:lm+mismatch@0.8", z), [2.4, 0.8])
+    rng = np.random.default_rng(2)
+    normal = {"lm": rng.normal(0, 1, 20000), "mismatch": rng.normal(0, 1, 20000)}
+    novel = {"lm": rng.normal(2.5, 1, 5000), "mismatch": rng.normal(1.0, 1, 5000)}
+    c = F.choose(normal, novel)
+    assert c["ensemble_kept"] and c["rule"].startswith("wmean:lm+mismatch@"), c["rule"]
+    assert float(c["rule"].rsplit("@", 1)[1]) >= 0.6
+    assert c["dev"][c["rule"]]["dr_1pct"] > max(c["dev"][r]["dr_1pct"] for r in ("lm", "mismatch", "mean:lm+mismatch"))
 
 
 def test_choose_keeps_an_ensemble_only_when_it_beats_its_parts():
