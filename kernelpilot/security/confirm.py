@@ -45,10 +45,14 @@ class BatchScorer:
             col = np.arange(c)[None, :] - (c - n[short])[:, None]
             ids[short] = np.where(col >= 0, np.take_along_axis(ids[short], np.maximum(col, 0), 1), np.uint64(0))
         drop = self.skipped[ids]
-        if drop.any():  # the kept calls close up to the right, in order
-            ids = np.take_along_axis(ids, np.argsort(~drop & (ids > 0), axis=1, kind="stable"), 1)
-            n = n - drop.sum(1)
-            ids[np.arange(c)[None, :] < (c - n)[:, None]] = 0
+        rows = np.flatnonzero(drop.any(1))
+        if len(rows):  # the kept calls close up to the right, in order
+            d, r = drop[rows], ids[rows]
+            r = np.take_along_axis(r, np.argsort(~d & (r > 0), axis=1, kind="stable"), 1)
+            n = n.copy()
+            n[rows] -= d.sum(1)
+            r[np.arange(c)[None, :] < (c - n[rows])[:, None]] = 0
+            ids[rows] = r
         return ids, n
 
     def whole(self, n: np.ndarray, counts: np.ndarray) -> np.ndarray:
