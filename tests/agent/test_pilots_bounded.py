@@ -131,12 +131,12 @@ def test_aipath_rows_hold_their_own_counts_not_the_batch_table():
 
     def run():
         p = AipathPilot(C.defaults()["aipath"], live=False)
-        for i in range(300):  # each batch: the same 199 processes and one new one, never seen again
+        for i in range(100):  # each batch: the same 199 processes and one new one, never seen again
             p.observe(_switches(np.r_[steady, 1000 + i]))
         return p
     p, held = _held_by(AP.__file__, run)
-    assert len(p.rows) == 499
-    assert held < len(p.rows) * 1000, (held, len(p.rows))  # old code: 300 tables of 200 x 15 int64 (7 MB)
+    assert len(p.rows) == 299
+    assert held < len(p.rows) * 1000, (held, len(p.rows))  # old code: 100 tables of 200 x 15 int64 (2.4 MB)
 
 
 def test_aipath_evicts_the_longest_quiet_processes_and_counts_them(monkeypatch):
