@@ -158,31 +158,13 @@ def serve(d, sz, cap: int, n_obj: int, learned=None, margin: float = MARGIN, exp
     full. The follower follows each expert while it runs; its bound (misses <= the best kept
     expert's + (switches + 1) x (hysteresis + 1)) holds over the experts kept.
     prune=False: every expert in full."""
-    from concurrent.futures import ThreadPoolExecutor
     n = len(d)
     names = tuple(experts) + ((LEARNED,) if learned is not None else ())
     k, kc = len(names), len(experts)
-    hits = np.zeros((k, n), np.uint8)
-    logs = _logs(k, n)
-    until = np.full(k, n, np.int64)
     if warm is None:
         warm = max(WARM, int(WARM_CACHES * cap / max(1.0, float(sz.mean()))))
-    runs = [policies.RESUMABLE[e][1] for e in experts]
-    states = [policies.RESUMABLE[e][0](d, cap, n_obj) for e in experts]
-    pool = ThreadPoolExecutor(max_workers=threads or min(k, os.cpu_count() or 1))
-    alive, misses, checks = list(range(kc)), np.zeros(kc, np.int64), 0
-    for t0 in range(0, n, chunk):
-        t1 = min(n, t0 + chunk)
-        list(pool.map(lambda e: runs[e](d, sz, cap, t0, t1, hits[e], logs[e], states[e]), alive))
-        for e in alive:
-            misses[e] += (t1 - t0) - int(hits[e, t0:t1].sum())
-        if prune and warm <= t1 < n and len(alive) > 1:
-            checks += 1
-            drop = eliminate(misses[alive], t1, delta / (checks * (checks + 1)))
-            for e in [e for e, x in zip(alive, drop) if x]:
-                until[e] = t1
-            alive = [e for e, x in zip(alive, drop) if not x]
-    pool.shutdown()
+    hits, logs, until = shadows(d, sz, cap, n_obj, experts, prune, warm, delta, chunk,
+                                threads or min(k, os.cpu_count() or 1), k)
     if learned is not None:
         cl = min(n, learned_from + warm)
         if prune and cl < n and getattr(learned, "prefix_ok", False):
@@ -197,6 +179,40 @@ def serve(d, sz, cap: int, n_obj: int, learned=None, margin: float = MARGIN, exp
     f = follow(names, hits, logs, d, sz, cap, n_obj, margin, learned_from, track, until)
     return f._replace(pruned={names[e]: int(until[e]) for e in range(k) if until[e] < n}, hits=hits,
                       names=names)
+
+
+def shadows(d, sz, cap: int, n_obj: int, experts=EXPERTS, prune: bool = True, warm: int | None = None,
+            delta: float = DELTA, chunk: int = CHUNK, threads: int = 1, rows: int | None = None):
+    """The classic experts side by side, `chunk` requests at a time (policies.RESUMABLE), `threads`
+    at once; after each chunk from request `warm` on (default as serve's), those that `eliminate`
+    drops (misses since the start) stop for good (prune=False: none). -> (hits, eviction logs,
+    until: per expert the request from which it no longer ran), with `rows` rows (default: one
+    per expert; serve leaves the last for its learned expert)."""
+    from concurrent.futures import ThreadPoolExecutor
+    n, kc = len(d), len(experts)
+    k = rows or kc
+    if warm is None:
+        warm = max(WARM, int(WARM_CACHES * cap / max(1.0, float(sz.mean()))))
+    hits = np.zeros((k, n), np.uint8)
+    logs = _logs(k, n)
+    until = np.full(k, n, np.int64)
+    runs = [policies.RESUMABLE[e][1] for e in experts]
+    states = [policies.RESUMABLE[e][0](d, cap, n_obj) for e in experts]
+    pool = ThreadPoolExecutor(max_workers=threads)
+    alive, misses, checks = list(range(kc)), np.zeros(kc, np.int64), 0
+    for t0 in range(0, n, chunk):
+        t1 = min(n, t0 + chunk)
+        list(pool.map(lambda e: runs[e](d, sz, cap, t0, t1, hits[e], logs[e], states[e]), alive))
+        for e in alive:
+            misses[e] += (t1 - t0) - int(hits[e, t0:t1].sum())
+        if prune and warm <= t1 < n and len(alive) > 1:
+            checks += 1
+            drop = eliminate(misses[alive], t1, delta / (checks * (checks + 1)))
+            for e in [e for e, x in zip(alive, drop) if x]:
+                until[e] = t1
+            alive = [e for e, x in zip(alive, drop) if not x]
+    pool.shutdown()
+    return hits, logs, until
 
 
 def follow(names, hits, logs, d, sz, cap: int, n_obj: int, margin: float = MARGIN,
