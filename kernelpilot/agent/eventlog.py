@@ -11,6 +11,7 @@ import logging.handlers
 import queue
 import sys
 import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from kernelpilot.agent.pilot import Decision
 from kernelpilot.errors import KpError
 
 FIELDS = ("ts", "domain", "kind", "pid", "comm", "what", "detail")
+CLOSE_S = 10.0  # at stop, the queued stdout lines get this long to be written
 
 
 def rfc3339_now() -> str:
@@ -67,13 +69,18 @@ class StdoutLines:
             except (OSError, ValueError):  # reader gone (EPIPE) or stdout closed: stop writing
                 return
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Wait (up to timeout) until the queued lines are written, so later output follows them."""
-        try:
-            self.q.put(None, timeout=timeout)
-        except queue.Full:
-            return
-        self.th.join(timeout)
+    def close(self, timeout: float = CLOSE_S) -> None:
+        """Wait (up to timeout) until the queued lines are written, so later output follows them;
+        at once if the writer stopped (its reader went away: nobody empties a full queue)."""
+        end = time.monotonic() + timeout
+        while self.th.is_alive():
+            try:
+                self.q.put(None, timeout=0.1)
+                break
+            except queue.Full:
+                if time.monotonic() >= end:
+                    return
+        self.th.join(max(0.0, end - time.monotonic()))
 
 
 class EventLog:
