@@ -3,6 +3,7 @@ leader when the leader never changes, it follows the better expert online, its m
 the follow-the-leader bound (best expert's misses + (switches + 1) x (hysteresis + 1)), a switch
 fetches at most one cache, and it stays within half a point of its best expert on fixtures and on
 real dev trace prefixes (P3, where copying the leader on demand lost 7 points, among them)."""
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,9 @@ from kernelpilot.datasets import datasets_dir
 from numba import njit
 
 from kernelpilot.memory import mix, models, policies, sim, trace as T
+
+sys.path.insert(0, str(Path(__file__).parent))
+from cache_cases import CASES, cells  # noqa: E402
 
 
 @njit(cache=True)
@@ -32,14 +36,9 @@ def _replay_mismatches(ids, hit, evl, n_obj):
     return bad
 
 
-@pytest.mark.parametrize("make", [lambda: T.mixed(30_000, 1200, 2), lambda: T.zipf(30_000, 2500, 1.0, 1),
-                                  lambda: T.with_sizes(T.mixed(30_000, 1200, 2), seed=4)])
+@pytest.mark.parametrize("make", CASES)
 def test_eviction_logs_replay_contents(make):
-    tr = make()
-    d, n_obj, _ = tr.dense()
-    unit = not tr.name.endswith("sized")
-    sz = np.ones(len(d), np.int64) if unit else tr.sizes
-    caps = (10, 100, 600) if unit else (tr.footprint(False) // 40, tr.footprint(False) // 7)
+    d, sz, n_obj, caps = cells(make)
     for cap in caps:
         for name, fn in policies.CLASSIC.items():
             evl = np.zeros((len(d) + 2, 2), np.int64)

@@ -6,15 +6,21 @@ import numpy as np
 import pytest
 from numba import njit
 
+import sys
+from pathlib import Path
+
 from kernelpilot.datasets import datasets_dir
 from kernelpilot.memory import lecar, policies, trace as T, vote
+
+sys.path.insert(0, str(Path(__file__).parent))
+from cache_cases import CASES, cells  # noqa: E402
 
 
 @njit(cache=True)
 def _replay(ids, sz, hit, evl, n_obj, cap):
     """Replays a cache from its log: an object enters only on its own missed request, leaves
-    only when logged. -> (hit flags that disagree with the replay, objects that entered without
-    a request for them (always 0 here), most bytes held)."""
+    only when logged. -> (hit flags that disagree with the replay, 1 where the log restores an
+    object or removes one not held (neither of these caches does), most bytes held)."""
     mem = np.zeros(n_obj, np.bool_)
     osz = np.zeros(n_obj, np.int64)
     p, c, bad, occ, top = 1, evl[0, 0], 0, 0, 0
@@ -36,17 +42,9 @@ def _replay(ids, sz, hit, evl, n_obj, cap):
     return bad, 0, top
 
 
-CASES = [lambda: T.mixed(30_000, 1200, 2), lambda: T.zipf(30_000, 2500, 1.0, 1),
-         lambda: T.with_sizes(T.mixed(30_000, 1200, 2), seed=4)]
-
-
 @pytest.mark.parametrize("make", CASES)
 def test_nothing_fetched(make):
-    tr = make()
-    d, n_obj, _ = tr.dense()
-    unit = not tr.name.endswith("sized")
-    sz = np.ones(len(d), np.int64) if unit else tr.sizes
-    caps = (10, 100, 600) if unit else (tr.footprint(False) // 40, tr.footprint(False) // 7)
+    d, sz, n_obj, caps = cells(make)
     for cap in caps:
         for name, fn in (("vote", vote.vote), ("lecar", lecar.lecar)):
             evl = np.zeros((len(d) + 2, 2), np.int64)
