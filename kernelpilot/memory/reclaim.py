@@ -49,6 +49,7 @@ class Obs:
     refaults: int
     ceiling: int = 1 << 62  # the workload's own limit: no controller goes above it
     anon: int = 0           # anonymous memory (resident + swapped) of the group
+    file_refaults: int = 0  # of `refaults`, the page cache's (memory.stat workingset_refault_file)
 
 
 class KernelOnly:
@@ -96,7 +97,8 @@ class LearnedReclaimer:
     interval before: its phase) it holds, and makes room under a limit below it: that memory is
     new, not cold; room only where what it took comes back (a stall with nothing back, page cache
     read once, gets Senpai's back-off, and is not learned as refaults). Page cache growing (files
-    read once) does not hold it. Refaults and pressure
+    read once) does not hold it. A stall whose refaults are the page cache's costs only its
+    time: accepted up to `file_target` of the interval (held, no back-off). Refaults and pressure
     are counted beyond the program's own (their EWMA while the limit is its own): a
     program already at its limit is not a reason to stop, unless its own pages already refault
     at the budget rate per interval (then none is cold)."""
@@ -106,7 +108,12 @@ class LearnedReclaimer:
                  min_step: float = 0.01, buckets: int = 20, target: float = 0.0017,
                  coeff_backoff: float = 20.0, floor: int = 16 << 20, alpha: float = 0.5,
                  grow: float = 0.02, own_gate: float = 1.0, coeff_probe: float = 10.0, max_probe: float = 0.02,
-                 calm: int = 2, backoff_hold: int = 0):
+                 calm: int = 2, backoff_hold: int = 0, file_target: float = 0.02, file_share: float = 0.9):
+        # a stall whose refaults are the page cache's (at least file_share of them) costs the
+        # program its stall time and nothing else: below file_target of the interval it holds
+        # (no back-off), above it backs off in proportion to the excess over file_target. Senpai's
+        # 0.17 % target raised sqlite's limit 1-4 MB a stall and its page cache kept each step
+        self.file_target, self.file_share = file_target, file_share
         self.calm = calm  # intervals a room given to a growing program is held (after a step given back: horizon)
         # intervals held after a pressure back-off: none, Senpai's probe from usage the next calm
         # interval (held 2, sqlite's page cache filled the room a back-off gave; see the guide)
@@ -235,6 +242,16 @@ class LearnedReclaimer:
             self.hold_, self.hold_why_ = self.calm, "growing_room"
             self.open_ = []
             return room
+        thr = self.target + 1.5 * self.base_psi_
+        cached = o.refaults > 0 and o.file_refaults >= self.file_share * o.refaults
+        if cached:  # page cache refaults: the stall is what it costs, accepted up to file_target
+            thr = max(thr, self.file_target)
+            if stalls and o.pressure <= thr:
+                if back:
+                    b = self._bucket(depth)
+                    self.rate_[b] = max(np.nan_to_num(self.rate_[b]), 2 * self.budget)
+                self.why_ = "cheap_stall"
+                return o.limit
         open_rate = sum(s[2] for s in self.open_) / max(sum(s[1] for s in self.open_), 1)
         if open_rate > self.budget and stalls:  # refaults of fresh reclaim: give the last step back
             s = self.open_.pop()
@@ -243,7 +260,7 @@ class LearnedReclaimer:
             self.why_ = "open_refaults"
             return min(int(base + s[1] * PAGE), o.ceiling)
         if stalls:  # back off like Senpai (in proportion to the excess), held `backoff_hold` intervals
-            f = min((o.pressure / (self.target + 1.5 * self.base_psi_) - 1) / self.coeff_backoff, 1.0)
+            f = min((o.pressure / thr - 1) / self.coeff_backoff, 1.0)
             if back:  # learned as refaults over budget at this depth only where pages came back
                 b = self._bucket(depth)
                 self.rate_[b] = max(np.nan_to_num(self.rate_[b]), 2 * self.budget)

@@ -82,7 +82,8 @@ class Driver:
         lab = self.lab
         try:
             ceiling = limit = lab.limit()
-            psi0, ref0 = lab.pressure_us(), lab.refaults()
+            psi0, st0 = lab.pressure_us(), lab.stat()
+            ref0, fref0 = lab.refaults(st0), st0.get("workingset_refault_file", 0)
         except OSError as e:
             self.errors.append(f"cgroup unreadable at start: {e}")
             return
@@ -128,14 +129,15 @@ class Driver:
                 try:
                     psi, st = lab.pressure_us(), lab.stat()
                     ref, anon = lab.refaults(st), st.get("rss", st.get("anon", 0)) + st.get("swap", 0)
+                    fref = st.get("workingset_refault_file", 0)
                 except FileNotFoundError:
                     self.errors.append("the cgroup vanished mid-run: control stopped")
                     return
                 now = time.monotonic()
                 o = R.Obs(usage, limit, peak, (psi - psi0) / 1e6 / max(now - t0, 1e-3), (ref - ref0), ceiling,
-                          anon)
+                          anon, fref - fref0)
                 self.obs.append(o)
-                psi0, ref0, t0 = psi, ref, now
+                psi0, ref0, fref0, t0 = psi, ref, fref, now
                 new = self.ctrl.step(o)
                 why = getattr(self.ctrl, "why_", "") or "?"
                 if new < limit:  # never below what reclaim can bring the group down to

@@ -121,3 +121,45 @@ def test_cancel_stops_a_write_in_flight_and_frees_the_writer(tmp_path):
         finally:
             lab.drain()
             w.close()
+
+
+class RefaultingLab(BlockingLab):
+    """The same group, whose page cache refaults 50 pages and its anonymous memory 10 between two
+    reads of memory.stat; the limit file takes writes."""
+
+    def __init__(self, tmp):
+        super().__init__(tmp)
+        self.reads = 0
+
+    def stat(self):
+        self.reads += 1
+        return {"rss": 60 * MB, "cache": 20 * MB, "workingset_refault_file": 50 * self.reads,
+                "workingset_refault_anon": 10 * self.reads}
+
+    def refaults(self, st=None):
+        st = st or self.stat()
+        return st["workingset_refault_file"] + st["workingset_refault_anon"]
+
+    def write_limit(self, nbytes):
+        self.writes += 1
+        return True
+
+    def pids(self):
+        return []
+
+
+def test_the_controller_sees_the_page_caches_share_of_the_refaults(tmp_path):
+    """Each interval's Obs carries the page cache's refaults beside all of them (the learned
+    reclaimer accepts cheap stalls on those); the old driver passed the total only."""
+    lab = RefaultingLab(tmp_path)
+    d = swaprun.Driver(lab, "kernelpilot", tick=0.005)
+    stop = threading.Event()
+    th = threading.Thread(target=d, args=(0, stop), daemon=True)
+    th.start()
+    try:
+        assert _until(lambda: len(d.obs) >= 3)
+    finally:
+        stop.set()
+        th.join(5)
+    for o in d.obs[1:]:
+        assert o.refaults == 60 and o.file_refaults == 50
