@@ -56,7 +56,7 @@ def follow(d, sz, cap: int, n_obj: int, hits, logs, half: float = HALF, tau: flo
     mean_sz = max(1.0, float(np.mean(sz))) if len(sz) else 1.0
     decay = 2.0 ** (-1.0 / max(64.0, half * cap / mean_sz))
     until = np.full(len(hits), len(d), np.int64) if until is None else np.asarray(until, np.int64)
-    return _vote(d, sz, np.int64(cap), n_obj, np.ascontiguousarray(np.asarray(hits).T), logs, until,
+    return _vote(d, sz, np.int64(cap), n_obj, np.ascontiguousarray(hits), logs, until,
                  decay, max(1e-9, tau * cap / mean_sz), evl)
 
 
@@ -87,8 +87,8 @@ def _q_append(qp, qn, QH, QT, e, i):
 
 
 @njit(cache=True, nogil=True)
-def _vote(ids, sz, cap, n_obj, hit_t, logs, until, decay, temp, evl):
-    n, k = hit_t.shape  # the experts' hits, a row per request
+def _vote(ids, sz, cap, n_obj, hits, logs, until, decay, temp, evl):
+    k, n = hits.shape  # the experts' hits, a row per expert
     inq = np.zeros((n_obj, k), np.bool_)  # v cached here, gone from shadow e: in e's queue
     qp = np.full((n_obj, k), -1, np.int64)
     qn = np.full((n_obj, k), -1, np.int64)
@@ -107,7 +107,17 @@ def _vote(ids, sz, cap, n_obj, hit_t, logs, until, decay, temp, evl):
     named = np.zeros(k, np.int64)
     hit = np.zeros(n, np.uint8)
     occ, fallbacks = np.int64(0), np.int64(0)
+    # the experts still running, by index: a stopped one has no weight or candidate, so its
+    # queue is never read again and is no longer kept (the loops cover act[:na] only)
+    act = np.arange(k)
+    na = k
     for t in range(n):
+        for j in range(na - 1, -1, -1):
+            e = act[j]
+            if t >= until[e]:
+                miss[e] = np.inf
+                na -= 1
+                act[j:na] = act[j + 1:na + 1].copy()
         x = ids[t]
         cached = inc[x]
         if cached:
@@ -115,12 +125,11 @@ def _vote(ids, sz, cap, n_obj, hit_t, logs, until, decay, temp, evl):
             if RH[0] != x:
                 _unlink(rp, rn, RH, RT, 0, x)
                 _push(rp, rn, RH, RT, 0, x)
-        for e in range(k):  # the shadows serve request t
-            if t >= until[e]:  # stopped (pruned): no weight, no candidate
-                miss[e] = np.inf
-                continue
-            miss[e] = miss[e] * decay + (1 - hit_t[t, e])
-            if hit_t[t, e] == 0:
+        for j in range(na):  # the shadows serve request t
+            e = act[j]
+            he = hits[e, t]
+            miss[e] = miss[e] * decay + (1 - he)
+            if he == 0:
                 shadow[x, e] = True  # admitted, or not and logged as gone below
                 if inq[x, e]:
                     _q_unlink(qp, qn, QH, QT, e, x)
@@ -146,20 +155,23 @@ def _vote(ids, sz, cap, n_obj, hit_t, logs, until, decay, temp, evl):
             _ev(evl, t, x)
             continue
         if occ + s > cap:
-            best = 0
-            for e in range(1, k):
-                if miss[e] < miss[best]:
-                    best = e
-            for e in range(k):
-                w[e] = np.exp(-(miss[e] - miss[best]) / temp) if miss[e] < np.inf else 0.0
+            best = act[0]
+            for j in range(1, na):
+                if miss[act[j]] < miss[best]:
+                    best = act[j]
+            for j in range(na):
+                e = act[j]
+                w[e] = np.exp(-(miss[e] - miss[best]) / temp)
         while occ + s > cap:
             v, top, by = QH[best], -1.0, best
-            for f in range(k):
+            for i in range(na):
+                f = act[i]
                 c = QH[f]
-                if c < 0 or t >= until[f]:
+                if c < 0:
                     continue
                 vote = 0.0
-                for e in range(k):
+                for j in range(na):
+                    e = act[j]
                     if inq[c, e]:
                         vote += w[e]
                 if vote > top or (vote == top and f == best):
@@ -169,7 +181,8 @@ def _vote(ids, sz, cap, n_obj, hit_t, logs, until, decay, temp, evl):
                 fallbacks += 1
             else:
                 named[by] += 1
-            for e in range(k):
+            for j in range(na):
+                e = act[j]
                 if inq[v, e]:
                     _q_unlink(qp, qn, QH, QT, e, v)
                     inq[v, e] = False
@@ -181,8 +194,9 @@ def _vote(ids, sz, cap, n_obj, hit_t, logs, until, decay, temp, evl):
         osz[x] = s
         occ += s
         _push(rp, rn, RH, RT, 0, x)
-        for e in range(k):
-            if not shadow[x, e] and t < until[e]:  # the shadow did not keep it
+        for j in range(na):
+            e = act[j]
+            if not shadow[x, e]:  # the shadow did not keep it
                 _q_append(qp, qn, QH, QT, e, x)
                 inq[x, e] = True
     return hit, fallbacks, named

@@ -93,3 +93,23 @@ def test_real_slices_frequency_and_recency():
     mr, v = _slice("cache2k/orm-busy.trace.xz", 0.1)
     assert mr["lfu"] > mr["lru"] + 0.3 and mr["plfu"] > mr["lru"] + 0.2
     assert v <= mr["lru"] + 0.005
+
+
+# hit flags of vote as 85a1b28 computed them (np.packbits), before the speed-ups that must not
+# change them: orm-busy's first 300 k requests at 10% (five experts stop at 114,688 and 245,760)
+# and multi2 at 2% (none stops)
+FIXED = Path(__file__).parent / "data" / "vote_hits_85a1b28.npz"
+
+
+@pytest.mark.skipif(not DEV.is_dir(), reason=f"no shared cache traces at {DEV}")
+@pytest.mark.parametrize("key,rel,limit,frac", [("orm_busy", "cache2k/orm-busy.trace.xz", 300_000, 0.1),
+                                                ("multi2", "lirs/multi2.trace.gz", 40_000, 0.02)])
+def test_hits_as_before_the_speed_ups(key, rel, limit, frac):
+    tr = T.load(str(DEV / rel), limit=limit)
+    d, n_obj, _ = tr.dense()
+    sz = np.ones(len(d), np.int64)
+    cap = int(frac * tr.footprint())
+    want = np.unpackbits(np.load(FIXED)[key])[:len(d)]
+    assert (vote.vote(d, sz, cap, n_obj) == want).all()
+    h, _, _ = vote.run(d, sz, cap, n_obj, threads=2)  # the shadows in a pool: the same hits
+    assert (h == want).all()
