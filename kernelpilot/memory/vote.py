@@ -90,15 +90,15 @@ def _q_append(qp, qn, QH, QT, e, i):
 def _vote(ids, sz, cap, n_obj, hits, logs, until, decay, temp, evl):
     k, n = hits.shape  # the experts' hits, a row per expert
     inq = np.zeros((n_obj, k), np.bool_)  # v cached here, gone from shadow e: in e's queue
-    qp = np.full((n_obj, k), -1, np.int64)
-    qn = np.full((n_obj, k), -1, np.int64)
-    QH = np.full(k, -1, np.int64)
-    QT = np.full(k, -1, np.int64)
+    qp = np.full((n_obj, k), -1, np.int32)
+    qn = np.full((n_obj, k), -1, np.int32)
+    QH = np.full(k, -1, np.int32)
+    QT = np.full(k, -1, np.int32)
     shadow = np.zeros((n_obj, k), np.bool_)  # shadow e's contents, replayed from its log
-    rp = np.full(n_obj, -1, np.int64)  # the real cache by recency (the fallback)
-    rn = np.full(n_obj, -1, np.int64)
-    RH = np.full(1, -1, np.int64)
-    RT = np.full(1, -1, np.int64)
+    rp = np.full(n_obj, -1, np.int32)  # the real cache by recency (the fallback)
+    rn = np.full(n_obj, -1, np.int32)
+    RH = np.full(1, -1, np.int32)
+    RT = np.full(1, -1, np.int32)
     inc = np.zeros(n_obj, np.bool_)
     osz = np.zeros(n_obj, np.int64)
     ptr = np.ones(k, np.int64)
