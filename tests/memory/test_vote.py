@@ -113,3 +113,23 @@ def test_hits_as_before_the_speed_ups(key, rel, limit, frac):
     assert (vote.vote(d, sz, cap, n_obj) == want).all()
     h, _, _ = vote.run(d, sz, cap, n_obj, threads=2)  # the shadows in a pool: the same hits
     assert (h == want).all()
+
+
+@pytest.mark.skipif(not DEV.is_dir(), reason=f"no shared cache traces at {DEV}")
+def test_shadows_spans_as_chunks(monkeypatch):
+    # the experts served SPAN chunks a call, a stopped one's surplus undone: the same hits, logs
+    # and stops as one chunk a call (SPAN = 1, the code before), where experts stop mid-span
+    from kernelpilot.memory import mix
+    tr = T.load(str(DEV / "cache2k/orm-busy.trace.xz"), limit=300_000)
+    d, n_obj, _ = tr.dense()
+    sz = np.ones(len(d), np.int64)
+    cap = int(0.1 * tr.footprint())
+    got = mix.shadows(d, sz, cap, n_obj, vote.EXPERTS, True)
+    monkeypatch.setattr(mix, "SPAN", 1)
+    want = mix.shadows(d, sz, cap, n_obj, vote.EXPERTS, True)
+    assert (got[2] == want[2]).all() and (got[2] < len(d)).sum() >= 3
+    assert any(u % (mix.CHUNK * 4) for u in got[2][got[2] < len(d)])  # one stops mid-span
+    assert (got[0] == want[0]).all()
+    for e in range(len(vote.EXPERTS)):
+        c = int(want[1][e, 0, 0])
+        assert got[1][e, 0, 0] == c and (got[1][e, 1:c + 1] == want[1][e, 1:c + 1]).all(), e
