@@ -11,11 +11,14 @@ from sec_common import need_root_ebpf
 PY = sys.executable
 # phase A: stat calls; phase B: calls phase A never makes; the phase is read from a file
 SERVER = """import os, sys, time
-ctl = sys.argv[1]
+ctl, last = sys.argv[1], None
 while True:
     phase = open(ctl).read()
     if phase == 'stop':
         break
+    if phase != last:  # tell the test which phase ran (it may wait long under load)
+        last = phase
+        open(ctl + '.ran', 'w').write(phase)
     t = time.monotonic()
     while time.monotonic() - t < 0.02:
         if phase == 'B':
@@ -46,7 +49,12 @@ def server(tmp_path):
     made = []
 
     def start():
+        """The server, running phase A (waited for: a loaded host takes seconds to start python,
+        and the watchers must learn it at work: see learn_from_now)."""
         made.append(subprocess.Popen([PY, str(script), str(ctl)]))
+        ran, deadline = tmp_path / "phase.ran", time.monotonic() + 60
+        while not (ran.exists() and ran.read_text() == "A") and time.monotonic() < deadline:
+            time.sleep(0.05)
         return made[-1]
     yield ctl, start
     ctl.write_text("stop")
@@ -56,6 +64,22 @@ def server(tmp_path):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+def learn_from_now(ws, secs=2.0):
+    """The watchers' host learning ends `secs` after the server is at work, not after their own
+    start (on a loaded host starting python took most of a 2 s learning period, and the server's
+    profile stayed under MIN_LEARNED windows, so nothing of it was tolerated)."""
+    for w in ws:
+        w.profiles.host_end_ns = time.monotonic_ns() + int(secs * 1e9)
+
+
+def pump_until_ran(ws, ctl, phase, secs=30):
+    """Pump until the server has started `phase` and run it for 0.4 s more (a loaded host may
+    not schedule it for seconds after the file changes)."""
+    ran = ctl.parent / (ctl.name + ".ran")
+    pump(ws, secs, lambda _: ran.exists() and ran.read_text() == phase)
+    return pump(ws, 0.4)
 
 
 def program_of(w, pid):
@@ -72,6 +96,7 @@ def test_learned_program_keeps_learning_while_it_behaves(model_file, server):
     w = Watcher(SecurityModel.load(model_file), threshold=-1, confirm_threshold=1.0, learn_s=2.0)
     try:
         p = start()
+        learn_from_now([w])
         # a step well after the host's learning ended: windows stamped before the end, still in the
         # ring at the end, are learned by then (one was learned after the count: a flake, fresh clone)
         pump([w], 30, lambda _: time.monotonic_ns() > w.profiles.host_end_ns + 300_000_000)
@@ -100,20 +125,21 @@ def test_isolated_windows_of_a_long_lived_process_are_tolerated(model_file, serv
     tol, ctrl = Watcher(m, long_lived_s=0, **kw), Watcher(m, long_lived_s=3600, **kw)
     try:
         p = start()
+        learn_from_now([tol, ctrl])
         pump([tol, ctrl], 30, lambda _: not tol.profiles.host_learning(time.monotonic_ns())
              and not ctrl.profiles.host_learning(time.monotonic_ns()))
         ctl.write_text("B")  # a rare path, once
-        pump([tol, ctrl], 0.4)
+        pump_until_ran([tol, ctrl], ctl, "B")
         ctl.write_text("A")
         prog = program_of(tol, p.pid)
-        pump([tol, ctrl], 10, lambda _: tol.profiles.progs[prog].tolerated > 0 and not tol.pending
+        pump([tol, ctrl], 30, lambda _: tol.profiles.progs[prog].tolerated > 0 and not tol.pending
              and not ctrl.pending)
         t_prof, c_prof = tol.profiles.progs[prog], ctrl.profiles.progs[program_of(ctrl, p.pid)]
         assert t_prof.tolerated > 0 and c_prof.tolerated == 0
         for w in (tol, ctrl):
             w.min_windows = 2
         ctl.write_text("B")  # the same path again
-        lines = pump([tol, ctrl], 3, lambda ls: any(a["pid"] == p.pid for a in ls[id(ctrl)]))
+        lines = pump([tol, ctrl], 30, lambda ls: any(a["pid"] == p.pid for a in ls[id(ctrl)]))
         ctl.write_text("A")
         lines_more = pump([tol, ctrl], 0.5)
     finally:
