@@ -162,6 +162,11 @@ class LearnedReclaimer:
                 still.append(s)
         self.open_ = still
 
+    def _over_budget(self, depth: float):
+        """A stall at this depth whose pages came back: learned as refaults over budget there."""
+        b = self._bucket(depth)
+        self.rate_[b] = max(np.nan_to_num(self.rate_[b]), 2 * self.budget)
+
     def oom(self, limit: int):
         """A charge waited on `limit` (the OOM guard raised it): never step below it again, that
         depth and deeper refault over budget, and hold."""
@@ -248,8 +253,7 @@ class LearnedReclaimer:
             thr = max(thr, self.file_target)
             if stalls and o.pressure <= thr:
                 if back:
-                    b = self._bucket(depth)
-                    self.rate_[b] = max(np.nan_to_num(self.rate_[b]), 2 * self.budget)
+                    self._over_budget(depth)
                 self.why_ = "cheap_stall"
                 return o.limit
         open_rate = sum(s[2] for s in self.open_) / max(sum(s[1] for s in self.open_), 1)
@@ -262,8 +266,7 @@ class LearnedReclaimer:
         if stalls:  # back off like Senpai (in proportion to the excess), held `backoff_hold` intervals
             f = min((o.pressure / thr - 1) / self.coeff_backoff, 1.0)
             if back:  # learned as refaults over budget at this depth only where pages came back
-                b = self._bucket(depth)
-                self.rate_[b] = max(np.nan_to_num(self.rate_[b]), 2 * self.budget)
+                self._over_budget(depth)
             self.hold_, self.hold_why_ = self.backoff_hold, "pressure"
             self.why_ = "pressure"
             return min(int(o.limit * (1 + f)), o.ceiling)
