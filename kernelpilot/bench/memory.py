@@ -194,7 +194,7 @@ def _cell(tr, size: int, start: int) -> dict:
 
 def _honest(d, sz, size: int, n_obj: int, start: int) -> dict:
     """Miss ratios over requests [start, end) of the followers that fetch nothing: vote (its
-    experts in full, one core) and lecar."""
+    experts pruned as vote.PRUNE says, one core) and lecar."""
     from kernelpilot.memory import lecar, vote
     h, fallbacks, _ = vote.run(d, sz, size, n_obj)
     return {"vote": 1.0 - float(h[start:].mean()), "vote_fallbacks": int(fallbacks),
