@@ -319,7 +319,7 @@ class AgentHost:
             st["classes"] = {str(t): c for t, c in list(p.classes.items())[-2000:]}
         a = self.pilots.get("aipath")
         if a is not None:
-            st["events_by_tgid"] = {str(t): int(r.sum()) for t, r in a.rows.items()}
+            st["events_by_tgid"] = {str(t): n for t, n in a.total.items()}
         return st
 
     def _publish(self) -> float:

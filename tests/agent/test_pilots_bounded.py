@@ -185,3 +185,20 @@ def test_security_counts_processes_in_fixed_memory():
     p, held = _held_by(SP.__file__, run)
     assert p.summary()["processes_seen"] == 30_000
     assert held < 100_000, held  # one flag per pid: 32 kB; the set held over 1 MB
+
+
+def test_aipath_keeps_each_rows_total_as_it_grows(monkeypatch):
+    """Each publication summed every row (20,000 after a 30-min soak) to rank them and fill
+    events_by_tgid; the pilot keeps each row's total as the row grows, evictions included."""
+    from kernelpilot.agent import aipath_pilot as AP
+    monkeypatch.setattr(AP, "MAX_ROWS", 300)
+    rng = np.random.default_rng(7)
+    p = AipathPilot(C.defaults()["aipath"], live=False)
+    for _ in range(40):
+        ev = _switches(rng.integers(1, 500, 2000))
+        ev["kind"][::3] = S.SYSCALL
+        ev["a0"][::3] = rng.integers(0, 330, len(ev[::3]))
+        p.observe(ev)
+        assert p.total == {t: int(r.sum()) for t, r in p.rows.items()}
+    ranked = sorted(p.rows, key=lambda t: -int(p.rows[t].sum()))[:10]
+    assert [int(k.rsplit("[", 1)[1][:-1]) for k in p.summary()["layers"]] == ranked
