@@ -21,7 +21,7 @@ from kernelpilot.errors import KpError
 FORMAT = "kernelpilot.security.profiles"
 MIN_LEARNED = 32          # windows learned before a profile keeps learning from what it does
 RELEARN_EVERY_S, RELEARN_MAX = 1.0, 8
-COMPACT_AT = 1 << 16      # queued hashes before they are merged into the table
+COMPACT_AT = 1 << 10      # queued hashes before they are merged into the table: this many, or the table's size
 
 
 class Profile:
@@ -38,11 +38,14 @@ class Profile:
         self.relearn_ns = 0
 
     def add(self, hashes: np.ndarray) -> None:
-        """Queue hashes; merged into the table once the queue holds COMPACT_AT (bounded memory:
-        a busy program's repeated windows added the same grams again every second)."""
+        """Queue hashes; merged into the table once the queue holds COMPACT_AT or the table's size,
+        whichever is more (bounded memory: a busy program's repeated windows added the same grams
+        again every second, and 80 programs learning the host each queued up to 64 k hashes, the
+        agent's top traced growth in its first minutes; merging at the table's size keeps each
+        hash's share of the sorting constant)."""
         self.parts.append(np.asarray(hashes, dtype=np.uint64))
         self.queued += len(self.parts[-1])
-        if self.queued >= COMPACT_AT:
+        if self.queued >= max(COMPACT_AT, len(self.table)):
             self.grams()
 
     def grams(self) -> np.ndarray:
