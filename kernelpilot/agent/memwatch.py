@@ -9,9 +9,11 @@ import tracemalloc
 from pathlib import Path
 
 
-def rss_kb(pid: int | str = "self") -> int:
+def rss_kb(pid: int | str = "self", field: str = "VmRSS") -> int:
+    """A process's resident kB from /proc/PID/status: all of it (VmRSS), or RssAnon (its own heap and
+    arrays: not the libraries' pages nor the BPF rings' maps, which are file-backed)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
     return 0
 

@@ -13,8 +13,9 @@ ns per run (BPF stats) under that switch flood, and the setup's CPU share (its p
 utime+stime over wall time) idle, under the syscall flood and under the switch flood.
 Soak: the agent under a mixed load (syscall bursts of a known count, switch flood, the demo's
 strided reader) for KPILOT_SOAK_S seconds (default 120, quick 30; 1800 for the 30-min soak):
-RSS growth after warm-up (and RSS at each quarter, every 30 s), and every known burst's syscalls seen
-or counted as dropped. KPILOT_SOAK_BESIDE="MALLOC_ARENA_MAX=2" runs a second agent with those env
+RSS growth after warm-up (and RSS at each quarter, every 30 s; anonymous RSS beside it, which leaves
+out the libraries' and the rings' file-backed pages), and every known burst's syscalls seen or
+counted as dropped. KPILOT_SOAK_BESIDE="MALLOC_ARENA_MAX=2" runs a second agent with those env
 settings beside the first, under the same load, for a ratio; CHECKOUT=DIR among them runs that one
 from another checkout (e.g. a `git archive` of an older commit: before and after in one run).
 Faults: kill -9 of an enforcing agent (a harmless child's policy restored by the guardian), bad
@@ -375,7 +376,8 @@ def soak(seconds: float, tmp: Path, model: Path, beside: dict | None = None) -> 
         return all(a.poll() is None for a, _, _ in agents.values())
 
     bursts, n_burst = [], 100_000
-    rss, taken, busy = {n: [] for n in names}, {n: [] for n in names}, {n: [] for n in names}
+    rss, anon = {n: [] for n in names}, {n: [] for n in names}
+    taken, busy = {n: [] for n in names}, {n: [] for n in names}
     sw = reader = None
     try:
         _wait(lambda: all(state(n).get("events", 0) > 0 for n in names) or not alive(), 120, "soak: agent up")
@@ -391,6 +393,7 @@ def soak(seconds: float, tmp: Path, model: Path, beside: dict | None = None) -> 
             t = round(time.monotonic() - t0, 1)
             for n in names:
                 rss[n].append((t, rss_kb(agents[n][0].pid)))
+                anon[n].append((t, rss_kb(agents[n][0].pid, "RssAnon")))
                 st = state(n)
                 taken[n].append((t, st.get("events")))
                 busy[n].append((t, st.get("busy_s")))
@@ -417,11 +420,13 @@ def soak(seconds: float, tmp: Path, model: Path, beside: dict | None = None) -> 
         if a.returncode != 0:
             raise KpError(f"bench agent: the soak's agent failed: {err.strip()[-300:]}")
         res[n] = _soak_figures(json.loads(out.strip().splitlines()[-1])["summary"], seconds, bursts, n_burst,
-                               rss[n], taken[n], busy[n])
+                               rss[n], taken[n], busy[n], anon[n])
     if beside:
         res["agent"]["beside"] = {"env": beside, **res["beside"],
                                   "rss_growth_ratio": _ratio(res["beside"]["rss_growth_after_warmup"],
-                                                             res["agent"]["rss_growth_after_warmup"])}
+                                                             res["agent"]["rss_growth_after_warmup"]),
+                                  "rss_anon_growth_ratio": _ratio(res["beside"]["rss_anon_growth_after_warmup"],
+                                                                  res["agent"]["rss_anon_growth_after_warmup"])}
     return res["agent"]
 
 
@@ -438,15 +443,16 @@ def _ratio(x, y):
 
 
 def _soak_figures(s: dict, seconds: float, bursts: list, n_burst: int, rss: list, taken: list,
-                  busy: list = ()) -> dict:
+                  busy: list = (), anon: list = ()) -> dict:
     layers = s["aipath"]["layers"]
     seen = {int(k.rsplit("[", 1)[1].rstrip("]")): v.get("syscalls", 0) for k, v in layers.items()}
     short = [p for p in bursts if seen.get(p, 0) < n_burst]
     missing = sum(n_burst - seen.get(p, 0) for p in short)
     dropped = s["agent"]["sensor"]["dropped"]
-    warm = [r for t, r in rss if t >= min(30.0, seconds / 3)] or [r for _, r in rss]
-    growth = (warm[-1] - warm[0]) / warm[0] if warm and warm[0] else None
+    warm = _warm(rss, seconds)
+    growth = _ends(warm)
     meds = _medians(warm)
+    warm_anon = _warm(anon, seconds)
     med_growth = _growth(meds)
     # met only if neither measure passes 10%: two single samples can land on a low and a high swing
     met = growth is not None and growth <= 0.10 and (med_growth is None or med_growth <= 0.10)
@@ -455,14 +461,29 @@ def _soak_figures(s: dict, seconds: float, bursts: list, n_burst: int, rss: list
             "events": s["agent"]["events"], "dropped_counted": dropped,
             "syscalls_missing": missing, "no_loss_uncounted": missing <= dropped,
             "rss_kb_first_last": [warm[0], warm[-1]] if warm else None,
-            "rss_growth_after_warmup": round(growth, 4) if growth is not None else None,
+            "rss_growth_after_warmup": growth,
             "rss_target": "<= 0.10 (endpoints and quarter medians)", "rss_met": met,
             "rss_kb_at_quarters": _at_quarters(rss), "rss_kb_median_per_quarter": meds,
             "rss_growth_median_first_to_last_quarter": med_growth,
             "rss_kb_every_30s": _every(rss, 30.0),
+            # anonymous RSS alone: the libraries' and the rings' pages (file-backed) come and go with
+            # what the host's page cache keeps, not with what the agent holds
+            "rss_anon_kb_first_last": [warm_anon[0], warm_anon[-1]] if warm_anon else None,
+            "rss_anon_growth_after_warmup": _ends(warm_anon),
+            "rss_anon_kb_median_per_quarter": _medians(warm_anon),
+            "rss_anon_growth_median_first_to_last_quarter": _growth(_medians(warm_anon)),
             "events_taken_per_quarter": _quarters(taken),
             "busy_s_per_quarter": {k: [round(x, 2) for x in _quarters([(t, (b or {}).get(k)) for t, b in busy])]
                                    for k in sorted({k for _, b in busy for k in (b or {})})}}
+
+
+def _warm(samples: list, seconds: float) -> list:
+    """The values sampled after warm-up (30 s, or a third of a shorter soak)."""
+    return [r for t, r in samples if t >= min(30.0, seconds / 3)] or [r for _, r in samples]
+
+
+def _ends(warm: list):
+    return round((warm[-1] - warm[0]) / warm[0], 4) if warm and warm[0] else None
 
 
 def _medians(values: list) -> list:

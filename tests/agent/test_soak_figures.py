@@ -28,3 +28,16 @@ def test_rss_met_needs_the_quarter_medians_too():
     assert f["rss_met"] is False
     flat = _soak_figures(summary, 400.0, [], 100, [(float(t), 1000 + t % 3) for t in range(400)], [])
     assert flat["rss_met"] is True
+
+
+def test_anonymous_rss_is_reported_beside_the_whole():
+    """The libraries' and rings' pages (file-backed) come and go with the host's page cache: the
+    agent's own memory is its anonymous RSS, reported beside VmRSS from the same samples."""
+    summary = {"aipath": {"layers": {}}, "agent": {"events": 1, "sensor": {"dropped": 0}}}
+    rss = [(float(t), 2000 + (300 if t >= 200 else 0)) for t in range(400)]  # pages of a library came in
+    anon = [(float(t), 1000 + t // 10) for t in range(400)]
+    f = _soak_figures(summary, 400.0, [], 100, rss, [], anon=anon)
+    assert f["rss_growth_after_warmup"] == 0.15 and f["rss_met"] is False
+    assert f["rss_anon_kb_first_last"] == [1003, 1039] and f["rss_anon_growth_after_warmup"] == round(36 / 1003, 4)
+    assert f["rss_anon_kb_median_per_quarter"] == [1007, 1016, 1026, 1035]
+    assert f["rss_anon_growth_median_first_to_last_quarter"] == round(28 / 1007, 4)
