@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
                                              "train/calibrate/test protocol on a real set (fhids or unm)"),
                  path: Path = typer.Option(None, "--path", help="with --dataset: its tarball (default: "
                                            "../shared/datasets/security/, or $KPILOT_DATASETS)"),
-                 detectors: str = typer.Option(",".join(("mismatch", "lm", "rarity", "fused", "stide", "freq", "tree", "cnn",
+                 detectors: str = typer.Option(",".join(("mismatch", "lm", "rarity", "novelty", "fused", "stide", "freq", "tree", "cnn",
                                                          "ensemble")),
                                                help="with --dataset: comma-separated detectors"),
                  quick: bool = typer.Option(False, "--quick", help="with --dataset: fewer training epochs"),

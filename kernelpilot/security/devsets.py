@@ -22,8 +22,8 @@ from kernelpilot.security.metrics import auc, evaluate_scores, threshold
 from kernelpilot.security.registry import DETECTORS, make
 from kernelpilot.security.sequence import scored
 
-KINDS = ("mismatch", "lfc", "hamming", "lm", "rarity", "fused", "stide", "freq", "tree", "cnn", "ensemble")
-QUICK_KINDS = ("mismatch", "lfc", "rarity", "fused", "stide", "freq", "tree")  # bench --quick: no lm, cnn, ensemble or hamming (time)
+KINDS = ("mismatch", "lfc", "hamming", "lm", "rarity", "novelty", "fused", "stide", "freq", "tree", "cnn", "ensemble")
+QUICK_KINDS = ("mismatch", "lfc", "rarity", "novelty", "fused", "stide", "freq", "tree")  # bench --quick: no lm, cnn, ensemble or hamming (time)
 MAX_CALLS = 100_000  # every trace is judged on its first 100,000 calls (train and test alike)
 FIT_TRACES = 1500    # cnn and ensemble fit on a fixed random subset of this many training traces
 DEV_CALLS = F.DEV_CALLS  # dev split traces are judged on their first 2,000 calls

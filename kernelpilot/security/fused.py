@@ -1,4 +1,4 @@
-"""Rarity, and the fused detector: lm + mismatch + rarity, kept only where it beats its parts.
+"""Rarity, and the fused detector: lm + mismatch + rarity + novelty, kept only where it beats its parts.
 
 - rarity: how rare a trace's n-grams were in training: per call -log((count + 0.5) / total) (a
   gram never seen scores highest, one seen once next); the stream is the mean over the last
@@ -18,9 +18,9 @@ import numpy as np
 from kernelpilot.errors import KpError
 from kernelpilot.security import detectors as D
 from kernelpilot.security.metrics import Scored, auc, threshold
-from kernelpilot.security.sequence import LM, Mismatch, moving_mean
+from kernelpilot.security.sequence import LM, Mismatch, Novelty, moving_mean
 
-PARTS = ("lm", "mismatch", "rarity")
+PARTS = ("lm", "mismatch", "rarity", "novelty")
 DEV_CALLS = 2000     # dev split traces are judged on their first 2,000 calls
 DEV_FOLDS = 3        # groups left out in 3 folds
 DEV_LM_STEPS = 400   # lm refits on dev folds train this many steps
@@ -209,7 +209,7 @@ class Fused(D.Detector):
         self.rule, self.norm, self.parts, self.part_names, self.choice = "", {}, {}, [], {}
 
     def fit(self, seqs, seed=0):
-        raise KpError("the fused detector is built from its parts (lm, mismatch, rarity): train it together "
+        raise KpError("the fused detector is built from its parts (lm, mismatch, rarity, novelty): train it together "
                       "with them, or run `kpilot security eval --dataset fhids|unm`")
 
     def build(self, dets: dict, fit_traces, cal_traces, seed=0) -> "Fused":
@@ -246,4 +246,4 @@ class Fused(D.Detector):
 
 def part_kinds() -> dict:
     """The detectors fused can combine, by kind (PARTS), built here: not through the registry, which imports fused."""
-    return {c.kind: c for c in (LM, Mismatch, Rarity)}
+    return {c.kind: c for c in (LM, Mismatch, Rarity, Novelty)}

@@ -8,7 +8,7 @@ from kernelpilot.security import fused as F
 from kernelpilot.security import sequence as S
 from kernelpilot.security.features import Vocabulary
 
-DETECTORS = {c.kind: c for c in (D.Stide, D.Freq, D.Tree, D.CNN, D.Ensemble, S.Mismatch, S.LFC, S.Hamming, S.LM,
+DETECTORS = {c.kind: c for c in (D.Stide, D.Freq, D.Tree, D.CNN, D.Ensemble, S.Mismatch, S.LFC, S.Hamming, S.LM, S.Novelty,
                                  F.Rarity, F.Fused)}
 
 

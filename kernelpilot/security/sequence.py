@@ -8,6 +8,8 @@
 - lm: a next-syscall GRU language model (Kim et al. 2016 used an LSTM): trained with PyTorch, run
   in numpy; a trace scores its mean negative log-likelihood per call, the stream the mean over the
   last `swin` calls.
+- novelty: stide at every gram length at once: at each call, the longest context (up to 32 calls)
+  ending there that training holds; short novel contexts score most (Novelty's docstring).
 
 Both are Detectors (window_scores per window for SecurityModel and the live path) with `scored(seq)`
 for kernelpilot.security.metrics."""
@@ -138,6 +140,77 @@ class Hamming(Mismatch):
         super().load(p)
         self.normal = np.array(p["normal"], dtype=np.int32).reshape(-1, self.n)
         self._cache = {}
+        return self
+
+
+class Novelty(D.Detector):
+    """Variable-order stide: at each call, the longest context m ending there (up to the largest of
+    KS calls; the trace start-padded) that some training trace holds. The call scores
+    log2((K + 1) / (m + 1)) / log2(K + 1): 0 when K calls of context were seen, 1 when the call
+    itself never was. A trace scores its mean (the mismatch rate at every n of KS at once, the short
+    grams weighing most), the stream the mean over the last `frame` calls."""
+    kind = "novelty"
+    KS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32)
+    MULT = np.uint64(0x9E3779B97F4A7C15)
+
+    def __init__(self, vocab, frame: int = 20, **kw):
+        super().__init__(vocab, **kw)
+        self.frame = frame
+        self.tables: dict[int, np.ndarray] = {}
+
+    def grams(self, seq) -> dict[int, np.ndarray]:
+        """{k: a 64-bit hash of the k calls ending at each call} for k in KS."""
+        K, n = self.KS[-1], len(seq)
+        x = np.concatenate([np.full(K - 1, len(self.vocab), np.int64), np.asarray(seq, np.int64)]).astype(np.uint64)
+        x += np.uint64(1)
+        h, p, out = np.zeros(n, np.uint64), np.uint64(1), {}
+        with np.errstate(over="ignore"):
+            for k in range(1, K + 1):
+                h = h + x[K - k:K - k + n] * p
+                p = p * self.MULT
+                if k in self.KS:
+                    out[k] = h
+        return out
+
+    def fit(self, seqs, seed=0):
+        _check_fit(seqs, self.kind)
+        distinct = list({np.asarray(s, np.int64).tobytes(): s for s in seqs if len(s)}.values())
+        per = [self.grams(s) for s in distinct]
+        self.tables = {k: np.unique(np.concatenate([g[k] for g in per])) for k in self.KS}
+        return self
+
+    def context(self, seq) -> np.ndarray:
+        """m at every call: the longest k of KS whose k calls ending there were seen (0: none)."""
+        if not self.tables:
+            raise KpError("the novelty detector is not trained")
+        m = np.zeros(len(seq), np.int64)
+        for k, g in self.grams(seq).items():  # a seen gram's suffixes are seen: longer k overwrite
+            m[D._member(g, self.tables[k])] = k
+        return m
+
+    def position_scores(self, seq):
+        top = np.log2(self.KS[-1] + 1)
+        return (top - np.log2(self.context(seq) + 1)) / top
+
+    def window_scores(self, seq):
+        return window_means(self.position_scores(seq), self.window, self.stride)
+
+    def trace_score(self, seq):
+        return float(self.position_scores(seq).mean()) if len(seq) else 0.0
+
+    def scored(self, seq) -> Scored:
+        pos = self.position_scores(seq)
+        return Scored(float(pos.mean()) if len(pos) else 0.0, np.arange(1, len(pos) + 1), moving_mean(pos, self.frame))
+
+    def params(self):
+        return {"ks": list(self.KS), "frame": self.frame,
+                "tables": {str(k): [int(x) for x in v] for k, v in self.tables.items()}}
+
+    def load(self, p):
+        if [int(k) for k in p["ks"]] != list(self.KS) or sorted(int(k) for k in p["tables"]) != list(self.KS):
+            raise KpError(f"novelty detector: context lengths {p['ks']} differ from {list(self.KS)}")
+        self.frame = int(p["frame"])
+        self.tables = {int(k): np.array(v, dtype=np.uint64) for k, v in p["tables"].items()}
         return self
 
 

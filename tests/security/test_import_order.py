@@ -13,4 +13,4 @@ def test_any_module_first_registers_every_detector(first):
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr[-500:]
     assert {"stide", "freq", "tree", "cnn", "ensemble", "mismatch", "lfc", "hamming", "lm", "rarity",
-            "fused"} == set(p.stdout.split())
+            "novelty", "fused"} == set(p.stdout.split())
