@@ -517,6 +517,7 @@ class Watcher:
     def stats(self) -> dict:
         return {**self.kernel.stats(), "windows_up": self.windows_up, "windows_confirmed": self.windows_confirmed,
                 "events_up": self.events_up, "incidents": self.incidents.n, "alert_lines": self.incidents.lines,
+                "procs": len(self.procs.procs), "procs_evicted": self.procs.evicted,
                 "rules": dict(self.rules.counts), **self.profiles.summary()}
 
     def close(self):

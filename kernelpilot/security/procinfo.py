@@ -14,6 +14,7 @@ from pathlib import Path
 V2 = Path("/sys/fs/cgroup/unified") if Path("/sys/fs/cgroup/unified/cgroup.procs").exists() else Path("/sys/fs/cgroup")
 CHAIN_MAX = 32       # parent chain depth kept in an alert
 KEEP_GONE_S = 300.0  # an exited process's entry is kept this long (late windows, children's chains)
+MAX_PROCS = 20_000   # entries kept at most: past it the longest exited, then the first seen, go (counted)
 # an interpreter runs many programs: its program is the interpreter and what it runs
 INTERPRETER = re.compile(r"(python|perl|ruby|php|node|bash|dash|sh|zsh)[0-9.]*$")
 
@@ -101,16 +102,38 @@ def read_proc(pid: int) -> Proc | None:
 class ProcTable:
     """pid -> the programs it ran (oldest first); filled lazily from /proc and from exec events."""
 
-    def __init__(self):
+    def __init__(self, max_procs: int = MAX_PROCS):
         self.procs: dict[int, list[Proc]] = {}
         self.started: dict[int, None] = {}  # pids exec'd or forked while watching, not exited yet
+        self.max_procs = max_procs
+        self.evicted = 0  # entries dropped to keep the table at max_procs
+
+    def _insert(self, pid: int, runs: list[Proc]) -> list[Proc]:
+        self.procs[pid] = runs
+        if len(self.procs) > self.max_procs:
+            self._evict()
+        return runs
+
+    def _evict(self) -> None:
+        """Down to 90% of max_procs in one go: exited processes first (longest gone first), then
+        the rest in the order they were first seen (a pid still running is read again from /proc)."""
+        n = len(self.procs) - int(self.max_procs * 0.9)
+        gone = sorted((v[-1].gone_ns, k) for k, v in self.procs.items() if v[-1].gone_ns)
+        victims = [k for _, k in gone[:n]]
+        if len(victims) < n:
+            chosen = set(victims)
+            victims += [k for k in self.procs if k not in chosen][:n - len(victims)]
+        for k in victims:
+            del self.procs[k]
+            self.started.pop(k, None)
+        self.evicted += len(victims)
 
     def get(self, pid: int, ts_ns: int | None = None) -> Proc:
         """The program pid ran at ts_ns (default: the latest one)."""
         runs = self.procs.get(pid)
         if not runs:
             p = read_proc(pid) or Proc(pid)
-            runs = self.procs[pid] = [p]
+            runs = self._insert(pid, [p])
         if ts_ns is None:
             return runs[-1]
         for p in reversed(runs):
@@ -133,14 +156,17 @@ class ProcTable:
             # as /proc/PID/exe would show it (links resolved); also for one that exited unreaped
             # (a zombie shows its comm but no exe): cc -> gcc-12 must be one program, not two
             p.exe = os.path.realpath(p.exe)
-        self.procs.setdefault(pid, []).append(p)
+        if pid in self.procs:
+            self.procs[pid].append(p)
+        else:
+            self._insert(pid, [p])
         self.started[pid] = None
         return p
 
     def fork(self, parent: int, child: int, ts_ns: int) -> None:
         par = self.get(parent, ts_ns)
-        self.procs[child] = [Proc(child, ppid=parent, uid=par.uid, comm=par.comm, exe=par.exe, cmdline=par.cmdline,
-                                  cgroup=par.cgroup, since_ns=ts_ns, meta={"forked": True})]
+        self._insert(child, [Proc(child, ppid=parent, uid=par.uid, comm=par.comm, exe=par.exe, cmdline=par.cmdline,
+                                  cgroup=par.cgroup, since_ns=ts_ns, meta={"forked": True})])
         self.started[child] = None
 
     def exit(self, pid: int, ts_ns: int) -> None:
