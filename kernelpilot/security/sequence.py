@@ -36,7 +36,17 @@ def _check_fit(seqs, kind):
         raise KpError(f"the {kind} detector needs normal traces with calls to train on (the profile is empty)")
 
 
-class Mismatch(D.Detector):
+class PerCall(D.Detector):
+    """A detector that scores every call (position_scores): a window and a trace score their mean."""
+
+    def window_scores(self, seq):
+        return window_means(self.position_scores(seq), self.window, self.stride)
+
+    def trace_score(self, seq):
+        return float(self.position_scores(seq).mean()) if len(seq) else 0.0
+
+
+class Mismatch(PerCall):
     kind = "mismatch"
 
     def __init__(self, vocab, n: int = 6, frame: int = 20, **kw):
@@ -55,12 +65,6 @@ class Mismatch(D.Detector):
 
     def position_scores(self, seq):
         return (~D._member(self.grams(seq), self.table)).astype(np.float64)
-
-    def window_scores(self, seq):
-        return window_means(self.position_scores(seq), self.window, self.stride)
-
-    def trace_score(self, seq):
-        return float(self.position_scores(seq).mean()) if len(seq) else 0.0
 
     def scored(self, seq) -> Scored:
         pos = self.position_scores(seq)
@@ -143,7 +147,7 @@ class Hamming(Mismatch):
         return self
 
 
-class Novelty(D.Detector):
+class Novelty(PerCall):
     """Variable-order stide: at each call, the longest context m ending there (up to the largest of
     KS calls; the trace start-padded) that some training trace holds. The call scores
     log2((K + 1) / (m + 1)) / log2(K + 1): 0 when K calls of context were seen, 1 when the call
@@ -191,12 +195,6 @@ class Novelty(D.Detector):
     def position_scores(self, seq):
         top = np.log2(self.KS[-1] + 1)
         return (top - np.log2(self.context(seq) + 1)) / top
-
-    def window_scores(self, seq):
-        return window_means(self.position_scores(seq), self.window, self.stride)
-
-    def trace_score(self, seq):
-        return float(self.position_scores(seq).mean()) if len(seq) else 0.0
 
     def scored(self, seq) -> Scored:
         pos = self.position_scores(seq)
