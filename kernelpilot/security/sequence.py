@@ -147,6 +147,15 @@ class Hamming(Mismatch):
         return self
 
 
+def _plan(ks, mult) -> list[tuple[int, int, np.uint64]]:
+    """Each length k of ks after the first as a + (k - a), both earlier in ks (a the largest), with mult^a."""
+    out = []
+    for k in ks[1:]:
+        a = max(j for j in ks if j < k and k - j in ks)
+        out.append((k, a, np.uint64(pow(mult, a, 1 << 64))))
+    return out
+
+
 class Novelty(PerCall):
     """Variable-order stide: at each call, the longest context m ending there (up to the largest of
     KS calls; the trace start-padded) that some training trace holds. The call scores
@@ -155,7 +164,8 @@ class Novelty(PerCall):
     grams weighing most), the stream the mean over the last `frame` calls."""
     kind = "novelty"
     KS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32)
-    MULT = np.uint64(0x9E3779B97F4A7C15)
+    MULT = 0x9E3779B97F4A7C15
+    PLAN = _plan(KS, MULT)
 
     def __init__(self, vocab, frame: int = 20, **kw):
         super().__init__(vocab, **kw)
@@ -164,17 +174,15 @@ class Novelty(PerCall):
 
     def grams(self, seq) -> dict[int, np.ndarray]:
         """{k: a 64-bit hash of the k calls ending at each call} for k in KS."""
-        K, n = self.KS[-1], len(seq)
+        K = self.KS[-1]
         x = np.concatenate([np.full(K - 1, len(self.vocab), np.int64), np.asarray(seq, np.int64)]).astype(np.uint64)
-        x += np.uint64(1)
-        h, p, out = np.zeros(n, np.uint64), np.uint64(1), {}
+        h = {1: x + np.uint64(1)}  # h_k[i] = sum over j < k of (x[i - j] + 1) MULT^j
         with np.errstate(over="ignore"):
-            for k in range(1, K + 1):
-                h = h + x[K - k:K - k + n] * p
-                p = p * self.MULT
-                if k in self.KS:
-                    out[k] = h
-        return out
+            for k, a, mult_a in self.PLAN:  # h_(a+b)[i] = h_a[i] + MULT^a h_b[i - a]
+                hk = h[a].copy()
+                hk[a:] += h[k - a][:-a] * mult_a
+                h[k] = hk
+        return {k: v[K - 1:] for k, v in h.items()}
 
     def fit(self, seqs, seed=0):
         _check_fit(seqs, self.kind)
@@ -188,8 +196,14 @@ class Novelty(PerCall):
         if not self.tables:
             raise KpError("the novelty detector is not trained")
         m = np.zeros(len(seq), np.int64)
-        for k, g in self.grams(seq).items():  # a seen gram's suffixes are seen: longer k overwrite
-            m[D._member(g, self.tables[k])] = k
+        todo = np.arange(len(seq))
+        grams = self.grams(seq)
+        for k in reversed(self.KS):  # a seen gram's suffixes are seen: the longest first, then what is left
+            hit = D._member(grams[k][todo], self.tables[k])
+            m[todo[hit]] = k
+            todo = todo[~hit]
+            if not len(todo):
+                break
         return m
 
     def position_scores(self, seq):
