@@ -222,7 +222,7 @@ class Novelty(PerCall):
         if [int(k) for k in p["ks"]] != list(self.KS) or sorted(int(k) for k in p["tables"]) != list(self.KS):
             raise KpError(f"novelty detector: context lengths {p['ks']} differ from {list(self.KS)}")
         self.frame = int(p["frame"])
-        self.tables = {int(k): np.array(v, dtype=np.uint64) for k, v in p["tables"].items()}
+        self.tables = {int(k): np.unique(np.array(v, dtype=np.uint64)) for k, v in p["tables"].items()}  # sorted for lookups
         return self
 
 
