@@ -188,7 +188,8 @@ def test_bench_devset_part_reports_fused_rule_and_ceiling(monkeypatch, tmp_path)
     monkeypatch.setenv("KPILOT_DATASETS", str(tmp_path))
     part = bench.devset_part("fhids", quick=True)
     assert "fused" in part["detectors_run"] and "lm" not in part["detectors_run"]
-    assert {r["detector"] for r in part["table"]} >= {"fused", "mismatch", "rarity"}
+    assert {r["detector"] for r in part["table"]} >= {"fused", "mismatch", "rarity", "novelty"}
+    assert "wmax:mismatch+novelty@0.6" in part["detectors"]["fused"]["rule"]["dev"]  # refitted on the dev folds too
     head = bench.headline({"fhids": part})["fhids"]
     assert head["fused"]["rule"] == part["detectors"]["fused"]["rule"]["rule"]
     assert head["detection_ceiling"]["Redis"] == 0.0 and head["detection_ceiling"]["FTP"] == 1.0
