@@ -116,13 +116,15 @@ class ProcTable:
 
     def _evict(self) -> None:
         """Down to 90% of max_procs in one go: exited processes first (longest gone first), then
-        the rest in the order they were first seen (a pid still running is read again from /proc)."""
+        those only looked up (not exec'd or forked while watching), then the rest, each in the order
+        first seen (a pid still running is read again from /proc when it is next looked up)."""
         n = len(self.procs) - int(self.max_procs * 0.9)
         gone = sorted((v[-1].gone_ns, k) for k, v in self.procs.items() if v[-1].gone_ns)
         victims = [k for _, k in gone[:n]]
         if len(victims) < n:
             chosen = set(victims)
-            victims += [k for k in self.procs if k not in chosen][:n - len(victims)]
+            rest = [k for k in self.procs if k not in chosen]
+            victims += ([k for k in rest if k not in self.started] + [k for k in rest if k in self.started])[:n - len(victims)]
         for k in victims:
             del self.procs[k]
             self.started.pop(k, None)
@@ -156,18 +158,18 @@ class ProcTable:
             # as /proc/PID/exe would show it (links resolved); also for one that exited unreaped
             # (a zombie shows its comm but no exe): cc -> gcc-12 must be one program, not two
             p.exe = os.path.realpath(p.exe)
+        self.started[pid] = None  # before the insert: a pid exec'd now is not one only looked up
         if pid in self.procs:
             self.procs[pid].append(p)
         else:
             self._insert(pid, [p])
-        self.started[pid] = None
         return p
 
     def fork(self, parent: int, child: int, ts_ns: int) -> None:
         par = self.get(parent, ts_ns)
+        self.started[child] = None
         self._insert(child, [Proc(child, ppid=parent, uid=par.uid, comm=par.comm, exe=par.exe, cmdline=par.cmdline,
                                   cgroup=par.cgroup, since_ns=ts_ns, meta={"forked": True})])
-        self.started[child] = None
 
     def exit(self, pid: int, ts_ns: int) -> None:
         runs = self.procs.get(pid)
