@@ -34,6 +34,12 @@ def _targets(w: dict) -> dict:
                                                "cgroup_met": hc["major_fault_ratio"] <= 0.8}
         out["hotcold_speed_ge_1.0x"] = {"value": hc["speed_ratio"], "met": hc["speed_ratio"] >= 1.0,
                                         "program_cpu_ratio": hc["program_cpu_ratio"]}
+        floor = w["hotcold"].get("major_fault_floor")
+        k = w["hotcold"]["summary"].get("kernel", {}).get("program_major_faults")
+        if floor is not None and k:
+            # what no policy that cannot foresee the program's random cold reads gets under: where
+            # it is above 0.8x the kernel's, the target cannot be met at this limit
+            out["hotcold_major_faults_le_0.8x"]["floor"] = {"faults": floor, "ratio": round(floor / k, 4)}
     rows = {n: v["summary"] for n, v in w.items()
             if all("saved_vs_kernel" in v["summary"].get(c, {}) for c in ("senpai", "kernelpilot"))}
     if rows:

@@ -50,6 +50,8 @@ class Obs:
     ceiling: int = 1 << 62  # the workload's own limit: no controller goes above it
     anon: int = 0           # anonymous memory (resident + swapped) of the group
     file_refaults: int = 0  # of `refaults`, the page cache's (memory.stat workingset_refault_file)
+    io_pressure: float = 0.0  # io 'some' stall, fraction of the interval (the same PSI group's io.pressure)
+    cpu_pressure: float = 0.0  # cpu 'some' stall: the share of the interval it waited, runnable, for a CPU
 
 
 class KernelOnly:
@@ -98,7 +100,10 @@ class LearnedReclaimer:
     new, not cold; room only where what it took comes back (a stall with nothing back, page cache
     read once, gets Senpai's back-off, and is not learned as refaults). Page cache growing (files
     read once) does not hold it. A stall whose refaults are the page cache's costs only its
-    time: accepted up to `file_target` of the interval (held, no back-off). Refaults and pressure
+    time: accepted up to `file_target` of the interval (held, no back-off), while its reads (io
+    pressure, of the time it did not wait for a CPU) stay under `io_target`; past that it backs
+    off by the io excess, memory stall or not (reads of page cache that was inactive when it
+    went are io waits only). Refaults and pressure
     are counted beyond the program's own (their EWMA while the limit is its own): a
     program already at its limit is not a reason to stop, unless its own pages already refault
     at the budget rate per interval (then none is cold)."""
@@ -108,7 +113,17 @@ class LearnedReclaimer:
                  min_step: float = 0.01, buckets: int = 20, target: float = 0.0017,
                  coeff_backoff: float = 20.0, floor: int = 16 << 20, alpha: float = 0.5,
                  grow: float = 0.02, own_gate: float = 1.0, coeff_probe: float = 10.0, max_probe: float = 0.02,
-                 calm: int = 2, backoff_hold: int = 0, file_target: float = 0.02, file_share: float = 0.9):
+                 calm: int = 2, backoff_hold: int = 0, file_target: float = 0.02, file_share: float = 0.9,
+                 io_target: float = 0.5, io_coeff: float = 2.0, room_growths: float = 2.0):
+        self.room_growths = room_growths  # a growing program's room: this many intervals of its latest growth
+        # the page cache's refaults cost reads, and a read waits in io pressure (in memory pressure
+        # too only where the page was active when it went): past io_target of the time the program
+        # did not wait for a CPU (io over 1 - cpu pressure: on a loaded host the wall interval is
+        # mostly that wait) spent waiting on reads, a page-cache stall is not cheap, with or without
+        # memory pressure; the limit backs off by the excess over io_target / io_coeff (sqlite held
+        # at 16-25 MB through memory stalls of 0.1-0.6 % waited 0.3-0.9 of each interval on reads
+        # and ran 1.3-2.1x slower; at its own limit it waits about 0.4 of its own time on reads)
+        self.io_target, self.io_coeff = io_target, io_coeff
         # a stall whose refaults are the page cache's (at least file_share of them) costs the
         # program its stall time and nothing else: below file_target of the interval it holds
         # (no back-off), above it backs off in proportion to the excess over file_target. Senpai's
@@ -179,10 +194,10 @@ class LearnedReclaimer:
     def _room(self, o: Obs, growth: int) -> int | None:
         """A limit under a program in its allocation phase: room for two intervals of `growth`
         (None where it did not grow by `grow` of the peak, or that fits under the limit)."""
-        if o.limit < o.ceiling and growth > self.grow * o.peak and o.usage + 2 * growth > o.limit:
+        if o.limit < o.ceiling and growth > self.grow * o.peak and o.usage + self.room_growths * growth > o.limit:
             self.why_ = "growing_room"
             self.room_ = self.calm  # until it expires (step)
-            return min(int(o.usage + 2 * growth), o.ceiling)
+            return min(int(o.usage + self.room_growths * growth), o.ceiling)
         return None
 
     def _probe(self, o: Obs, base: int, why: str) -> int:
@@ -249,6 +264,14 @@ class LearnedReclaimer:
             return room
         thr = self.target + 1.5 * self.base_psi_
         cached = o.refaults > 0 and o.file_refaults >= self.file_share * o.refaults
+        reads = o.io_pressure / max(1.0 - o.cpu_pressure, 0.1)  # of the time it did not wait for a CPU
+        if cached and reads > self.io_target:  # its refaults' reads cost more than io_target
+            f = max((reads / self.io_target - 1) / self.io_coeff, (o.pressure / thr - 1) / self.coeff_backoff)
+            if back:
+                self._over_budget(depth)
+            self.hold_, self.hold_why_ = self.backoff_hold, "reads"
+            self.why_ = "reads"
+            return min(int(o.limit * (1 + min(f, 1.0))), o.ceiling)
         if cached:  # page cache refaults: the stall is what it costs, accepted up to file_target
             thr = max(thr, self.file_target)
             if stalls and o.pressure <= thr:
@@ -270,7 +293,7 @@ class LearnedReclaimer:
             self.hold_, self.hold_why_ = self.backoff_hold, "pressure"
             self.why_ = "pressure"
             return min(int(o.limit * (1 + f)), o.ceiling)
-        if self.room_ > 0 and not back and o.usage + 2 * max(grew, 0) <= o.limit:
+        if self.room_ > 0 and not back and o.usage + self.room_growths * max(grew, 0) <= o.limit:
             # a room expires once the program's pages stop coming back (beyond its own refaults)
             # and its growth now fits under the limit: Senpai's probe again, from usage, whatever the
             # model learned deeper. Kept `calm` intervals (or while it grew, the model saying deeper

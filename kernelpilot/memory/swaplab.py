@@ -69,7 +69,7 @@ def _captured():
 
 
 def read_pressure(path: Path) -> int:
-    """'some' stall total (microseconds) from a memory.pressure file."""
+    """'some' stall total (microseconds) from a memory.pressure or io.pressure file."""
     for line in path.read_text().splitlines():
         if line.startswith("some"):
             return int(line.rsplit("total=", 1)[1])
@@ -256,6 +256,28 @@ class SwapLab:
         if self.psi_cg is not None:
             return read_pressure(self.psi_cg / "memory.pressure")
         return read_pressure(Path("/proc/pressure/memory"))
+
+    def io_pressure_us(self) -> int:
+        """'some' io stall total (microseconds) of the same group (else the host's), 0 where the
+        kernel has no io PSI. A page-cache read waits here; it is a memory stall too only where
+        the page was active when it was evicted (the kernel's workingset bit), so a program whose
+        page cache is squeezed below its hot set can lose half its time to reads that memory
+        pressure barely shows."""
+        return self._psi("io")
+
+    def cpu_pressure_us(self) -> int:
+        """'some' cpu stall total (microseconds): time the workload was runnable and waited for a
+        CPU, which on a shared host is most of a run's spread (0 where absent)."""
+        return self._psi("cpu")
+
+    def _psi(self, resource: str) -> int:
+        path = (self.psi_cg / f"{resource}.pressure") if self.psi_cg is not None else Path(f"/proc/pressure/{resource}")
+        try:
+            return read_pressure(path)
+        except FileNotFoundError:
+            if self.psi_cg is not None and not self.psi_cg.exists():
+                raise
+            return 0
 
 
 def swap_free() -> int:

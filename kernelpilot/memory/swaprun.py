@@ -69,7 +69,8 @@ class Driver:
         self.obs: list[R.Obs] = []
         self.cpu_s = 0.0
         self.decisions: dict[str, int] = {}  # the controller's reason for each step, counted
-        self.log: list[list] = []  # per step: s, usage, limit, new (MB), pressure, refaults, reason
+        self.log: list[list] = []  # per step: s, usage, limit, new (MB), pressure, refaults, reason, io
+        # pressure, page-cache refaults, cpu pressure
 
     def __call__(self, pid, stop):
         t_cpu = time.thread_time()
@@ -82,7 +83,7 @@ class Driver:
         lab = self.lab
         try:
             ceiling = limit = lab.limit()
-            psi0, st0 = lab.pressure_us(), lab.stat()
+            psi0, io0, cw0, st0 = lab.pressure_us(), lab.io_pressure_us(), lab.cpu_pressure_us(), lab.stat()
             ref0, fref0 = lab.refaults(st0), st0.get("workingset_refault_file", 0)
         except OSError as e:
             self.errors.append(f"cgroup unreadable at start: {e}")
@@ -127,17 +128,18 @@ class Driver:
                     self.write_busy += 1
                     continue
                 try:
-                    psi, st = lab.pressure_us(), lab.stat()
+                    psi, io, cw, st = lab.pressure_us(), lab.io_pressure_us(), lab.cpu_pressure_us(), lab.stat()
                     ref, anon = lab.refaults(st), st.get("rss", st.get("anon", 0)) + st.get("swap", 0)
                     fref = st.get("workingset_refault_file", 0)
                 except FileNotFoundError:
                     self.errors.append("the cgroup vanished mid-run: control stopped")
                     return
                 now = time.monotonic()
-                o = R.Obs(usage, limit, peak, (psi - psi0) / 1e6 / max(now - t0, 1e-3), (ref - ref0), ceiling,
-                          anon, fref - fref0)
+                dt = max(now - t0, 1e-3)
+                o = R.Obs(usage, limit, peak, (psi - psi0) / 1e6 / dt, (ref - ref0), ceiling,
+                          anon, fref - fref0, (io - io0) / 1e6 / dt, (cw - cw0) / 1e6 / dt)
                 self.obs.append(o)
-                psi0, ref0, fref0, t0 = psi, ref, fref, now
+                psi0, io0, cw0, ref0, fref0, t0 = psi, io, cw, ref, fref, now
                 new = self.ctrl.step(o)
                 why = getattr(self.ctrl, "why_", "") or "?"
                 if new < limit:  # never below what reclaim can bring the group down to
@@ -151,7 +153,8 @@ class Driver:
                 self.decisions[why] = self.decisions.get(why, 0) + 1
                 if LOG:
                     self.log.append([round(now - t_start, 2), round(usage / MB, 1), round(limit / MB, 1),
-                                     round(new / MB, 1), round(o.pressure, 5), o.refaults, why])
+                                     round(new / MB, 1), round(o.pressure, 5), o.refaults, why,
+                                     round(o.io_pressure, 5), o.file_refaults, round(o.cpu_pressure, 5)])
                 if new != limit:
                     self.steps += 1
                     if self.pusher is not None and new < usage:
@@ -271,7 +274,7 @@ def run_config(lab, wl, config: str, predictor=None) -> dict:
     wl.prepare_run()
     lab.set_limit(wl.limit_mb << 20)
     d = Driver(lab, config, predictor)
-    st0, psi0 = lab.stat(), lab.pressure_us()
+    st0, psi0, io0, cpu0 = lab.stat(), lab.pressure_us(), lab.io_pressure_us(), lab.cpu_pressure_us()
     kills0 = _oom_kills(lab)
     # every config, the kernel alone too: a charge that reclaim cannot meet at the workload's own
     # limit waits OOM_WAIT s, then the kill is back on (which wakes it to try again). With the
@@ -286,7 +289,7 @@ def run_config(lab, wl, config: str, predictor=None) -> dict:
     if d.pusher is not None:  # each page's quick refaults: the next run's history
         predictor.history_ = d.pusher.history()
     try:
-        st1, psi1 = lab.stat(), lab.pressure_us()
+        st1, psi1, io1, cpu1 = lab.stat(), lab.pressure_us(), lab.io_pressure_us(), lab.cpu_pressure_us()
     except FileNotFoundError:
         raise KpError(f"the memory cgroup {lab.cg} vanished mid-run; what is left was restored") from None
     from kernelpilot.memory.swaplab import wait_empty
@@ -297,7 +300,9 @@ def run_config(lab, wl, config: str, predictor=None) -> dict:
            "mean_usage_mb": round(float(u.mean()) / 2**20, 2), "peak_usage_mb": round(float(u.max()) / 2**20, 2),
            "major_faults": lab.majfaults(st1) - lab.majfaults(st0), "program_major_faults": r["major_faults"],
            "refaults": lab.refaults(st1) - lab.refaults(st0),
-           "psi_some_ms": round((psi1 - psi0) / 1e3, 1), "limit_steps": d.steps,
+           "psi_some_ms": round((psi1 - psi0) / 1e3, 1), "psi_io_some_ms": round((io1 - io0) / 1e3, 1),
+           "psi_cpu_some_ms": round((cpu1 - cpu0) / 1e3, 1),
+           "limit_steps": d.steps,
            "limit_refused": d.limit_refused, "limit_interrupted": d.limit_interrupted,
            "control_skipped_write_busy": d.write_busy, "agent_cpu_s": round(d.cpu_s, 3), "errors": d.errors,
            "oom_raised": d.oom_raised, "limit_clamped": d.clamped, "decisions": d.decisions,
@@ -342,6 +347,11 @@ def summarize(runs: list[dict]) -> dict:
             continue
         out[c] = {k: _median(rows, k) for k in ("seconds", "mean_usage_mb", "major_faults", "program_major_faults",
                                                  "refaults", "psi_some_ms", "agent_cpu_s")}
+        out[c]["psi_io_some_ms"] = _median(rows, "psi_io_some_ms") if all("psi_io_some_ms" in r for r in rows) else None
+        if all("psi_cpu_some_ms" in r for r in rows):
+            # the run less its time runnable waiting for a CPU: on this shared host that wait is
+            # most of the spread of run times (4-14 s for the same sqlite run), not the config's
+            out[c]["seconds_less_cpu_wait"] = float(np.median([r["seconds"] - r["psi_cpu_some_ms"] / 1e3 for r in rows]))
         out[c]["program_cpu_s"] = float(np.median([r.get("program_user_s", 0) + r.get("program_sys_s", 0) for r in rows]))
         out[c]["failed_runs"] = len(scored[c]) - len(rows)  # killed (a memcg OOM kill: -9) or failed
         out[c]["spread_seconds"] = [min(r["seconds"] for r in rows), max(r["seconds"] for r in rows)]
@@ -356,6 +366,8 @@ def summarize(runs: list[dict]) -> dict:
                 o["major_fault_ratio"] = round(o["major_faults"] / max(k["major_faults"], 1), 4)
                 o["program_major_fault_ratio"] = round(o["program_major_faults"] / max(k["program_major_faults"], 1), 4)
                 o["speed_ratio"] = round(k["seconds"] / max(o["seconds"], 1e-9), 4)
+                if "seconds_less_cpu_wait" in o and "seconds_less_cpu_wait" in k:
+                    o["slowdown_less_cpu_wait"] = round(o["seconds_less_cpu_wait"] / max(k["seconds_less_cpu_wait"], 1e-9) - 1, 4)
                 # the program's own CPU time (user + sys, with the reclaim it does itself): its
                 # work, where wall time on a loaded host is mostly waiting for a CPU
                 o["program_cpu_ratio"] = round(k["program_cpu_s"] / max(o["program_cpu_s"], 1e-9), 4)
@@ -422,6 +434,8 @@ def experiment(names: list[str], reps: int, quick: bool, zram_mb: int = 1024, pr
                 res["workloads"][name] = {"note": wl.note, "limit_mb": wl.limit_mb, "runs": runs,
                                           "summary": summarize(runs),
                                           "refault_model": dict(zip(R.FEATURES, np.round(pred.coef_, 3).tolist()))}
+                if wl.floor is not None:
+                    res["workloads"][name]["major_fault_floor"] = wl.floor(wl.limit_mb)
                 shutil.rmtree(d, ignore_errors=True)
             res["journal"] = {k: v for k, v in j.counts.items() if v}
     return res

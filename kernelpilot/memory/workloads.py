@@ -183,9 +183,10 @@ class LiveWorkload:
     cache must be dropped before each run (so the run's cgroup is charged for reading them), and
     a reset between runs."""
 
-    def __init__(self, name: str, argv: list[str], limit_mb: int, note: str, files=(), reset=None):
+    def __init__(self, name: str, argv: list[str], limit_mb: int, note: str, files=(), reset=None, floor=None):
         self.name, self.argv, self.limit_mb, self.note = name, argv, limit_mb, note
         self.files, self._reset = list(files), reset
+        self.floor = floor  # limit_mb -> the fewest major faults any policy can have (None: not known)
 
     def prepare_run(self):
         if self._reset:
@@ -211,9 +212,23 @@ def live_hotcold(work: Path, quick: bool, seed: int | None = None) -> LiveWorklo
     from kernelpilot.memory.live import HELPER_C, build_c
     mb = 96 if quick else 144
     exe = build_c(HELPER_C, work, "kp_hotcold")
-    argv = [str(exe), str(mb), "20", "6000" if quick else "20000"] + ([] if seed is None else [str(seed)])
+    rounds = 6000 if quick else 20000
+    argv = [str(exe), str(mb), "20", str(rounds)] + ([] if seed is None else [str(seed)])
     return LiveWorkload("hotcold", argv, mb * 2 // 3,
-                        f"C program, {mb} MB anonymous, 20% hot, 4 random cold reads a round")
+                        f"C program, {mb} MB anonymous, 20% hot, 4 random cold reads a round",
+                        floor=lambda limit_mb: hotcold_floor(mb, 20, rounds, limit_mb))
+
+
+def hotcold_floor(mb: int, hot_pct: int, rounds: int, limit_mb: int) -> int:
+    """The fewest major faults of the hot/cold program under limit_mb, for any policy that cannot
+    foresee its random number generator: the hot pages are all read every round, so they stay in;
+    the 4 cold reads a round fall uniformly on the cold pages, so whatever cold pages the rest of
+    the limit holds, each read misses with P = 1 - cold held / cold pages. (The program's own
+    pages only: its binary, stack and page tables would lower what the limit holds.)"""
+    n = mb << 8
+    hot = n * hot_pct // 100
+    held = max(min((limit_mb << 8) - hot, n - hot), 0)
+    return int(round(rounds * 4 * (1 - held / (n - hot))))
 
 
 def live_sqlite(work: Path, quick: bool, seed: int | None = None) -> LiveWorkload:

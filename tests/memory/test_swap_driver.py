@@ -57,6 +57,12 @@ class BlockingLab:
     def pressure_us(self):
         return 0
 
+    def io_pressure_us(self):
+        return 0
+
+    def cpu_pressure_us(self):
+        return 0
+
     def oom_control(self):
         return {"oom_kill_disable": 1, "under_oom": 0, "oom_kill": 0}
 
