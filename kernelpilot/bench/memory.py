@@ -99,10 +99,16 @@ def score_cell(row: dict) -> dict:
                learned_gap_closed=_closed(row[best], row["lrb"], opt))
     if "vote" in row:  # the followers that fetch nothing (memory/vote.py, memory/lecar.py)
         from kernelpilot.memory import vote
-        vexp = min(vote.EXPERTS, key=row.get)
+        # vote's experts: the classics and, where the cell has it, lrb (vote_classic: without it)
+        vexp = min(vote.EXPERTS + (("lrb",) if "vote_classic" in row else ()), key=row.get)
         row.update(vote_regret=round(row["vote"] - row[vexp], 5), vote_below_best=row["vote"] < row[best],
                    vote_gap_closed=_closed(row[best], row["vote"], opt),
                    lecar_below_best=row["lecar"] < row[best], lecar_gap_closed=_closed(row[best], row["lecar"], opt))
+        if "vote_classic" in row:
+            cexp = min(vote.EXPERTS, key=row.get)
+            row.update(vote_classic_regret=round(row["vote_classic"] - row[cexp], 5),
+                       vote_classic_below_best=row["vote_classic"] < row[best],
+                       vote_classic_gap_closed=_closed(row[best], row["vote_classic"], opt))
     if "mix_fetched_per_request" in row:
         # mix with what its switches fetched counted as misses (no request asked for those
         # objects: traffic an actual cache pays like a miss's); the issue's figures above leave it out
@@ -180,7 +186,7 @@ def _cell(tr, size: int, start: int) -> dict:
     row = _classics(d, sz, size, n_obj, nxt, start, mix.EXPERTS + LISTED)
     row["lrb"] = 1.0 - float(lrb[start:].mean())
     row["mix"] = 1.0 - float(f.hit[start:].mean())
-    row.update(_honest(d, sz, size, n_obj, start))
+    row.update(_honest(d, sz, size, n_obj, start, (lrb, log)))
     # objects a switch fetched (no request asked for them), per scored request
     row["mix_fetched_per_request"] = float(f.fetched[start:].sum()) / max(1, len(d) - start)
     row = {k: round(v, 5) for k, v in row.items()}
@@ -192,13 +198,21 @@ def _cell(tr, size: int, start: int) -> dict:
     return row
 
 
-def _honest(d, sz, size: int, n_obj: int, start: int) -> dict:
+def _honest(d, sz, size: int, n_obj: int, start: int, learned=None) -> dict:
     """Miss ratios over requests [start, end) of the followers that fetch nothing: vote (its
-    experts pruned as vote.PRUNE says, one core) and lecar."""
+    experts pruned as vote.PRUNE says, one core; with `learned`, lrb's (hits, eviction log) over
+    the whole trace, lrb is its expert from `start`, the end of lrb's training prefix, and
+    vote_classic is vote without it) and lecar."""
     from kernelpilot.memory import lecar, vote
+    out = {}
+    if learned is not None:
+        h, fallbacks, _ = vote.run(d, sz, size, n_obj, learned=learned, learned_from=start)
+        out.update(vote=1.0 - float(h[start:].mean()), vote_fallbacks=int(fallbacks))
     h, fallbacks, _ = vote.run(d, sz, size, n_obj)
-    return {"vote": 1.0 - float(h[start:].mean()), "vote_fallbacks": int(fallbacks),
-            "lecar": 1.0 - float(lecar.lecar(d, sz, size, n_obj)[start:].mean())}
+    out.update({"vote_classic" if learned is not None else "vote": 1.0 - float(h[start:].mean()),
+                "vote_classic_fallbacks" if learned is not None else "vote_fallbacks": int(fallbacks),
+                "lecar": 1.0 - float(lecar.lecar(d, sz, size, n_obj)[start:].mean())})
+    return out
 
 
 def _load(names, quick: bool, errors: dict) -> list:
@@ -229,7 +243,7 @@ def _devsplit(quick: bool) -> dict:
     settings are chosen; the summary counts the cells with room as the policies part does."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from kernelpilot.memory import models
+    from kernelpilot.memory import mix, models
     from kernelpilot.memory.trace import Trace
     out = {"protocol": DEV_SPLIT.format(half=PREFIX[quick] // 2, prefix=PREFIX[quick]), "traces": {}}
     traces = _load(QUICK_TRACES if quick else DEV_TRACES, quick, out["traces"])
@@ -242,14 +256,16 @@ def _devsplit(quick: bool) -> dict:
         for size in _sizes(half):
             row = _classics(d, sz, size, n_obj, nxt, start, LISTED + ("plfu",))
             m = models.train("lrb", half, size, True, start)
-            row["lrb"] = 1.0 - float(models.run("lrb", half, sz, size, m)[start:].mean())
-            row.update(_honest(d, sz, size, n_obj, start))
+            log = mix._logs(1, len(d))[0]
+            lrb = models.run("lrb", half, sz, size, m, log)
+            row["lrb"] = 1.0 - float(lrb[start:].mean())
+            row.update(_honest(d, sz, size, n_obj, start, (lrb, log)))
             row = {k: round(v, 5) for k, v in row.items()}
             best = min(LISTED + ("plfu",), key=row.get)
             row.update(best_classic=best, room_to_belady=round(row[best] - row["belady"], 5),
                        learned_below_best=row["lrb"] < row[best],
                        learned_gap_closed=_closed(row[best], row["lrb"], row["belady"]))
-            for p in ("vote", "lecar"):
+            for p in ("vote", "vote_classic", "lecar"):
                 row.update({f"{p}_below_best": row[p] < row[best],
                             f"{p}_gap_closed": _closed(row[best], row[p], row["belady"])})
             cells[str(size)] = row
@@ -262,7 +278,7 @@ def _devsplit(quick: bool) -> dict:
         out["with_room"] = {"cells": len(sel),
                             "learned_below_best_classic": f"{sum(r['learned_below_best'] for r in sel)}/{len(sel)}",
                             "median_gap_closed_learned": float(np.median([r["learned_gap_closed"] for r in sel]))}
-        for p in ("vote", "lecar"):
+        for p in ("vote", "vote_classic", "lecar"):
             out["with_room"].update({f"{p}_below_best_classic": f"{sum(r[p + '_below_best'] for r in sel)}/{len(sel)}",
                                      f"median_gap_closed_{p}": float(np.median([r[p + "_gap_closed"] for r in sel]))})
         either = sum(r["vote_below_best"] or r["learned_below_best"] for r in sel)
@@ -344,8 +360,9 @@ def _speed(quick: bool) -> dict:
         def go():
             served["f"] = mix.serve(d, sz, size, n_obj, learned, learned_from=half, threads=1)
         return go
-    # vote runs its experts on one core, then votes
+    # vote runs its experts on one core, then votes (with the model: lrb among them, its run included)
     runs = {p: (lambda p=p: sim.simulate(tr, p, size, model=m)) for p in ("lru", "s3fifo", "lrb", "mix", "vote", "lecar")}
+    runs["vote_classic"] = lambda: sim.simulate(tr, "vote", size)  # without lrb among its experts
     runs["mix_classic_one_core"] = one_core(None)
     runs["mix_one_core"] = one_core(mix.learned_expert(mix.LEARNED, tr, sz, size, m))
     best = {}
@@ -358,7 +375,7 @@ def _speed(quick: bool) -> dict:
         best[p] = min(secs)
     out = {f"{p}_mreq_per_s": round(len(tr) / s / 1e6, 2) for p, s in best.items()}
     out.update({f"{p}_vs_lru": round(best["lru"] / best[p], 3)
-                for p in ("lrb", "mix", "mix_one_core", "mix_classic_one_core", "vote", "lecar")})
+                for p in ("lrb", "mix", "mix_one_core", "mix_classic_one_core", "vote", "vote_classic", "lecar")})
     out.update(trace=f"orm-busy (first {len(tr)} requests)", cache_size=size, cores=os.cpu_count(),
                mix_threads=min(len(mix.EXPERTS) + 1, os.cpu_count() or 1), mix_learned_from=half,
                mix_pruned_at=served["f"].pruned, mix_warm=max(mix.WARM, mix.WARM_CACHES * size),
@@ -450,6 +467,16 @@ def _summary(pol: dict, speed: dict | None = None) -> dict:
                       "median_gap_closed_mix": float(np.median([r["gap_closed"] for r in sel])),
                       "median_gap_closed_learned": float(np.median([r["learned_gap_closed"] for r in sel]))}
         vs = [r for r in sel if "vote" in r]
+        cs = [r for r in sel if "vote_classic" in r]
+        if cs:  # vote without lrb among its experts, beside
+            worst_c = max(cs, key=lambda r: r["vote_classic_regret"])
+            out[label].update(
+                vote_classic_worst_regret=worst_c["vote_classic_regret"],
+                vote_classic_worst_regret_cell=f"{worst_c['trace']}@{worst_c['size']}",
+                vote_classic_below_best_classic=f"{sum(r['vote_classic_below_best'] for r in cs)}/{len(cs)}",
+                vote_classic_or_learned_below_best_classic=(
+                    f"{sum(r['vote_classic_below_best'] or r['learned_below_best'] for r in cs)}/{len(cs)}"),
+                median_gap_closed_vote_classic=float(np.median([r["vote_classic_gap_closed"] for r in cs])))
         if vs:  # the followers that fetch nothing
             worst_v = max(vs, key=lambda r: r["vote_regret"])
             either_v = sum(r["vote_below_best"] or r["learned_below_best"] for r in vs)

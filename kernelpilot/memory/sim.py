@@ -61,9 +61,13 @@ def hits(tr: Trace, policy: str, cache_size: int, unit: bool = True, model=None)
         return policies.belady(d, sz, cache_size, n_obj, nxt)
     if policy in policies.CLASSIC:
         return policies.CLASSIC[policy](d, sz, cache_size, n_obj)
-    if policy == "vote":
+    if policy == "vote":  # with a model (lrb's), lrb joins the experts from its training prefix's end
         from kernelpilot.memory import vote
-        return vote.vote(d, sz, cache_size, n_obj)
+        if model is None:
+            return vote.vote(d, sz, cache_size, n_obj)
+        from kernelpilot.memory import mix
+        return vote.run(d, sz, cache_size, n_obj, learned=mix.learned_expert("lrb", tr, sz, cache_size, model),
+                        learned_from=min(int(model.meta.get("train_requests", 0)), len(d)))[0]
     if policy == "lecar":
         from kernelpilot.memory import lecar
         return lecar.lecar(d, sz, cache_size, n_obj)
