@@ -9,6 +9,29 @@ import typer
 from kernelpilot.errors import KpError
 
 
+GPU_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")  # NVIDIA, ROCm (HIP is torch.cuda), WSL
+
+
+def demo_ready(device: str) -> None:
+    """--demo's checks before tracing, without importing torch here (3 s of each start on this VM;
+    the demo imports it anyway): PyTorch installed, and for a CUDA device, one this PyTorch sees."""
+    import importlib.util
+    if importlib.util.find_spec("torch") is None:
+        raise KpError("--demo needs PyTorch: .venv/bin/pip install torch")
+    if not device.startswith("cuda"):
+        return
+    if not any(Path(p).exists() for p in GPU_NODES):  # no GPU driver's device file: no GPU for any PyTorch
+        from importlib.metadata import PackageNotFoundError, version
+        try:
+            v = version("torch")
+        except PackageNotFoundError:
+            v = "?"
+        raise KpError(f"--device {device}: this PyTorch sees no CUDA GPU (torch {v}; no {', '.join(GPU_NODES)})")
+    import torch
+    if not torch.cuda.is_available():
+        raise KpError(f"--device {device}: this PyTorch sees no CUDA GPU (torch {torch.__version__})")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("aipath", context_settings={"allow_interspersed_args": False})
     def aipath(cmd: list[str] = typer.Argument(None, help="after --: the AI program to trace (children followed)"),
@@ -49,12 +72,7 @@ def register(app: typer.Typer) -> None:
         else:
             argv = demo_command(steps, device) if demo else list(cmd)
             if demo:
-                try:
-                    import torch
-                except ImportError:
-                    raise KpError("--demo needs PyTorch: .venv/bin/pip install torch") from None
-                if device.startswith("cuda") and not torch.cuda.is_available():
-                    raise KpError(f"--device {device}: this PyTorch sees no CUDA GPU (torch {torch.__version__})")
+                demo_ready(device)
             from kernelpilot.report.progress import progress
             with progress("tracing " + Path(argv[0]).name, disable=json_out) as bar:
                 result = trace_ai(argv, source=source, keep=str(keep) if keep else None, quiet=json_out,

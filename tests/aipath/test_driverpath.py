@@ -1,5 +1,6 @@
 """Named ioctls: the drivers' tables on a CUDA/HIP start's requests, a fake device path through the
 devices layer, and real ioctls on this machine's devices under the real probe."""
+import importlib.util
 import json
 import os
 import sys
@@ -221,3 +222,23 @@ def test_device_option_bad_input(args, msg):
         pytest.skip("PyTorch not installed")
     p = run_kpilot("aipath", *args)
     assert p.returncode == 2 and msg in p.stderr and "Traceback" not in p.stderr
+
+
+def test_demo_checks_do_not_import_torch():
+    """`aipath --demo` imported torch in the CLI process only to check it (3 s of each start on this
+    VM; the traced demo imports it itself): the checks now read the install and the GPU device files."""
+    import subprocess
+
+    from kernelpilot.aipath.cli import GPU_NODES
+    from tests.conftest import ROOT
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("PyTorch not installed")
+    code = "import sys\nfrom kernelpilot.aipath.cli import demo_ready\ndemo_ready('cpu')\nprint('torch' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.stdout.split() == ["False"], r.stderr[-500:]
+    if any(os.path.exists(p) for p in GPU_NODES):
+        pytest.skip("this host has a GPU device file: the CUDA check imports torch")
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "kernelpilot.cli", "aipath", "--demo", "--device", "cuda"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and "this PyTorch sees no CUDA GPU" in r.stderr
+    assert not [ln for ln in r.stderr.splitlines() if ln.rstrip().endswith("| torch")], "torch was imported"
