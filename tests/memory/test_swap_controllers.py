@@ -79,13 +79,28 @@ def test_learned_follows_a_growing_program_down_until_its_pages_come_back():
 def test_learned_gives_a_squeezed_growing_program_room_for_its_growth_now():
     """A probe under a fast-growing program that then stalls, its pages coming back, gives room
     for the growth it has in that interval (two intervals of it; its anonymous memory counts
-    what went to swap), not only the probe's pages (the first code gave back 2 %)."""
-    c = R.LearnedReclaimer()
+    what went to swap), not only the probe's pages (the first code gave back 2 %). With room
+    (room_growths); by default there is none: Senpai's back-off."""
+    c = R.LearnedReclaimer(room_growths=2)
     peak = 235 * MB
     first = c.step(R.Obs(67 * MB, peak, 67 * MB, 0.0, 0, peak, anon=67 * MB))
     assert first < 67 * MB
     new = c.step(R.Obs(66 * MB, first, 67 * MB, 0.2, 20, peak, anon=127 * MB))
     assert new >= 66 * MB + 2 * 60 * MB and c.why_ == "growing_room"
+
+
+def test_learned_gives_a_squeezed_growing_program_senpais_back_off_by_default():
+    """kv: room for two intervals of the server's growth kept its build above Senpai's limits (7-9 %
+    saved against Senpai's 10-12 %); with no room (the default) a squeezed growing program that
+    stalls backs off like Senpai, and is followed down again the next calm interval."""
+    c, s = R.LearnedReclaimer(), R.SenpaiController()
+    peak = 235 * MB
+    first = c.step(R.Obs(67 * MB, peak, 67 * MB, 0.0, 0, peak, anon=67 * MB))
+    s.step(R.Obs(67 * MB, peak, 67 * MB, 0.0, 0, peak, anon=67 * MB))
+    o = R.Obs(66 * MB, first, 67 * MB, 0.2, 20, peak, anon=127 * MB)
+    new = c.step(o)
+    assert c.why_ in ("pressure", "open_refaults") and first < new <= s.step(o) < 66 * MB + 2 * 60 * MB
+    assert c.step(R.Obs(new, new, new, 0.0, 0, peak, anon=127 * MB)) <= new
 
 
 def test_learned_room_is_the_latest_growth_not_the_phases_largest():
@@ -103,7 +118,7 @@ def test_learned_room_is_the_latest_growth_not_the_phases_largest():
     new = c.step(o)
     assert c.why_ in ("pressure", "open_refaults") and first < new <= s.step(o) < 50 * MB
     # growing 60 MB an interval, then 10 MB, squeezed: room for 2 x 10 MB
-    c = R.LearnedReclaimer()
+    c = R.LearnedReclaimer(room_growths=2)
     peak = 235 * MB
     c.step(R.Obs(60 * MB, peak, 60 * MB, 0.0, 0, peak, anon=60 * MB))
     first = c.step(R.Obs(120 * MB, peak, 120 * MB, 0.0, 0, peak, anon=120 * MB))
@@ -119,7 +134,7 @@ def test_learned_room_for_growth_expires_when_nothing_comes_back():
     `calm` intervals whatever came back, and while it grew the model's deeper refaults held it:
     kv kept 2-6 rooms a run, up to its own limit, where Senpai probed the next interval)."""
     def squeezed():
-        c = R.LearnedReclaimer()
+        c = R.LearnedReclaimer(room_growths=2)
         peak = 235 * MB
         first = c.step(R.Obs(67 * MB, peak, 67 * MB, 0.0, 0, peak, anon=67 * MB))
         room = c.step(R.Obs(66 * MB, first, 67 * MB, 0.2, 20, peak, anon=97 * MB))
@@ -174,8 +189,8 @@ def test_learned_holds_while_the_program_grows_and_refaults():
 
 def test_learned_makes_room_for_growth_under_a_limit_it_set():
     """A program growing into a limit an earlier step left (kv's build after a pause) gets room
-    for its growth before it reaches the limit, never above its own limit."""
-    c = R.LearnedReclaimer()
+    for its growth before it reaches the limit, never above its own limit (with room_growths)."""
+    c = R.LearnedReclaimer(room_growths=2)
     peak = 200 * MB
     c.step(R.Obs(60 * MB, 60 * MB, 60 * MB, 0.0, 0, peak, anon=50 * MB))
     new = c.step(R.Obs(70 * MB, 72 * MB, 70 * MB, 0.0, 3000, peak, anon=60 * MB))  # its pages come back
