@@ -55,3 +55,19 @@ def test_novelty_round_trips_in_a_model_and_refuses_other_context_lengths(tmp_pa
         Novelty(m.vocab).context(seq)
     with pytest.raises(KpError, match="profile is empty"):
         Novelty(m.vocab).fit([])
+
+
+def test_a_corrupt_novelty_model_is_a_one_line_error(tmp_path):
+    from sec_common import kpilot
+    traces = [Trace(f"n{i}", ["open", "read", "write", "close"] * (5 + i), comm="cat") for i in range(6)]
+    p = tmp_path / "m.json"
+    SecurityModel.train(traces, ("novelty",), calibrate=0.3).save(p)
+    doc = json.loads(p.read_text())
+    for change, msg in ((lambda d: d.update(ks=[1, 2]), "context lengths"),
+                        (lambda d: d["tables"]["6"].append(-1), "corrupt")):
+        bad = json.loads(json.dumps(doc))
+        change(bad["detectors"]["novelty"])
+        p.write_text(json.dumps(bad))
+        r = kpilot("security", "eval", "--model", p, "--data", tmp_path)
+        assert r.returncode != 0 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
