@@ -14,7 +14,7 @@ from pathlib import Path
 V2 = Path("/sys/fs/cgroup/unified") if Path("/sys/fs/cgroup/unified/cgroup.procs").exists() else Path("/sys/fs/cgroup")
 CHAIN_MAX = 32       # parent chain depth kept in an alert
 KEEP_GONE_S = 300.0  # an exited process's entry is kept this long (late windows, children's chains)
-MAX_PROCS = 20_000   # entries kept at most: past it the longest exited, then the first seen, go (counted)
+MAX_PROCS = 20_000   # entries kept at most; past it some go, exited ones first (ProcTable._evict), counted
 # an interpreter runs many programs: its program is the interpreter and what it runs
 INTERPRETER = re.compile(r"(python|perl|ruby|php|node|bash|dash|sh|zsh)[0-9.]*$")
 
