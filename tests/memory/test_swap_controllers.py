@@ -488,3 +488,6 @@ def test_bench_swap_reports_the_hotcold_floor_beside_its_target():
                          "program_cpu_ratio": 1.0}}
     t = _targets({"hotcold": {"summary": s, "major_fault_floor": 33332}})
     assert t["hotcold_major_faults_le_0.8x"]["floor"] == {"faults": 33332, "ratio": 0.813}
+    row = {"saved_vs_kernel": 0.2, "slowdown": 0.3, "slowdown_less_cpu_wait": 0.04}
+    t = _targets({"kv": {"summary": {"kernel": {}, "senpai": dict(row, saved_vs_kernel=0.1), "kernelpilot": row}}})
+    assert t["vs_senpai_savings_ge_1.2x"]["value"]["kv"]["slowdown_less_cpu_wait_kernelpilot"] == 0.04
