@@ -106,3 +106,19 @@ def test_followers_that_fetch_nothing_scored_beside_mix():
     assert s["all"]["vote_worst_regret"] == pytest.approx(0.06) and s["all"]["vote_worst_regret_cell"] == "a@20"
     assert s["targets_met_without_fetching"] == {"vote_worst_regret": False, "below_best_share_with_room": True,
                                                  "median_gap_closed": False}
+
+
+def test_vote_with_lrb_scored_against_lrb_too_and_the_classic_vote_beside():
+    """Where the cell has vote_classic (vote without lrb), vote's experts include lrb: its regret
+    is against the best of the classics and lrb; vote_classic's against the classics alone."""
+    r = score_cell(cell(mix=0.5, vote=0.55, vote_classic=0.61, lecar=0.62, lrb=0.52))
+    assert r["vote_regret"] == pytest.approx(0.03) and r["vote_below_best"]  # lrb at 0.52 is its best
+    assert r["vote_classic_regret"] == pytest.approx(0.01) and not r["vote_classic_below_best"]
+    assert r["vote_classic_gap_closed"] == pytest.approx(-0.05)
+    q = score_cell(cell(mix=0.5, vote=0.66, vote_classic=0.59, lecar=0.5))
+    s = _summary({"traces": {"a": {"cells": {"10": r, "20": q}}}})
+    w = s["with_room"]
+    assert w["vote_classic_below_best_classic"] == "1/2" and w["vote_classic_or_learned_below_best_classic"] == "2/2"
+    assert s["all"]["vote_classic_worst_regret"] == pytest.approx(0.01)
+    assert s["all"]["vote_classic_worst_regret_cell"] == "a@10"
+    assert s["all"]["vote_worst_regret"] == pytest.approx(0.06)
