@@ -249,8 +249,8 @@ class EbpfSource(LiveSource):
 
     def finish(self) -> np.ndarray:
         """Detach, then everything left: both rings and each CPU's unfinished batch."""
-        for p in self.programs:
-            self.obj.program(p).detach()
+        from kernelpilot.probes.libbpf import detach_all
+        detach_all([self.obj.program(p) for p in self.programs])
         parts = [self.readers[0].poll(), unbatch(self.readers[1].poll())]
         m = self.obj.map("kp_batches")
         for key in range(NBATCHES):  # each CPU's syscall/fault batch and its sched batch
@@ -285,8 +285,8 @@ class EbpfSource(LiveSource):
 
     def stop(self):
         if self.obj is not None:
-            for p in self.obj.programs.values():
-                p.detach()
+            from kernelpilot.probes.libbpf import detach_all
+            detach_all(self.obj.programs.values())
             for r in self.readers:
                 r.close()
             self.readers = []
