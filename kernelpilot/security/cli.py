@@ -69,6 +69,8 @@ def register(app: typer.Typer) -> None:
                                                          "ensemble")),
                                                help="with --dataset: comma-separated detectors"),
                  quick: bool = typer.Option(False, "--quick", help="with --dataset: fewer training epochs"),
+                 per_service: bool = typer.Option(False, "--per-service", help="with --dataset fhids: also "
+                                                  "thresholds and n-gram models per service, chosen on the dev split"),
                  abi: str = typer.Option("i386", help="ABI of number-only trace files"),
                  json_out: bool = typer.Option(False, "--json", help="print JSON")):
         """AUC, detection rate at 1% and 0.1% FPR, latency, per family, every detector side by side."""
@@ -76,7 +78,7 @@ def register(app: typer.Typer) -> None:
             from kernelpilot.security.devsets import cli_eval
             if model is not None or data is not None:
                 raise KpError("give either --dataset NAME or --model MODEL --data ROOT")
-            return cli_eval(dataset, path, _kinds(detectors), quick, json_out)
+            return cli_eval(dataset, path, _kinds(detectors), quick, json_out, per_service)
         if model is None or data is None:
             raise KpError("give --model MODEL and --data ROOT (or --dataset fhids|unm)")
         from kernelpilot.security.data import load_eval

@@ -6,7 +6,8 @@ Thresholds come from calibration normals only (kernelpilot.security.metrics). Th
 rule (kernelpilot.security.fused) is chosen on a dev split of normal traces only: FHIDS, leave
 services out (parts refitted without them, their calibration traces not identical to a remaining
 training trace are the novel ones); UNM, the other programs' calibration traces are novel to this
-program's models."""
+program's models. `--per-service` (FHIDS): thresholds and n-gram models per service beside the
+host-wide rule, the mode chosen on its own dev split (kernelpilot.security.perservice)."""
 from __future__ import annotations
 
 import time
@@ -17,6 +18,7 @@ from kernelpilot.errors import KpError
 from kernelpilot.security import datasets as DS
 from kernelpilot.security import detectors as D
 from kernelpilot.security import fused as F
+from kernelpilot.security import perservice as P
 from kernelpilot.security.features import Vocabulary
 from kernelpilot.security.metrics import auc, evaluate_scores, threshold
 from kernelpilot.security.registry import DETECTORS, make
@@ -188,11 +190,37 @@ def _strip(res):
     return res
 
 
-def fhids(path=None, kinds=KINDS, quick=False, progress=None) -> dict:
+def per_service(res, sp) -> dict:
+    """The per-service calibration block (kernelpilot.security.perservice) for the n-gram detectors
+    fitted and the fused rule where its parts are all n-gram tables."""
+    rules = {k: k for k in P.KINDS if k in res["detectors"]}
+    why = {}
+    if "fused" in res["detectors"]:
+        r = res["detectors"]["fused"]["rule"]["rule"]
+        if all(p in rules for p in F.rule_parts(r)):
+            rules["fused"] = r
+        else:
+            why["fused"] = f"its rule {r} has a part that is not refitted per service (only {', '.join(P.KINDS)})"
+    if not rules:
+        return {"skipped": f"needs one of {', '.join(P.KINDS)}"}
+    train = [t for t in sp["train"] if len(t)]
+    tn = [t for t in sp["test"] if t.label == "normal"]
+    ta = [t for t in sp["test"] if t.label == "attack"]
+    out = P.report(train, sp["calibration"], tn, ta, Vocabulary.from_traces(train),
+                   {k: d["_scored"] for k, d in res["detectors"].items()}, rules, max_calls=MAX_CALLS)
+    out["skipped"] = why
+    return out
+
+
+def fhids(path=None, kinds=KINDS, quick=False, progress=None, per_service_calibration=False) -> dict:
     traces = DS.load("fhids", path)
     sp = DS.split("fhids", traces)
     res = judge(kinds, sp, quick, progress,
                 dev=lambda train, cal, vocab, dets, res: dev_leave_groups_out(train, cal, vocab, quick))
+    if per_service_calibration:
+        res["per_service"] = per_service(res, sp)
+        if progress:
+            progress("per-service calibration")
     # attack processes whose calls equal a normal training process exactly get a normal score
     # from every n-gram detector; figures over the other attacks show what remains
     seen = {tuple(t.calls[:MAX_CALLS]) for t in sp["train"]}
@@ -297,13 +325,17 @@ def unm_summary(out) -> dict:
     return s
 
 
-def run(name: str, path=None, kinds=KINDS, quick=False, progress=None) -> dict:
+def run(name: str, path=None, kinds=KINDS, quick=False, progress=None, per_service_calibration=False) -> dict:
     if name not in DS.NAMES:
         raise KpError(f"unknown data set '{name}'; choose from {', '.join(DS.NAMES)}")
     bad = [k for k in kinds if k not in DETECTORS]
     if bad:
         raise KpError(f"unknown detector {', '.join(bad)}; choose from {', '.join(DETECTORS)}")
-    return (fhids if name == "fhids" else unm)(path, kinds, quick, progress)
+    if per_service_calibration and name != "fhids":
+        raise KpError("--per-service is for fhids: UNM is judged per program already")
+    if name == "fhids":
+        return fhids(path, kinds, quick, progress, per_service_calibration)
+    return unm(path, kinds, quick, progress)
 
 
 def table(name: str, res: dict) -> list[dict]:
@@ -328,12 +360,13 @@ def table(name: str, res: dict) -> list[dict]:
     return rows
 
 
-def cli_eval(name: str, path, kinds, quick: bool, json_out: bool) -> None:
+def cli_eval(name: str, path, kinds, quick: bool, json_out: bool, per_service_calibration=False) -> None:
     """`kpilot security eval --dataset NAME`: the protocol, then one row per detector (per program)."""
     import json
     import sys
     res = run(name, path, kinds, quick,
-              progress=None if json_out else lambda k: print(f"scored {k}", file=sys.stderr))
+              progress=None if json_out else lambda k: print(f"scored {k}", file=sys.stderr),
+              per_service_calibration=per_service_calibration)
     if json_out:
         print(json.dumps(res, indent=1))
         return
@@ -355,5 +388,7 @@ def cli_eval(name: str, path, kinds, quick: bool, json_out: bool) -> None:
         print("attack traces identical to a normal training trace:", res["attacks_identical_to_a_normal_training_trace"])
         print("detection ceiling if those are missed:", {k: v for k, v in res["detection_ceiling"].items() if k != "why"})
         print("in-kernel tree pre-filter:", res.get("prefilter"))
+        for k, r in res.get("per_service", {}).get("detectors", {}).items():
+            print(f"per-service ({k}): mode {r['mode']} chosen on the dev split; on test:", r["chosen_on_test"])
     else:
         print("skipped:", res["skipped_programs"])
