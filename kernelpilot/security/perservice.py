@@ -225,6 +225,18 @@ def test_figures(mode, cal, cal_groups, normal, normal_groups, attack, attack_gr
             "test_normal_fpr_by_service": {g: _rate(n[np.asarray(normal_groups) == g]) for g in sorted(set(normal_groups))}}
 
 
+def ceiling(train, attacks, max_calls=None) -> dict:
+    """The share of attacks not identical to a normal training trace of their own service (of any
+    service where theirs has none): what per-service models can reach at best, overall and per family."""
+    seen: dict[str, set] = {}
+    for t in train:
+        seen.setdefault(t.meta["service"], set()).add(tuple(t.calls[:max_calls]))
+    anywhere = set().union(*seen.values()) if seen else set()
+    dup = np.array([tuple(t.calls[:max_calls]) in seen.get(t.meta["service"], anywhere) for t in attacks], dtype=bool)
+    fams = np.array([t.family for t in attacks])
+    return {"overall": _rate(~dup), **{f: _rate(~dup[fams == f]) for f in sorted(set(fams.tolist()))}}
+
+
 def report(train, cal, test_normal, attacks, vocab, host_scored: dict, rules: dict, max_calls=None, seed=0) -> dict:
     """The per-service block of `eval --dataset fhids --per-service`. host_scored: {detector: (cal,
     test normal, attack) Scored lists of the host model}, for each detector in rules ({detector:
@@ -243,7 +255,7 @@ def report(train, cal, test_normal, attacks, vocab, host_scored: dict, rules: di
                                  host_scored[p][i]) for ts, i in sets]
     out = {"rule_for_unknown_services": "a trace whose service has no calibration traces (Cryptomining) is "
                                         "judged by the host model at the host-wide threshold, in every mode",
-           "detectors": {}}
+           "detection_ceiling_service_models": ceiling(train, attacks, max_calls), "detectors": {}}
     for det, r in rules.items():
         ps = F.rule_parts(r)
         svc_scored = own[r] if ":" not in r else F.fuse(r, *({p: own[p][i] for p in ps} for i in range(3)))

@@ -49,6 +49,17 @@ def test_service_models_see_calls_unlike_their_own():
     assert out[0].score > 0.5 and out[1] == "host's"  # no model for a service never trained: the host's score
 
 
+def test_ceiling_counts_copies_of_the_own_services_training_traces():
+    def tr(svc, calls, label="normal"):
+        return Trace(name=svc, calls=calls, label=label, family=svc if label == "attack" else "normal",
+                     meta={"service": svc})
+    train = [tr("Nginx", ["read", "write"]), tr("SSH", ["open"])]
+    attacks = [tr("SSH", ["read", "write"], "attack"), tr("Nginx", ["read", "write"], "attack"),
+               tr("Cryptomining", ["open"], "attack"), tr("Cryptomining", ["close"], "attack")]
+    # SSH's copy of an Nginx trace is novel to SSH's model; Cryptomining has no service: any service's copy counts
+    assert P.ceiling(train, attacks) == {"overall": 0.5, "Cryptomining": 0.5, "Nginx": 0.0, "SSH": 1.0}
+
+
 def _traces():
     calls = {"S1": ["read", "write"], "S2": ["open", "close"], "S3": ["read", "close"], "S4": ["write", "open"]}
     out = []
@@ -81,6 +92,7 @@ def test_eval_per_service_cli(tmp_path):
     ps = json.loads(r.stdout)["per_service"]
     assert set(ps["detectors"]) == {"mismatch", "novelty", "fused"}
     assert "Cryptomining" in ps["rule_for_unknown_services"]
+    assert ps["detection_ceiling_service_models"] == {"overall": 1.0, "Cryptomining": 1.0, "FTP": 1.0}
     for d in ps["detectors"].values():
         assert d["mode"] in P.MODES and d["chosen_on_test"] == d["every_mode_on_test_not_used_to_choose"][d["mode"]]
         assert set(d["chosen_on_test"]["families"]) == {"Cryptomining", "FTP"}
