@@ -96,9 +96,10 @@ class LearnedReclaimer:
     steps refault over budget, or the program's own pages do), Senpai's probe while pressure is
     under target. Refaults give a step back only with stalls beyond the program's own. While the
     program allocates (anonymous memory up by more than `grow` of the peak in an interval, or the
-    interval before: its phase) it holds, and makes room under a limit below it: that memory is
-    new, not cold; room only where what it took comes back (a stall with nothing back, page cache
-    read once, gets Senpai's back-off, and is not learned as refaults). Page cache growing (files
+    interval before: its phase) it holds where what it took comes back; with `room_growths` it
+    also makes room under a limit below it (off by default: a squeezed growing program that
+    stalls gets Senpai's back-off; a stall with nothing back, page cache read once, gets it
+    always, and is not learned as refaults). Page cache growing (files
     read once) does not hold it. A stall whose refaults are the page cache's costs only its
     time: accepted up to `file_target` of the interval (held, no back-off), while its reads (io
     pressure, of the time it did not wait for a CPU) stay under `io_target`; past that it backs
@@ -196,8 +197,9 @@ class LearnedReclaimer:
         self.hold_, self.hold_why_ = self.horizon, "oom"
 
     def _room(self, o: Obs, growth: int) -> int | None:
-        """A limit under a program in its allocation phase: room for two intervals of `growth`
-        (None where it did not grow by `grow` of the peak, or that fits under the limit)."""
+        """A limit under a program in its allocation phase: room for `room_growths` intervals of
+        `growth` (None where room_growths is 0, it did not grow by `grow` of the peak, or that fits
+        under the limit)."""
         if self.room_growths > 0 and o.limit < o.ceiling and growth > self.grow * o.peak and \
                 o.usage + self.room_growths * growth > o.limit:
             self.why_ = "growing_room"
