@@ -37,11 +37,12 @@ PRUNE = True
 TAU = 0.02  # weight temperature: misses behind the best, in cache sizes, that divide a weight by e
 # the learned expert (lrb) joins at the end of its training prefix this many cache sizes of misses
 # behind the fewest (weight exp(-ENTER / TAU)), so that it leads only once it has done better.
-# Chosen on the devsplit (training halves, 69 cells with room, lrb with its histogram fits): below
-# the best classic in 23 (vote without lrb: 20; ENTER 0.2: 24, 0: more on loops where lrb led vote
-# astray while all missed), mean gap closed -5.2% (-6.7%; 0.2: -5.9%), worst regret 7.7 points
-# against the best of its experts, lrb included (the same as without lrb; 0.2: 8.1); half-lives
-# 4 and 6 with it: 26, but -10% and -5.9%
+# Chosen on the devsplit (training halves, 69 cells with room; lrb's first fit exact, its refits
+# histogram, b08945a): below the best classic in 27 (ENTER 0.2: 28, 0.5: 26; without lrb: 20), vote
+# or lrb 36 (36, 35; 35), mean gap closed -4.2% (-8.7%, -5.8%; -6.7%), worst regret 7.7 points
+# against the best of its experts, lrb included (8.2, 7.7; 7.7). Entering level (ENTER 0) lost
+# up to 7.4 points on loops (cs, gli) where all experts missed for a while and lrb's candidates
+# took over. In cache sizes, it costs most where the scored part is few cache sizes long (P3 at 20%)
 ENTER = 1.0
 
 
