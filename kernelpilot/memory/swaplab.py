@@ -253,9 +253,7 @@ class SwapLab:
             return False
 
     def pressure_us(self) -> int:
-        if self.psi_cg is not None:
-            return read_pressure(self.psi_cg / "memory.pressure")
-        return read_pressure(Path("/proc/pressure/memory"))
+        return read_pressure(self._psi_path("memory"))
 
     def io_pressure_us(self) -> int:
         """'some' io stall total (microseconds) of the same group (else the host's), 0 where the
@@ -270,10 +268,14 @@ class SwapLab:
         CPU, which on a shared host is most of a run's spread (0 where absent)."""
         return self._psi("cpu")
 
+    def _psi_path(self, resource: str) -> Path:
+        """The group's RESOURCE.pressure, else the host's /proc/pressure/RESOURCE."""
+        return self.psi_cg / f"{resource}.pressure" if self.psi_cg is not None else Path(f"/proc/pressure/{resource}")
+
     def _psi(self, resource: str) -> int:
-        path = (self.psi_cg / f"{resource}.pressure") if self.psi_cg is not None else Path(f"/proc/pressure/{resource}")
+        """'some' total of an optional resource (io, cpu): 0 where the kernel lacks it."""
         try:
-            return read_pressure(path)
+            return read_pressure(self._psi_path(resource))
         except FileNotFoundError:
             if self.psi_cg is not None and not self.psi_cg.exists():
                 raise
