@@ -79,8 +79,8 @@ def follow(d, sz, cap: int, n_obj: int, hits, logs, half: float = HALF, tau: flo
     """The voting cache over the experts' hits (k x n) and eviction logs (mix.shadows); until:
     per expert the request from which it no longer runs (default: none stops); since: per
     expert the request from which its misses count (default: 0). Before it an expert's shadow
-    is replayed but it has no weight and names no candidate; at it, its misses start level
-    with the fewest (the learned expert: the end of its training prefix, where its hits stop
+    is replayed but it has no weight and names no candidate; at it, its misses start at the
+    fewest plus `enter` cache sizes (the learned expert: the end of its training prefix, where its hits stop
     being in-sample)."""
     mean_sz = max(1.0, float(np.mean(sz))) if len(sz) else 1.0
     decay = 2.0 ** (-1.0 / max(64.0, half * cap / mean_sz))
