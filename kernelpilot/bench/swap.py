@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import sys
 
-PROTOCOL = ("per workload: one unscored kernelpilot history run, then {reps} rounds of kernel / senpai / "
+KV_REPS = 8
+PROTOCOL = ("per workload: one unscored kernelpilot history run, then {reps} rounds (kv {kv_reps}) of kernel / senpai / "
             "kernelpilot, order rotated each round; medians over rounds; saved = 1 - mean usage / kernel's "
             "mean usage; slowdown = run time / kernel's - 1; program_cpu_ratio = kernel's program user+sys time / "
             "this config's; PSI = the workload's own cgroup-v2 group; "
-            "fixed seeds in the workloads (numpy default_rng 3, 4, 5)")
+            "fixed seeds in the workloads (numpy default_rng 3, 4, 5); each run keeps its controller's decision log "
+            "(decision_log: s, usage, limit, new limit MB, pressure, refaults, reason, io, page-cache refaults, cpu)")
 
 
 def _targets(w: dict) -> dict:
@@ -32,14 +34,26 @@ def _targets(w: dict) -> dict:
         out["hotcold_major_faults_le_0.8x"] = {"value": pr, "met": pr <= 0.8,
                                                "cgroup_value": hc["major_fault_ratio"],
                                                "cgroup_met": hc["major_fault_ratio"] <= 0.8}
+        if "program_and_agent_major_fault_ratio" in hc:
+            # with the faults the agent's own touches took (its thread's rusage): the program's count
+            # leaves out every page the agent swapped in ahead of it, so this is the policy's
+            out["hotcold_major_faults_le_0.8x"]["program_and_agent_value"] = hc["program_and_agent_major_fault_ratio"]
+            out["hotcold_major_faults_le_0.8x"]["program_and_agent_met"] = hc["program_and_agent_major_fault_ratio"] <= 0.8
         out["hotcold_speed_ge_1.0x"] = {"value": hc["speed_ratio"], "met": hc["speed_ratio"] >= 1.0,
                                         "program_cpu_ratio": hc["program_cpu_ratio"]}
         floor = w["hotcold"].get("major_fault_floor")
         k = w["hotcold"]["summary"].get("kernel", {}).get("program_major_faults")
         if floor is not None and k:
             # what no policy that cannot foresee the program's random cold reads gets under: where
-            # it is above 0.8x the kernel's, the target cannot be met at this limit
-            out["hotcold_major_faults_le_0.8x"]["floor"] = {"faults": floor, "ratio": round(floor / k, 4)}
+            # it is above 0.8x the kernel's, the target cannot be met at this limit. Each scored
+            # run's program + agent faults against it: one under it would refute the floor
+            runs = [r for r in w["hotcold"].get("runs", []) if r.get("rep") != "history" and r["exit_code"] == 0
+                    and "agent_major_faults" in r]
+            out["hotcold_major_faults_le_0.8x"]["floor"] = {
+                "faults": floor, "ratio": round(floor / k, 4),
+                "runs_under_it": {c: sum(r["program_major_faults"] + r["agent_major_faults"] < floor
+                                         for r in runs if r["config"] == c) for c in sorted({r["config"] for r in runs})},
+                "runs_under_it_program_only": sum(r["program_major_faults"] < floor for r in runs)}
     rows = {n: v["summary"] for n, v in w.items()
             if all("saved_vs_kernel" in v["summary"].get(c, {}) for c in ("senpai", "kernelpilot"))}
     if rows:
@@ -48,6 +62,12 @@ def _targets(w: dict) -> dict:
         saved = {n: s["kernelpilot"]["saved_vs_kernel"] for n, s in within.items()}
         out["saved_ge_20pct_at_le_5pct_slowdown"] = {"value": saved, "met": bool(saved) and
                                                      all(v >= 0.2 for v in saved.values()) and len(within) == len(rows)}
+        if all("slowdown_less_cpu_wait" in s["kernelpilot"] for s in rows.values()):
+            # the same judged on run time less the wait for a CPU (the shared host's, not the config's)
+            w2 = {n: s["kernelpilot"]["saved_vs_kernel"] for n, s in rows.items()
+                  if s["kernelpilot"]["slowdown_less_cpu_wait"] <= 0.05}
+            out["saved_ge_20pct_at_le_5pct_slowdown"]["less_cpu_wait"] = {
+                "within": sorted(w2), "met": len(w2) == len(rows) and all(v >= 0.2 for v in w2.values())}
         vs = {}
         for n, s in rows.items():
             sp = s["senpai"]["saved_vs_kernel"]
@@ -61,6 +81,10 @@ def _targets(w: dict) -> dict:
         out["vs_senpai_savings_ge_1.2x"] = {"value": vs, "met": all(
             v["ratio"] is not None and v["ratio"] >= 1.2 and v["slowdown_kernelpilot"] <= v["slowdown_senpai"] + 0.05
             for v in vs.values())}
+        if all("slowdown_less_cpu_wait_kernelpilot" in v for v in vs.values()):
+            out["vs_senpai_savings_ge_1.2x"]["met_less_cpu_wait"] = all(
+                v["ratio"] is not None and v["ratio"] >= 1.2 and
+                v["slowdown_less_cpu_wait_kernelpilot"] <= v["slowdown_less_cpu_wait_senpai"] + 0.05 for v in vs.values())
     return out
 
 
@@ -69,13 +93,15 @@ def run(quick: bool = False) -> dict:
     from kernelpilot.memory.workloads import LIVE_WORKLOADS
     sig = pagesignal.measure_accuracy(n_pages=8192 if quick else 65536, intervals=6 if quick else 12)
     reps = 2 if quick else 3
+    # kv's rounds of one config spread widely (kernel alone 120-173 MB): more of them
+    reps_by = {} if quick else {"kv": KV_REPS}
 
     def progress(name, config, rep, r):
         print(f"swap bench: {name} {config} rep {rep}: {r['seconds']} s, {r['mean_usage_mb']} MB, "
               f"{r['major_faults']} major faults", file=sys.stderr, flush=True)
-    res = swaprun.experiment(list(LIVE_WORKLOADS), reps, quick, progress=progress)
+    res = swaprun.experiment(list(LIVE_WORKLOADS), reps, quick, progress=progress, reps_by=reps_by, log=True)
     for w in res["workloads"].values():
         w["runs"] = [{k: v for k, v in r.items() if k != "errors" or v} for r in w["runs"]]
-    return {"protocol": PROTOCOL.format(reps=reps), "quick": quick, "host_note":
+    return {"protocol": PROTOCOL.format(reps=reps, kv_reps=reps_by.get("kv", reps)), "quick": quick, "host_note":
             "shared host (other engineers' jobs run beside): spreads are min..max over rounds",
             "page_signal": sig, **res, "targets": _targets(res["workloads"])}

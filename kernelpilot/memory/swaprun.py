@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 import threading
 import time
 
@@ -54,8 +55,9 @@ class Driver:
     CONTROL_EVERY ticks; the pusher (kernelpilot) each tick. Limit steps are written by a
     LimitWriter thread, so a write that reclaims for long never stops the sampling."""
 
-    def __init__(self, lab, config: str, predictor: R.RefaultPredictor | None = None, tick: float = TICK):
-        self.lab, self.config, self.tick = lab, config, tick
+    def __init__(self, lab, config: str, predictor: R.RefaultPredictor | None = None, tick: float = TICK,
+                 log: bool = False):
+        self.lab, self.config, self.tick, self.keep_log = lab, config, tick, log or LOG
         self.ctrl = R.CONTROLLERS[config]()
         self.pusher = R.ColdPusher(predictor) if config == "kernelpilot" else None
         self.usage: list[int] = []
@@ -68,16 +70,18 @@ class Driver:
         self._oom_since = None
         self.obs: list[R.Obs] = []
         self.cpu_s = 0.0
+        self.majflt = 0  # the agent thread's own major faults (keep_hot's touches swap pages in)
         self.decisions: dict[str, int] = {}  # the controller's reason for each step, counted
         self.log: list[list] = []  # per step: s, usage, limit, new (MB), pressure, refaults, reason, io
         # pressure, page-cache refaults, cpu pressure
 
     def __call__(self, pid, stop):
-        t_cpu = time.thread_time()
+        t_cpu, f0 = time.thread_time(), thread_major_faults()
         try:
             self._run(pid, stop)
         finally:
             self.cpu_s = time.thread_time() - t_cpu
+            self.majflt = thread_major_faults() - f0
 
     def _run(self, pid, stop):
         lab = self.lab
@@ -151,7 +155,7 @@ class Driver:
                 if why == "step" and new >= limit:
                     why = "step_above_limit"  # a step from usage that does not go below the limit
                 self.decisions[why] = self.decisions.get(why, 0) + 1
-                if LOG:
+                if self.keep_log:
                     self.log.append([round(now - t_start, 2), round(usage / MB, 1), round(limit / MB, 1),
                                      round(new / MB, 1), round(o.pressure, 5), o.refaults, why,
                                      round(o.io_pressure, 5), o.file_refaults, round(o.cpu_pressure, 5)])
@@ -268,12 +272,20 @@ class Driver:
                 fds.pop(p, None)
 
 
-def run_config(lab, wl, config: str, predictor=None) -> dict:
+def thread_major_faults() -> int:
+    """This thread's major faults so far (getrusage RUSAGE_THREAD). A fault the agent takes in the
+    program's memory (process_vm_readv on a page that is out) is counted here, as the agent's,
+    and in the group's pgmajfault, but not in the program's own rusage."""
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_majflt
+
+
+def run_config(lab, wl, config: str, predictor=None, log: bool = False) -> dict:
     """Run workload `wl` once under `config` in `lab` (a set-up SwapLab); the limit is put back
-    to the workload's own afterwards."""
+    to the workload's own afterwards. `log` (or KPILOT_SWAP_LOG=1): the output keeps the
+    controller's decision log."""
     wl.prepare_run()
     lab.set_limit(wl.limit_mb << 20)
-    d = Driver(lab, config, predictor)
+    d = Driver(lab, config, predictor, log=log)
     st0, psi0, io0, cpu0 = lab.stat(), lab.pressure_us(), lab.io_pressure_us(), lab.cpu_pressure_us()
     kills0 = _oom_kills(lab)
     # every config, the kernel alone too: a charge that reclaim cannot meet at the workload's own
@@ -306,8 +318,9 @@ def run_config(lab, wl, config: str, predictor=None) -> dict:
            "limit_refused": d.limit_refused, "limit_interrupted": d.limit_interrupted,
            "control_skipped_write_busy": d.write_busy, "agent_cpu_s": round(d.cpu_s, 3), "errors": d.errors,
            "oom_raised": d.oom_raised, "limit_clamped": d.clamped, "decisions": d.decisions,
-           "oom_waits": d.oom_waits, "oom_kills": _oom_kills(lab) - kills0}
-    if LOG:
+           "oom_waits": d.oom_waits, "oom_kills": _oom_kills(lab) - kills0,
+           "agent_major_faults": d.majflt}
+    if d.keep_log:
         out["decision_log"] = d.log
     if d.pusher is not None:
         out.update(pushed=d.pusher.pushed, pushed_back=d.pusher.refaulted, labels=d.pusher.labels,
@@ -353,6 +366,12 @@ def summarize(runs: list[dict]) -> dict:
             # most of the spread of run times (4-14 s for the same sqlite run), not the config's
             out[c]["seconds_less_cpu_wait"] = float(np.median([r["seconds"] - r["psi_cpu_some_ms"] / 1e3 for r in rows]))
         out[c]["program_cpu_s"] = float(np.median([r.get("program_user_s", 0) + r.get("program_sys_s", 0) for r in rows]))
+        if all("agent_major_faults" in r for r in rows):
+            # the program's faults and the ones the agent took for it (its touches): a page the agent
+            # swapped in is one the program did not fault on, so only the sum is the policy's count
+            out[c]["agent_major_faults"] = _median(rows, "agent_major_faults")
+            out[c]["program_and_agent_major_faults"] = float(np.median(
+                [r["program_major_faults"] + r["agent_major_faults"] for r in rows]))
         out[c]["failed_runs"] = len(scored[c]) - len(rows)  # killed (a memcg OOM kill: -9) or failed
         out[c]["spread_seconds"] = [min(r["seconds"] for r in rows), max(r["seconds"] for r in rows)]
         out[c]["spread_mean_usage_mb"] = [min(r["mean_usage_mb"] for r in rows), max(r["mean_usage_mb"] for r in rows)]
@@ -365,6 +384,9 @@ def summarize(runs: list[dict]) -> dict:
                 o["slowdown"] = round(o["seconds"] / max(k["seconds"], 1e-9) - 1, 4)
                 o["major_fault_ratio"] = round(o["major_faults"] / max(k["major_faults"], 1), 4)
                 o["program_major_fault_ratio"] = round(o["program_major_faults"] / max(k["program_major_faults"], 1), 4)
+                if "program_and_agent_major_faults" in o and "program_and_agent_major_faults" in k:
+                    o["program_and_agent_major_fault_ratio"] = round(
+                        o["program_and_agent_major_faults"] / max(k["program_and_agent_major_faults"], 1), 4)
                 o["speed_ratio"] = round(k["seconds"] / max(o["seconds"], 1e-9), 4)
                 if "seconds_less_cpu_wait" in o and "seconds_less_cpu_wait" in k:
                     o["slowdown_less_cpu_wait"] = round(o["seconds_less_cpu_wait"] / max(k["seconds_less_cpu_wait"], 1e-9) - 1, 4)
@@ -375,10 +397,12 @@ def summarize(runs: list[dict]) -> dict:
 
 
 def experiment(names: list[str], reps: int, quick: bool, zram_mb: int = 1024, progress=None,
-               configs=CONFIGS, limit_mb: int | None = None, seed: int | None = None) -> dict:
-    """Each workload: `reps` rounds of kernel / senpai / kernelpilot, the order rotated each round
-    (interleaved, so the shared host's noise falls on all three); `seed`: a dev seed for the
-    workloads (None: the bench's own). kernelpilot first has one
+               configs=CONFIGS, limit_mb: int | None = None, seed: int | None = None,
+               reps_by: dict | None = None, log: bool = False) -> dict:
+    """Each workload: `reps` rounds (`reps_by[name]` where given) of kernel / senpai / kernelpilot,
+    the order rotated each round (interleaved, so the shared host's noise falls on all three);
+    `seed`: a dev seed for the workloads (None: the bench's own); `log`: each run keeps its
+    controller's decision log. kernelpilot first has one
     unscored history run; each of its scored runs starts from the predictor (weights and page
     history) that run left, and learns online from there."""
     import shutil
@@ -392,7 +416,7 @@ def experiment(names: list[str], reps: int, quick: bool, zram_mb: int = 1024, pr
     bad = [n for n in names if n not in LIVE_WORKLOADS]
     if bad:
         raise KpError(f"unknown workload '{bad[0]}'; choose from {', '.join(LIVE_WORKLOADS)}")
-    if reps <= 0:
+    if reps <= 0 or any(n <= 0 for n in (reps_by or {}).values()):
         raise KpError("--reps must be > 0")
     if limit_mb is not None and limit_mb <= 0:
         raise KpError("--limit-mb must be > 0")
@@ -416,16 +440,16 @@ def experiment(names: list[str], reps: int, quick: bool, zram_mb: int = 1024, pr
                 pred = R.RefaultPredictor()
                 runs = []
                 if "kernelpilot" in configs:
-                    h = run_config(lab, wl, "kernelpilot", pred)  # history run: not scored
+                    h = run_config(lab, wl, "kernelpilot", pred, log)  # history run: not scored
                     h["rep"] = "history"
                     runs.append(h)
                     lab.empty()
                 learned = pred.snapshot()
-                for rep in range(reps):
+                for rep in range((reps_by or {}).get(name, reps)):
                     for c in _rotate(list(configs), rep):
                         if c == "kernelpilot":  # each round starts from what the history run taught
                             pred.restore(learned)
-                        r = run_config(lab, wl, c, pred if c == "kernelpilot" else None)
+                        r = run_config(lab, wl, c, pred if c == "kernelpilot" else None, log)
                         r["rep"] = rep
                         runs.append(r)
                         if progress:

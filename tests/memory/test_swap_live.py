@@ -57,7 +57,8 @@ def test_short_run_each_config_then_restored(tmp_path, tiny):
     with _journal(tmp_path) as j:
         lab = SwapLab(j, 32, 128).open()
         assert lab.psi_cg is not None or lab.notes
-        runs = {c: swaprun.run_config(lab, tiny, c, pred if c == "kernelpilot" else None) for c in swaprun.CONFIGS}
+        runs = {c: swaprun.run_config(lab, tiny, c, pred if c == "kernelpilot" else None, log=c != "kernel")
+                for c in swaprun.CONFIGS}
         assert _state() != before  # set up for real
     assert _state() == before
     for c, r in runs.items():
@@ -66,6 +67,9 @@ def test_short_run_each_config_then_restored(tmp_path, tiny):
         assert 0 < r["mean_usage_mb"] <= 32 + 1
     kp = runs["kernelpilot"]
     assert kp["labels"] > 0 or kp["fault_refaults"] > 0  # it saw what went out and came back
+    # the bench keeps each controller's decisions (one row a step, its reason among them)
+    assert "decision_log" not in runs["kernel"] and "decision_log" in runs["senpai"]
+    assert kp["agent_major_faults"] >= 0
     assert pred.history_ and not np_all_unknown(pred.history_)
 
 
@@ -106,12 +110,70 @@ def test_squeezing_below_the_working_set_never_oom_kills(tmp_path, monkeypatch):
     monkeypatch.setitem(R.CONTROLLERS, "kernelpilot", Squeeze)
     with _journal(tmp_path) as j:
         lab = SwapLab(j, 128, 64).open()
-        r = swaprun.run_config(lab, _grow(tmp_path, 64), "kernelpilot", R.RefaultPredictor())
+        r = swaprun.run_config(lab, _grow(tmp_path, 64), "kernelpilot", R.RefaultPredictor(), log=True)
         oc = lab.oom_control()
     assert _state() == before
     assert r["exit_code"] == 0, r
     assert oc["oom_kill"] == 0 and oc["oom_kill_disable"] == 0  # the kill is back on after the run
     assert r["limit_steps"] > 0 and r["limit_clamped"] > 0 and r["oom_raised"] > 0, r
+    # one row a step: s, usage, limit, new limit, pressure, refaults, reason, io, page-cache refaults, cpu
+    assert r["decision_log"] and all(len(row) == 10 for row in r["decision_log"])
+    assert any(row[6].endswith("+clamped") for row in r["decision_log"])
+
+
+HOLD = r"""
+import mmap, sys
+m = mmap.mmap(-1, int(sys.argv[1]) << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+for i in range(0, len(m), 4096):
+    m[i] = 1
+sys.stdout.write("%d\n" % __import__("ctypes").addressof(__import__("ctypes").c_char.from_buffer(m)))
+sys.stdout.flush()
+sys.stdin.read(1)
+"""
+
+
+def _majflt(pid):
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[9])
+
+
+def test_the_agents_touches_are_its_own_major_faults_and_the_groups(tmp_path):
+    """keep_hot swaps a page in with process_vm_readv: the fault is the agent thread's (its
+    rusage) and the group's (pgmajfault), never the program's, whose own count then misses it.
+    The hot/cold floor is judged on the program's faults plus the agent's."""
+    _need()
+    from kernelpilot.memory.live import pageout
+    before = _state()
+    (tmp_path / "hold.py").write_text(HOLD)
+    with _journal(tmp_path) as j:
+        lab = SwapLab(j, 64, 128).open()
+        p = subprocess.Popen([sys.executable, str(tmp_path / "hold.py"), "8"], preexec_fn=lab.enter,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            base = int(p.stdout.readline())
+            addrs = [base + k * 4096 for k in range(8 << 8)]
+            fd = R.pidfd_open(p.pid)
+            try:
+                pageout(fd, [(base, 8 << 20)])
+            finally:
+                R.close_fd(fd)
+            time.sleep(0.2)
+            prog0, cg0 = _majflt(p.pid), lab.majfaults()
+            got = {}
+
+            def agent():
+                f0 = swaprun.thread_major_faults()
+                R.touch(p.pid, addrs)
+                got["agent"] = swaprun.thread_major_faults() - f0
+            th = threading.Thread(target=agent)
+            th.start()
+            th.join(30)
+            prog, cg = _majflt(p.pid) - prog0, lab.majfaults() - cg0
+        finally:
+            p.communicate("x", timeout=30)
+    assert _state() == before
+    assert got["agent"] >= len(addrs) // 2, got  # most of the 8 MB was out and came back by the agent
+    assert prog == 0
+    assert cg >= got["agent"]
 
 
 def test_exception_restores(tmp_path):
