@@ -3,10 +3,12 @@
 FHIDS: one model over every service's training normals (a host-wide profile: a trace is judged
 without knowing its service). UNM: one model per program (the monitor knows the executable).
 Thresholds come from calibration normals only (kernelpilot.security.metrics). The fused detector's
-rule (kernelpilot.security.fused) is chosen on a dev split of normal traces only: FHIDS, leave
-services out (parts refitted without them, their calibration traces not identical to a remaining
-training trace are the novel ones); UNM, the other programs' calibration traces are novel to this
-program's models. `--per-service` (FHIDS): thresholds and n-gram models per service beside the
+rule (kernelpilot.security.fused) is chosen on dev cells of normal traces only, by the protocol in
+kernelpilot.security.chooser: FHIDS, leave services out (parts refitted without them with the
+test's settings, their calibration traces not identical to a remaining training trace are the whole
+novel ones, and SPLICE of their calls put into the remaining calibration traces the spliced ones);
+UNM, the other programs' calibration traces (whole, and spliced into this program's) are novel to
+this program's models. `--per-service` (FHIDS): thresholds and n-gram models per service beside the
 host-wide rule, the mode chosen on its own dev split (kernelpilot.security.perservice)."""
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import time
 import numpy as np
 
 from kernelpilot.errors import KpError
+from kernelpilot.security import chooser as C
 from kernelpilot.security import datasets as DS
 from kernelpilot.security import detectors as D
 from kernelpilot.security import fused as F
@@ -102,8 +105,8 @@ def _fuse(res, dev, progress=None) -> None:
         res["skipped"]["fused"] = f"needs one of {', '.join(F.PARTS)}"
         return
     t0 = time.perf_counter()
-    dev_normal, dev_novel, how = dev(parts)
-    choice = F.choose(dev_normal, dev_novel)
+    cells, how = dev(parts)
+    choice = F.choose_cells(cells) if cells else F._no_dev(parts)
     choice["dev_split"] = how
     sc, sn, sa = F.fuse(choice["rule"], *({p: res["detectors"][p]["_scored"][i] for p in parts} for i in range(3)))
     r = evaluate_scores(sc, sn, sa, res["_families"], res["_starts"])
@@ -130,22 +133,27 @@ def dev_leave_groups_out(train, cal, vocab, quick=False, group=lambda t: t.meta[
     """FHIDS dev split (kernelpilot.security.fused.leave_groups_out): services left out, trace scores."""
     def dev(parts):
         return F.leave_groups_out(train, cal, vocab, parts, group, lambda d, seqs: _dev_scores({"x": d}, ["x"], seqs)["x"],
-                                  max_calls=MAX_CALLS)
+                                  max_calls=MAX_CALLS, part_kw={"lm": _options("lm", quick)})
     return dev
 
 
 def dev_other_programs(others, seed=DS.SEED):
-    """UNM dev split: this program's calibration traces are normal, up to DEV_NOVEL calibration
-    traces of the other programs (fixed seed, first DEV_CALLS calls) novel, scored by this program's models."""
+    """UNM dev cells: this program's calibration traces are normal; novel, up to DEV_NOVEL calibration
+    traces of the other programs (fixed seed, first DEV_CALLS calls) whole, and the normal ones with
+    chooser.SPLICE calls of those spliced in; all scored by this program's models."""
     pick = sorted(np.random.default_rng(seed).permutation(len(others))[:DEV_NOVEL]) if others else []
 
-    def make(dets, vocab, cal_scored):
+    def make(dets, vocab, cal_seqs, cal_scored):
         seqs = [vocab.encode(others[i].calls[:DEV_CALLS]) for i in pick]
+        mixed = C.spliced(cal_seqs, seqs)
 
         def dev(parts):
             normal = {p: np.array([s.score for s in cal_scored(p)]) for p in parts}
-            return normal, _dev_scores(dets, parts, seqs), (f"this program's calibration traces vs {len(seqs)} "
-                                                           f"other programs' calibration traces (first {DEV_CALLS} calls)")
+            cells = [("other programs:whole", normal, _dev_scores(dets, parts, seqs))]
+            if mixed:
+                cells.append(("other programs:spliced", normal, _dev_scores(dets, parts, mixed)))
+            return cells, (f"this program's calibration traces vs {len(seqs)} other programs' calibration traces "
+                           f"(first {DEV_CALLS} calls), whole and spliced ({C.SPLICE} calls) into this program's")
         return dev
     return make
 
@@ -281,7 +289,7 @@ def unm(path=None, kinds=KINDS, quick=False, progress=None) -> dict:
             continue
         others = [t for t in sp["calibration"] if t.meta["program"] != p]
         res = judge(kinds, part, quick, dev=lambda train, cal, vocab, dets, res, others=others: dev_other_programs(
-            others)(dets, vocab, lambda k: res["detectors"][k]["_scored"][0]))
+            others)(dets, vocab, _encode(vocab, cal), lambda k: res["detectors"][k]["_scored"][0]))
         ta = [t for t in part["test"] if t.label == "attack"]
         for k, r in res["detectors"].items():
             sc, sn, sa = r.pop("_scored")

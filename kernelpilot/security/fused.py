@@ -7,23 +7,24 @@
   common from the once-seen.
 - fused: each part's score becomes a calibrated z-score (its calibration normals' median and 99th
   percentile: z = (x - median) / (p99 - median)), and the rule combines them: the mean or the
-  maximum of the parts' z, or one part alone. The rule is chosen on a dev split made of normal
-  traces only (kernelpilot.security.devsets builds it; never the test split): candidates are
-  scored by detection at 1% dev-normal FPR, then AUC, and a combination is kept only when it
-  beats every single part there; otherwise fused is its best part."""
+  maximum of the parts' z, or one part alone. The rule is chosen on dev cells made of normal
+  traces only (never the test split) by kernelpilot.security.chooser: folds that leave groups
+  out, each with whole foreign traces and with foreign calls spliced into normal ones; detection
+  at 1% and AUC weighed alike, and a combination kept only where it beats each of its parts in
+  every cell and the best part by a margin; otherwise fused is its best part."""
 from __future__ import annotations
 
 import numpy as np
 
 from kernelpilot.errors import KpError
+from kernelpilot.security import chooser as C
 from kernelpilot.security import detectors as D
 from kernelpilot.security.metrics import Scored, auc, threshold
 from kernelpilot.security.sequence import LM, Mismatch, Novelty, moving_mean
 
 PARTS = ("lm", "mismatch", "rarity", "novelty")
-DEV_CALLS = 2000     # dev split traces are judged on their first 2,000 calls
+DEV_CALLS = 2000     # per-service and UNM dev traces are judged on their first 2,000 calls
 DEV_FOLDS = 3        # groups left out in 3 folds
-DEV_LM_STEPS = 400   # lm refits on dev folds train this many steps
 
 
 def worst_run(pos: np.ndarray, k: int) -> float:
@@ -126,58 +127,51 @@ def combine(rule: str, z: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def choose(dev_normal: dict[str, np.ndarray], dev_novel: dict[str, np.ndarray]) -> dict:
-    """The dev-split rule. Inputs: per part, trace scores of dev normal and dev novel traces.
-    Returns the chosen rule, every candidate's dev figures and whether an ensemble was kept."""
-    parts = [p for p in PARTS if p in dev_normal]
+    """The rule on one dev cell (per part, trace scores of dev normal and dev novel traces)."""
+    return choose_cells([("all", dev_normal, dev_novel)])
+
+
+def choose_cells(cells) -> dict:
+    """The rule on dev cells [(name, {part: normal scores}, {part: novel scores})] by
+    kernelpilot.security.chooser's protocol; every candidate's dev figures beside it."""
+    parts = [p for p in PARTS if cells and p in cells[0][1]]
     if not parts:
         raise KpError(f"the fused detector needs at least one of {', '.join(PARTS)}")
-    n_norm, n_nov = len(next(iter(dev_normal.values()))), len(next(iter(dev_novel.values())))
-    if not n_norm or not n_nov:
-        return {"rule": parts[0], "ensemble_kept": False, "dev": {}, "n_dev_normal": n_norm, "n_dev_novel": n_nov,
-                "why": "empty dev split: first part kept"}
-    norm = {p: normaliser(dev_normal[p]) for p in parts}
-    zn = {p: (np.asarray(dev_normal[p]) - norm[p][0]) / norm[p][1] for p in parts}
-    za = {p: (np.asarray(dev_novel[p]) - norm[p][0]) / norm[p][1] for p in parts}
-    dev = {}
-    for r in candidates(parts):
-        sn, sa = combine(r, zn), combine(r, za)
-        dev[r] = {"dr_1pct": round(float(np.mean(sa > threshold(sn, 0.01))), 4), "auc": auc(sn, sa)}
-    key = {r: (v["dr_1pct"], v["auc"] or 0.0) for r, v in dev.items()}
-    best_part = max(parts, key=lambda p: key[p])
-    best = max(dev, key=lambda r: key[r])
-    kept = ":" in best and key[best] > key[best_part]
-    return {"rule": best if kept else best_part, "ensemble_kept": kept, "dev": dev,
-            "n_dev_normal": n_norm, "n_dev_novel": n_nov}
+    return C.choose_cells(cells, candidates(parts), rule_parts, combine, normaliser)
 
 
-def leave_groups_out(train, cal, vocab, parts, group, score, max_calls=None, seed=0, **make_kw):
-    """A dev split of normal traces only: groups (services, programs) dealt round-robin into
-    DEV_FOLDS folds; per fold the parts are refitted on the other groups' training traces and
-    score(detector, seqs) every calibration trace (first DEV_CALLS calls). Novel: the fold's
-    calibration traces not identical to a remaining training trace; normal: the other groups'.
-    Returns ({part: normal scores}, {part: novel scores}, description)."""
+def leave_groups_out(train, cal, vocab, parts, group, score, max_calls=None, seed=0, part_kw=None, **make_kw):
+    """Dev cells of normal traces only (kernelpilot.security.chooser): groups (services, programs)
+    dealt round-robin into DEV_FOLDS folds; per fold the parts are refitted on the other groups'
+    training traces (part_kw: {part: settings}, those of the fit judged on test) and
+    score(detector, seqs) the calibration traces (first max_calls calls). Normal: the other
+    groups' calibration traces; `whole` novel: the fold's calibration traces not identical to a
+    remaining training trace; `spliced` novel: the normal ones with chooser.SPLICE calls of those.
+    Returns ([(cell name, {part: normal scores}, {part: novel scores})], description)."""
     groups = sorted({group(t) for t in train})
     folds = [groups[i::DEV_FOLDS] for i in range(min(DEV_FOLDS, len(groups)))]
-    normal = {p: [np.zeros(0)] for p in parts}
-    novel = {p: [np.zeros(0)] for p in parts}
     if len(folds) < 2:
-        return ({p: v[0] for p, v in normal.items()}, {p: v[0] for p, v in novel.items()},
-                "fewer than two groups: no dev split")
-    cal_seqs = [vocab.encode(t.calls[:DEV_CALLS]) for t in cal]
+        return [], "fewer than two groups: no dev split"
+    cal_seqs = [vocab.encode(t.calls[:max_calls]) for t in cal]
+    cells = []
     for hold in folds:
         keep = [t for t in train if group(t) not in hold]
-        seen = {tuple(t.calls[:DEV_CALLS]) for t in keep}
+        seen = {tuple(t.calls[:max_calls]) for t in keep}
         seqs = [vocab.encode(t.calls[:max_calls]) for t in keep]
-        nov = np.array([group(t) in hold and tuple(t.calls[:DEV_CALLS]) not in seen for t in cal], dtype=bool)
-        nor = np.array([group(t) not in hold for t in cal], dtype=bool)
+        nov = [i for i, t in enumerate(cal) if group(t) in hold and tuple(t.calls[:max_calls]) not in seen]
+        nor = [i for i, t in enumerate(cal) if group(t) not in hold]
+        mixed = C.spliced([cal_seqs[i] for i in nor], [cal_seqs[i] for i in nov])
+        sc = {}
         for p in parts:
-            kw = dict(make_kw, **({"steps": DEV_LM_STEPS} if p == "lm" else {}))
-            sc = np.asarray(score(part_kinds()[p](vocab, **kw).fit(seqs, seed), cal_seqs))
-            normal[p].append(sc[nor])
-            novel[p].append(sc[nov])
-    return ({p: np.concatenate(v) for p, v in normal.items()}, {p: np.concatenate(v) for p, v in novel.items()},
-            f"{len(folds)} folds leaving groups out ({'; '.join('+'.join(f) for f in folds)}); parts refitted "
-            f"(lm {DEV_LM_STEPS} steps); first {DEV_CALLS} calls")
+            det = part_kinds()[p](vocab, **dict(make_kw, **(part_kw or {}).get(p, {}))).fit(seqs, seed)
+            sc[p] = (np.asarray(score(det, cal_seqs)), np.asarray(score(det, mixed)) if mixed else np.zeros(0))
+        name = "+".join(hold)
+        cells.append((f"{name}:whole", {p: v[0][nor] for p, v in sc.items()}, {p: v[0][nov] for p, v in sc.items()}))
+        cells.append((f"{name}:spliced", {p: v[0][nor] for p, v in sc.items()}, {p: v[1] for p, v in sc.items()}))
+    kw = "; ".join(f"{p} {k}" for p, k in (part_kw or {}).items() if p in parts)
+    return cells, (f"{len(folds)} folds leaving groups out ({'; '.join('+'.join(f) for f in folds)}), each with "
+                   f"whole and spliced ({C.SPLICE} calls) novel traces; parts refitted ({kw or 'default settings'}); "
+                   f"first {max_calls or 'all'} calls")
 
 
 def fuse(rule: str, cal: dict[str, list[Scored]], *groups: dict[str, list[Scored]]) -> list[list[Scored]]:
@@ -217,10 +211,11 @@ class Fused(D.Detector):
         if not parts or not cal_traces:
             raise KpError(f"the fused detector needs one of {', '.join(PARTS)} and calibration traces")
         kw = {"window": self.window, "stride": self.stride}
-        normal, novel, how = leave_groups_out(fit_traces, cal_traces, self.vocab, parts, lambda t: t.comm or "-",
-                                              lambda d, seqs: [float(d.window_scores(x).max()) for x in seqs],
-                                              seed=seed, **kw)
-        self.choice = {**choose(normal, novel), "dev_split": how}
+        part_kw = {"lm": {"steps": dets["lm"].steps}} if "lm" in dets else None
+        cells, how = leave_groups_out(fit_traces, cal_traces, self.vocab, parts, lambda t: t.comm or "-",
+                                      lambda d, seqs: [float(d.window_scores(x).max()) for x in seqs],
+                                      seed=seed, part_kw=part_kw, **kw)
+        self.choice = {**(choose_cells(cells) if cells else _no_dev(parts)), "dev_split": how}
         self.rule = self.choice["rule"]
         self.parts = {p: dets[p] for p in rule_parts(self.rule)}
         self.part_names = list(self.parts)
@@ -242,6 +237,10 @@ class Fused(D.Detector):
             raise KpError("fused detector: its rule, parts and normalisers disagree")
         return self
 
+
+def _no_dev(parts) -> dict:
+    return {"rule": parts[0], "ensemble_kept": False, "dev": {}, "n_dev_normal": 0, "n_dev_novel": 0,
+            "why": "empty dev split: first part kept"}
 
 
 def part_kinds() -> dict:

@@ -23,12 +23,12 @@ import numpy as np
 
 from kernelpilot.errors import KpError
 from kernelpilot.security import fused as F
+from kernelpilot.security.chooser import SPLICE, splice  # noqa: F401 (SPLICE: the dev's splice length)
 from kernelpilot.security.metrics import auc, threshold
 from kernelpilot.security.sequence import scored
 
 KINDS = ("mismatch", "novelty", "rarity")  # n-gram tables: cheap to fit per service
 MODES = ("host", "service_threshold", "service_model", "either")
-SPLICE = 50  # dev: calls of a left-out service's trace spliced into a remaining service's trace
 
 
 def thresholds(scores, groups, fpr: float) -> tuple[dict[str, float], float]:
@@ -114,13 +114,6 @@ def service_scores(models: dict, seqs, groups, fallback: list) -> list:
 
 def _rate(a) -> float | None:
     return round(float(np.mean(a)), 4) if len(a) else None
-
-
-def splice(seq, donor, n: int = SPLICE) -> np.ndarray:
-    """n calls from the middle of donor put into the middle of seq."""
-    d0 = max(0, len(donor) // 2 - n // 2)
-    mid = len(seq) // 2
-    return np.concatenate([seq[:mid], donor[d0:d0 + n], seq[mid:]]).astype(np.asarray(seq).dtype)
 
 
 def _fold_scores(parts, vocab, train, svc, cal, cal_seqs, cal_svc, hold, max_calls, seed):

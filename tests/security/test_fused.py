@@ -137,7 +137,8 @@ def test_unm_dev_split_is_other_programs(tmp_path):
     res = devsets.run("unm", p, ("mismatch", "rarity", "fused"))
     for prog, r in res["programs"].items():
         rule = r["detectors"]["fused"]["rule"]
-        assert "other programs" in rule["dev_split"] and rule["n_dev_novel"] == 2  # the other program's calibration
+        assert "other programs" in rule["dev_split"] and rule["cells"]["other programs:whole"][1] == 2  # the other program's calibration
+        assert rule["cells"]["other programs:spliced"][1] == rule["cells"]["other programs:whole"][0]  # one per normal
         # the other program's calls are all novel here: mismatch rates them 1, normals 0
         assert rule["dev"]["mismatch"]["dr_1pct"] == 1.0
     assert DS.NAMES == ("fhids", "unm")
@@ -196,3 +197,63 @@ def test_bench_devset_part_reports_fused_rule_and_ceiling(monkeypatch, tmp_path)
     assert "recall_vs_rarity" in head["prefilter"]
     diag = part["detectors"]["fused"]["candidates_on_test_not_used_to_choose"]
     assert set(diag) == set(part["detectors"]["fused"]["rule"]["dev"])
+
+
+def test_chooser_weighs_auc_beside_detection():
+    """A part that catches a few more dev traces at 1% but ranks the rest no better than chance
+    loses to one that ranks them well (J = (DR + AUC) / 2)."""
+    rng = np.random.default_rng(3)
+    normal = {"mismatch": rng.normal(0, 1, 4000), "novelty": rng.normal(0, 1, 4000)}
+    sharp = np.r_[rng.normal(9, 1, 160), rng.normal(0, 1, 240)]   # 40% far out, the rest like normals
+    broad = rng.normal(1.8, 1, 400)                               # all shifted: ~30% past 1%, AUC ~0.9
+    c = F.choose(normal, {"mismatch": sharp, "novelty": broad})
+    assert c["dev"]["mismatch"]["dr_1pct"] > c["dev"]["novelty"]["dr_1pct"]
+    assert c["dev"]["novelty"]["auc"] > c["dev"]["mismatch"]["auc"] + 0.2
+    assert c["base"] == "novelty"
+
+
+def test_chooser_keeps_a_combination_only_when_it_beats_its_parts_in_every_cell():
+    """Two cells: in one the pair's mean beats both parts, in the other it loses to one of them;
+    pooled it would win, so the old one-split rule kept it; now the best part is kept."""
+    rng = np.random.default_rng(4)
+    n = {"mismatch": rng.normal(0, 1, 3000), "rarity": rng.normal(0, 1, 3000)}
+    both = {"mismatch": rng.normal(2.3, 1, 600), "rarity": rng.normal(2.3, 1, 600)}  # the mean sees these best
+    one = {"mismatch": rng.normal(5, 1, 200), "rarity": rng.normal(0, 1, 200)}       # only mismatch sees these
+    pooled = F.choose({p: np.r_[n[p], n[p]] for p in n}, {p: np.r_[both[p], one[p]] for p in n})
+    cells = F.choose_cells([("a", n, both), ("b", n, one)])
+    assert cells["dev"]["mean:mismatch+rarity"]["cells"]["a"][0] > cells["dev"]["mismatch"]["cells"]["a"][0]
+    assert cells["dev"]["mean:mismatch+rarity"]["cells"]["b"][0] < cells["dev"]["mismatch"]["cells"]["b"][0]
+    assert pooled["ensemble_kept"]
+    assert not cells["ensemble_kept"] and cells["rule"] == cells["base"] == "mismatch"
+
+
+def test_chooser_wants_a_margin_and_the_simplest_rule():
+    """A combination a hair above its best part is not kept; of two that pass, the plain one wins."""
+    rng = np.random.default_rng(5)
+    normal = {"mismatch": rng.normal(0, 1, 20000), "novelty": rng.normal(0, 1, 20000)}
+    c0 = F.choose(normal, {"mismatch": rng.normal(3, 1, 2000), "novelty": rng.normal(0.2, 1, 2000)})
+    assert c0["rule"] == "mismatch" and not c0["admissible"]  # every pair at best equals mismatch (< MARGIN)
+    c1 = F.choose(normal, {"mismatch": rng.normal(2, 1, 2000), "novelty": rng.normal(2, 1, 2000)})
+    assert c1["ensemble_kept"] and c1["rule"] in ("mean:mismatch+novelty", "max:mismatch+novelty")
+    assert any(r.startswith("wmean") for r in c1["admissible"])  # a weighted mean passes too, but is not simpler
+
+
+def test_dev_cells_refit_with_the_fits_settings_and_splice(tmp_path):
+    """Leave-groups-out cells: per fold a whole and a spliced cell; the lm refits with the steps
+    given (the fit judged on test), not a fixed shorter run."""
+    from kernelpilot.security.features import Trace
+    progs = {"web": ["accept", "read", "write", "close"], "db": ["pread64", "pwrite64", "fsync", "read"],
+             "cron": ["openat", "read", "close", "execve"]}
+    train = [Trace(f"{p}{i}", calls * (5 + i % 3), meta={"service": p}) for p, calls in progs.items() for i in range(6)]
+    cal = [Trace(f"{p}c{i}", calls * (4 + i % 2) + calls[:2], meta={"service": p}) for p, calls in progs.items() for i in range(4)]
+    vocab = Vocabulary.from_traces(train)
+    cells, how = F.leave_groups_out(train, cal, vocab, ["lm", "mismatch"], lambda t: t.meta["service"],
+                                    lambda d, seqs: [d.scored(x).score if hasattr(d, "scored") else 0.0 for x in seqs],
+                                    part_kw={"lm": {"steps": 7}})
+    names = [c[0] for c in cells]
+    assert names == ["cron:whole", "cron:spliced", "db:whole", "db:spliced", "web:whole", "web:spliced"]
+    assert "'steps': 7" in how and "spliced" in how
+    for name, normal, novel in cells:
+        assert len(normal["lm"]) == 8 and len(novel["mismatch"]) == (8 if name.endswith("spliced") else 4)
+    c = F.choose_cells(cells)
+    assert set(c["cells"]) == set(names) and c["rule"] in F.candidates(["lm", "mismatch"])
