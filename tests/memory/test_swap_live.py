@@ -231,7 +231,8 @@ def test_sigkill_guardian_restores(tmp_path):
     before = _state()
     scratch = set(Path("/var/tmp").glob("kpilot-swapbench-*"))
     p = _start_cli(tmp_path, before)
-    cg = next(V1_ROOT / c for c in _state()[2] if c.startswith("kpilot-swap"))
+    # its own group: another experiment's beside it (a shared host) is not ours to kill
+    cg = next(V1_ROOT / c for c in sorted(set(_state()[2]) - set(before[2])) if c.startswith("kpilot-swap"))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not (cg / "cgroup.procs").read_text().split():
         time.sleep(0.02)  # the workload has started
