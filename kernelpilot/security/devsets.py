@@ -23,7 +23,7 @@ from kernelpilot.security import detectors as D
 from kernelpilot.security import fused as F
 from kernelpilot.security import perservice as P
 from kernelpilot.security.features import Vocabulary
-from kernelpilot.security.metrics import auc, evaluate_scores, threshold
+from kernelpilot.security.metrics import auc, conformal_threshold, evaluate_scores, threshold
 from kernelpilot.security.registry import DETECTORS, make
 from kernelpilot.security.sequence import scored
 
@@ -276,6 +276,7 @@ def unm(path=None, kinds=KINDS, quick=False, progress=None) -> dict:
            "protocol": DS.protocol("unm") + f"; one model per program; each trace (one process) judged on "
            f"its first {MAX_CALLS} calls; an intrusion file is flagged when any of its processes alarms; "
            "max_calibration: stide's threshold, the largest score of any calibration normal trace; "
+           "conformal_1pct: the ceil((n + 1) * 0.99)-th smallest of the n calibration scores (the largest below 99); "
            "a program without normal training and calibration traces or without intrusions of its own is skipped",
            "programs": {}, "skipped_programs": {}}
     for p in progs:
@@ -300,6 +301,7 @@ def unm(path=None, kinds=KINDS, quick=False, progress=None) -> dict:
             r["intrusion_files"] = {"n": len(off), "offline_flagged_1pct": sum(off.values()),
                                     "streaming_flagged_1pct": sum(st.values())}
             r["max_calibration"] = _max_calibration(sc, sn, sa, ta)
+            r["conformal_1pct"] = _conformal(sc, sn, sa, ta)
         out["programs"][p] = res
     out["summary"] = unm_summary(out)
     return out
@@ -314,14 +316,31 @@ def _max_calibration(sc, sn, sa, ta) -> dict:
             "test_normal_fpr": round(float(np.mean([s.score > t for s in sn])), 4) if sn else None}
 
 
+def _conformal(sc, sn, sa, ta, fpr=0.01) -> dict:
+    """metrics.conformal_threshold at 1% of the calibration traces (offline, and on the streams'
+    maxima): the calibration-count rule fixed for UNM's small programs before its test run."""
+    out = {}
+    for mode, get in (("offline", lambda s: s.score), ("streaming", lambda s: float(s.stream.max()))):
+        t = conformal_threshold([get(s) for s in sc], fpr)
+        files = _per_intrusion(sa, ta, lambda s: get(s) > t)
+        out[mode] = {"threshold": round(t, 6), "intrusion_files_flagged": sum(files.values()), "n": len(files),
+                     "test_normal_alarms": int(sum(get(s) > t for s in sn)), "n_test_normal": len(sn),
+                     "test_normal_fpr": round(float(np.mean([get(s) > t for s in sn])), 4) if sn else None}
+    return out
+
+
 def unm_summary(out) -> dict:
     """Per detector: programs where every intrusion file is flagged and <= 1% of test normal
     traces are (offline and streaming, 1% calibration threshold)."""
     s = {}
     for p, res in out["programs"].items():
         for k, r in res["detectors"].items():
-            e = s.setdefault(k, {"programs": 0, "offline_ok": [], "streaming_ok": [], "max_calibration_ok": []})
+            e = s.setdefault(k, {"programs": 0, "offline_ok": [], "streaming_ok": [], "max_calibration_ok": [],
+                                 "conformal_offline_ok": [], "conformal_streaming_ok": []})
             e["programs"] += 1
+            for mode, c in r.get("conformal_1pct", {}).items():
+                if c["intrusion_files_flagged"] == c["n"] and (c["test_normal_fpr"] or 0) <= 0.01:
+                    e[f"conformal_{mode}_ok"].append(p)
             m = r.get("max_calibration")
             if m and m["intrusion_files_flagged"] == m["n"] and (m["test_normal_fpr"] or 0) <= 0.01:
                 e["max_calibration_ok"].append(p)

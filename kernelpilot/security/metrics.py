@@ -34,6 +34,17 @@ def threshold(normal: np.ndarray, fpr: float) -> float:
     return float(s[len(s) - 1 - int(np.floor(fpr * len(s)))])
 
 
+def conformal_threshold(normal: np.ndarray, fpr: float) -> float:
+    """The k-th smallest of n calibration scores, k = ceil((n + 1)(1 - fpr)) (at most n): a new
+    normal trace exchangeable with them passes it with probability <= fpr when k <= n. Below
+    n = 1/fpr - 1 (99 traces at 1%) that is the largest calibration score, stide's own rule."""
+    s = np.sort(np.asarray(normal, dtype=np.float64))
+    if not len(s):
+        return float("inf")
+    k = min(len(s), int(np.ceil((len(s) + 1) * (1 - fpr) - 1e-9)))
+    return float(s[k - 1])
+
+
 def auc(normal, attack) -> float | None:
     normal, attack = np.asarray(normal, dtype=np.float64), np.asarray(attack, dtype=np.float64)
     if not len(normal) or not len(attack):

@@ -139,8 +139,13 @@ def test_unm_dev_split_is_other_programs(tmp_path):
         rule = r["detectors"]["fused"]["rule"]
         assert "other programs" in rule["dev_split"] and rule["cells"]["other programs:whole"][1] == 2  # the other program's calibration
         assert rule["cells"]["other programs:spliced"][1] == rule["cells"]["other programs:whole"][0]  # one per normal
+        m = r["detectors"]["mismatch"]
+        # 2 calibration traces: the conformal 1% threshold is their largest score, stide's own
+        assert m["conformal_1pct"]["offline"]["threshold"] == m["max_calibration"]["threshold"]
+        assert m["conformal_1pct"]["offline"]["n"] == 1
         # the other program's calls are all novel here: mismatch rates them 1, normals 0
-        assert rule["dev"]["mismatch"]["dr_1pct"] == 1.0
+        assert rule["dev"]["mismatch"]["cells"]["other programs:whole"][0] == 1.0
+    assert "conformal_offline_ok" in res["summary"]["mismatch"]
     assert DS.NAMES == ("fhids", "unm")
 
 

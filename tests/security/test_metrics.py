@@ -1,7 +1,7 @@
 """Streaming and trace metrics on hand-made scores with known answers."""
 import numpy as np
 
-from kernelpilot.security.metrics import Scored, auc, evaluate_scores, first_alarm, runs, threshold
+from kernelpilot.security.metrics import Scored, auc, conformal_threshold, evaluate_scores, first_alarm, runs, threshold
 
 
 def S(score, stream):
@@ -15,6 +15,20 @@ def test_threshold_lets_at_most_the_share_above():
     assert threshold(x, 0.05) == 94.0   # 95..99 above
     assert threshold(np.ones(10), 0.01) == 1.0  # ties never alarm
     assert threshold([], 0.01) == float("inf")
+
+
+def test_conformal_threshold_counts_the_calibration_traces():
+    """k = ceil((n + 1) * 0.99): 114 calibration traces (UNM live_lpr's kind) -> their largest, where
+    the plain 1% quantile leaves the largest one above; 540 -> the 536th smallest; 1,000 -> the 991st."""
+    x = np.arange(114.0)
+    assert threshold(x, 0.01) == 112.0 and conformal_threshold(x, 0.01) == 113.0
+    assert conformal_threshold(np.arange(540.0), 0.01) == 535.0
+    assert conformal_threshold(np.arange(1000.0), 0.01) == 990.0 and threshold(np.arange(1000.0), 0.01) == 989.0
+    assert conformal_threshold(np.arange(14.0), 0.05) == 13.0 and conformal_threshold([], 0.01) == float("inf")
+    # the guarantee it gives: over many draws, a fresh normal passes it at most 1% of the time
+    rng = np.random.default_rng(0)
+    hits = [rng.normal() > conformal_threshold(rng.normal(size=299), 0.01) for _ in range(20000)]
+    assert np.mean(hits) <= 0.01 + 0.002
 
 
 def test_auc_runs_first_alarm():
