@@ -27,7 +27,7 @@ good (successive elimination: `eliminate`, a Hoeffding width with the confidence
 checks, after a warm-up); a stopped expert cannot be resumed, so the bound above holds over the
 experts kept, and the rule only guarantees to keep the best expert where requests are
 independent draws. The classics run side by side a chunk at a time (policies.RESUMABLE); the
-learned expert runs on a trace cut at its check, and in full only if kept.
+learned expert runs to its check, and on to the end only if kept (its run resumed, not redone).
 """
 from __future__ import annotations
 
@@ -101,30 +101,25 @@ def eliminate(misses: np.ndarray, m: int, delta: float = DELTA) -> np.ndarray:
 
 def learned_expert(policy: str, tr, sz, cap: int, model):
     """The learned expert as mix runs it: fn(evl, end=None) -> its hits on requests [0, end),
-    logging into evl with the trace's dense ids. A prefix runs the policy on a trace cut there,
-    the same requests (the policy looks only back), so the same hits, at a prefix's cost."""
+    logging into evl with the trace's dense ids. A prefix is served as the start of the full
+    run (models.Run: the policy looks only back, so the same hits and log as the full run's
+    first `end` requests); fn.resume() then serves the rest of that run, into the same log, and
+    returns its hits over the whole trace, so a kept expert is not run again from the start."""
     from kernelpilot.memory import models
-    from kernelpilot.memory.trace import Trace
-    d = tr.dense()[0]
+    runs = []
 
     def fn(evl, end=None):
-        if end is None or end >= len(d):
-            return models.run(policy, tr, sz, cap, model, evl)
-        part = Trace(tr.ids[:end], tr.sizes[:end], name=tr.name)
-        hit = models.run(policy, part, sz[:end], cap, model, evl)
-        to_full = np.zeros(part.dense()[1], np.int64)
-        to_full[part.dense()[0]] = d[:end]  # the cut trace's dense ids -> the trace's
-        _relabel(evl, to_full)
-        return hit
+        r = models.Run(policy, tr, sz, cap, model, evl)
+        if end is None or end >= len(sz):
+            return r.to(len(sz))
+        runs[:] = [r]  # kept for resume (its state: the kernel's, its feature rows)
+        return r.to(end)[:end].copy()
+
+    def resume():
+        return runs.pop().to(len(sz))
     fn.prefix_ok = True
+    fn.resume = resume
     return fn
-
-
-@njit(cache=True, nogil=True)
-def _relabel(evl, to):
-    for r in range(1, evl[0, 0] + 1):
-        v = evl[r, 1]
-        evl[r, 1] = to[v] if v >= 0 else -1 - to[-1 - v]
 
 
 def expert_logs(d, sz, cap: int, n_obj: int, learned=None, experts=EXPERTS, threads: int | None = None):
@@ -171,13 +166,16 @@ def serve(d, sz, cap: int, n_obj: int, learned=None, margin: float = MARGIN, exp
                                 threads or min(k, os.cpu_count() or 1), k)
     if learned is not None:
         cl = min(n, learned_from + warm)
-        if prune and cl < n and getattr(learned, "prefix_ok", False):
+        cut = prune and cl < n and getattr(learned, "prefix_ok", False)
+        if cut:
             hits[k - 1, :cl] = learned(logs[k - 1], cl)
             rows = [e for e in range(kc) if until[e] >= cl] + [k - 1]  # the classics running at cl, lrb
             m = (cl - learned_from) - hits[rows, learned_from:cl].sum(1, dtype=np.int64)
             if eliminate(m, cl - learned_from, delta)[-1]:
                 until[k - 1] = cl
-        if until[k - 1] == n:
+        if until[k - 1] == n and cut and hasattr(learned, "resume"):
+            hits[k - 1] = learned.resume()  # kept: its run goes on from cl
+        elif until[k - 1] == n:
             logs[k - 1, 0, 0] = 0
             hits[k - 1] = learned(logs[k - 1])
     f = follow(names, hits, logs, d, sz, cap, n_obj, margin, learned_from, track, until)

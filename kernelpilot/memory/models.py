@@ -319,36 +319,53 @@ def retrain_times(model, n: int) -> list[int]:
 def run(policy: str, tr, sz: np.ndarray, cap: int, model, evl=None, refits: list | None = None) -> np.ndarray:
     """Hit flags of a learned policy over `tr`. lrb checks its model on schedule (retrain_times)
     and refits from what the trace has shown before; `refits` gets a dict per check (refit)."""
-    d, n_obj, nxt = tr.dense()
-    g, pg, n_grp = tr.groups()
-    horizon = float(model.meta.get("horizon_per_cache", 4.0)) * cap
-    hit = np.zeros(len(d), np.uint8)
-    state = _state(n_obj, n_grp, 1)
-    hl = F.half_lives(cap)
-    cur, trees = model, complete(model)
-    mode = 3 if policy == "lrb" and model.meta.get("age_feature") else MODES[policy]
-    pos, ta = _paths(n_obj if mode == 3 else 0, trees), age_steps(trees)
-    times = retrain_times(model, len(d)) if policy == "lrb" else []
-    if times and horizon > int(model.meta.get("retrain_window", RETRAIN_WINDOW)) / 2:
-        if refits is not None:  # no check could refit: skip the feature table
-            refits.extend(refit(None, None, t, horizon, model)[1] for t in times)
-        times = []
-    # the feature rows refits read (features use the past only), filled as the kernel goes
-    X = np.empty((len(d) if times else 0, F.N_FEAT), np.float64)
-    t0 = 0
-    for t1 in times + [len(d)]:
-        _segment(d, g, pg, sz, cap, hl, *trees, mode, horizon, K, t0, t1, hit, evl, X, *state, pos, ta)
-        if t1 < len(d):
-            m, info = refit(X, nxt, t1, horizon, cur)
-            if refits is not None:
-                refits.append(info)
-            if m is not None:
-                cur, trees = m, complete(m)
-                state[_FRESH][:] = False  # cached objects get the new model's prediction
-                state[_FRESH - 1][:] = -1.0  # (lrb: its walks start again at the roots)
-                pos, ta = _paths(len(pos), trees), age_steps(trees)
-        t0 = t1
-    return hit
+    return Run(policy, tr, sz, cap, model, evl, refits).to(len(tr))
+
+
+class Run:
+    """One run of a learned policy over `tr`, served in parts: `to(end)` serves the requests up
+    to `end` (the checks and refits on schedule before it), `hit` holds the flags so far. Parts
+    give the same hits, log and refits as one run: the kernel keeps its state between them."""
+
+    def __init__(self, policy: str, tr, sz: np.ndarray, cap: int, model, evl=None, refits: list | None = None):
+        d, n_obj, self.nxt = tr.dense()
+        g, pg, n_grp = tr.groups()
+        self.horizon = float(model.meta.get("horizon_per_cache", 4.0)) * cap
+        self.hit = np.zeros(len(d), np.uint8)
+        self.state = _state(n_obj, n_grp, 1)
+        self.cur, self.trees = model, complete(model)
+        self.mode = 3 if policy == "lrb" and model.meta.get("age_feature") else MODES[policy]
+        self.pos, self.ta = _paths(n_obj if self.mode == 3 else 0, self.trees), age_steps(self.trees)
+        times = retrain_times(model, len(d)) if policy == "lrb" else []
+        if times and self.horizon > int(model.meta.get("retrain_window", RETRAIN_WINDOW)) / 2:
+            if refits is not None:  # no check could refit: skip the feature table
+                refits.extend(refit(None, None, t, self.horizon, model)[1] for t in times)
+            times = []
+        # the feature rows refits read (features use the past only), filled as the kernel goes
+        self.X = np.empty((len(d) if times else 0, F.N_FEAT), np.float64)
+        self.times, self.refits, self.evl, self.t = times, refits, evl, 0
+        self.args = (d, g, pg, sz, cap, F.half_lives(cap))
+
+    def to(self, end: int) -> np.ndarray:
+        end = min(int(end), len(self.hit))
+        while self.t < end:
+            t1 = min([t for t in self.times if t > self.t] + [end])
+            _segment(*self.args, *self.trees, self.mode, self.horizon, K, self.t, t1, self.hit, self.evl,
+                     self.X, *self.state, self.pos, self.ta)
+            self.t = t1
+            if t1 in self.times:
+                self._check(t1)
+        return self.hit
+
+    def _check(self, t1: int) -> None:
+        m, info = refit(self.X, self.nxt, t1, self.horizon, self.cur)
+        if self.refits is not None:
+            self.refits.append(info)
+        if m is not None:
+            self.cur, self.trees = m, complete(m)
+            self.state[_FRESH][:] = False  # cached objects get the new model's prediction
+            self.state[_FRESH - 1][:] = -1.0  # (lrb: its walks start again at the roots)
+            self.pos, self.ta = _paths(len(self.pos), self.trees), age_steps(self.trees)
 
 
 _FRESH = 12  # index of `fresh` in _state's tuple (gap just before it)

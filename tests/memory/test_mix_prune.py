@@ -130,3 +130,32 @@ def test_default_warm_up_is_in_requests_and_cache_sizes():
     cap = 6000
     f = mix.serve(d, sz, cap, n_obj, None, experts=("plfu", "fifo", "lfu"))
     assert f.pruned and min(f.pruned.values()) >= max(mix.WARM, mix.WARM_CACHES * cap), f.pruned
+
+
+def test_a_kept_learned_expert_resumes_its_run():
+    """mix serves lrb's prefix to its check, then the rest of the same run (not a second run from
+    the start): the same hits and log as one full run, refits included, and the same mixture."""
+    tr = T.mixed(30_000, 1000, 3)
+    d, n_obj, _ = tr.dense()
+    sz = np.ones(len(d), np.int64)
+    cap, start = 100, 15_000
+    model = models.train("lrb", tr, cap, True, start)
+    model.meta.update(retrain_every=3000, retrain_samples=4000)  # checks at 18, 21, 24, 27 k
+    fn = mix.learned_expert("lrb", tr, sz, cap, model)
+    full_log, part_log = mix._logs(1, len(d))[0], mix._logs(1, len(d))[0]
+    refits = []
+    full = models.run("lrb", tr, sz, cap, model, full_log, refits)
+    assert [e["refit"] for e in refits] == [True] * 4
+    assert (fn(part_log, 22_000) == full[:22_000]).all()
+    assert (fn.resume() == full).all()
+    rows = int(full_log[0, 0])
+    assert part_log[0, 0] == rows and (part_log[1:rows + 1] == full_log[1:rows + 1]).all()
+    served = []
+    counted = mix.learned_expert("lrb", tr, sz, cap, model)
+
+    def learned(evl, end=None):
+        served.append(len(d) if end is None else end)
+        return counted(evl, end)
+    learned.prefix_ok, learned.resume = True, counted.resume
+    f = mix.serve(d, sz, cap, n_obj, learned, learned_from=start, warm=5000, chunk=2048)
+    assert served == [20_000] and "lrb" not in f.pruned and (f.hits[-1] == full).all()
