@@ -205,6 +205,27 @@ def test_learned_backs_off_on_pressure_like_senpai():
     assert c.step(o) > 90 * MB and s.step(o) > 90 * MB
 
 
+def test_learned_backs_off_from_usage_like_senpai_not_from_a_limit_far_above_it():
+    """kv's first stalls (dev seeds 101-106): its build at 96-140 MB under a limit of 200-235 MB.
+    Senpai's back-off scales usage, so its limit comes down to usage plus the back-off; the old
+    learned one scaled the limit and left it far above usage (235 MB), saving nothing there."""
+    ceil = 235 * MB
+
+    def calm():
+        c = R.LearnedReclaimer()
+        c.hold_ = 1  # no step of its own open
+        c.step(R.Obs(100 * MB, ceil, 100 * MB, 0.0, 0, ceil))  # its own pressure: ~0
+        return c
+    c, s = calm(), R.SenpaiController()
+    o = R.Obs(130 * MB, 200 * MB, 130 * MB, 0.01, 2000, ceil)
+    new = c.step(o)
+    assert c.why_ == "pressure" and new == s.step(o) < 200 * MB
+    c = calm()
+    new = c.step(R.Obs(130 * MB, 200 * MB, 130 * MB, 0.0, 2000, ceil, file_refaults=2000, io_pressure=0.9))
+    # reads past io_target: backs off from usage too
+    assert c.why_ == "reads" and 130 * MB < new < 200 * MB
+
+
 def test_learned_probes_from_usage_the_interval_after_a_back_off():
     """sqlite at 6.8 s (dev seed 101): a stall with its pages back backs off to its own limit;
     the next calm interval it probes from usage as Senpai does, where the old code held the
