@@ -8,7 +8,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from kernelpilot.agent.pilot import Decision, Pilot
+from kernelpilot.agent.pilot import Decision, Pilot, cap
 from kernelpilot.traces import schema as S
 
 COLS = ("syscalls", "memory", "sync", "files", "device", "process", "other", "page_faults", "switches_vol",
@@ -107,11 +107,10 @@ class AipathPilot(Pilot):
 
     def summary(self, top: int | None = None) -> dict:
         """The `top` busiest processes' layers (default the config's)."""
-        n = self.cfg["top"] if top is None else min(top, self.cfg["top"])
-        busiest = heapq.nlargest(n, self.total.items(), key=lambda kv: kv[1])
-        top = [(t, self.rows[t]) for t, _ in busiest]
+        busiest = heapq.nlargest(cap(self.cfg["top"], top), self.total.items(), key=lambda kv: kv[1])
+        rows = [(t, self.rows[t]) for t, _ in busiest]
         return {"processes": len(self.rows), "processes_evicted": self.evicted,
                 "evicted_counts": {c: int(v) for c, v in zip(COLS, self.evicted_counts) if v},
                 "device_files_used": len(self.devices), "processes_on_accelerators": len(self.accel),
                 "layers": {f"{self.comm.get(t, '?')}[{t}]": {c: int(v) for c, v in zip(COLS, row) if v}
-                           for t, row in top}}
+                           for t, row in rows}}

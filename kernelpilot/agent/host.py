@@ -67,8 +67,8 @@ class StateServer:
         self.path.unlink(missing_ok=True)
 
 
-# processes whose AI-path layers the state socket carries (the busiest; the final summary has the
-# config's `top`): with `top = 20000` (the soak's) every process's layers made the blob 1.6 MB
+# processes each domain's lists in the state socket carry (AI-path layers: the busiest; the final summary
+# has the config's `top`): with `top = 20000` (the soak's) every process's layers made the blob 1.6 MB
 STATE_TOP = 20
 
 
@@ -292,13 +292,13 @@ class AgentHost:
         self.note("agent", f"config reloaded from {self.config_path}; domains {', '.join(self.pilots) or 'none'}")
 
     # --- state ---
-    def summary(self, aipath_top: int | None = None) -> dict:
+    def summary(self, top: int | None = None) -> dict:
         out = {}
         for name in C.DOMAINS:
             if name in self.pilots:
                 try:
                     p = self.pilots[name]
-                    out[name] = p.summary(top=aipath_top) if name == "aipath" else p.summary()
+                    out[name] = p.summary(top=top)
                 except Exception as e:
                     out[name] = {"state": "failed", "error": f"{type(e).__name__}: {e}"}
             elif name in self.failed:
@@ -312,7 +312,7 @@ class AgentHost:
               "mode": "enforce" if self.journal and self.journal.enforce else "dry-run",
               "sensor": self.observer.stats() if self.observer else {}, "events": self.events,
               "busy_s": {k: round(v, 3) for k, v in self.busy.items()}, "log": str(self.log_path), "reloads": self.reloads,
-              "domains": self.summary(aipath_top=STATE_TOP),
+              "domains": self.summary(top=STATE_TOP),
               "journal": dict(self.journal.counts) if self.journal else {}}
         p = self.pilots.get("sched")
         if p is not None:

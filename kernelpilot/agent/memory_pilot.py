@@ -12,7 +12,7 @@ from collections import deque
 
 import numpy as np
 
-from kernelpilot.agent.pilot import Decision, Pilot
+from kernelpilot.agent.pilot import Decision, Pilot, cap
 from kernelpilot.traces import schema as S
 
 PAGE = 4096
@@ -217,7 +217,7 @@ class MemoryPilot(Pilot):
         return Decision("memory", "action" if self.enforce and self.live else "plan", f"{how}: {d.comm}[{d.pid}]",
                         pid=d.pid, comm=d.comm, detail={"file": d.detail.get("file")})
 
-    def summary(self) -> dict:
+    def summary(self, top: int | None = None) -> dict:
         def row(k, s):
             r = {"process": f"{s.comm}[{k[0] if isinstance(k, tuple) else k}]", "faults": s.faults}
             if isinstance(k, tuple):
@@ -233,4 +233,4 @@ class MemoryPilot(Pilot):
                 "faults_seen": self.faults_forgotten + sum(s.faults for s in self.files.values())
                 + sum(s.faults for s in self.anon.values()),
                 "predictable_prefetching": self.decided, "pages_fadvised": self.fadvised,
-                "pages_planned": self.planned, "evaluations": self.evaluations, "swap": "off", "streams": [row(k, s) for k, s in scored[:10]]}
+                "pages_planned": self.planned, "evaluations": self.evaluations, "swap": "off", "streams": [row(k, s) for k, s in scored[:cap(10, top)]]}

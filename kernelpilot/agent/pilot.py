@@ -3,7 +3,7 @@ sensor, returns decisions, acts on them through the journal, and sums up what it
 
     for d in pilot.observe(batch):   # batch: EVENT_DTYPE events (kernelpilot.traces.schema)
         pilot.act(d, journal)        # dry-run journals only plan; --enforce changes the host
-    pilot.summary()                  # a dict, shown by `kpilot run` and the state socket
+    pilot.summary(top=20)            # a dict, shown by `kpilot run` and the state socket
 """
 from __future__ import annotations
 
@@ -25,6 +25,11 @@ class Decision:
         return asdict(self)
 
 
+def cap(own: int, top: int | None) -> int:
+    """A summary list's length: the pilot's own bound, or `top` where that is smaller."""
+    return own if top is None else min(own, top)
+
+
 class Pilot:
     """Base class. `live` is False when the events are a replayed trace (nothing to act on)."""
     name = "pilot"
@@ -39,7 +44,8 @@ class Pilot:
         """Carry out one decision (journal.change for every knob); returns the action, if any."""
         return None
 
-    def summary(self) -> dict:
+    def summary(self, top: int | None = None) -> dict:
+        """What the pilot did; each list of processes holds at most `top` (None: the pilot's own bound)."""
         return {}
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from kernelpilot.agent.pilot import Decision, Pilot
+from kernelpilot.agent.pilot import Decision, Pilot, cap
 from kernelpilot.traces import schema as S
 
 log = logging.getLogger("kernelpilot.agent")
@@ -234,10 +234,10 @@ class SchedPilot(Pilot):
             self.plans.append(what)
         return Decision("sched", kind, what, pid=tid, comm=s.comm, detail={"knobs": wanted})
 
-    def summary(self) -> dict:
+    def summary(self, top: int | None = None) -> dict:
         by = {}
         for t, c in self.classes.items():
             by.setdefault(c, []).append(f"{self.who.get(t, (0, '?'))[1]}[{t}]")
         return {"windows": self.windows, "tasks_seen": len(self.who), "decisions": self.decided,
-                "classes": {c: {"tasks": len(v), "examples": v[:8]} for c, v in by.items()},
-                "changes": dict(self.acted), "planned_or_applied": self.plans[:20]}
+                "classes": {c: {"tasks": len(v), "examples": v[:cap(8, top)]} for c, v in by.items()},
+                "changes": dict(self.acted), "planned_or_applied": self.plans[:cap(20, top)]}

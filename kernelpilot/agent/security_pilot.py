@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kernelpilot.agent.pilot import Decision, Pilot
+from kernelpilot.agent.pilot import Decision, Pilot, cap
 from kernelpilot.security.live import ALERTS_KEPT
 from kernelpilot.traces import schema as S
 
@@ -163,10 +163,10 @@ class SecurityPilot(Pilot):
     def ready(self) -> bool:
         return self.watcher is not None
 
-    def summary(self) -> dict:
+    def summary(self, top: int | None = None) -> dict:
         out = {"state": self.state, "syscalls_seen": self.syscalls, "processes_seen": self.n_procs,
                "alerts": self.n_alerts,
-               "alerted": sorted({f"{a['comm']}[{a['pid']}]" for a in self.alerts})[:20]}
+               "alerted": sorted({f"{a['comm']}[{a['pid']}]" for a in self.alerts})[:cap(20, top)]}
         if self.error:
             out["error"] = self.error
         if self.watcher is not None:

@@ -72,3 +72,32 @@ def test_planned_changes_name_the_policy():
     assert change_text("policy", [os.SCHED_OTHER | os.SCHED_RESET_ON_FORK, 0]) == "policy -> SCHED_OTHER (reset on fork)"
     assert change_text("policy", [os.SCHED_BATCH, 0]) == "policy -> SCHED_BATCH"
     assert change_text("nice", -5) == "nice -> -5"
+
+
+def _lists(s: dict) -> dict:
+    """Each per-process list in a domain's summary (the AI-path layers' table too), by its path -> length."""
+    out = {}
+    for k, v in s.items():
+        if k == "layers" or isinstance(v, list):
+            out[k] = len(v)
+        elif isinstance(v, dict):
+            out.update({f"{k}.{c}": n for c, n in _lists(v).items()})
+    return out
+
+
+def test_every_pilot_takes_the_same_top(tmp_path):
+    """One summary interface: the host passes `top` to every pilot, each list of processes bounded by it
+    (the AI-path pilot alone took it before)."""
+    from kernelpilot.agent.host import AgentHost
+    h = AgentHost(C.defaults(), live=False, lock=False, log_path=tmp_path / "e.jsonl")
+    h.start()
+    try:
+        h.run(None)
+        full, one = h.summary(), h.summary(top=1)
+    finally:
+        h.stop()
+    long = {d: n for d in C.DOMAINS for n, k in _lists(full[d]).items() if k > 1}
+    assert {"memory", "aipath"} <= set(long), long  # lists with more than one entry to bound
+    for d in C.DOMAINS:
+        assert all(k <= 1 for k in _lists(one[d]).values()), (d, _lists(one[d]))
+        assert _lists(one[d]).keys() == _lists(full[d]).keys()
