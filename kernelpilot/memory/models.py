@@ -422,27 +422,36 @@ def _with_age(X, pos, nxt, horizon, idle_max, seed):
     return np.hstack([X, age_bucket(a)[:, None]]), np.log2(1.0 + dist - a)
 
 
-# lrb's fits: "hist" (scikit-learn's histogram boosting, 255 bins a feature, one thread) or
-# "exact" (GradientBoostingRegressor, exact splits). 20 k rows x 19 features at load 13: 0.22 s
-# against 4.7 s; exact refits took 93% of lrb's run time on orm-busy (500 k, 10%; one core, load
-# 3.5: 1.18 M requests/s with histogram refits, 0.12 exact). The first fit (TRAIN_FIT, once, before
-# the trace is served) stays exact: on the devsplit (69 cells with room) exact first fits with
-# histogram refits put lrb below the best classic in 27 (all exact: 28, all histogram: 26), median
-# gap closed -2.4% (-3.6%, -6.6%); vote with lrb in 27 (27, 23), vote or lrb in 36 (37, 33)
+# lrb's fits: "hist" (histogram boosting, 255 bins a feature: memory/histboost.py, scikit-learn's
+# HistGradientBoostingRegressor redone in numba, the same trees), "sklearn" (scikit-learn's own
+# fit of the same model, one thread) or "exact" (GradientBoostingRegressor, exact splits). 20 k
+# rows x 19 features at load 13: 0.22 s (sklearn) against 4.7 s (exact); exact refits took 93% of
+# lrb's run time on orm-busy (500 k, 10%; one core, load 3.5: 1.18 M requests/s with sklearn's
+# histogram refits, 0.12 exact). The first fit (TRAIN_FIT, once, before the trace is served) stays
+# exact: on the devsplit (69 cells with room) exact first fits with histogram refits put lrb below
+# the best classic in 27 (all exact: 28, all histogram: 26), median gap closed -2.4% (-3.6%,
+# -6.6%); vote with lrb in 27 (27, 23), vote or lrb in 36 (37, 33)
 FIT = "hist"  # the refits, while the trace is served
 TRAIN_FIT = "exact"
 
 
 def _fit_lrb(X, y, how: str | None = None):
+    from kernelpilot.models.format import Model
     names = feature_names({"age_feature": X.shape[1] > F.N_FEAT})
-    if (how or FIT) == "hist":
+    how = how or FIT
+    if how == "hist":
+        from kernelpilot.memory import histboost
+        params, meta, fitted = histboost.fit(X, y, N_TREES, LRB_DEPTH, 0.2)
+        m = Model("forest", names, params, dict(meta, source="kernelpilot.memory.histboost", task="regress",
+                                                 output="score"))
+        m.meta["fit_mse"] = float(np.mean((fitted - y) ** 2))  # its predictions are score_rows'
+        return m
+    if how == "sklearn":
         from sklearn.ensemble import HistGradientBoostingRegressor
-        from threadpoolctl import threadpool_limits
-        with threadpool_limits(1):  # one core (OpenMP threads spin on a loaded host: 20x slower)
-            est = HistGradientBoostingRegressor(max_iter=N_TREES, max_depth=LRB_DEPTH, learning_rate=0.2,
-                                                max_leaf_nodes=None, early_stopping=False,
-                                                random_state=0).fit(X, y)
-        m = _from_hist(est, names)
+        est = HistGradientBoostingRegressor(max_iter=N_TREES, max_depth=LRB_DEPTH, learning_rate=0.2,
+                                            max_leaf_nodes=None, early_stopping=False, random_state=0)
+        with _one_thread():  # one core (OpenMP threads spin on a loaded host: 20x slower)
+            m = _from_hist(est.fit(X, y), names)
     else:
         from sklearn.ensemble import GradientBoostingRegressor
 
@@ -452,6 +461,11 @@ def _fit_lrb(X, y, how: str | None = None):
         m = from_sklearn_trees(est, names)
     m.meta["fit_mse"] = float(np.mean((score_rows(m, X) - y) ** 2))  # lrb's drift check compares to it
     return m
+
+
+def _one_thread():
+    from threadpoolctl import threadpool_limits
+    return threadpool_limits(1)
 
 
 def _from_hist(est, names):
