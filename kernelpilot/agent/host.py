@@ -121,6 +121,10 @@ class AgentHost:
                 if self.cfg[name]["enabled"]:
                     self._start_pilot(name)
             self.observer = self._observer()
+            why = getattr(self.observer, "fallback", None)
+            if why:  # the security pilot then loads its own stage (or says why it cannot)
+                self.note("agent", f"sensor: the merged build (kp_trace + security stage) did not load: {why}; "
+                          "kp_trace alone, the security watch on a program of its own")
             for name in list(self.pilots):
                 self._hand_sensor(name)
             if self.live:

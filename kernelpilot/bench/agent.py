@@ -20,7 +20,9 @@ settings beside the first, under the same load, for a ratio; CHECKOUT=DIR among 
 from another checkout (e.g. a `git archive` of an older commit: before and after in one run).
 Faults: kill -9 of an enforcing agent (a harmless child's policy restored by the guardian), bad
 input through the CLI (unknown key, wrong type, unwritable log, second agent: one line, exit != 0,
-the running agent untouched).
+the running agent untouched), the security domain's BPF programs rejected by the verifier (the
+other domains keep running, the log says why).
+`--only cost,soak,faults` runs some parts (cost alone skips the soak).
 The host is shared (2 CPUs, other users' work): "idle" is this host without a kernelpilot load."""
 from __future__ import annotations
 
@@ -539,7 +541,51 @@ def sched_only(comm: str) -> str:
             + "".join(f"[{d}]\nenabled = false\n" for d in ("security", "memory", "aipath")))
 
 
-def faults(tmp: Path) -> dict:
+# `kpilot agent run` with the security domain's BPF objects (the sensor's merged build and the watch's
+# own sc_watch) built from bench/c/rejected.bpf.c, which the verifier rejects; argv: that source, then
+# the agent's arguments
+BROKEN_SECURITY = """import sys
+from pathlib import Path
+import kernelpilot.bpf.build as B
+real, bad = B.build_object, sys.argv[1]
+def build(src, includes=(), defines=None, name=None):
+    if name == "kp_agent" or Path(src).name == "sc_watch.bpf.c":
+        return real(bad)
+    return real(src, includes, defines, name)
+B.build_object = build
+sys.argv = ["kpilot", *sys.argv[2:]]
+from kernelpilot.cli import main
+main()
+"""
+
+
+def broken_security(tmp: Path, model: Path, env: dict, seconds: float = 8.0) -> dict:
+    """The agent with its security domain's BPF programs failing to load: the others keep running,
+    and the log says why."""
+    cfg, log = tmp / "broken.toml", tmp / "broken.jsonl"
+    cfg.write_text(f"[security]\nmodel = \"{model}\"\n")
+    r = subprocess.run([sys.executable, "-c", BROKEN_SECURITY, str(ROOT / "kernelpilot" / "bench" / "c" / "rejected.bpf.c"),
+                        "agent", "run", "--config", str(cfg), "--log", str(log), "--json", "-d", f"{seconds:g}"],
+                       env=env, capture_output=True, text=True, cwd=str(ROOT), timeout=300)
+    try:
+        s = json.loads(r.stdout.strip().splitlines()[-1])["summary"]
+    except (IndexError, ValueError, KeyError):
+        return {"exit": r.returncode, "error": (r.stderr.strip().splitlines() or ["no summary"])[-1][:200]}
+    notes = [json.loads(x)["what"] for x in log.read_text().splitlines()] if log.exists() else []
+    sec = s.get("security", {})
+    # a running pilot's summary has no "state" (a failed or disabled one says which); sched and aipath
+    # see every window and process, memory only what faults in those seconds
+    running = [d for d in ("sched", "memory", "aipath") if "state" not in s[d]]
+    return {"exit": r.returncode, "security_state": sec.get("state"), "security_error": (sec.get("error") or "")[:200],
+            "sensor_note": next((n[:200] for n in notes if n.startswith("sensor: the merged build")), None),
+            "security_note": next((n[:200] for n in notes if n.startswith("security disabled")), None),
+            "events": s["agent"]["events"], "domains_running": running, "sched_windows": s["sched"].get("windows", 0),
+            "memory_faults_seen": s["memory"].get("faults_seen", 0), "aipath_processes": s["aipath"].get("processes", 0),
+            "others_running": r.returncode == 0 and sec.get("state") == "failed" and len(running) == 3
+            and s["sched"].get("windows", 0) > 0 and s["aipath"].get("processes", 0) > 0}
+
+
+def faults(tmp: Path, model: Path) -> dict:
     env = _env(tmp)
     (tmp / "run").mkdir(exist_ok=True)
     out = {}
@@ -587,24 +633,33 @@ def faults(tmp: Path) -> dict:
     finally:
         run.send_signal(signal.SIGTERM)
         run.wait(60)
+    out["security_bpf_fails_to_load"] = broken_security(tmp, model, {**env, "KPILOT_RUN_DIR": str(tmp / "run3")})
     return out
 
 
-def run(quick: bool = False) -> dict:
+PARTS = ("cost", "soak", "faults")
+
+
+def run(quick: bool = False, only: list[str] | None = None) -> dict:
+    """Every part (PARTS) unless `only` names some (`--only cost,faults` runs without the soak)."""
     if os.geteuid() != 0:
         raise CapabilityError("bench agent needs root (it runs the agent and the tools live)")
-    from kernelpilot.agent.security_pilot import ensure_host_model
-    model = ensure_host_model()
+    parts = [p for p in PARTS if only is None or p in only]
     soak_s = float(os.environ.get("KPILOT_SOAK_S", 30 if quick else 120))
     beside = dict(kv.split("=", 1) for kv in os.environ.get("KPILOT_SOAK_BESIDE", "").split() if "=" in kv)
+    from kernelpilot.agent.security_pilot import ensure_host_model
+    model = ensure_host_model()
     with tempfile.TemporaryDirectory(prefix="kpilot-bench-agent-") as d:
         tmp = Path(d)
         res = {"protocol": __doc__.split("\n\n")[0].replace("\n", " "), "host": os.uname().release,
-               "cpus": os.cpu_count(), "quick": quick}
-        for part, fn in (("cost", lambda: cost(quick, tmp, model)), ("soak", lambda: soak(soak_s, tmp, model, beside or None)),
-                         ("faults", lambda: faults(tmp))):
+               "cpus": os.cpu_count(), "quick": quick, "parts": parts, "part_s": {}}
+        fns = {"cost": lambda: cost(quick, tmp, model), "soak": lambda: soak(soak_s, tmp, model, beside or None),
+               "faults": lambda: faults(tmp, model)}
+        for part in parts:
+            t0 = time.monotonic()
             try:
-                res[part] = fn()
+                res[part] = fns[part]()
             except KpError as e:  # one part failing still reports the others, with why
                 res[part] = {"error": str(e)}
+            res["part_s"][part] = round(time.monotonic() - t0, 1)
     return res

@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
               quick: bool = typer.Option(False, "--quick", help="smaller sizes, for a fast look"),
               only: str = typer.Option(None, "--only", help="comma-separated parts to run (sched: recorded,synthetic,"
                                        "load_forecast,live,cross_session; security: "
-                                       "fhids,unm,scenarios,live; memory: policies,recorded,devsplit,prefetch,speed,live); "
+                                       "fhids,unm,scenarios,live; memory: policies,recorded,devsplit,prefetch,speed,live; agent: cost,soak,faults); "
                                        "default every part"),
               output: Path = typer.Option(None, "-o", "--output", help="also write the JSON here")):
         """Run a benchmark and print its figures (ratios measured side by side in one run)."""

@@ -24,6 +24,20 @@ def rdir(tmp_path, monkeypatch):
     return d
 
 
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    """A small security model (tree + stide) trained on a synthetic corpus: a fixture, no figure."""
+    from kernelpilot.security.synth import make_corpus
+    d = tmp_path_factory.mktemp("sensor-model")
+    make_corpus(d / "c", n_train=60, n_valid=60, attacks_per_family=3, folders_per_family=2, seed=5)
+    r = subprocess.run([sys.executable, "-m", "kernelpilot.cli", "security", "train", "--normal", str(d / "c"),
+                        "-o", str(d / "m.json"), "--epochs", "1", "--detectors", "stide,tree"],  # all four: 3.5x as long
+                       capture_output=True, text=True, cwd=ROOT,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    return d / "m.json"
+
+
 @pytest.fixture
 def run_dir(monkeypatch):
     """A journal directory anyone may write (the permission test runs as nobody)."""

@@ -15,7 +15,7 @@ from cli_checks import one_line_error  # noqa: E402
 from tests.conftest import need_root, run_kpilot
 from kernelpilot.agent.eventlog import FIELDS
 from kernelpilot.bench.agent import sched_only, spinner
-from agent_helpers import ROOT, killed_if_left, rdir, stop_cleanly, wait_for  # noqa: F401 (rdir: fixture)
+from agent_helpers import ROOT, killed_if_left, model_file, rdir, stop_cleanly, wait_for  # noqa: F401 (fixtures)
 
 QUIET = "[security]\nenabled = false\n"  # the watch learns a host model on first use: not here
 
@@ -110,3 +110,17 @@ def test_failing_domain_leaves_others_running(tmp_path, rdir):
     assert s["aipath"]["processes"] > 0 and s["sched"]["windows"] > 0
     notes = [x for x in lines[:-1] if x["domain"] == "security"]
     assert any("other domains keep running" in x["what"] for x in notes)
+
+
+def test_security_bpf_rejected_leaves_the_others_running(tmp_path, rdir, model_file):
+    """The security domain's BPF programs rejected by the verifier (the sensor's merged build, then
+    the watch's own sc_watch; bench agent's faults part): the sensor falls back to kp_trace and says
+    so, security stops with why, sched, memory and aipath keep running."""
+    need_root()
+    from kernelpilot.bench.agent import broken_security
+    env = {**os.environ, "KPILOT_RUN_DIR": str(rdir), "PYTHONPATH": str(ROOT)}
+    r = broken_security(tmp_path, model_file, env, seconds=4)
+    assert r["others_running"] and r["exit"] == 0, r
+    assert "did not load" in r["sensor_note"] and "no program named" in r["sensor_note"], r
+    assert r["security_note"] and "other domains keep running" in r["security_note"], r
+    assert r["security_error"], r

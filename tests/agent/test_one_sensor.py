@@ -7,22 +7,8 @@ import sys
 
 import pytest
 
-from agent_helpers import ROOT, killed_if_left, stop_cleanly, wait_for
+from agent_helpers import ROOT, killed_if_left, model_file, stop_cleanly, wait_for  # noqa: F401 (model_file: fixture)
 from tests.conftest import need_root
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    """A small security model (tree + stide) trained on a synthetic corpus: a fixture, no figure."""
-    from kernelpilot.security.synth import make_corpus
-    d = tmp_path_factory.mktemp("sensor-model")
-    make_corpus(d / "c", n_train=60, n_valid=60, attacks_per_family=3, folders_per_family=2, seed=5)
-    r = subprocess.run([sys.executable, "-m", "kernelpilot.cli", "security", "train", "--normal", str(d / "c"),
-                        "-o", str(d / "m.json"), "--epochs", "1", "--detectors", "stide,tree"],  # all four: 3.5x as long
-                       capture_output=True, text=True, cwd=ROOT,
-                       timeout=300)
-    assert r.returncode == 0, r.stderr
-    return d / "m.json"
 
 
 def attached(pid: int, tracepoint: str) -> list[dict]:

@@ -41,3 +41,13 @@ def test_anonymous_rss_is_reported_beside_the_whole():
     assert f["rss_anon_kb_first_last"] == [1003, 1039] and f["rss_anon_growth_after_warmup"] == round(36 / 1003, 4)
     assert f["rss_anon_kb_median_per_quarter"] == [1007, 1016, 1026, 1035]
     assert f["rss_anon_growth_median_first_to_last_quarter"] == round(28 / 1007, 4)
+
+
+def test_bench_agent_parts_are_chosen_with_only():
+    """`kpilot bench agent --only cost,faults` runs without the soak; a part it lacks is refused first."""
+    import pytest
+
+    from kernelpilot.bench.cli import run_bench
+    from kernelpilot.errors import KpError
+    with pytest.raises(KpError, match="benchmark 'agent' has the parts cost, soak, faults"):
+        run_bench("agent", only="cost,sock")
