@@ -21,6 +21,7 @@ from kernelpilot.security import chooser as C
 from kernelpilot.security import datasets as DS
 from kernelpilot.security import detectors as D
 from kernelpilot.security import fused as F
+from kernelpilot.security import lmrule as R
 from kernelpilot.security import perservice as P
 from kernelpilot.security.features import Vocabulary
 from kernelpilot.security.metrics import auc, conformal_threshold, evaluate_scores, threshold
@@ -129,11 +130,39 @@ def _dev_scores(dets, parts, seqs) -> dict:
     return {p: np.array([s.score for s in scored_fn(dets[p], seqs)]) for p in parts}
 
 
-def dev_leave_groups_out(train, cal, vocab, quick=False, group=lambda t: t.meta["service"]):
-    """FHIDS dev split (kernelpilot.security.fused.leave_groups_out): services left out, trace scores."""
+def _dev_raw(det, seqs):
+    """Dev scores of a refitted part: trace scores; the lm's per-call NLLs (lmrule.Calls), so that
+    every lm rule is judged on the same fold models."""
+    if det.kind != "lm":
+        return _dev_scores({"x": det}, ["x"], seqs)["x"]
+    out = np.empty(len(seqs), dtype=object)
+    for i, p in enumerate(det.nll_many(seqs)):
+        out[i] = R.Calls(p, det.cuts)
+    return out
+
+
+def _lm_as(scores: dict, rule: str) -> dict:
+    return {p: np.array([R.trace_score(c.nll, rule, c.cuts) for c in v]) if p == "lm" else v for p, v in scores.items()}
+
+
+def dev_leave_groups_out(train, cal, vocab, quick=False, group=lambda t: t.meta["service"], dets=None):
+    """FHIDS dev split (kernelpilot.security.fused.leave_groups_out): services left out, trace scores
+    (the lm's by the rule of dets['lm']); `lm_cells(parts)`: the same folds' lm NLLs for lmrule.choose.
+    The folds are fitted once per set of parts."""
+    memo = {}
+
+    def raw(parts):
+        if tuple(parts) not in memo:
+            memo[tuple(parts)] = F.leave_groups_out(train, cal, vocab, parts, group, _dev_raw, max_calls=MAX_CALLS,
+                                                    part_kw={"lm": _options("lm", quick)})
+        return memo[tuple(parts)]
+
     def dev(parts):
-        return F.leave_groups_out(train, cal, vocab, parts, group, lambda d, seqs: _dev_scores({"x": d}, ["x"], seqs)["x"],
-                                  max_calls=MAX_CALLS, part_kw={"lm": _options("lm", quick)})
+        cells, how = raw(parts)
+        rule = dets["lm"].rule if dets and "lm" in dets else R.DEFAULT
+        return [(n, _lm_as(nor, rule), _lm_as(nov, rule)) for n, nor, nov in cells], how
+
+    dev.lm_cells = lambda parts: [(n, list(nor["lm"]), list(nov["lm"])) for n, nor, nov in raw(parts)[0]]
     return dev
 
 
@@ -154,6 +183,12 @@ def dev_other_programs(others, seed=DS.SEED):
                 cells.append(("other programs:spliced", normal, _dev_scores(dets, parts, mixed)))
             return cells, (f"this program's calibration traces vs {len(seqs)} other programs' calibration traces "
                            f"(first {DEV_CALLS} calls), whole and spliced ({C.SPLICE} calls) into this program's")
+
+        def lm_cells(parts):
+            lm = dets["lm"]
+            calls = [[R.Calls(p, lm.cuts) for p in lm.nll_many(x)] for x in (cal_seqs, seqs, mixed)]
+            return [("other programs:whole", calls[0], calls[1]), ("other programs:spliced", calls[0], calls[2])]
+        dev.lm_cells = lm_cells
         return dev
     return make
 
@@ -172,9 +207,25 @@ def judge(kinds, split, quick=False, progress=None, dev=None) -> dict:
     dets, fit_s, skipped = fit(kinds, tr, vocab, quick)
     res = {"n_train": len(tr), "n_calibration": len(cal), "vocabulary": len(vocab) - 1,
            "fit_s": fit_s, "detectors": {}, "skipped": skipped}
+    devf = dev(train, split["calibration"], vocab, dets, res) if dev is not None else None
+    if "lm" in dets:  # the lm's rule (kernelpilot.security.lmrule) on the dev cells, before any test score
+        t0 = time.perf_counter()
+        parts = [p for p in F.PARTS if p in dets] if "fused" in kinds else ["lm"]
+        ch = R.choose(devf.lm_cells(parts)) if hasattr(devf, "lm_cells") else {
+            "rule": dets["lm"].rule, "why": "no dev split: the lm's own rule", "dev": {}}
+        dets["lm"].rule = ch["rule"]
+        res["lm_rule"] = {**ch, "choose_s": round(time.perf_counter() - t0, 2)}
     for k, d in dets.items():
         t0 = time.perf_counter()
-        sc, sn, sa = scored(d, cal), scored(d, tn_s), scored(d, ta_s)
+        if k == "lm":  # NLLs once: the chosen rule's figures, and the mean's beside them (report only)
+            nll = [d.nll_many(x) for x in (cal, tn_s, ta_s)]
+            sc, sn, sa = ([d.scored_nll(p) for p in g] for g in nll)
+            if d.rule != R.DEFAULT:
+                old = evaluate_scores(*([d.scored_nll(p, R.DEFAULT) for p in g] for g in nll),
+                                      [t.family for t in ta], [t.attack_start for t in ta])
+                res["lm_rule"]["mean_on_test_not_used_to_choose"] = old
+        else:
+            sc, sn, sa = scored(d, cal), scored(d, tn_s), scored(d, ta_s)
         r = evaluate_scores(sc, sn, sa, [t.family for t in ta], [t.attack_start for t in ta])
         r["score_s"] = round(time.perf_counter() - t0, 2)
         r["_scored"] = (sc, sn, sa)
@@ -183,7 +234,7 @@ def judge(kinds, split, quick=False, progress=None, dev=None) -> dict:
             progress(k)
     if "fused" in kinds and dev is not None:
         res["_families"], res["_starts"] = [t.family for t in ta], [t.attack_start for t in ta]
-        _fuse(res, dev(train, split["calibration"], vocab, dets, res), progress)
+        _fuse(res, devf, progress)
         del res["_families"], res["_starts"]
     elif "fused" in kinds:
         res["skipped"]["fused"] = "no dev split for this data"
@@ -224,7 +275,7 @@ def fhids(path=None, kinds=KINDS, quick=False, progress=None, per_service_calibr
     traces = DS.load("fhids", path)
     sp = DS.split("fhids", traces)
     res = judge(kinds, sp, quick, progress,
-                dev=lambda train, cal, vocab, dets, res: dev_leave_groups_out(train, cal, vocab, quick))
+                dev=lambda train, cal, vocab, dets, res: dev_leave_groups_out(train, cal, vocab, quick, dets=dets))
     if per_service_calibration:
         res["per_service"] = per_service(res, sp)
         if progress:

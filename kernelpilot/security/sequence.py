@@ -6,8 +6,9 @@
 - lfc: the locality frame count itself as the score (a trace: its largest count).
 - hamming: Hofmeyr et al. 1998, each gram's Hamming distance to the closest normal gram.
 - lm: a next-syscall GRU language model (Kim et al. 2016 used an LSTM): trained with PyTorch, run
-  in numpy; a trace scores its mean negative log-likelihood per call, the stream the mean over the
-  last `swin` calls.
+  in numpy; a trace and its stream are scored from the per-call negative log-likelihoods by the
+  lm's `rule` (kernelpilot.security.lmrule: the mean, the worst window, or the share of unlikely
+  calls; chosen on dev cells, the mean by default).
 - novelty: stide at every gram length at once: at each call, the longest context (up to 32 calls)
   ending there that training holds; short novel contexts score most (Novelty's docstring).
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from kernelpilot.errors import KpError
 from kernelpilot.security import detectors as D
+from kernelpilot.security import lmrule as R
 from kernelpilot.security.features import ngram_hashes, window_means
 from kernelpilot.security.metrics import Scored
 
@@ -237,11 +239,13 @@ class LM(D.Detector):
     SEG, WARM, TRAIN_LEN = 256, 32, 128
 
     def __init__(self, vocab, dim: int = 32, hidden: int = 64, steps: int = 1000, swin: int = 32,
-                 max_train_calls: int = 1_000_000, batch: int = 32, **kw):
+                 max_train_calls: int = 1_000_000, batch: int = 32, rule: str = R.DEFAULT, **kw):
         super().__init__(vocab, **kw)
         self.dim, self.hidden, self.steps, self.swin, self.batch = dim, hidden, steps, swin, batch
         self.max_train_calls = max_train_calls
+        self.rule = R.check(rule)
         self.w: dict[str, np.ndarray] = {}
+        self.cuts: dict[str, float] = {}  # per-call NLL quantiles on training calls (share rules)
 
     def fit(self, seqs, seed=0):
         try:
@@ -284,7 +288,21 @@ class LM(D.Detector):
             opt.step()
             sched.step()
         self.w = {k: v.detach().numpy().astype(np.float32) for k, v in net.state_dict().items()}
+        self.cuts = self._cuts(seqs, rng)
         return self
+
+    def _cuts(self, seqs, rng) -> dict[str, float]:
+        """The CUT_QS quantiles of per-call NLL over up to CUT_CALLS training calls (whole traces in a
+        fixed random order, the last one cut)."""
+        pick, n = [], 0
+        for i in rng.permutation(len(seqs)):
+            if n >= R.CUT_CALLS:
+                break
+            if len(seqs[i]):
+                pick.append(seqs[i][:R.CUT_CALLS - n])
+                n += len(pick[-1])
+        nll = np.concatenate(self.nll_many(pick))
+        return {f"{q:g}": float(np.quantile(nll, q)) for q in R.CUT_QS}
 
     def _check(self):
         if not self.w:
@@ -340,23 +358,30 @@ class LM(D.Detector):
         return window_means(self.position_scores(seq), self.window, self.stride)
 
     def trace_score(self, seq):
-        return float(self.position_scores(seq).mean()) if len(seq) else 0.0
+        return R.trace_score(self.position_scores(seq), self.rule, self.cuts) if len(seq) else 0.0
 
     def scored_many(self, seqs) -> list[Scored]:
-        return [Scored(float(p.mean()) if len(p) else 0.0, np.arange(1, len(p) + 1), moving_mean(p, self.swin))
-                for p in self.nll_many(seqs)]
+        return [self.scored_nll(p) for p in self.nll_many(seqs)]
+
+    def scored_nll(self, p, rule: str | None = None) -> Scored:
+        """A trace's Scored from its per-call NLLs, by `rule` (the lm's own by default)."""
+        rule = rule or self.rule
+        return Scored(R.trace_score(p, rule, self.cuts), *R.stream(p, rule, self.cuts, self.swin))
 
     def scored(self, seq) -> Scored:
         return self.scored_many([seq])[0]
 
     def params(self):
         return {"dim": self.dim, "hidden": self.hidden, "steps": self.steps, "swin": self.swin,
+                "rule": self.rule, "cuts": self.cuts,
                 "weights": {k: {"shape": list(v.shape), "data": [round(float(x), 6) for x in v.ravel()]}
                             for k, v in self.w.items()}}
 
     def load(self, p):
         self.dim, self.hidden, self.steps = int(p["dim"]), int(p["hidden"]), int(p["steps"])
         self.swin = int(p["swin"])
+        self.rule = R.check(str(p.get("rule", R.DEFAULT)))  # models saved before rules: the mean
+        self.cuts = {str(k): float(v) for k, v in p.get("cuts", {}).items()}
         self.w = {k: np.array(v["data"], dtype=np.float32).reshape(v["shape"]) for k, v in p["weights"].items()}
         self._check()
         return self
