@@ -59,15 +59,17 @@ def run_sim(tr, names, sizes, unit=True, train_frac=0.5, model_path=None, progre
     from kernelpilot.memory import mix, models, sim
     if not 0.0 <= train_frac < 1.0:
         raise KpError(f"--train-frac must be in [0, 1) (got {train_frac})")
-    start = int(len(tr) * train_frac) if any(n in sim.LEARNED for n in names) else 0
+    start = int(len(tr) * train_frac) if any(n in sim.LEARNED or n == "vote" for n in names) else 0
     saved = load_model(model_path) if model_path else None
     out, trained = [], {}
     for size in sizes:
         sim.check_size(tr, size, unit)
         for name in names:
             model = None
-            if name in sim.LEARNED:  # trained on OPT at this size, on the prefix only (mix: its expert's)
-                kind = mix.LEARNED if name == "mix" else name
+            # trained on OPT at this size, on the prefix only; mix and vote get lrb's (their
+            # learned expert, as the bench runs them; vote_classic is vote without it)
+            if name in sim.LEARNED or name == "vote":
+                kind = mix.LEARNED if name in ("mix", "vote") else name
                 model = saved if (saved and saved.meta["policy"] == kind) else trained.get((kind, size))
                 if model is None:
                     model = trained[(kind, size)] = models.train(kind, tr, size, unit, start)
@@ -94,7 +96,7 @@ def sim_cmd(trace: str = typer.Option(..., "--trace", "-t", help=TRACE_HELP),
             n: int = typer.Option(200_000, help="length of a synth: trace"),
             limit: int = typer.Option(None, help="read only the first LIMIT requests (published cache traces)"),
             train_frac: float = typer.Option(0.5, help="learned policies train on this prefix; all are scored after it"),
-            model: Path = typer.Option(None, help="saved model (.json/.npz) for its policy (and mix, if it is mix's expert) instead of training"),
+            model: Path = typer.Option(None, help="saved model (.json/.npz) for its policy (and mix and vote, if it is their expert lrb) instead of training"),
             json_out: bool = typer.Option(False, "--json")):
     """Simulate replacement policies and print miss ratios side by side."""
     from kernelpilot.memory import sim, trace as T

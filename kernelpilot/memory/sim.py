@@ -11,7 +11,9 @@ from kernelpilot.memory import policies
 from kernelpilot.memory.trace import Trace
 
 CLASSIC = list(policies.CLASSIC) + ["belady"]
-ONLINE = ["vote", "lecar"]  # expert followers that need no model: memory/vote.py, memory/lecar.py
+# expert followers (memory/vote.py, memory/lecar.py): vote with a model has lrb among its experts
+# (as the bench's vote; `kpilot memory sim` trains it), vote_classic never (the classics alone)
+ONLINE = ["vote", "vote_classic", "lecar"]
 LEARNED = ["lrb", "imitate", "reuse", "mix"]
 ALL = CLASSIC + ONLINE + LEARNED
 ALIASES = {"opt": "belady", "twoq": "2q", "s3-fifo": "s3fifo", "learned": "mix"}
@@ -61,9 +63,9 @@ def hits(tr: Trace, policy: str, cache_size: int, unit: bool = True, model=None)
         return policies.belady(d, sz, cache_size, n_obj, nxt)
     if policy in policies.CLASSIC:
         return policies.CLASSIC[policy](d, sz, cache_size, n_obj)
-    if policy == "vote":  # with a model (lrb's), lrb joins the experts from its training prefix's end
+    if policy in ("vote", "vote_classic"):  # with lrb's model, lrb joins from its training prefix's end
         from kernelpilot.memory import vote
-        if model is None:
+        if model is None or policy == "vote_classic":
             return vote.vote(d, sz, cache_size, n_obj)
         from kernelpilot.memory import mix
         return vote.run(d, sz, cache_size, n_obj, learned=mix.learned_expert("lrb", tr, sz, cache_size, model),

@@ -125,3 +125,25 @@ def test_learned_policy_runs_and_model_roundtrip(tmp_path):
     assert np.allclose(models.score_rows(m, X), m2.predict_float(X))
     r = sim.simulate(tr, "lrb", 600, model=m2, eval_from=20_000)
     assert r.miss_ratio < sim.simulate(tr, "lru", 600, eval_from=20_000).miss_ratio
+
+
+def test_sim_vote_has_lrb_among_its_experts_as_the_bench():
+    # `memory sim`'s vote trains lrb on the prefix and votes with it, as the bench's vote (its
+    # _honest on lrb's full run); vote_classic is the classics alone, as the bench's vote_classic
+    from kernelpilot.bench.memory import _honest
+    from kernelpilot.memory import mix, models
+    r = kp("memory", "sim", "--trace", "synth:mixed", "--n", "20000", "--policies", "vote,vote_classic,lrb",
+           "--sizes", "0.05", "--json")
+    assert r.returncode == 0, r.stderr
+    out = {x["policy"]: x["miss_ratio"] for x in json.loads(r.stdout)["results"]}
+    tr = T.load("synth:mixed", n=20000)
+    d, n_obj, _ = tr.dense()
+    sz = np.ones(len(d), np.int64)
+    size, start = sim.sizes_from_spec(tr, "0.05", True)[0], len(d) // 2
+    log = mix._logs(1, len(d))[0]
+    lrb = models.run("lrb", tr, sz, size, models.train("lrb", tr, size, True, start), log)
+    want = _honest(d, sz, size, n_obj, start, (lrb, log))
+    assert out["vote"] == pytest.approx(want["vote"], abs=1e-9)
+    assert out["vote_classic"] == pytest.approx(want["vote_classic"], abs=1e-9)
+    assert out["lrb"] == pytest.approx(1.0 - lrb[start:].mean(), abs=1e-9)
+    assert abs(out["vote"] - out["vote_classic"]) > 1e-4  # lrb changes the vote here
