@@ -8,7 +8,8 @@
    pressure controller, and kernelpilot (learned reclaimer + cold pusher). Repetitions are
    interleaved (the order rotates each round); kernelpilot has one unscored history run first.
    Reported per config: median run time, mean cgroup usage, major faults (the program's own and
-   the cgroup's), refaults, PSI, spread.
+   the cgroup's), refaults, PSI, spread; per target, each ratio's 90 % interval over the rounds
+   (memory/swapstats.py) and whether the rounds decide it.
 """
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ PROTOCOL = ("per workload: one unscored kernelpilot history run, then {reps} rou
             "mean usage; slowdown = run time / kernel's - 1; program_cpu_ratio = kernel's program user+sys time / "
             "this config's; PSI = the workload's own cgroup-v2 group; "
             "fixed seeds in the workloads (numpy default_rng 3, 4, 5); each run keeps its controller's decision log "
-            "(decision_log: s, usage, limit, new limit MB, pressure, refaults, reason, io, page-cache refaults, cpu)")
+            "(decision_log: s, usage, limit, new limit MB, pressure, refaults, reason, io, page-cache refaults, cpu) "
+            "and the host's load at its start and end (loadavg); targets.intervals: each judged ratio's 90 % interval "
+            "over the rounds (paired by round) and a verdict per target, undecided where the threshold is inside it")
 
 
 def _targets(w: dict) -> dict:
@@ -85,6 +88,46 @@ def _targets(w: dict) -> dict:
             out["vs_senpai_savings_ge_1.2x"]["met_less_cpu_wait"] = all(
                 v["ratio"] is not None and v["ratio"] >= 1.2 and
                 v["slowdown_less_cpu_wait_kernelpilot"] <= v["slowdown_less_cpu_wait_senpai"] + 0.05 for v in vs.values())
+    out["intervals"] = _intervals(w)
+    return out
+
+
+def _intervals(w: dict) -> dict:
+    """Each judged ratio's 90 % interval over the bench's rounds (memory/swapstats.py), and each
+    target's verdict on it: met, missed, or undecided (too few rounds for this host's spread)."""
+    from kernelpilot.memory import swapstats as S
+    out: dict = {"level": S.LEVEL, "method": "ratio of means over rounds, paired by round, Fieller's interval; "
+                 "verdict met/missed only where the threshold is outside it; rounds_needed: rounds for it to "
+                 "be, at the estimate and the spread seen"}
+    rounds = {n: S.paired_rounds(v.get("runs", []), ("kernel", "senpai", "kernelpilot")) for n, v in w.items()}
+    hc = rounds.get("hotcold")
+    if hc:
+        f = S.judge(S.fault_ratio(hc), 0.8, at_least=False)
+        sp = S.judge(S.speed_ratio(hc), 1.0, at_least=True)
+        out["hotcold"] = {"program_and_agent_major_fault_ratio": f, "speed_ratio": sp,
+                          "verdict": S.both(f["verdict"], sp["verdict"])}
+    rows = {n: r for n, r in rounds.items() if n != "hotcold" and r}
+    per, vs = {}, {}
+    for n, r in rows.items():
+        sv, sl = S.judge(S.saved(r, "kernelpilot"), 0.2, True), S.judge(S.slowdown(r, "kernelpilot"), 0.05, False)
+        per[n] = {"saved": sv, "slowdown": sl, "verdict": S.both(sv["verdict"], sl["verdict"])}
+        if all("psi_cpu_some_ms" in x[c] for x in r for c in ("kernel", "kernelpilot")):
+            sc = S.judge(S.slowdown(r, "kernelpilot", "seconds_less_cpu_wait"), 0.05, False)
+            per[n]["slowdown_less_cpu_wait"] = sc
+            per[n]["verdict_less_cpu_wait"] = S.both(sv["verdict"], sc["verdict"])
+        ra = S.judge(S.savings_ratio(r), 1.2, True)
+        gap = S.judge(S.slowdown_gap(r), 0.05, False)
+        vs[n] = {"ratio": ra, "slowdown_gap": gap, "verdict": S.both(ra["verdict"], gap["verdict"]),
+                 "senpai_saved": S.judge(S.saved(r, "senpai"), 0.0, True)}
+    if per:
+        out["saved_ge_20pct_at_le_5pct_slowdown"] = dict(per, verdict=S.both(*(v["verdict"] for v in per.values())))
+        out["vs_senpai_savings_ge_1.2x"] = dict(vs, verdict=S.both(*(v["verdict"] for v in vs.values())))
+    undecided = [k for k in ("hotcold", "saved_ge_20pct_at_le_5pct_slowdown", "vs_senpai_savings_ge_1.2x")
+                 if out.get(k, {}).get("verdict") == "undecided"]
+    out["undecided"] = undecided
+    if undecided:
+        out["note"] = ("too few rounds to decide " + ", ".join(undecided) +
+                       " on this host: each threshold is inside its interval (rounds_needed per ratio)")
     return out
 
 

@@ -288,6 +288,7 @@ def run_config(lab, wl, config: str, predictor=None, log: bool = False) -> dict:
     d = Driver(lab, config, predictor, log=log)
     st0, psi0, io0, cpu0 = lab.stat(), lab.pressure_us(), lab.io_pressure_us(), lab.cpu_pressure_us()
     kills0 = _oom_kills(lab)
+    load0 = os.getloadavg()[0]
     # every config, the kernel alone too: a charge that reclaim cannot meet at the workload's own
     # limit waits OOM_WAIT s, then the kill is back on (which wakes it to try again). With the
     # kill on from the start for the kernel alone, its charges had no such second try: one
@@ -319,7 +320,8 @@ def run_config(lab, wl, config: str, predictor=None, log: bool = False) -> dict:
            "control_skipped_write_busy": d.write_busy, "agent_cpu_s": round(d.cpu_s, 3), "errors": d.errors,
            "oom_raised": d.oom_raised, "limit_clamped": d.clamped, "decisions": d.decisions,
            "oom_waits": d.oom_waits, "oom_kills": _oom_kills(lab) - kills0,
-           "agent_major_faults": d.majflt}
+           "agent_major_faults": d.majflt,
+           "loadavg": [round(load0, 2), round(os.getloadavg()[0], 2)]}  # the host's 1-min load, start and end
     if d.keep_log:
         out["decision_log"] = d.log
     if d.pusher is not None:
