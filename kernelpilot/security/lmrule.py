@@ -18,7 +18,11 @@ The rule for choosing (`choose`): per dev cell (FHIDS: per leave-services-out fo
 traces whole and spliced into its calibration traces), each candidate's DR at 1% of the cell's
 normals and AUC, J = (DR + AUC) / 2 (kernelpilot.security.chooser). Chosen: the candidate with the
 largest mean J over the cells; a candidate other than `mean` only where its mean J beats `mean`'s by
-chooser.MARGIN (0.01), else `mean`; ties go to the earlier in the grid. No dev cells: `mean`."""
+chooser.MARGIN (0.01), else `mean`; ties go to the earlier in the grid. No dev cells: `mean`.
+Since 2026-12-04 18:50 UTC (before any test run with it) only rules passing chooser.eligible's
+guards are candidates (every cell's normals scored with >= RES_MIN of the finest rule's distinct
+values: a `share` rule scores every repeat of a common training trace 0; mean dev AUC within
+AUC_MARGIN of the best rule's); `mean` not among them: the best eligible rule."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -99,12 +103,15 @@ def choose(cells) -> dict:
     novel = {n: {r: [trace_score(x.nll, r, x.cuts) for x in nov] for r in GRID} for n, _, nov in cells}
     fig = {n: C.cell_figures(normal[n], novel[n], GRID, lambda r, z: z[r], lambda v: (0.0, 1.0)) for n in normal}
     j = {r: float(np.mean([(fig[n][r][0] + fig[n][r][1]) / 2 for n in fig])) for r in GRID}
-    best = max(GRID, key=lambda r: (j[r], -GRID.index(r)))
-    rule = best if j[best] >= j[DEFAULT] + C.MARGIN else DEFAULT
-    return {"rule": rule, "best_by_j": best,
+    elig, res = C.eligible(fig, GRID, GRID)
+    best = max(elig, key=lambda r: (j[r], -GRID.index(r)))
+    rule = best if DEFAULT not in elig or j[best] >= j[DEFAULT] + C.MARGIN else DEFAULT
+    return {"rule": rule, "best_by_j": best, "eligible": elig,
             "dev": {r: {"j": round(j[r], 4), "dr_1pct": round(float(np.mean([fig[n][r][0] for n in fig])), 4),
+                        "resolution": round(res[r], 4),
                         "auc": round(float(np.mean([fig[n][r][1] for n in fig])), 4),
                         "cells": {n: [round(fig[n][r][0], 4), round(fig[n][r][1], 4)] for n in fig}} for r in GRID},
             "cells": {n: [len(nor), len(nov)] for n, nor, nov in cells},
-            "criterion": f"largest mean J = (DR@1% + AUC) / 2 over the dev cells; not 'mean' unless it gains "
-                         f"{C.MARGIN}; ties: the earlier in {list(GRID)}"}
+            "criterion": f"eligible rules only (chooser.eligible: resolution >= {C.RES_MIN}, mean AUC within "
+                         f"{C.AUC_MARGIN} of the best); largest mean J = (DR@1% + AUC) / 2 over the dev cells; not "
+                         f"'mean' unless it gains {C.MARGIN} or is not eligible; ties: the earlier in {list(GRID)}"}
