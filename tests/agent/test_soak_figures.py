@@ -51,3 +51,14 @@ def test_bench_agent_parts_are_chosen_with_only():
     from kernelpilot.errors import KpError
     with pytest.raises(KpError, match="benchmark 'agent' has the parts cost, soak, faults"):
         run_bench("agent", only="cost,sock")
+
+
+def test_busy_shares_are_per_part_medians_over_repetitions():
+    from kernelpilot.bench.agent import busy_medians
+    rows = [{"busy_share_idle": {"sensor": 0.01, "sched": 0.004}},
+            {"busy_share_idle": {"sensor": 0.03, "sched": 0.002, "publish": 0.001}},
+            {"busy_share_idle": {"sensor": 0.02, "sched": 0.006}},
+            {"cpu_share_idle": 0.5}]  # a repetition whose agent reported no state: left out
+    got = busy_medians(rows, "idle")
+    assert got == {"publish": 0.0, "sched": 0.004, "sensor": 0.02}
+    assert busy_medians(rows, "flood") == {}
