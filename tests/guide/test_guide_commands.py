@@ -13,10 +13,12 @@ BLOCK = re.compile(r"^```sh run[ \t]*\n(.*?)^```", re.M | re.S)
 # commands that watch the whole host, change it, hold a fixed port or measure it: their blocks run alone
 # (serial). Tracing a command of one's own (record -- CMD, aipath -- CMD) is not host-wide.
 SCHED_OFFLINE = r"sched (--quick )?--only (recorded|synthetic|load_forecast)(,(recorded|synthetic|load_forecast))*(?![\w,])"
-HOST_WIDE = re.compile(r"\bkpilot (bench (?!memory\b|kernelize\b|" + SCHED_OFFLINE + r")|serve|top|agent (run|rollback)"
+SECURITY_OFFLINE = r"security (--quick )?--only (fhids|unm)(,(fhids|unm))*(?![\w,])"
+HOST_WIDE = re.compile(r"\bkpilot (bench (?!memory\b|kernelize\b|" + SCHED_OFFLINE + "|" + SECURITY_OFFLINE + r")|serve|top|agent (run|rollback)"
                        r"|sched (run|rules)|memory live|security (watch|scenarios record|train --host))\b")
 # `bench memory` simulates committed traces, `bench kernelize` test-runs its own programs and `bench sched`'s
-# offline parts (kernelpilot/bench/sched.py OFFLINE) replay committed traces: not host-wide
+# offline parts (kernelpilot/bench/sched.py OFFLINE) replay committed traces and `bench security`'s dev sets
+# (fhids, unm) score shared datasets: not host-wide
 TMP_PATH = re.compile(r"/tmp/")  # a later block naming /tmp/... may read what a host-wide block wrote there
 
 
@@ -57,3 +59,17 @@ def test_guide_block_runs(page, script, tmp_path):
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, f"{page}:\n{script}\nstdout: {p.stdout[-2000:]}\nstderr: {p.stderr[-2000:]}"
     assert "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("cmd,host_wide", [
+    ("kpilot bench security --quick --only fhids,unm --json", False),
+    ("kpilot bench security --only unm", False),
+    ("kpilot bench security --quick --only scenarios,live --json", True),
+    ("kpilot bench security --quick --only fhids,live --json", True),
+    ("kpilot bench security --quick --json", True),
+    ("kpilot bench sched --only recorded", False),
+    ("kpilot bench agent --only cost", True),
+])
+def test_offline_bench_parts_run_in_the_parallel_part(cmd, host_wide):
+    """The dev-set parts of bench security (fhids, unm) read shared datasets only: parallel part."""
+    assert bool(HOST_WIDE.search(cmd)) == host_wide
