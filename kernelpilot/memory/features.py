@@ -53,9 +53,10 @@ def state_nb(n_obj, n_grp):
             np.full(n_grp, -2, np.int64))
 
 
-@njit(cache=True, inline="always")
-def update(o, g, pg, t, s, last, dl, edc, cnt, glast, gedc, gcnt, gpg, hl, out):
-    """Record request t to object o (size s, group g, page pg); write its features into out."""
+@njit(cache=True)
+def update(o, g, pg, t, s, last, dl, edc, cnt, glast, gedc, gcnt, gpg, hl, out, row):
+    """Record request t to object o (size s, group g, page pg); write its features into out[row]
+    (the table and its row, not a row's view: a view costs two atomic reference counts)."""
     first = last[o] < 0
     if not first:
         gap = t - last[o]
@@ -69,35 +70,35 @@ def update(o, g, pg, t, s, last, dl, edc, cnt, glast, gedc, gcnt, gpg, hl, out):
             edc[o, k] = 1.0
     last[o] = t
     for k in range(N_DELTA):
-        out[k] = dl[o, k]
+        out[row, k] = dl[o, k]
     for k in range(N_EDC):
-        out[N_DELTA + k] = edc[o, k]
+        out[row, N_DELTA + k] = edc[o, k]
     if first:
         cnt[o, 1] = t
     cnt[o, 0] += 1
     j = N_DELTA + N_EDC
-    out[j] = math.log2(1.0 + cnt[o, 0])
-    out[j + 1] = 1.0 if s == 1 else math.log2(1.0 + s)  # log2(2) is exactly 1
+    out[row, j] = math.log2(1.0 + cnt[o, 0])
+    out[row, j + 1] = 1.0 if s == 1 else math.log2(1.0 + s)  # log2(2) is exactly 1
     if glast[g] >= 0:
         ggap = t - glast[g]
         if ggap == 1:  # the same values as below, without a log2 and an exp
-            out[j + 2] = 1.0
+            out[row, j + 2] = 1.0
             gedc[g] = 1.0 + gedc[g] * hl[N_EDC]
         else:
-            out[j + 2] = math.log2(1.0 + ggap)
+            out[row, j + 2] = math.log2(1.0 + ggap)
             gedc[g] = 1.0 + gedc[g] * math.exp(-ggap * LN2 / hl[1])
     else:
-        out[j + 2] = NEVER
+        out[row, j + 2] = NEVER
         gedc[g] = 1.0
     glast[g] = t
     gcnt[g, 0] += 1
     if not first:
         gcnt[g, 1] += 1
-    out[j + 3] = gedc[g]
-    out[j + 4] = gcnt[g, 1] / gcnt[g, 0]
-    out[j + 5] = math.log2(1.0 + gcnt[g, 0] - gcnt[g, 1])
-    out[j + 6] = 1.0 if pg == gpg[g] + 1 else 0.0
-    out[j + 7] = math.log2((1.0 + t - cnt[o, 1]) / cnt[o, 0])  # mean gap over the object's life
+    out[row, j + 3] = gedc[g]
+    out[row, j + 4] = gcnt[g, 1] / gcnt[g, 0]
+    out[row, j + 5] = math.log2(1.0 + gcnt[g, 0] - gcnt[g, 1])
+    out[row, j + 6] = 1.0 if pg == gpg[g] + 1 else 0.0
+    out[row, j + 7] = math.log2((1.0 + t - cnt[o, 1]) / cnt[o, 0])  # mean gap over the object's life
     gpg[g] = pg
 
 
@@ -105,7 +106,7 @@ def update(o, g, pg, t, s, last, dl, edc, cnt, glast, gedc, gcnt, gpg, hl, out):
 def _table(ids, grp, page, sz, hl, last, dl, edc, cnt, glast, gedc, gcnt, gpg):
     X = np.empty((ids.shape[0], N_FEAT), np.float64)
     for t in range(ids.shape[0]):
-        update(ids[t], grp[t], page[t], t, sz[t], last, dl, edc, cnt, glast, gedc, gcnt, gpg, hl, X[t])
+        update(ids[t], grp[t], page[t], t, sz[t], last, dl, edc, cnt, glast, gedc, gcnt, gpg, hl, X, t)
     return X
 
 

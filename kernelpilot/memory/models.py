@@ -36,7 +36,7 @@ REUSE_HORIZON = 2.0  # reuse: the horizon in OPT horizons (cache / OPT miss rati
 HORIZON_CAP = 100  # lrb: next requests further than this many OPT horizons all look alike
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _score(x, feat, thr, left, right, val, roots, bias):
     s = bias
     for r in range(roots.shape[0]):
@@ -84,42 +84,43 @@ def complete(m):
     return cf, ct, cv, bias
 
 
-@njit(cache=True, inline="always")
-def _walk(x, cf, ct, cv, bias):
+@njit(cache=True)
+def _walk(X, i, cf, ct, cv, bias):
+    """The score of row X[i] (rows and an index, not a row's view: see F.update)."""
     s = bias
     n_int = ct.shape[1]
     for r in range(cf.shape[0]):
         j = 0
         while j < n_int:
-            j = 2 * j + 1 + (x[cf[r, j]] > ct[r, j])
+            j = 2 * j + 1 + (X[i, cf[r, j]] > ct[r, j])
         s += cv[r, j - n_int]
     return s
 
 
-@njit(cache=True, inline="always")
-def _rewalk(x, cf, ct, cv, ta, bias, ia, pos):
-    """_walk (the same sum, tree by tree in order), each tree resumed at node pos[r]; -> (score,
+@njit(cache=True)
+def _rewalk(X, i, cf, ct, cv, ta, bias, ia, pos):
+    """_walk of X[i] (the same sum, tree by tree in order), each tree resumed at node pos[i, r]; -> (score,
     the first age that passes a threshold on feature `ia` (the age) where a path went left:
-    ta, see age_steps). pos[r] becomes the first node of the path that went left on the age
+    ta, see age_steps). pos[i, r] becomes the first node of the path that went left on the age
     (the leaf where none did): until the age reaches that first age every tree takes the same
-    path, and after, each tree's path above pos[r] still stands (it read the age only going
+    path, and after, each tree's path above pos[i, r] still stands (it read the age only going
     right)."""
     s = bias
     n_int = ct.shape[1]
     lim = np.inf
     for r in range(cf.shape[0]):
-        j = np.int64(pos[r])
+        j = np.int64(pos[i, r])
         p = -1
         while j < n_int:
             f = cf[r, j]
-            right = x[f] > ct[r, j]
+            right = X[i, f] > ct[r, j]
             if f == ia and not right:
                 if p < 0:
                     p = j
                 if ta[r, j] < lim:
                     lim = ta[r, j]
             j = 2 * j + 1 + right
-        pos[r] = j if p < 0 else p
+        pos[i, r] = j if p < 0 else p
         s += cv[r, j - n_int]
     return s, lim
 
@@ -137,7 +138,7 @@ def _score_rows(X, feat, thr, left, right, val, roots, bias):
     return out
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _rand(st, n):
     """xorshift64: a fixed, cheap sample stream (results reproduce exactly)."""
     x = st[0]
@@ -145,7 +146,8 @@ def _rand(st, n):
     x ^= x >> np.uint64(7)
     x ^= x << np.uint64(17)
     st[0] = x
-    return np.int64(x >> np.uint64(33)) % n
+    # the 31 high bits mod n in 32 bits (n < 2^31): the same draw as in 64, at a third of the cost
+    return np.int64(np.uint32(x >> np.uint64(33)) % np.uint32(n))
 
 
 def _state(n_obj, n_grp, seed):
@@ -161,7 +163,7 @@ def _state(n_obj, n_grp, seed):
             np.zeros(2, np.int64))  # objects cached, bytes cached
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _bucket(age):
     """lrb's age feature: log2(1 + idle time) in half steps (age_bucket, one age)."""
     return np.floor(2.0 * np.log2(1.0 + age)) / 2.0
@@ -180,7 +182,7 @@ def _next_bucket(age, lim):
     return a
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _pick_lrb(t, k, nc, st, cached, last, xs, key, gap, fresh, pos, cf, ct, cv, ta, bias, cs):
     """lrb's eviction at request t: of k objects drawn from the nc cached, the one predicted to
     come back last. An object is scored again only once its age bucket passes a threshold
@@ -193,11 +195,11 @@ def _pick_lrb(t, k, nc, st, cached, last, xs, key, gap, fresh, pos, cf, ct, cv, 
     for q in range(k):
         c = cs[q]
         if t >= gap[c]:
-            x = xs[c]
-            x[F.N_FEAT] = _bucket(t - last[c])
+            xs[c, F.N_FEAT] = _bucket(t - last[c])
             if not fresh[c]:  # requested (or refit) since its last score: from the roots
-                pos[c] = 0
-            sc, lim = _rewalk(x, cf, ct, cv, ta, bias, F.N_FEAT, pos[c])
+                for r in range(pos.shape[1]):
+                    pos[c, r] = 0
+            sc, lim = _rewalk(xs, c, cf, ct, cv, ta, bias, F.N_FEAT, pos)
             key[c] = 2.0 ** sc  # the time left, as t + 2^score compared
             gap[c] = last[c] + lim
             fresh[c] = True
@@ -241,11 +243,12 @@ def _segment(ids, grp, page, sz, cap, hl, cf, ct, cv, bias, mode, horizon, k, t0
     for t in range(t0, t1):
         i = ids[t]
         s = sz[t]
-        F.update(i, grp[t], page[t], t, s, last, dl, edc, cnt, glast, gedc, gcnt, gpg, hl, xs[i])
+        F.update(i, grp[t], page[t], t, s, last, dl, edc, cnt, glast, gedc, gcnt, gpg, hl, xs, i)
         fresh[i] = False
         gap[i] = -1.0
         if rec.shape[0] > 0:  # lrb's refits read the rows (features.table's, built on the way)
-            rec[t] = xs[i, :F.N_FEAT]
+            for f in range(F.N_FEAT):
+                rec[t, f] = xs[i, f]
         if slot[i] >= 0:
             hit[t] = 1
             continue
@@ -259,7 +262,7 @@ def _segment(ids, grp, page, sz, cap, hl, cf, ct, cv, bias, mode, horizon, k, t0
                 c = cached[_rand(st, nc)]
                 age = t - last[c]
                 if not fresh[c]:
-                    sc = _walk(xs[c], cf, ct, cv, bias)
+                    sc = _walk(xs, c, cf, ct, cv, bias)
                     fresh[c] = True
                     key[c] = last[c] + 2.0 ** sc if mode == 0 else sc
                     gap[c] = 2.0 * 2.0 ** xs[c, 0] if mode == 1 else 2.0 ** sc

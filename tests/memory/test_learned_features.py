@@ -47,7 +47,7 @@ def test_group_gap_and_size_shortcuts_equal_the_plain_expressions():
 def _walk_rows(X, cf, ct, cv, bias):
     out = np.empty(X.shape[0])
     for i in range(X.shape[0]):
-        out[i] = models._walk(X[i], cf, ct, cv, bias)
+        out[i] = models._walk(X, i, cf, ct, cv, bias)
     return out
 
 

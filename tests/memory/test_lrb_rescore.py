@@ -21,7 +21,7 @@ def _plain_lrb(tr, cap, model):
     cached, slot = [], {}
     hit, ev = np.zeros(len(d), np.uint8), []
     for t, i in enumerate(d):
-        F.update(i, g[t], pg[t], t, 1, *fs, hl, xs[i])
+        F.update(i, g[t], pg[t], t, 1, *fs, hl, xs, i)
         fresh[i] = False
         if i in slot:
             hit[t] = 1
@@ -32,7 +32,7 @@ def _plain_lrb(tr, cap, model):
                 c = cached[models._rand(st, len(cached))]
                 b = float(models.age_bucket(t - fs[0][c]))
                 if not fresh[c] or bucket[c] != b:
-                    key[c] = models._walk(np.append(xs[c], b), cf, ct, cv, bias)
+                    key[c] = models._walk(np.append(xs[c], b)[None, :], 0, cf, ct, cv, bias)
                     bucket[c], fresh[c] = b, True
                 v = t + 2.0 ** key[c]
                 if v > bscore:
