@@ -17,7 +17,8 @@ stop for good (mix's successive elimination, `PRUNE`): a stopped expert has no w
 candidate from then on. The learned expert (lrb's run, `run(learned=...)`) is never stopped; its
 shadow is replayed from the first request, but it has weight and names candidates only from the
 end of its training prefix (`learned_from`: before it, its hits are in-sample), where it joins
-`ENTER` cache sizes of misses behind the fewest.
+`ENTER` cache sizes of misses behind the fewest, a handicap that fades with a half-life of `EHALF`
+cache sizes; misses also count with a second half-life (`HALF2`).
 """
 from __future__ import annotations
 
@@ -44,6 +45,16 @@ TAU = 0.02  # weight temperature: misses behind the best, in cache sizes, that d
 # up to 7.4 points on loops (cs, gli) where all experts missed for a while and lrb's candidates
 # took over. In cache sizes, it costs most where the scored part is few cache sizes long (P3 at 20%)
 ENTER = 1.0
+# lrb's entry handicap fades with its own half-life of EHALF cache sizes (not HALF's), and every
+# expert's misses also count with a second half-life HALF2 (weighed as HALF's): the follower stops
+# discounting a learned expert that keeps its lead, and a short phase moves it less. Chosen on the
+# devsplit (69 cells with room, lrb as committed at e57aee8's parent; 0,0 is the old rule): below
+# the best classic in 31 (old 27; EHALF 4 + HALF2 32: 29), vote or lrb 37 (36; 36), mean gap
+# closed -5.6% (-4.2%; -3.6%), worst regret 7.67 points (7.74; 7.62), cells over 0.5 21 (21; 20).
+# Tried there, not kept: a sticky leader (margins 0.1-1 cache sizes: 27-32 cells, worst 7.2-9.0),
+# naming by the leader's weight alone, followers of followers (half-lives 1-32).
+EHALF = 4.0
+HALF2 = 16.0
 
 
 def vote(d, sz, cap: int, n_obj: int, evl=None):
@@ -53,7 +64,7 @@ def vote(d, sz, cap: int, n_obj: int, evl=None):
 
 def run(d, sz, cap: int, n_obj: int, experts=EXPERTS, half: float = HALF, tau: float = TAU,
         prune: bool = PRUNE, threads: int = 1, evl=None, learned=None, learned_from: int = 0,
-        enter: float = ENTER):
+        enter: float = ENTER, ehalf: float = EHALF, half2: float = HALF2):
     """-> (hit per request (uint8), fallbacks, evictions named per expert). The experts run
     first, side by side with mix's successive elimination (mix.shadows; prune=False: all in
     full), `threads` at once. learned: the learned expert's run over all of d, as (hits, its
@@ -71,23 +82,28 @@ def run(d, sz, cap: int, n_obj: int, experts=EXPERTS, half: float = HALF, tau: f
             hits[k - 1] = h
             logs[k - 1, :int(log[0, 0]) + 1] = log[:int(log[0, 0]) + 1]
         since[k - 1] = learned_from
-    return follow(d, sz, cap, n_obj, hits, logs, half, tau, evl, until, since, enter)
+    return follow(d, sz, cap, n_obj, hits, logs, half, tau, evl, until, since, enter, ehalf, half2)
 
 
 def follow(d, sz, cap: int, n_obj: int, hits, logs, half: float = HALF, tau: float = TAU, evl=None,
-           until=None, since=None, enter: float = ENTER):
+           until=None, since=None, enter: float = ENTER, ehalf: float = EHALF, half2: float = HALF2):
     """The voting cache over the experts' hits (k x n) and eviction logs (mix.shadows); until:
     per expert the request from which it no longer runs (default: none stops); since: per
     expert the request from which its misses count (default: 0). Before it an expert's shadow
     is replayed but it has no weight and names no candidate; at it, its misses start at the
     fewest plus `enter` cache sizes (the learned expert: the end of its training prefix, where its hits stop
-    being in-sample)."""
+    being in-sample). ehalf > 0: that handicap fades with a half-life of ehalf cache sizes (else
+    with half's, inside the misses); half2 > 0: misses also count with that half-life, scaled
+    by half / half2 (0: half's alone, the rule before EHALF and HALF2)."""
     mean_sz = max(1.0, float(np.mean(sz))) if len(sz) else 1.0
     decay = 2.0 ** (-1.0 / max(64.0, half * cap / mean_sz))
     until = np.full(len(hits), len(d), np.int64) if until is None else np.asarray(until, np.int64)
     since = np.zeros(len(hits), np.int64) if since is None else np.asarray(since, np.int64)
+    edecay = 2.0 ** (-1.0 / max(1.0, ehalf * cap / mean_sz)) if ehalf > 0 else -1.0
+    decay2 = 2.0 ** (-1.0 / max(64.0, half2 * cap / mean_sz)) if half2 > 0 else -1.0
     return _vote(d, sz, np.int64(cap), n_obj, np.ascontiguousarray(hits), logs, until, since,
-                 decay, max(1e-9, tau * cap / mean_sz), enter * cap / mean_sz, evl)
+                 decay, max(1e-9, tau * cap / mean_sz), enter * cap / mean_sz, evl, edecay, decay2,
+                 half / max(half2, 1e-9))
 
 
 @njit(cache=True, inline="always")
@@ -117,7 +133,7 @@ def _q_append(qp, qn, QH, QT, e, i):
 
 
 @njit(cache=True, nogil=True)
-def _vote(ids, sz, cap, n_obj, hits, logs, until, since, decay, temp, enter, evl):
+def _vote(ids, sz, cap, n_obj, hits, logs, until, since, decay, temp, enter, evl, edecay, decay2, scale2):
     k, n = hits.shape  # the experts' hits, a row per expert
     inq = np.zeros((n_obj, k), np.bool_)  # v cached here, gone from shadow e: in e's queue
     qp = np.full((n_obj, k), -1, np.int32)
@@ -133,6 +149,8 @@ def _vote(ids, sz, cap, n_obj, hits, logs, until, since, decay, temp, enter, evl
     osz = np.zeros(n_obj, np.int64)
     ptr = np.ones(k, np.int64)
     miss = np.zeros(k)
+    miss2 = np.zeros(k)  # misses at the second half-life (decay2 > 0)
+    score = np.zeros(k)  # what the weights compare: misses, the second count, a fading handicap
     w = np.zeros(k)
     named = np.zeros(k, np.int64)
     hit = np.zeros(n, np.uint8)
@@ -154,7 +172,12 @@ def _vote(ids, sz, cap, n_obj, hits, logs, until, since, decay, temp, enter, evl
                 for i in range(na):
                     if on[act[i]] and miss[act[i]] < low:
                         low = miss[act[i]]
-                miss[e] = (0.0 if low == np.inf else low) + enter
+                miss[e] = (0.0 if low == np.inf else low) + (enter if edecay < 0 else 0.0)
+                low = np.inf
+                for i in range(na):
+                    if on[act[i]] and miss2[act[i]] < low:
+                        low = miss2[act[i]]
+                miss2[e] = 0.0 if low == np.inf else low
                 on[e] = True
         x = ids[t]
         cached = inc[x]
@@ -168,6 +191,8 @@ def _vote(ids, sz, cap, n_obj, hits, logs, until, since, decay, temp, enter, evl
             he = hits[e, t]
             if on[e]:
                 miss[e] = miss[e] * decay + (1 - he)
+                if decay2 > 0:
+                    miss2[e] = miss2[e] * decay2 + (1 - he)
             if he == 0:
                 shadow[x, e] = True  # admitted, or not and logged as gone below
                 if inq[x, e]:
@@ -197,11 +222,14 @@ def _vote(ids, sz, cap, n_obj, hits, logs, until, since, decay, temp, enter, evl
             best = -1
             for j in range(na):
                 e = act[j]
-                if on[e] and (best < 0 or miss[e] < miss[best]):
+                score[e] = miss[e] + (scale2 * miss2[e] if decay2 > 0 else 0.0)
+                if edecay >= 0 and since[e] > 0 and t >= since[e]:
+                    score[e] += enter * edecay ** (t - since[e])
+                if on[e] and (best < 0 or score[e] < score[best]):
                     best = e
             for j in range(na):
                 e = act[j]
-                w[e] = np.exp(-(miss[e] - miss[best]) / temp) if on[e] else 0.0
+                w[e] = np.exp(-(score[e] - score[best]) / temp) if on[e] else 0.0
         while occ + s > cap:
             v, top, by = QH[best], -1.0, best
             for i in range(na):
