@@ -52,6 +52,7 @@ class Obs:
     file_refaults: int = 0  # of `refaults`, the page cache's (memory.stat workingset_refault_file)
     io_pressure: float = 0.0  # io 'some' stall, fraction of the interval (the same PSI group's io.pressure)
     cpu_pressure: float = 0.0  # cpu 'some' stall: the share of the interval it waited, runnable, for a CPU
+    charged: int = 0        # pages charged to the group in the interval (v1 memory.stat pgpgin; 0: not known)
 
 
 class KernelOnly:
@@ -116,7 +117,10 @@ class LearnedReclaimer:
                  grow: float = 0.02, own_gate: float = 1.0, coeff_probe: float = 10.0, max_probe: float = 0.02,
                  calm: int = 2, backoff_hold: int = 0, file_target: float = 0.02, file_share: float = 0.9,
                  io_target: float = 0.5, io_coeff: float = 2.0, room_growths: float = 0.0,
-                 backoff_from_usage: bool = True):
+                 backoff_from_usage: bool = True, reads_refaulted: bool = False):
+        # the io guard counts the reads of the page cache's refaults only (their share of the pages
+        # charged in the interval), not the program's first reads of its files
+        self.reads_refaulted = reads_refaulted
         # a back-off (reads, pressure) scales usage under the limit, as Senpai's does (False: the
         # limit, which left kv's limit at 235 MB over a build at 96-140 MB). Side by side on dev seeds
         # (bench sizes, 4-6 rounds, load 1-5): compileall 29.8 % against 26.0 %, sqlite 18.3 % against
@@ -281,6 +285,10 @@ class LearnedReclaimer:
         thr = self.target + 1.5 * self.base_psi_
         cached = o.refaults > 0 and o.file_refaults >= self.file_share * o.refaults
         reads = o.io_pressure / max(1.0 - o.cpu_pressure, 0.1)  # of the time it did not wait for a CPU
+        if self.reads_refaulted and o.charged > 0:
+            # of those reads, the refaults' share: a page read for the first time is the program's own
+            # wait, whatever the limit (sqlite filling its page cache reads 0.45-0.5 of its time)
+            reads *= min(o.file_refaults / o.charged, 1.0)
         if cached and reads > self.io_target:  # its refaults' reads cost more than io_target
             f = max((reads / self.io_target - 1) / self.io_coeff, (o.pressure / thr - 1) / self.coeff_backoff)
             if back:

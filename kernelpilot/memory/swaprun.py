@@ -89,6 +89,7 @@ class Driver:
             ceiling = limit = lab.limit()
             psi0, io0, cw0, st0 = lab.pressure_us(), lab.io_pressure_us(), lab.cpu_pressure_us(), lab.stat()
             ref0, fref0 = lab.refaults(st0), st0.get("workingset_refault_file", 0)
+            pg0 = st0.get("pgpgin", 0)
         except OSError as e:
             self.errors.append(f"cgroup unreadable at start: {e}")
             return
@@ -134,16 +135,16 @@ class Driver:
                 try:
                     psi, io, cw, st = lab.pressure_us(), lab.io_pressure_us(), lab.cpu_pressure_us(), lab.stat()
                     ref, anon = lab.refaults(st), st.get("rss", st.get("anon", 0)) + st.get("swap", 0)
-                    fref = st.get("workingset_refault_file", 0)
+                    fref, pg = st.get("workingset_refault_file", 0), st.get("pgpgin", 0)
                 except FileNotFoundError:
                     self.errors.append("the cgroup vanished mid-run: control stopped")
                     return
                 now = time.monotonic()
                 dt = max(now - t0, 1e-3)
                 o = R.Obs(usage, limit, peak, (psi - psi0) / 1e6 / dt, (ref - ref0), ceiling,
-                          anon, fref - fref0, (io - io0) / 1e6 / dt, (cw - cw0) / 1e6 / dt)
+                          anon, fref - fref0, (io - io0) / 1e6 / dt, (cw - cw0) / 1e6 / dt, pg - pg0)
                 self.obs.append(o)
-                psi0, io0, cw0, ref0, fref0, t0 = psi, io, cw, ref, fref, now
+                psi0, io0, cw0, ref0, fref0, pg0, t0 = psi, io, cw, ref, fref, pg, now
                 new = self.ctrl.step(o)
                 why = getattr(self.ctrl, "why_", "") or "?"
                 if new < limit:  # never below what reclaim can bring the group down to

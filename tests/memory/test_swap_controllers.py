@@ -543,3 +543,31 @@ def test_bench_swap_judges_the_workload_targets_on_run_time_less_cpu_wait_too():
     assert not t["saved_ge_20pct_at_le_5pct_slowdown"]["met"]  # +20 % on the wall clock
     assert t["saved_ge_20pct_at_le_5pct_slowdown"]["less_cpu_wait"] == {"within": ["kv"], "met": True}
     assert not t["vs_senpai_savings_ge_1.2x"]["met"] and t["vs_senpai_savings_ge_1.2x"]["met_less_cpu_wait"]
+
+
+def _filling(reads_refaulted, charged, io, pressure=0.004):
+    """As _stalled, page cache refaults only, with `charged` pages charged in the stalled interval."""
+    c = R.LearnedReclaimer(reads_refaulted=reads_refaulted)
+    c.hold_ = 1
+    c.step(R.Obs(41 * MB, 41 * MB, 41 * MB, 0.0, 100, 70 * MB))
+    o = R.Obs(41 * MB, 41 * MB, 41 * MB, pressure, 292, 70 * MB, file_refaults=292, io_pressure=io,
+              cpu_pressure=0.12, charged=charged)
+    return c.step(o), c
+
+
+def test_learned_io_guard_counts_the_reads_of_refaults_not_a_programs_first_reads():
+    """sqlite filling its page cache (dev seeds' decision logs): 0.45-0.5 of its time on reads at
+    every limit, its own limit too, with a few hundred refaults among 2,000+ pages read an interval;
+    the guard backed off on those first reads. Counting the refaults' share of the pages charged,
+    such a stall is held as cheap; the runaway's reads (nearly all refaults) still back off, and
+    where the charge count is not known (0) the guard is as before."""
+    io = 0.5
+    new, c = _filling(True, 2400, io)
+    assert new == 41 * MB and c.why_ == "cheap_stall"
+    new, c = _filling(False, 2400, io)
+    assert new > 41 * MB and c.why_ == "reads"
+    for on in (True, False):
+        new, c = _filling(on, 300, 0.8)
+        assert new > 41 * MB and c.why_ == "reads"
+    new, c = _filling(True, 0, io)
+    assert c.why_ == "reads"
