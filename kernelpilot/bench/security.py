@@ -195,6 +195,8 @@ def headline(res: dict) -> dict:
     if "summary" in res.get("unm", {}):
         out["unm_programs_all_intrusions_flagged_fpr_le_1pct"] = {
             k: f"{len(v['offline_ok'])}/{v['programs']}" for k, v in res["unm"]["summary"].items()}
+        out["unm_programs_pooled_threshold"] = {  # kernelpilot.security.crossfit's rule
+            k: f"{len(v['pooled_offline_ok'])}/{v['programs']}" for k, v in res["unm"]["summary"].items()}
     det = res.get("scenarios", {}).get("detectors", {})
     for k, v in det.items():
         if k.startswith(("two_stage", "live_")):

@@ -18,6 +18,7 @@ import numpy as np
 
 from kernelpilot.errors import KpError
 from kernelpilot.security import chooser as C
+from kernelpilot.security import crossfit as X
 from kernelpilot.security import datasets as DS
 from kernelpilot.security import detectors as D
 from kernelpilot.security import fused as F
@@ -328,6 +329,8 @@ def unm(path=None, kinds=KINDS, quick=False, progress=None) -> dict:
            f"its first {MAX_CALLS} calls; an intrusion file is flagged when any of its processes alarms; "
            "max_calibration: stide's threshold, the largest score of any calibration normal trace; "
            "conformal_1pct: the ceil((n + 1) * 0.99)-th smallest of the n calibration scores (the largest below 99); "
+           f"pooled_1pct: the same over the calibration scores and, for {', '.join(X.MONOTONE)} (and fused of them), "
+           f"the training traces cross-fitted in {X.FOLDS} folds (n_pool); "
            "a program without normal training and calibration traces or without intrusions of its own is skipped",
            "programs": {}, "skipped_programs": {}}
     for p in progs:
@@ -343,6 +346,7 @@ def unm(path=None, kinds=KINDS, quick=False, progress=None) -> dict:
         res = judge(kinds, part, quick, dev=lambda train, cal, vocab, dets, res, others=others: dev_other_programs(
             others)(dets, vocab, _encode(vocab, cal), lambda k: res["detectors"][k]["_scored"][0]))
         ta = [t for t in part["test"] if t.label == "attack"]
+        cf = _crossfit(res, part["train"], quick)
         for k, r in res["detectors"].items():
             sc, sn, sa = r.pop("_scored")
             t_off = threshold([s.score for s in sc], 0.01)
@@ -353,6 +357,7 @@ def unm(path=None, kinds=KINDS, quick=False, progress=None) -> dict:
                                     "streaming_flagged_1pct": sum(st.values())}
             r["max_calibration"] = _max_calibration(sc, sn, sa, ta)
             r["conformal_1pct"] = _conformal(sc, sn, sa, ta)
+            r["pooled_1pct"] = _conformal(sc, sn, sa, ta, extra=cf.get(k))
         out["programs"][p] = res
     out["summary"] = unm_summary(out)
     return out
@@ -367,17 +372,36 @@ def _max_calibration(sc, sn, sa, ta) -> dict:
             "test_normal_fpr": round(float(np.mean([s.score > t for s in sn])), 4) if sn else None}
 
 
-def _conformal(sc, sn, sa, ta, fpr=0.01) -> dict:
+def _conformal(sc, sn, sa, ta, fpr=0.01, extra=None) -> dict:
     """metrics.conformal_threshold at 1% of the calibration traces (offline, and on the streams'
-    maxima): the calibration-count rule fixed for UNM's small programs before its test run."""
+    maxima): the calibration-count rule fixed for UNM's small programs before its test run; with
+    extra, over the calibration traces and those (kernelpilot.security.crossfit)."""
+    thr = X.pooled_thresholds(sc, extra, fpr)
     out = {}
     for mode, get in (("offline", lambda s: s.score), ("streaming", lambda s: float(s.stream.max()))):
-        t = conformal_threshold([get(s) for s in sc], fpr)
+        t = thr[mode]
         files = _per_intrusion(sa, ta, lambda s: get(s) > t)
         out[mode] = {"threshold": round(t, 6), "intrusion_files_flagged": sum(files.values()), "n": len(files),
                      "test_normal_alarms": int(sum(get(s) > t for s in sn)), "n_test_normal": len(sn),
-                     "test_normal_fpr": round(float(np.mean([get(s) > t for s in sn])), 4) if sn else None}
+                     "test_normal_fpr": round(float(np.mean([get(s) > t for s in sn])), 4) if sn else None,
+                     "n_pool": thr["n_pool"]}
     return out
+
+
+def _crossfit(res, train, quick) -> dict:
+    """{kind: cross-fitted Scored training traces} for crossfit.MONOTONE detectors, and for fused
+    where every part of its rule is one (z-scales from the calibration traces, as on test)."""
+    train = [t for t in train if len(t)]
+    vocab = Vocabulary.from_traces(train)
+    seqs = _encode(vocab, train)
+    dets = res["detectors"]
+    cf = {k: X.crossfit(lambda k=k: make(k, vocab, **_options(k, quick)), seqs) for k in dets if k in X.MONOTONE}
+    if "fused" in dets:
+        parts = F.rule_parts(dets["fused"]["rule"]["rule"])
+        if all(cf.get(p) for p in parts):
+            cal = {p: dets[p]["_scored"][0] for p in parts}
+            cf["fused"] = F.fuse(dets["fused"]["rule"]["rule"], cal, {p: cf[p] for p in parts})[1]
+    return {k: v for k, v in cf.items() if v}
 
 
 def unm_summary(out) -> dict:
@@ -387,11 +411,13 @@ def unm_summary(out) -> dict:
     for p, res in out["programs"].items():
         for k, r in res["detectors"].items():
             e = s.setdefault(k, {"programs": 0, "offline_ok": [], "streaming_ok": [], "max_calibration_ok": [],
-                                 "conformal_offline_ok": [], "conformal_streaming_ok": []})
+                                 "conformal_offline_ok": [], "conformal_streaming_ok": [],
+                                 "pooled_offline_ok": [], "pooled_streaming_ok": []})
             e["programs"] += 1
-            for mode, c in r.get("conformal_1pct", {}).items():
-                if c["intrusion_files_flagged"] == c["n"] and (c["test_normal_fpr"] or 0) <= 0.01:
-                    e[f"conformal_{mode}_ok"].append(p)
+            for rule in ("conformal", "pooled"):
+                for mode, c in r.get(f"{rule}_1pct", {}).items():
+                    if c["intrusion_files_flagged"] == c["n"] and (c["test_normal_fpr"] or 0) <= 0.01:
+                        e[f"{rule}_{mode}_ok"].append(p)
             m = r.get("max_calibration")
             if m and m["intrusion_files_flagged"] == m["n"] and (m["test_normal_fpr"] or 0) <= 0.01:
                 e["max_calibration_ok"].append(p)
