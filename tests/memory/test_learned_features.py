@@ -43,6 +43,56 @@ def test_group_gap_and_size_shortcuts_equal_the_plain_expressions():
         assert X[t, F.NAMES.index("gedc")] == gedc[g]
 
 
+def _plain_features(raw, sz, cap):
+    """Every feature of every request from the definitions (features.py's docstring) in Python's
+    math: log2 and exp for each gap and count, no table."""
+    import math
+    hl = [max(1.0, h * cap) for h in F.EDC_HALF]
+    last, dl, edc, cnt, first_t = {}, {}, {}, {}, {}
+    glast, gedc, gcnt, gre, gpg = {}, {}, {}, {}, {}
+    rows = []
+    for t, (r, s) in enumerate(zip(raw.tolist(), sz.tolist())):
+        o, g, pg = r, r >> 28, r & ((1 << 28) - 1)
+        if o in last:
+            gap = t - last[o]
+            dl[o] = [math.log2(1.0 + gap)] + dl[o][:-1]
+            edc[o] = [1.0 + e * math.exp(-gap * F.LN2 / h) for e, h in zip(edc[o], hl)]
+        else:
+            dl[o], edc[o], first_t[o], cnt[o] = [F.NEVER] * F.N_DELTA, [1.0] * F.N_EDC, t, 0
+        cnt[o] += 1
+        if g in glast:
+            ggap = t - glast[g]
+            gd, gedc[g] = math.log2(1.0 + ggap), 1.0 + gedc[g] * math.exp(-ggap * F.LN2 / hl[1])
+        else:
+            gd, gedc[g], gcnt[g], gre[g] = F.NEVER, 1.0, 0, 0
+        gcnt[g] += 1
+        gre[g] += o in last
+        seq = 1.0 if pg == gpg.get(g, -2) + 1 else 0.0
+        rows.append(dl[o] + edc[o] + [math.log2(1.0 + cnt[o]), math.log2(1.0 + s), gd, gedc[g],
+                                      gre[g] / gcnt[g], math.log2(1.0 + gcnt[g] - gre[g]), seq,
+                                      math.log2((1.0 + t - first_t[o]) / cnt[o])])
+        last[o], glast[g], gpg[g] = t, t, pg
+    return np.array(rows)
+
+
+def test_features_equal_their_plain_expressions_below_and_above_the_table():
+    """update reads log2(1 + x) and the decays from a table for gaps and counts below F.TAB and
+    computes them above: the same bits as the expressions, both sides of the table's end."""
+    rng = np.random.default_rng(7)
+    n = 30_000
+    raw = (rng.integers(0, 3, n) << 28) | rng.integers(0, 5000, n)  # object gaps around the table's end
+    raw[:6000] = (5 << 28) | rng.integers(0, 40, 6000)  # hot objects, in two runs: group 5 idles
+    raw[20_000:26_000] = (5 << 28) | rng.integers(0, 40, 6000)  # past F.TAB in between
+    raw[1::6] = 9 << 28  # one object requested past F.TAB times
+    sz = rng.choice([1, 1, 1, 4096, 7], n)
+    d = np.unique(raw, return_inverse=True)[1].astype(np.int64)
+    for cap in (50, 3000):
+        X = F.table(d, raw, sz, int(d.max()) + 1, cap)
+        assert np.array_equal(X, _plain_features(raw, sz, cap)), cap
+    gaps = np.diff(np.nonzero(raw == raw[0])[0])
+    assert gaps.max() > F.TAB > gaps.min() and (raw == 9 << 28).sum() > F.TAB  # both sides
+
+
 @njit
 def _walk_rows(X, cf, ct, cv, bias):
     out = np.empty(X.shape[0])
